@@ -1,0 +1,165 @@
+"""AWS sessions and clients, and the one place botocore's errors become rotator's.
+
+``Aws`` opens aioboto3 clients with rotator's retry configuration. The standard AWS
+environment is honoured because aioboto3/botocore read it themselves: ``AWS_PROFILE``,
+``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` (and per service
+``AWS_ENDPOINT_URL_IAM`` ...), credentials from the environment, files or instance roles.
+
+``aws_errors`` converts ``ClientError`` / ``BotoCoreError`` into the ``rotator.errors``
+tree: throttling, 5xx, dropped connections and ``EntityTemporarilyUnmodifiable`` are
+``Transient``; everything else is ``Permanent`` (or a named subclass of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator.errors import (
+    AccessDenied,
+    AwsError,
+    DeleteConflict,
+    LimitExceeded,
+    NoSuchEntity,
+    Permanent,
+    Transient,
+)
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "InternalServiceError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "EntityTemporarilyUnmodifiable",
+        "ConcurrentModification",
+        "ConcurrentModificationException",
+        "ServiceFailure",
+        "PriorRequestNotComplete",
+        "IDPCommunicationError",
+    }
+)
+
+_NAMED: Mapping[str, type[Permanent]] = {
+    "NoSuchEntity": NoSuchEntity,
+    "NoSuchEntityException": NoSuchEntity,
+    "ResourceNotFoundException": NoSuchEntity,
+    "LimitExceeded": LimitExceeded,
+    "LimitExceededException": LimitExceeded,
+    "DeleteConflict": DeleteConflict,
+    "AccessDenied": AccessDenied,
+    "AccessDeniedException": AccessDenied,
+    "UnauthorizedOperation": AccessDenied,
+}
+
+
+def convert(exc: ClientError | BotoCoreError, operation: str, ids: Mapping[str, str]) -> AwsError:
+    """The rotator error for a botocore error raised by ``operation``."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        message = str(error.get("Message") or "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in TRANSIENT_CODES or status >= 500:
+            return Transient(operation, code, message, ids)
+        return _NAMED.get(code, Permanent)(operation, code, message, ids)
+    # BotoCoreError: connection dropped, timeouts, unparseable (e.g. a proxy's) responses.
+    return Transient(operation, type(exc).__name__, str(exc), ids)
+
+
+@contextmanager
+def aws_errors(operation: str, **ids: str) -> Iterator[None]:
+    """Convert botocore errors raised inside the block (``operation`` names the call)."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise convert(exc, operation, ids) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """Static credentials for one client (verifying a new access key). Not logged."""
+
+    access_key_id: str
+    secret_access_key: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key=***)"
+
+
+class Aws:
+    """Opens aioboto3 clients that share one session and rotator's retry settings."""
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        max_attempts: int = 8,
+        retry_mode: str = "adaptive",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.profile = profile
+        self._config = BotoConfig(
+            retries={"max_attempts": max_attempts, "mode": retry_mode},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        self._session = aioboto3.Session(profile_name=profile, region_name=region)
+
+    @property
+    def session_region(self) -> str:
+        """The region clients use: the setting, else the environment, else us-east-1."""
+        return self.region or self._session.region_name or "us-east-1"
+
+    @asynccontextmanager
+    async def client(
+        self,
+        service: str,
+        *,
+        region: str | None = None,
+        credentials: Credentials | None = None,
+        retries: int | None = None,
+    ) -> AsyncIterator[Any]:
+        """An aioboto3 client for ``service``; closed when the block ends."""
+        kwargs: dict[str, Any] = {
+            "region_name": region or self.session_region,
+            "config": self._config,
+        }
+        if retries is not None:
+            kwargs["config"] = self._config.merge(
+                BotoConfig(retries={"max_attempts": retries, "mode": "standard"})
+            )
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if credentials is not None:
+            session = aioboto3.Session(
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                region_name=kwargs["region_name"],
+            )
+        else:
+            session = self._session
+        async with session.client(service, **kwargs) as client:
+            yield client

@@ -1,0 +1,127 @@
+"""Rotator's exceptions. Foreign errors (botocore, sqlite) are converted once, at the edge
+that made the call, into one of these; the engine reasons only about this tree::
+
+    RotatorError
+    ├── ConfigError            bad policy file or settings (exit code 2)
+    ├── InputError             bad command-line input or certificate material (exit code 2)
+    ├── AwsError               an AWS call failed; carries the AWS error code and the IDs
+    │   ├── Transient          retry later: throttling, 5xx, lost connection, IAM not ready
+    │   └── Permanent          retrying will not help
+    │       ├── NoSuchEntity
+    │       ├── LimitExceeded
+    │       ├── DeleteConflict
+    │       └── AccessDenied
+    ├── VerificationFailed     a new credential did not work as its user
+    ├── SinkError              a secret could not be stored or read
+    └── JournalError
+        ├── Conflict           an active rotation already exists for that credential
+        ├── LeaseLost          another worker holds (or took) the lease; stop writing
+        └── NotFound           no such rotation
+
+Messages never contain secret values: errors carry IDs, codes and names only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose."""
+
+
+class ConfigError(RotatorError):
+    """The policy file or settings are invalid. ``problems`` lists each one."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class InputError(RotatorError):
+    """Bad input from the operator (arguments, certificate files)."""
+
+
+class AwsError(RotatorError):
+    """An AWS call failed. ``code`` is AWS's error code; ``ids`` what the call concerned."""
+
+    def __init__(
+        self, operation: str, code: str, message: str = "", ids: Mapping[str, str] | None = None
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.aws_message = message
+        self.ids = dict(ids or {})
+        about = ", ".join(f"{k}={v}" for k, v in self.ids.items())
+        text = f"{operation} failed: {code}"
+        if about:
+            text += f" ({about})"
+        if message:
+            text += f": {message}"
+        super().__init__(text)
+
+
+class Transient(AwsError):
+    """Worth retrying later: throttling, a 5xx, a dropped connection, IAM not ready."""
+
+
+class Permanent(AwsError):
+    """Retrying will not help; the rotation fails with the AWS code in its reason."""
+
+
+class NoSuchEntity(Permanent):
+    """The user or credential does not exist (any more)."""
+
+
+class LimitExceeded(Permanent):
+    """The holder already has as many credentials of this kind as IAM allows."""
+
+
+class DeleteConflict(Permanent):
+    """IAM refuses the delete because something still uses the entity."""
+
+
+class AccessDenied(Permanent):
+    """rotator's own principal lacks a permission."""
+
+
+class VerificationFailed(RotatorError):
+    """A new credential did not authenticate as its user within the verify budget."""
+
+    def __init__(self, credential_id: str, user: str, detail: str) -> None:
+        self.credential_id = credential_id
+        self.user = user
+        super().__init__(f"credential {credential_id} of {user} did not verify: {detail}")
+
+
+class SinkError(RotatorError):
+    """A secret could not be written to or read from its sink."""
+
+
+class JournalError(RotatorError):
+    """The journal refused or failed an operation."""
+
+
+class Conflict(JournalError):
+    """An active rotation already exists for the same credential."""
+
+    def __init__(self, target: str, existing: str) -> None:
+        self.existing = existing
+        super().__init__(f"an active rotation ({existing}) already exists for {target}")
+
+
+class LeaseLost(JournalError):
+    """Another worker holds or took the lease on a rotation: this worker must stop."""
+
+    def __init__(self, rotation_id: str, detail: str = "") -> None:
+        self.rotation_id = rotation_id
+        super().__init__(f"lease on {rotation_id} lost" + (f": {detail}" if detail else ""))
+
+
+class NotFound(JournalError):
+    """No rotation with that ID."""
+
+    def __init__(self, rotation_id: str) -> None:
+        self.rotation_id = rotation_id
+        super().__init__(f"no rotation {rotation_id}")

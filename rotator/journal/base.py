@@ -1,0 +1,186 @@
+"""The journal port: durable rotation records, their step history, and leases.
+
+Every implementation (``memory``, ``sqlite``, later ``dynamodb``) passes the same contract
+suite in ``tests/journal/test_contract.py``. Rules every implementation keeps:
+
+* At most one *unfinished* rotation per target ``(account, user, kind, slot)``:
+  ``add`` raises ``Conflict`` for a second one.
+* ``version`` grows by one on every write; ``save`` is a compare-and-set on it.
+* Leases fence writers: ``save`` and ``release`` succeed only for the lease owner whose
+  ``fence`` is the record's current one, so a worker whose lease was taken over cannot write.
+* No secret is ever stored: records hold IDs, states, times and reasons only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from rotator.model import Kind, Lease, Outcome, Rotation, RotationState, Step, StepRecord
+
+
+class Journal(Protocol):
+    """Durable rotation records with leases. Use as ``async with journal:``."""
+
+    async def __aenter__(self) -> Journal:
+        """Open connections (and create the schema if it is missing)."""
+        ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close connections."""
+        ...
+
+    async def add(self, rotation: Rotation) -> Rotation:
+        """Insert a new rotation and return it as stored (``version`` 1).
+
+        ``rotation.lease`` may be set so the creator holds the lease from the start.
+        Raises ``Conflict`` if an unfinished rotation exists for ``rotation.target``.
+        """
+        ...
+
+    async def get(self, rotation_id: str) -> Rotation:
+        """The rotation with that ID. Raises ``NotFound``."""
+        ...
+
+    async def save(self, rotation: Rotation) -> Rotation:
+        """Write ``rotation`` and return it with ``version`` + 1.
+
+        Succeeds only if the stored version equals ``rotation.version`` and, when the stored
+        record has a lease, ``rotation.lease`` has the same owner and fence. Raises
+        ``LeaseLost`` otherwise (someone else wrote or took the lease), ``NotFound`` if absent.
+        """
+        ...
+
+    async def acquire(
+        self, rotation_id: str, owner: str, ttl: timedelta, now: datetime
+    ) -> Rotation:
+        """Take (or extend) the lease on a rotation and return the record holding it.
+
+        A lease that is free or expired is taken with ``fence`` + 1; one already held by
+        ``owner`` is extended with the same fence. Raises ``LeaseLost`` if another owner holds
+        an unexpired lease, ``NotFound`` if absent.
+        """
+        ...
+
+    async def release(self, rotation: Rotation) -> Rotation:
+        """Give up the lease ``rotation.lease`` (no-op if it is no longer ours)."""
+        ...
+
+    async def list_active(self) -> list[Rotation]:
+        """Every unfinished rotation, oldest first."""
+        ...
+
+    async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
+        """Rotations newest first, optionally only one user's."""
+        ...
+
+    async def record_step(self, record: StepRecord) -> None:
+        """Append one step outcome to a rotation's history."""
+        ...
+
+    async def steps(self, rotation_id: str) -> list[StepRecord]:
+        """A rotation's step history, oldest first."""
+        ...
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def rotation_to_record(rotation: Rotation) -> dict[str, Any]:
+    """A flat, JSON-safe dict of a rotation: the row a journal stores."""
+    lease = rotation.lease
+    return {
+        "rotation_id": rotation.rotation_id,
+        "account": rotation.account,
+        "user": rotation.user,
+        "kind": str(rotation.kind),
+        "slot": rotation.slot,
+        "rule": rotation.rule,
+        "state": str(rotation.state),
+        "old_credential_id": rotation.old_credential_id,
+        "new_credential_id": rotation.new_credential_id,
+        "delete_first": rotation.delete_first,
+        "emergency": rotation.emergency,
+        "deactivate_after": rotation.deactivate_after.total_seconds(),
+        "delete_after": rotation.delete_after.total_seconds(),
+        "created_at": _dt(rotation.created_at),
+        "updated_at": _dt(rotation.updated_at),
+        "creating_at": _dt(rotation.creating_at),
+        "promoted_at": _dt(rotation.promoted_at),
+        "deactivated_at": _dt(rotation.deactivated_at),
+        "finished_at": _dt(rotation.finished_at),
+        "held_since": _dt(rotation.held_since),
+        "reason": rotation.reason,
+        "version": rotation.version,
+        "lease_owner": lease.owner if lease else None,
+        "lease_expires_at": _dt(lease.expires_at) if lease else None,
+        "lease_fence": lease.fence if lease else 0,
+    }
+
+
+def rotation_from_record(row: dict[str, Any]) -> Rotation:
+    """The inverse of ``rotation_to_record``."""
+    lease = None
+    if row.get("lease_owner"):
+        expires = _parse_dt(row["lease_expires_at"])
+        assert expires is not None
+        lease = Lease(owner=row["lease_owner"], expires_at=expires, fence=int(row["lease_fence"]))
+    created = _parse_dt(row["created_at"])
+    updated = _parse_dt(row["updated_at"])
+    assert created is not None and updated is not None
+    return Rotation(
+        rotation_id=row["rotation_id"],
+        account=row["account"],
+        user=row["user"],
+        kind=Kind(row["kind"]),
+        slot=row.get("slot") or "",
+        rule=row["rule"],
+        state=RotationState(row["state"]),
+        old_credential_id=row.get("old_credential_id"),
+        new_credential_id=row.get("new_credential_id"),
+        delete_first=row.get("delete_first"),
+        emergency=bool(row.get("emergency")),
+        deactivate_after=timedelta(seconds=float(row["deactivate_after"])),
+        delete_after=timedelta(seconds=float(row["delete_after"])),
+        created_at=created,
+        updated_at=updated,
+        creating_at=_parse_dt(row.get("creating_at")),
+        promoted_at=_parse_dt(row.get("promoted_at")),
+        deactivated_at=_parse_dt(row.get("deactivated_at")),
+        finished_at=_parse_dt(row.get("finished_at")),
+        held_since=_parse_dt(row.get("held_since")),
+        reason=row.get("reason") or "",
+        version=int(row["version"]),
+        lease=lease,
+    )
+
+
+def step_to_record(record: StepRecord) -> dict[str, Any]:
+    return {
+        "rotation_id": record.rotation_id,
+        "at": record.at.isoformat(),
+        "step": str(record.step),
+        "outcome": str(record.outcome),
+        "reason": record.reason,
+        "run_id": record.run_id,
+        "credential_id": record.credential_id,
+    }
+
+
+def step_from_record(row: dict[str, Any]) -> StepRecord:
+    at = _parse_dt(row["at"])
+    assert at is not None
+    return StepRecord(
+        rotation_id=row["rotation_id"],
+        at=at,
+        step=Step(row["step"]),
+        outcome=Outcome(row["outcome"]),
+        reason=row.get("reason") or "",
+        run_id=row.get("run_id") or "",
+        credential_id=row.get("credential_id"),
+    )

@@ -1,0 +1,220 @@
+"""The policy: which credentials to rotate, when, and where their secrets go.
+
+A policy is a list of rules. A rule names a credential kind, selects IAM users (path
+prefix, name globs, tags), excludes some, says how old a credential may get and how long
+the old one stays after the new one is promoted, and names the sink for the secrets.
+Everything here is pure validation; nothing does I/O.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import string
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from rotator.model import Kind
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^(?:\d+[smhdw])+$")
+_PART = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90d"``, ``"1h30m"``, ``"0s"`` -> timedelta. Units: s m h d w."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str) or not _DURATION.match(value.strip()):
+        raise ValueError(
+            f"invalid duration {value!r}: use a number and a unit (s, m, h, d, w), "
+            'e.g. "90d", "12h", "1h30m", "0s"'
+        )
+    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value.strip()))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest duration string for ``value`` (``"90d"``, ``"1h30m"``, ``"0s"``)."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if unit == "w" and seconds % size:
+            continue  # "10d" reads better than "1w3d"
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Selector(_Strict):
+    """Which users a rule selects. All given conditions must hold."""
+
+    path_prefix: str = "/"
+    users: list[str] = Field(default_factory=lambda: ["*"])
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"path_prefix {value!r} must start with '/'")
+        return value
+
+    def matches(self, name: str, path: str, tags: Mapping[str, str]) -> bool:
+        return (
+            path.startswith(self.path_prefix)
+            and any(fnmatch.fnmatchcase(name, pattern) for pattern in self.users)
+            and all(tags.get(k) == v for k, v in self.tags.items())
+        )
+
+
+class Exclude(_Strict):
+    """Users a rule leaves alone even when selected: any condition excludes."""
+
+    users: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def reason(self, name: str, tags: Mapping[str, str]) -> str | None:
+        """Why ``name`` is excluded, or None if it is not."""
+        for pattern in self.users:
+            if fnmatch.fnmatchcase(name, pattern):
+                return f"user matches exclude pattern {pattern!r}"
+        for key, value in self.tags.items():
+            if tags.get(key) == value:
+                return f"user has tag {key}={value}"
+        return None
+
+
+TEMPLATE_FIELDS = frozenset({"account", "user", "kind", "slot"})
+
+
+def check_template(template: str) -> str:
+    """Reject templates with unknown ``{fields}`` or broken braces."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"invalid template {template!r}: {exc}") from None
+    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"template {template!r} uses unknown field(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(TEMPLATE_FIELDS))}"
+        )
+    return template
+
+
+Template = Annotated[str, BeforeValidator(lambda v: check_template(v) if isinstance(v, str) else v)]
+
+
+class FileSinkConfig(_Strict):
+    """Secrets in a file per holder: JSON (current/previous/pending) or an AWS profile."""
+
+    type: Literal["file"]
+    path: Template
+    format: Literal["json", "aws-credentials"] = "json"
+    profile: str | None = None
+
+    @model_validator(mode="after")
+    def _profile(self) -> FileSinkConfig:
+        if self.format == "aws-credentials" and not self.profile:
+            raise ValueError('format "aws-credentials" needs profile = "NAME"')
+        if self.format == "json" and self.profile:
+            raise ValueError('profile is only used with format = "aws-credentials"')
+        return self
+
+    @property
+    def template(self) -> str:
+        return self.path
+
+
+class SecretsManagerSinkConfig(_Strict):
+    """One Secrets Manager secret per holder; versions staged like Secrets Manager rotation."""
+
+    type: Literal["secretsmanager"]
+    name: Template
+    kms_key_id: str | None = None
+    region: str | None = None
+
+    @property
+    def template(self) -> str:
+        return self.name
+
+
+class MemorySinkConfig(_Strict):
+    """Secrets kept in this process only (tests and ``--dry-run`` experiments)."""
+
+    type: Literal["memory"]
+    name: Template = "{account}/{user}/{kind}"
+
+    @property
+    def template(self) -> str:
+        return self.name
+
+
+SinkConfig = Annotated[
+    FileSinkConfig | SecretsManagerSinkConfig | MemorySinkConfig, Field(discriminator="type")
+]
+
+
+class Rule(_Strict):
+    """One rule of the policy: a kind, whom it selects, its timings and its sink."""
+
+    name: str = Field(min_length=1)
+    kind: Kind
+    enabled: bool = True
+    max_age: Duration = timedelta(days=90)
+    deactivate_after: Duration = timedelta(days=7)
+    delete_after: Duration = timedelta(days=7)
+    select: Selector = Field(default_factory=Selector)
+    exclude: Exclude = Field(default_factory=Exclude)
+    sink: SinkConfig
+
+    @model_validator(mode="after")
+    def _sink_per_user(self) -> Rule:
+        single = len(self.select.users) == 1 and not any(c in self.select.users[0] for c in "*?[")
+        if not single and "{user}" not in self.sink.template:
+            raise ValueError(
+                f"sink template {self.sink.template!r} has no {{user}} but the rule selects "
+                "more than one user: their secrets would overwrite each other"
+            )
+        return self
+
+    def selects(self, name: str, path: str, tags: Mapping[str, str]) -> bool:
+        return self.enabled and self.select.matches(name, path, tags)
+
+
+def check_rules(rules: list[Rule]) -> list[Rule]:
+    """Rule names must be unique: the journal and the audit log refer to rules by name."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise ValueError(f"two rules are named {rule.name!r}; rule names must be unique")
+        seen.add(rule.name)
+    return rules
+
+
+def rules_for(rules: list[Rule], kind: Kind) -> list[Rule]:
+    return [r for r in rules if r.kind is kind]

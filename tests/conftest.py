@@ -1,0 +1,62 @@
+"""Shared fixtures: a moto server over real HTTP, reset between tests, and clean state."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from moto.server import ThreadedMotoServer
+
+from rotator import redaction
+from tests.support.moto import MotoSandbox
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the whole run, on a free port of 127.0.0.1; yields its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> str:
+    """The standard AWS environment pointed at the moto server, which is reset first."""
+    MotoSandbox(moto_server).reset()
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "ROTATOR_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return moto_server
+
+
+@pytest.fixture
+def sandbox(aws_env: str) -> MotoSandbox:
+    """Seeding and inspection helpers for the (freshly reset) moto account."""
+    return MotoSandbox(aws_env)
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    yield
+    redaction.forget_all()

@@ -1,0 +1,63 @@
+"""Helpers around a moto server: reset, seed users and keys, inspect IAM (sync boto3)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+
+@dataclass
+class MotoSandbox:
+    url: str
+    region: str = "us-east-1"
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local)
+            response.read()
+
+    def client(self, service: str, **creds: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=creds.get("access_key_id", "testing"),
+            aws_secret_access_key=creds.get("secret_access_key", "testing"),
+        )
+
+    @property
+    def iam(self) -> Any:
+        return self.client("iam")
+
+    def create_user(
+        self, name: str, *, path: str = "/", tags: dict[str, str] | None = None, keys: int = 0
+    ) -> list[dict[str, str]]:
+        """Create a user with ``keys`` active access keys; returns the keys (with secrets)."""
+        kwargs: dict[str, Any] = {"UserName": name, "Path": path}
+        if tags:
+            kwargs["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        self.iam.create_user(**kwargs)
+        return [self.iam.create_access_key(UserName=name)["AccessKey"] for _ in range(keys)]
+
+    def keys(self, user: str) -> dict[str, str]:
+        """``{AccessKeyId: Status}`` of a user's keys."""
+        listed = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        return {k["AccessKeyId"]: k["Status"] for k in listed}
+
+    def caller_arn(self, access_key_id: str, secret_access_key: str) -> str:
+        """The ARN STS reports for a key pair (moto maps a known key to its user)."""
+        sts = self.client(
+            "sts", access_key_id=access_key_id, secret_access_key=secret_access_key
+        )
+        return str(sts.get_caller_identity()["Arn"])
+
+    def account(self) -> str:
+        return str(self.client("sts").get_caller_identity()["Account"])
+
+    def dump(self) -> str:
+        return json.dumps({u["UserName"]: self.keys(u["UserName"])
+                           for u in self.iam.list_users()["Users"]}, indent=1)
