@@ -11,7 +11,9 @@ that made the call, into one of these; the engine reasons only about this tree::
     │       ├── LimitExceeded
     │       ├── DeleteConflict
     │       └── AccessDenied
-    ├── VerificationFailed     a new credential did not work as its user
+    ├── VerificationFailed     a new credential did not work (yet) as its user
+    │   └── WrongIdentity      it authenticated, but as someone else (permanent)
+    ├── Refused                going on would break an invariant (e.g. delete an active key)
     ├── SinkError              a secret could not be stored or read
     └── JournalError
         ├── Conflict           an active rotation already exists for that credential
@@ -93,6 +95,14 @@ class VerificationFailed(RotatorError):
         self.credential_id = credential_id
         self.user = user
         super().__init__(f"credential {credential_id} of {user} did not verify: {detail}")
+
+
+class WrongIdentity(VerificationFailed):
+    """The new credential authenticated as a different principal: never promote it."""
+
+
+class Refused(RotatorError):
+    """Going on would break one of rotator's invariants; a human must look."""
 
 
 class SinkError(RotatorError):

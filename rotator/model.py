@@ -116,6 +116,7 @@ _FINISHED = frozenset({RotationState.COMPLETED, RotationState.FAILED, RotationSt
 class Step(StrEnum):
     """The steps of the rotation protocol, in the order a normal rotation runs them."""
 
+    PLAN = "plan"  # the planner's verdict (logged for blocked decisions; nothing changes)
     CREATE = "create"  # make room, journal intent, create the credential, store it pending
     VERIFY = "verify"  # prove the new credential works
     PROMOTE = "promote"  # the sink's current becomes the new secret
@@ -171,6 +172,7 @@ class Rotation:
     finished_at: datetime | None = None
     reason: str = ""
     held_since: datetime | None = None
+    known_ids: tuple[str, ...] = ()  # the holder's credential IDs just before the create call
     version: int = 0  # bumped by every journal write (optimistic concurrency)
     lease: Lease | None = None
 

@@ -116,6 +116,7 @@ def rotation_to_record(rotation: Rotation) -> dict[str, Any]:
         "finished_at": _dt(rotation.finished_at),
         "held_since": _dt(rotation.held_since),
         "reason": rotation.reason,
+        "known_ids": ",".join(rotation.known_ids),
         "version": rotation.version,
         "lease_owner": lease.owner if lease else None,
         "lease_expires_at": _dt(lease.expires_at) if lease else None,
@@ -132,7 +133,8 @@ def rotation_from_record(row: dict[str, Any]) -> Rotation:
         lease = Lease(owner=row["lease_owner"], expires_at=expires, fence=int(row["lease_fence"]))
     created = _parse_dt(row["created_at"])
     updated = _parse_dt(row["updated_at"])
-    assert created is not None and updated is not None
+    assert created is not None
+    assert updated is not None
     return Rotation(
         rotation_id=row["rotation_id"],
         account=row["account"],
@@ -155,6 +157,7 @@ def rotation_from_record(row: dict[str, Any]) -> Rotation:
         finished_at=_parse_dt(row.get("finished_at")),
         held_since=_parse_dt(row.get("held_since")),
         reason=row.get("reason") or "",
+        known_ids=tuple(i for i in (row.get("known_ids") or "").split(",") if i),
         version=int(row["version"]),
         lease=lease,
     )

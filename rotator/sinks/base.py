@@ -41,7 +41,12 @@ class SinkKey:
 
     def fields(self) -> dict[str, str]:
         """The template fields: ``{account}``, ``{user}``, ``{kind}``, ``{slot}``."""
-        return {"account": self.account, "user": self.user, "kind": str(self.kind), "slot": self.slot}
+        return {
+            "account": self.account,
+            "user": self.user,
+            "kind": str(self.kind),
+            "slot": self.slot,
+        }
 
     def __str__(self) -> str:
         return f"{self.account}/{self.user}/{self.kind}" + (f"/{self.slot}" if self.slot else "")
@@ -83,8 +88,11 @@ class SecretEntry:
 
     def to_document(self) -> dict[str, str]:
         """The plain JSON object a sink stores: the kind's fields plus rotator's own."""
-        doc: dict[str, str] = {KIND: str(self.kind), CREDENTIAL_ID: self.credential_id,
-                               CREATED_AT: self.created_at.isoformat()}
+        doc: dict[str, str] = {
+            KIND: str(self.kind),
+            CREDENTIAL_ID: self.credential_id,
+            CREATED_AT: self.created_at.isoformat(),
+        }
         doc.update(self.public)
         doc.update({k: v.get_secret_value() for k, v in self.secret.items()})
         return doc
@@ -131,8 +139,11 @@ class SinkDocument:
             return entry.to_document() if entry else None
 
         return json.dumps(
-            {"current": one(self.current), "previous": one(self.previous),
-             "pending": one(self.pending)},
+            {
+                "current": one(self.current),
+                "previous": one(self.previous),
+                "pending": one(self.pending),
+            },
             indent=2,
             sort_keys=True,
         )
@@ -144,8 +155,11 @@ class SinkDocument:
         def one(value: Any) -> SecretEntry | None:
             return SecretEntry.from_document(value) if value else None
 
-        return cls(current=one(raw.get("current")), previous=one(raw.get("previous")),
-                   pending=one(raw.get("pending")))
+        return cls(
+            current=one(raw.get("current")),
+            previous=one(raw.get("previous")),
+            pending=one(raw.get("pending")),
+        )
 
     def find(self, credential_id: str) -> SecretEntry | None:
         """The entry for ``credential_id`` in any slot."""

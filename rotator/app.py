@@ -1,0 +1,66 @@
+"""Composition: build the engine and its ports from a validated config.
+
+Entry points (CLI, daemon, Lambda handler) call ``load`` and ``open_engine`` and nothing
+else, so every mode runs the same engine the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from rotator import audit
+from rotator.aws import Aws
+from rotator.engine import Engine
+from rotator.errors import ConfigError
+from rotator.journal import Journal, open_journal
+from rotator.kinds import REGISTRY
+from rotator.settings import Config, load_config
+
+
+def load(path: Path) -> Config:
+    """The validated config at ``path``; raises ``ConfigError`` (exit code 2)."""
+    config = load_config(path)
+    problems = [
+        f"rule {r.name!r}: kind: {r.kind} is not supported yet (supported: "
+        f"{', '.join(sorted(REGISTRY))})"
+        for r in config.rules
+        if r.kind not in REGISTRY
+    ]
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
+
+
+def make_aws(config: Config) -> Aws:
+    s = config.aws
+    return Aws(
+        region=s.region,
+        endpoint_url=s.endpoint_url,
+        profile=s.profile,
+        max_attempts=s.max_attempts,
+        retry_mode=s.retry_mode,
+        connect_timeout=s.connect_timeout,
+        read_timeout=s.read_timeout,
+    )
+
+
+def configure_audit(config: Config) -> Callable[[], None]:
+    """Point the audit log where the config says; returns a function closing the file."""
+    return audit.configure(
+        stream=config.audit.stream, file=config.audit.file, level=config.audit.level
+    )
+
+
+@asynccontextmanager
+async def open_journal_for(config: Config) -> AsyncIterator[Journal]:
+    async with open_journal(config.journal.url) as journal:
+        yield journal
+
+
+@asynccontextmanager
+async def open_engine(config: Config, *, owner: str | None = None) -> AsyncIterator[Engine]:
+    """An engine with its journal open; everything is closed when the block ends."""
+    async with open_journal_for(config) as journal:
+        yield Engine(config=config, journal=journal, aws=make_aws(config), owner=owner)

@@ -1,0 +1,132 @@
+"""The audit log: structlog JSON lines, one event per step outcome, secrets redacted.
+
+Event names are constants. Context (``run_id``, ``account``) is bound once per sweep with
+contextvars. Every line passes ``redact`` twice: field-wise before rendering (fields named
+like secrets are replaced, registered secret values scrubbed) and on the rendered line, so
+a secret cannot reach the log through any field or exception text.
+
+Each line::
+
+    {"ts": "...Z", "level": "info", "event": "rotation.step", "run_id": "...",
+     "rotation_id": "...", "account": "...", "user": "...", "kind": "access-key",
+     "credential_id": "AKIA...", "step": "deactivate", "outcome": "held",
+     "reason": "...", "dry_run": false, "duration_ms": 41}
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from rotator import redaction
+
+SWEEP_STARTED = "sweep.started"
+SWEEP_FINISHED = "sweep.finished"
+ROTATION_STEP = "rotation.step"
+PLAN_DECISION = "plan.decision"
+NOTICE = "rotator.notice"
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redaction.scrub(value)
+    if isinstance(value, dict):
+        return {k: _redact_field(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+def _redact_field(key: str, value: Any) -> Any:
+    if redaction.is_secret_field(key) and value is not None:
+        return redaction.REDACTED
+    return _scrub_value(value)
+
+
+def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: hide fields named like secrets, scrub registered secret values."""
+    return {k: _redact_field(k, v) for k, v in event_dict.items()}
+
+
+class _Tee:
+    """A structlog logger that writes each rendered line to a stream and/or a file."""
+
+    def __init__(self, stream: TextIO | None, file: TextIO | None) -> None:
+        self._stream = stream
+        self._file = file
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        line = redaction.scrub(message) + "\n"
+        with self._lock:
+            for out in (self._stream, self._file):
+                if out is not None:
+                    out.write(line)
+                    out.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = msg
+
+
+def _open_file(path: Path) -> TextIO:
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
+def configure(
+    *, stream: str = "stderr", file: Path | None = None, level: str = "info"
+) -> Callable[[], None]:
+    """Send audit events to ``stream`` ("stdout", "stderr" or "none") and ``file``.
+    Returns a function that closes the file."""
+    out: TextIO | None = {"stdout": sys.stdout, "stderr": sys.stderr}.get(stream)
+    handle = _open_file(file) if file is not None else None
+    tee = _Tee(out, handle)
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        structlog.processors.format_exc_info,
+        redact,
+        structlog.processors.JSONRenderer(sort_keys=False),
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=lambda *_: tee,
+        cache_logger_on_first_use=False,
+    )
+
+    def close() -> None:
+        if handle is not None:
+            handle.close()
+
+    return close
+
+
+def get_logger() -> Any:
+    """The audit logger (a structlog bound logger)."""
+    return structlog.get_logger("rotator")
+
+
+def bind(**context: Any) -> None:
+    """Bind context (run_id, account, ...) to every event of this task from now on."""
+    structlog.contextvars.bind_contextvars(**context)
+
+
+def current(name: str) -> str:
+    """A value bound with ``bind`` in this context ("" if none)."""
+    return str(structlog.contextvars.get_contextvars().get(name, ""))
+
+
+def clear() -> None:
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,339 @@
+"""The engine: one sweep = reconcile + plan + advance what is due + start what the plan says.
+
+It knows the protocol (``rotator.protocol``) and the ports (journal, kinds, sinks) but no
+IAM details. Work on different holders runs concurrently under ``max_concurrency``; work
+on one rotation is serialised by its journal lease, so two sweeps (two processes, or a
+daemon and an emergency CLI call) never work the same credential at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from rotator import audit
+from rotator.aws import Aws, aws_errors
+from rotator.engine_report import Report, SweepResult
+from rotator.errors import (
+    Conflict,
+    LeaseLost,
+    Permanent,
+    Refused,
+    RotatorError,
+    SinkError,
+    Transient,
+    WrongIdentity,
+)
+from rotator.inventory import collect
+from rotator.journal.base import Journal
+from rotator.kinds import CredentialKind, KindContext, build_kinds
+from rotator.model import (
+    Action,
+    Decision,
+    Kind,
+    Lease,
+    Outcome,
+    Plan,
+    Rotation,
+    RotationState,
+    Step,
+    new_id,
+    utcnow,
+)
+from rotator.planner import plan
+from rotator.policy import Rule
+from rotator.protocol import next_step
+from rotator.settings import Config
+from rotator.sinks import SecretSink, build_sink
+from rotator.steps import StepResult, Steps
+
+_FAILING = (Permanent, Refused, WrongIdentity, SinkError)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sweep:
+    """What every task of one sweep shares."""
+
+    account: str
+    iam: Any
+    kinds: dict[Kind, CredentialKind]
+    started_at: datetime
+    dry_run: bool
+
+
+class Engine:
+    """Drives rotations for one policy against one account."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        journal: Journal,
+        aws: Aws,
+        clock: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.aws = aws
+        self.clock = clock
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
+        self._sinks: dict[str, SecretSink] = {}
+        self._log = audit.get_logger()
+
+    # -- public ---------------------------------------------------------------------------
+
+    async def plan(self) -> Plan:
+        """What a sweep would do now, changing nothing."""
+        async with self._session(dry_run=True) as sweep:
+            return await self._plan(sweep)
+
+    async def sweep(self, *, dry_run: bool = False) -> SweepResult:
+        """One sweep: advance what is due, start what the plan says. Never raises for a
+        single rotation's failure: each is reported in the result and the audit log."""
+        run_id = new_id("run")
+        audit.bind(run_id=run_id, dry_run=dry_run)
+        started = time.monotonic()
+        async with self._session(dry_run=dry_run) as sweep:
+            audit.bind(account=sweep.account)
+            self._log.info(audit.SWEEP_STARTED, rules=len(self.config.rules))
+            the_plan = await self._plan(sweep)
+            limit = asyncio.Semaphore(self.config.max_concurrency)
+
+            async def one(decision: Decision) -> Report:
+                async with limit:
+                    return await self._execute(decision, sweep)
+
+            reports = await asyncio.gather(*(one(d) for d in the_plan))
+        result = SweepResult(
+            run_id=run_id,
+            account=sweep.account,
+            dry_run=dry_run,
+            started_at=sweep.started_at,
+            finished_at=self.clock(),
+            plan=the_plan,
+            reports=tuple(reports),
+        )
+        self._log.info(
+            audit.SWEEP_FINISHED,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            **result.counts(),
+        )
+        return result
+
+    # -- sweep plumbing -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _session(self, *, dry_run: bool) -> AsyncIterator[_Sweep]:
+        async with self.aws.client("iam") as iam, self.aws.client("sts") as sts:
+            with aws_errors("GetCallerIdentity"):
+                account = str((await sts.get_caller_identity())["Account"])
+            active = await self.journal.list_active()
+            kinds = {r.kind for r in self.config.rules} | {r.kind for r in active}
+            ctx = KindContext(iam=iam, aws=self.aws, account=account, verify=self.config.verify)
+            yield _Sweep(
+                account=account,
+                iam=iam,
+                kinds=build_kinds(ctx, kinds),
+                started_at=self.clock(),
+                dry_run=dry_run,
+            )
+
+    async def _plan(self, sweep: _Sweep) -> Plan:
+        rules = [r for r in self.config.rules if r.enabled]
+        active = [r for r in await self.journal.list_active() if r.account == sweep.account]
+        inventory = await collect(
+            iam=sweep.iam,
+            account=sweep.account,
+            rules=rules,
+            kinds=sweep.kinds,
+            max_concurrency=self.config.max_concurrency,
+            now=self.clock(),
+        )
+        return plan(inventory, rules, active, self.clock())
+
+    def _sink(self, rule: Rule) -> SecretSink:
+        if rule.name not in self._sinks:
+            self._sinks[rule.name] = build_sink(rule.sink, self.aws)
+        return self._sinks[rule.name]
+
+    # -- one decision ---------------------------------------------------------------------
+
+    async def _execute(self, decision: Decision, sweep: _Sweep) -> Report:
+        if decision.action is Action.BLOCK:
+            self._event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
+            return Report(decision=decision, outcome=Outcome.BLOCKED, reason=decision.reason)
+        if decision.action not in (Action.ROTATE, Action.ADVANCE):
+            return Report(decision=decision, reason=decision.reason)
+        if sweep.dry_run:
+            what = "start a rotation" if decision.action is Action.ROTATE else "advance"
+            self._event(Step.PLAN, Outcome.DRY_RUN, decision=decision, reason=f"would {what}")
+            return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
+        try:
+            if decision.action is Action.ROTATE:
+                return await self._start(decision, sweep)
+            assert decision.rotation_id is not None
+            return await self._advance(decision, sweep)
+        except RotatorError as exc:  # could not even start (e.g. IAM unreachable)
+            self._event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
+            return Report(decision=decision, outcome=Outcome.RETRY, reason=str(exc))
+
+    async def _start(self, decision: Decision, sweep: _Sweep) -> Report:
+        rule = self.config.rule(decision.rule)
+        assert rule is not None
+        kind = sweep.kinds[rule.kind]
+        stale = await self._changed_since_plan(decision, kind, sweep)
+        if stale:
+            return Report(decision=decision, outcome=None, reason=stale)
+        now = self.clock()
+        rotation = Rotation.start(
+            account=decision.account,
+            user=decision.user,
+            kind=decision.kind,
+            slot=decision.slot,
+            rule=rule.name,
+            now=now,
+            old_credential_id=decision.credential_id,
+            delete_first=decision.delete_first,
+            deactivate_after=rule.deactivate_after,
+            delete_after=rule.delete_after,
+            reason=decision.reason,
+        ).evolve(lease=Lease(owner=self.owner, expires_at=now + self._ttl, fence=1))
+        try:
+            rotation = await self.journal.add(rotation)
+        except Conflict as exc:
+            return Report(decision=decision, reason=f"skipped: {exc}")
+        return await self._drive(rotation, rule, kind, decision)
+
+    async def _changed_since_plan(
+        self, decision: Decision, kind: CredentialKind, sweep: _Sweep
+    ) -> str | None:
+        """Why the decision no longer holds (another worker got there first), or None."""
+        listed = await kind.list(decision.user, decision.slot)
+        active = [c for c in listed if c.active]
+        if [c.credential_id for c in active] != [decision.credential_id]:
+            now_active = ", ".join(c.credential_id for c in active) or "none"
+            return f"skipped: credentials changed since planning (active now: {now_active})"
+        if active[0].created >= sweep.started_at:
+            return f"skipped: {active[0].credential_id} was created during this sweep"
+        return None
+
+    async def _advance(self, decision: Decision, sweep: _Sweep) -> Report:
+        assert decision.rotation_id is not None
+        try:
+            rotation = await self.journal.acquire(
+                decision.rotation_id, self.owner, self._ttl, self.clock()
+            )
+        except LeaseLost as exc:
+            return Report(decision=decision, reason=f"skipped: {exc}")
+        rule = self.config.rule(rotation.rule)
+        return await self._drive(rotation, rule, sweep.kinds[rotation.kind], decision)
+
+    @property
+    def _ttl(self) -> timedelta:
+        return self.config.journal.lease_ttl
+
+    async def _drive(
+        self, rotation: Rotation, rule: Rule | None, kind: CredentialKind, decision: Decision
+    ) -> Report:
+        """Run every step that is due, stopping at the first that does not advance."""
+        assert rule is not None
+        steps = Steps(
+            journal=self.journal, kind=kind, sink=self._sink(rule), rule=rule, clock=self.clock
+        )
+        done: list[StepResult] = []
+        try:
+            while (due := next_step(rotation)) is not None and due.ready(self.clock()):
+                rotation = await self.journal.acquire(
+                    rotation.rotation_id, self.owner, self._ttl, self.clock()
+                )
+                result = await self._run_step(steps, rotation, due.step)
+                done.append(result)
+                rotation = result.rotation
+                if not result.advanced:
+                    break
+        except LeaseLost as exc:
+            self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc))
+            return Report.of(decision, rotation, done, reason=f"stopped: {exc}")
+        finally:
+            await self._release(rotation)
+        return Report.of(decision, rotation, done)
+
+    async def _run_step(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
+        started = time.monotonic()
+        try:
+            result = await steps.run(rotation, step)
+        except Transient as exc:
+            result = StepResult(
+                rotation=rotation, step=step, outcome=Outcome.RETRY, reason=str(exc)
+            )
+        except _FAILING as exc:
+            failed = await self.journal.save(
+                rotation.evolve(
+                    state=RotationState.FAILED,
+                    reason=str(exc),
+                    finished_at=self.clock(),
+                    updated_at=self.clock(),
+                )
+            )
+            result = StepResult(rotation=failed, step=step, outcome=Outcome.FAILED, reason=str(exc))
+        self._event(
+            step,
+            result.outcome,
+            rotation=result.rotation,
+            credential_id=result.credential_id,
+            reason=result.reason,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        await self.journal.record_step(result.record(audit.current("run_id")))
+        return result
+
+    async def _release(self, rotation: Rotation) -> None:
+        try:
+            await self.journal.release(rotation)
+        except RotatorError as exc:  # the lease expires on its own
+            self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc))
+
+    def _event(
+        self,
+        step: Step,
+        outcome: Outcome,
+        *,
+        decision: Decision | None = None,
+        rotation: Rotation | None = None,
+        credential_id: str | None = None,
+        reason: str = "",
+        duration_ms: int = 0,
+    ) -> None:
+        source: Any = rotation or decision
+        fields: dict[str, Any] = {
+            "rotation_id": rotation.rotation_id if rotation else decision and decision.rotation_id,
+            "user": source.user,
+            "kind": str(source.kind),
+            "rule": source.rule,
+            "credential_id": credential_id
+            or (decision.credential_id if decision else rotation and rotation.old_credential_id),
+            "step": str(step),
+            "outcome": str(outcome),
+            "duration_ms": duration_ms,
+        }
+        if source.slot:
+            fields["slot"] = source.slot
+        if rotation is not None:
+            fields["state"] = str(rotation.state)
+        if reason:
+            fields["reason"] = reason
+        level = {
+            Outcome.HELD: "warning",
+            Outcome.RETRY: "warning",
+            Outcome.BLOCKED: "warning",
+            Outcome.FAILED: "error",
+        }.get(outcome, "info")
+        getattr(self._log, level)(audit.ROTATION_STEP, **fields)

@@ -1,0 +1,208 @@
+"""``rotator``: the command line. Thin: parse, build from settings, call one function,
+render. Exit codes: 0 all good, 1 something failed or was blocked, 2 bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from rotator import app as application
+from rotator.entrypoints import render
+from rotator.errors import ConfigError, InputError, RotatorError
+from rotator.model import utcnow
+from rotator.settings import Config
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+cli = typer.Typer(
+    name="rotator",
+    help="Rotate AWS IAM credentials safely, on a schedule and on demand.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="ROTATOR_CONFIG",
+        help="The policy file (TOML). Env: ROTATOR_CONFIG.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _load(path: Path) -> Config:
+    try:
+        return application.load(path)
+    except ConfigError as exc:
+        err.print(f"[bold red]invalid policy file[/] {exc.source}:")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _run(work: Awaitable[T]) -> T:
+    """Run ``work``; rotator errors become a message and an exit code, never a traceback."""
+    try:
+        return asyncio.run(work)  # type: ignore[arg-type]
+    except (InputError, ConfigError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except RotatorError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
+    close = application.configure_audit(config)
+    try:
+        return _run(work())
+    finally:
+        close()
+
+
+@cli.command()
+def validate(config: ConfigOpt) -> None:
+    """Check the policy file; exit 2 with every problem named if it is invalid."""
+    cfg = _load(config)
+    out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
+    for rule in cfg.rules:
+        state = "" if rule.enabled else " [dim](disabled)[/]"
+        out.print(
+            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}, "
+            f"sink {rule.sink.type} {rule.sink.template}{state}",
+            highlight=False,
+        )
+
+
+@cli.command()
+def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """Show what a sweep would do now and why (changes nothing)."""
+    cfg = _load(config)
+
+    async def work() -> None:
+        async with application.open_engine(cfg) as engine:
+            the_plan = await engine.plan()
+        if as_json:
+            render.print_json(out, render.plan_rows(the_plan))
+        else:
+            out.print(render.plan_table(the_plan))
+
+    _with_audit(cfg, work)
+
+
+@cli.command()
+def run(
+    config: ConfigOpt,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one sweep: advance rotations in flight, start those the policy says are due."""
+    cfg = _load(config)
+
+    async def work() -> bool:
+        async with application.open_engine(cfg) as engine:
+            spinner = err.status("sweeping…") if err.is_terminal else nullcontext()
+            with spinner:
+                result = await engine.sweep(dry_run=dry_run)
+        if as_json:
+            render.print_json(out, result.as_dict())
+        else:
+            out.print(render.sweep_table(result))
+            out.print(render.counts_line(result), highlight=False)
+        return result.ok
+
+    ok = _with_audit(cfg, work)
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+@cli.command()
+def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+    """Rotations in flight, their next step and when it is due."""
+    cfg = _load(config)
+
+    async def work() -> None:
+        async with application.open_journal_for(cfg) as journal:
+            active = await journal.list_active()
+        now = utcnow()
+        if as_json:
+            render.print_json(out, render.status_rows(active, now))
+        elif not active:
+            out.print("no rotations in flight")
+        else:
+            out.print(render.status_table(active, now))
+
+    _run(work())
+
+
+@cli.command()
+def history(
+    config: ConfigOpt,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Past and current rotations, newest first, with every step's outcome."""
+    cfg = _load(config)
+
+    async def work() -> None:
+        async with application.open_journal_for(cfg) as journal:
+            rotations = await journal.list_rotations(user=user, limit=limit)
+            items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
+        if as_json:
+            render.print_json(out, render.history_rows(items))
+        elif not items:
+            out.print("no rotations recorded" + (f" for {user}" if user else ""))
+        else:
+            out.print(render.history_table(items))
+
+    _run(work())
+
+
+@cli.command()
+def demo(
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to put the demo's journal, secrets and audit log "
+            "(default: a new temporary directory)."
+        ),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the sandbox running afterwards (Ctrl-C ends).")
+    ] = False,
+) -> None:
+    """Rotate access keys in a local sandbox (a moto server; no AWS account needed)."""
+    try:
+        from rotator import sandbox
+    except ImportError as exc:  # moto is the 'sandbox' extra
+        err.print(f"[bold red]the sandbox needs moto:[/] pip install 'rotator[sandbox]' ({exc})")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    ok = sandbox.run_demo(workdir, out, serve=serve)
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,180 @@
+"""Rendering for the CLI: rich tables for people, JSON for programs. No logic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from rotator.engine_report import SweepResult
+from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
+from rotator.protocol import next_step
+
+ACTION_STYLE = {
+    Action.ROTATE: "bold green",
+    Action.ADVANCE: "green",
+    Action.WAIT: "cyan",
+    Action.SKIP: "dim",
+    Action.BLOCK: "bold red",
+    Action.EXCLUDE: "yellow",
+}
+OUTCOME_STYLE = {
+    Outcome.DONE: "green",
+    Outcome.ALREADY_DONE: "green",
+    Outcome.HELD: "yellow",
+    Outcome.RETRY: "yellow",
+    Outcome.FAILED: "bold red",
+    Outcome.BLOCKED: "bold red",
+    Outcome.DRY_RUN: "cyan",
+}
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}Z" if value else ""
+
+
+def print_json(console: Console, data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def plan_rows(plan: Plan) -> list[dict[str, Any]]:
+    """The ``plan --json`` objects: user, kind, credential_id, action, reason (and more)."""
+    return [d.as_dict() for d in plan]
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title="Plan", title_justify="left")
+    for column in ("user", "kind", "credential", "action", "reason"):
+        table.add_column(column, overflow="fold")
+    for d in plan:
+        style = ACTION_STYLE[d.action]
+        table.add_row(
+            d.user,
+            str(d.kind) + (f" ({d.slot})" if d.slot else ""),
+            d.credential_id or "",
+            f"[{style}]{d.action}[/]",
+            d.reason,
+        )
+    return table
+
+
+def sweep_table(result: SweepResult) -> Table:
+    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
+    table = Table(title=title, title_justify="left")
+    for column in ("user", "kind", "action", "state", "outcome", "steps", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in result.reports:
+        outcome = r.outcome
+        table.add_row(
+            r.decision.user,
+            str(r.decision.kind),
+            f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
+            str(r.state or ""),
+            f"[{OUTCOME_STYLE[outcome]}]{outcome}[/]" if outcome else "",
+            " ".join(f"{s.step}" for s in r.steps),
+            r.reason,
+        )
+    return table
+
+
+def counts_line(result: SweepResult) -> str:
+    counts = result.counts()
+    shown = [f"{k}={v}" for k, v in counts.items() if v and k != "decisions"]
+    return f"account {result.account}: {counts['decisions']} decisions; " + ", ".join(shown)
+
+
+def status_rows(rotations: Sequence[Rotation], now: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for r in rotations:
+        due = next_step(r)
+        rows.append(
+            {
+                "rotation_id": r.rotation_id,
+                "account": r.account,
+                "user": r.user,
+                "kind": str(r.kind),
+                "state": str(r.state),
+                "old_credential_id": r.old_credential_id,
+                "new_credential_id": r.new_credential_id,
+                "next_step": str(due.step) if due else None,
+                "due_at": due.at.isoformat() if due else None,
+                "due_now": bool(due and due.ready(now)),
+                "held_since": r.held_since.isoformat() if r.held_since else None,
+                "reason": r.reason,
+            }
+        )
+    return rows
+
+
+def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
+    table = Table(title="Rotations in flight", title_justify="left")
+    for column in ("rotation", "user", "kind", "state", "old → new", "next step", "due"):
+        table.add_column(column, overflow="fold")
+    for r in rotations:
+        due = next_step(r)
+        when = ""
+        if due:
+            when = "now" if due.ready(now) else _when(due.at)
+            if r.held_since:
+                when += f" [yellow](held since {_when(r.held_since)})[/]"
+        table.add_row(
+            r.rotation_id,
+            r.user,
+            str(r.kind),
+            str(r.state),
+            f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
+            str(due.step) if due else "",
+            when,
+        )
+    return table
+
+
+def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rotation_id": r.rotation_id,
+            "account": r.account,
+            "user": r.user,
+            "kind": str(r.kind),
+            "rule": r.rule,
+            "state": str(r.state),
+            "emergency": r.emergency,
+            "old_credential_id": r.old_credential_id,
+            "new_credential_id": r.new_credential_id,
+            "created_at": r.created_at.isoformat(),
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "reason": r.reason,
+            "steps": [
+                {
+                    "at": s.at.isoformat(),
+                    "step": str(s.step),
+                    "outcome": str(s.outcome),
+                    "reason": s.reason,
+                    "credential_id": s.credential_id,
+                }
+                for s in steps
+            ],
+        }
+        for r, steps in items
+    ]
+
+
+def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
+    table = Table(title="Rotation history", title_justify="left")
+    for column in ("started", "rotation", "user", "kind", "state", "old → new", "steps"):
+        table.add_column(column, overflow="fold")
+    for r, steps in items:
+        table.add_row(
+            _when(r.created_at),
+            r.rotation_id,
+            r.user,
+            str(r.kind),
+            str(r.state),
+            f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
+            " ".join(f"{s.step}:{s.outcome}" for s in steps),
+        )
+    return table

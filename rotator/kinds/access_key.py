@@ -1,0 +1,117 @@
+"""Access keys: two per user; IAM makes the secret, which it returns exactly once.
+
+Verification signs ``sts:GetCallerIdentity`` with the new key and checks the ARN is the
+user's, retrying with capped exponential backoff while IAM's change propagates
+(``InvalidClientTokenId`` / ``SignatureDoesNotMatch`` for a few seconds after create).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
+
+from rotator.aws import Credentials, aws_errors
+from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
+from rotator.kinds.base import KindContext
+from rotator.model import Credential, Kind, Status
+from rotator.policy import Rule
+from rotator.sinks.base import SecretEntry
+
+ACCESS_KEY_ID = "AccessKeyId"
+SECRET_ACCESS_KEY = "SecretAccessKey"  # noqa: S105 (a field name, not a secret)
+
+
+class AccessKeys:
+    """``kind = "access-key"``."""
+
+    kind = Kind.ACCESS_KEY
+
+    def __init__(self, ctx: KindContext) -> None:
+        self._ctx = ctx
+        self._iam = ctx.iam
+
+    async def list(self, user: str, slot: str = "") -> list[Credential]:
+        with aws_errors("ListAccessKeys", user=user):
+            listed = await self._iam.list_access_keys(UserName=user)
+        return [
+            Credential(
+                kind=self.kind,
+                credential_id=k[ACCESS_KEY_ID],
+                status=Status(k["Status"]),
+                created=k["CreateDate"],
+            )
+            for k in listed.get("AccessKeyMetadata", [])
+        ]
+
+    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
+        return None  # IAM makes the secret
+
+    async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
+        with aws_errors("CreateAccessKey", user=user):
+            made = (await self._iam.create_access_key(UserName=user))["AccessKey"]
+        return SecretEntry(
+            kind=self.kind,
+            credential_id=made[ACCESS_KEY_ID],
+            created_at=made["CreateDate"],
+            public={ACCESS_KEY_ID: made[ACCESS_KEY_ID]},
+            secret={SECRET_ACCESS_KEY: SecretStr(made[SECRET_ACCESS_KEY])},
+        )
+
+    def matches(self, credential: Credential, pending: SecretEntry) -> bool:
+        return bool(pending.credential_id) and credential.credential_id == pending.credential_id
+
+    async def verify(self, user: str, entry: SecretEntry) -> None:
+        with aws_errors("GetUser", user=user):
+            expected = (await self._iam.get_user(UserName=user))["User"]["Arn"]
+        creds = Credentials(
+            access_key_id=entry.credential_id, secret_access_key=entry.reveal(SECRET_ACCESS_KEY)
+        )
+        settings = self._ctx.verify
+        delay = settings.initial_delay.total_seconds()
+        detail = ""
+        for attempt in range(settings.attempts):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.max_delay.total_seconds())
+            try:
+                arn = await self._caller_arn(creds)
+            except ClientError as exc:  # not yet valid (eventual consistency): try again
+                detail = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+                continue
+            except BotoCoreError as exc:
+                detail = type(exc).__name__
+                continue
+            if arn != expected:
+                raise WrongIdentity(entry.credential_id, user, f"authenticated as {arn}")
+            return
+        raise VerificationFailed(
+            entry.credential_id, user, f"{settings.attempts} attempts failed (last: {detail})"
+        )
+
+    async def _caller_arn(self, creds: Credentials) -> str:
+        async with self._ctx.aws.client("sts", credentials=creds, retries=1) as sts:
+            identity: dict[str, Any] = await sts.get_caller_identity()
+        return str(identity["Arn"])
+
+    async def set_status(self, user: str, credential_id: str, status: Status) -> None:
+        with aws_errors("UpdateAccessKey", user=user, credential_id=credential_id):
+            await self._iam.update_access_key(
+                UserName=user, AccessKeyId=credential_id, Status=str(status)
+            )
+
+    async def delete(self, user: str, credential_id: str) -> None:
+        try:
+            with aws_errors("DeleteAccessKey", user=user, credential_id=credential_id):
+                await self._iam.delete_access_key(UserName=user, AccessKeyId=credential_id)
+        except NoSuchEntity:
+            return  # already gone
+
+    async def last_used(self, user: str, credential_id: str) -> datetime | None:
+        with aws_errors("GetAccessKeyLastUsed", user=user, credential_id=credential_id):
+            found = await self._iam.get_access_key_last_used(AccessKeyId=credential_id)
+        when = found.get("AccessKeyLastUsed", {}).get("LastUsedDate")
+        return when if isinstance(when, datetime) else None

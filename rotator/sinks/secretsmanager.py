@@ -1,0 +1,268 @@
+"""The Secrets Manager sink: one secret per holder, its versions staged like rotation.
+
+Each version's ``SecretString`` is the JSON of one entry (``SecretEntry.to_document()``), so
+a consumer reading ``AWSCURRENT`` gets ``{"AccessKeyId": ..., "SecretAccessKey": ...}`` plus
+rotator's ``Kind``, ``CredentialId`` and ``CreatedAt``. The slots are the staging labels:
+
+* ``put_pending``: ``PutSecretValue`` with ``VersionStages=["AWSPENDING"]`` and a
+  ``ClientRequestToken`` derived from the entry, so a replay adds no version;
+* ``promote``: ``UpdateSecretVersionStage`` moves ``AWSCURRENT`` to the pending version
+  (Secrets Manager moves ``AWSPREVIOUS`` to the old current itself), then drops
+  ``AWSPENDING``;
+* ``rollback``: ``AWSCURRENT`` moves back to the ``AWSPREVIOUS`` version, swapping the two.
+
+Secrets Manager labels the *first* version of a secret ``AWSCURRENT`` whatever the request
+asks, so a new secret is created holding ``{}`` (no credential yet) and ``read`` reports a
+``{}`` version as an empty slot. A version labelled both ``AWSCURRENT`` and ``AWSPENDING``
+(a promote interrupted before its last call) counts as current only; promoting it again
+removes the stale label. Which slot a decision concerns is decided by the same functions
+as the memory sink's (``rotator.sinks.memory.next_*``).
+
+Errors are ``SinkError``s naming the secret (never its value), raised from the
+``rotator.errors.AwsError`` (``Transient`` or ``Permanent``) of the call that failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from rotator.aws import Aws, aws_errors
+from rotator.errors import AwsError, NoSuchEntity, SinkError
+from rotator.policy import SecretsManagerSinkConfig
+from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+from rotator.sinks.memory import next_discard_pending, next_promote, next_rollback
+
+CURRENT = "AWSCURRENT"
+PREVIOUS = "AWSPREVIOUS"
+PENDING = "AWSPENDING"
+EMPTY = "{}"  # the value of a new secret's first version: no credential yet
+MANAGED_BY_TAG = {"Key": "managed-by", "Value": "rotator"}
+_NAMESPACE = uuid.UUID("5d0b7f3c-2f43-4c56-9a1e-6a8f0c3e9b27")
+
+
+def secret_string(entry: SecretEntry) -> str:
+    """The ``SecretString`` of ``entry``'s version (stable: keys sorted)."""
+    return json.dumps(entry.to_document(), sort_keys=True)
+
+
+def version_token(entry: SecretEntry) -> str:
+    """The ``ClientRequestToken`` (= ``VersionId``) of ``entry``'s version.
+
+    The same entry always gets the same token, so storing it again adds no version; the
+    material is hashed first, so the token (visible in the version list) reveals nothing.
+    """
+    material = hashlib.sha256(secret_string(entry).encode()).hexdigest()
+    return str(uuid.uuid5(_NAMESPACE, f"{entry.credential_id}:{material}"))
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A staging label's version and the entry it holds (None for ``{}``)."""
+
+    version_id: str
+    entry: SecretEntry | None
+
+
+_Slots = dict[str, _Slot]
+
+
+class SecretsManagerSink:
+    """Secrets in one Secrets Manager secret per holder, named by the template."""
+
+    def __init__(self, config: SecretsManagerSinkConfig, aws: Aws) -> None:
+        self._config = config
+        self._aws = aws
+
+    def location(self, key: SinkKey) -> str:
+        """The secret's name."""
+        return self._config.name.format(**key.fields())
+
+    async def read(self, key: SinkKey) -> SinkDocument:
+        """The entries labelled AWSCURRENT, AWSPREVIOUS and AWSPENDING; empty if no secret."""
+        name = self.location(key)
+        async with self._client(name) as client:
+            slots = await self._slots(client, name)
+        return _document(slots or {})
+
+    async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
+        """Add ``entry`` as a version labelled AWSPENDING (creating the secret if needed)."""
+        name = self.location(key)
+        token = version_token(entry)
+        async with self._client(name) as client:
+            slots = await self._slots(client, name)
+            if slots is None:
+                await self._create(client, name)
+                slots = await self._slots(client, name) or {}
+            if CURRENT not in slots:  # a secret without versions: its first one gets AWSCURRENT
+                await self._put(client, name, EMPTY, _empty_token(name), [CURRENT])
+            pending = slots.get(PENDING)
+            if pending is not None and pending.version_id == token:
+                return
+            stages = await self._put(client, name, secret_string(entry), token, [PENDING])
+            if PENDING not in stages:  # the version existed: Secrets Manager kept its labels
+                old = pending.version_id if pending else None
+                await self._label(client, name, PENDING, move_to=token, remove_from=old)
+
+    async def promote(self, key: SinkKey, credential_id: str) -> None:
+        """Move AWSCURRENT to the pending ``credential_id`` and drop AWSPENDING."""
+        name = self.location(key)
+        async with self._client(name) as client:
+            slots = await self._slots(client, name) or {}
+            doc = _document(slots)
+            current, pending = slots.get(CURRENT), slots.get(PENDING)
+            if next_promote(doc, credential_id, name) is doc:
+                if pending and current and pending.version_id == current.version_id:
+                    # A promote interrupted after moving AWSCURRENT: finish it.
+                    await self._label(client, name, PENDING, remove_from=pending.version_id)
+                return
+            await self._label(
+                client,
+                name,
+                CURRENT,
+                move_to=slots[PENDING].version_id,
+                remove_from=current.version_id if current else None,
+            )
+            await self._label(client, name, PENDING, remove_from=slots[PENDING].version_id)
+
+    async def rollback(self, key: SinkKey, credential_id: str) -> None:
+        """Move AWSCURRENT back to the previous ``credential_id`` (the current one becomes
+        AWSPREVIOUS)."""
+        name = self.location(key)
+        async with self._client(name) as client:
+            slots = await self._slots(client, name) or {}
+            doc = _document(slots)
+            if next_rollback(doc, credential_id, name) is doc:
+                return
+            await self._label(
+                client,
+                name,
+                CURRENT,
+                move_to=slots[PREVIOUS].version_id,
+                remove_from=slots[CURRENT].version_id,
+            )
+
+    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
+        """Remove AWSPENDING from the pending version if it has ``credential_id``."""
+        name = self.location(key)
+        async with self._client(name) as client:
+            slots = await self._slots(client, name) or {}
+            doc = _document(slots)
+            if next_discard_pending(doc, credential_id) is doc:
+                return
+            await self._label(client, name, PENDING, remove_from=slots[PENDING].version_id)
+
+    @asynccontextmanager
+    async def _client(self, name: str) -> AsyncIterator[Any]:
+        """A Secrets Manager client; AWS errors in the block become ``SinkError``."""
+        try:
+            with aws_errors("secretsmanager", secret=name):
+                async with self._aws.client("secretsmanager", region=self._config.region) as c:
+                    yield c
+        except AwsError as exc:
+            raise SinkError(f"secret {name}: {exc}") from exc
+
+    async def _slots(self, client: Any, name: str) -> _Slots | None:
+        """The labelled versions and their entries; None if the secret does not exist."""
+        try:
+            with aws_errors("DescribeSecret", secret=name):
+                described: dict[str, Any] = await client.describe_secret(SecretId=name)
+        except NoSuchEntity:
+            return None
+        if described.get("DeletedDate"):
+            raise SinkError(f"secret {name} is scheduled for deletion; restore it first")
+        labels = {
+            stage: version_id
+            for version_id, stages in (described.get("VersionIdsToStages") or {}).items()
+            for stage in stages
+        }
+        entries: dict[str, SecretEntry | None] = {}
+        slots: _Slots = {}
+        for stage in (CURRENT, PREVIOUS, PENDING):
+            version_id = labels.get(stage)
+            if version_id is None:
+                continue
+            if version_id not in entries:
+                with aws_errors("GetSecretValue", secret=name, stage=stage):
+                    got = await client.get_secret_value(SecretId=name, VersionId=version_id)
+                entries[version_id] = _parse(got.get("SecretString"), name, stage)
+            slots[stage] = _Slot(version_id, entries[version_id])
+        return slots
+
+    async def _create(self, client: Any, name: str) -> None:
+        kwargs: dict[str, Any] = {
+            "Name": name,
+            "SecretString": EMPTY,
+            "ClientRequestToken": _empty_token(name),
+            "Description": "Credentials rotated by rotator",
+            "Tags": [MANAGED_BY_TAG],
+        }
+        if self._config.kms_key_id:
+            kwargs["KmsKeyId"] = self._config.kms_key_id
+        try:
+            with aws_errors("CreateSecret", secret=name):
+                await client.create_secret(**kwargs)
+        except AwsError as exc:
+            if exc.code != "ResourceExistsException":  # another writer created it first
+                raise
+
+    async def _put(
+        self, client: Any, name: str, value: str, token: str, stages: list[str]
+    ) -> list[str]:
+        """Add a version; returns the labels it carries (what was asked if not reported)."""
+        with aws_errors("PutSecretValue", secret=name):
+            response: dict[str, Any] = await client.put_secret_value(
+                SecretId=name, ClientRequestToken=token, SecretString=value, VersionStages=stages
+            )
+        reported = response.get("VersionStages")
+        return list(stages if reported is None else reported)
+
+    async def _label(
+        self,
+        client: Any,
+        name: str,
+        stage: str,
+        *,
+        move_to: str | None = None,
+        remove_from: str | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"SecretId": name, "VersionStage": stage}
+        if move_to:
+            kwargs["MoveToVersionId"] = move_to
+        if remove_from:
+            kwargs["RemoveFromVersionId"] = remove_from
+        with aws_errors("UpdateSecretVersionStage", secret=name, stage=stage):
+            await client.update_secret_version_stage(**kwargs)
+
+
+def _document(slots: _Slots) -> SinkDocument:
+    """The slots as a document; a pending label left on the current version is not pending."""
+    current, previous, pending = slots.get(CURRENT), slots.get(PREVIOUS), slots.get(PENDING)
+    stale = pending is not None and current is not None and pending.version_id == current.version_id
+    return SinkDocument(
+        current=current.entry if current else None,
+        previous=previous.entry if previous else None,
+        pending=None if stale or pending is None else pending.entry,
+    )
+
+
+def _parse(text: str | None, name: str, stage: str) -> SecretEntry | None:
+    try:
+        raw = json.loads(text) if text is not None else None
+        if raw == {}:
+            return None
+        if not isinstance(raw, dict):
+            raise TypeError
+        return SecretEntry.from_document(raw)
+    except (ValueError, KeyError, TypeError):
+        # ``from None``: a JSON error carries the whole text, secrets included.
+        raise SinkError(f"secret {name} ({stage}) does not hold a rotator entry") from None
+
+
+def _empty_token(name: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"empty:{name}"))

@@ -1,0 +1,288 @@
+"""The steps of the two-slot protocol, each idempotent and journalled.
+
+Every step first asks "is this already done?" (so a replay after a crash is harmless),
+journals its intent before an irreversible call where the protocol needs one, and journals
+the outcome after. Steps know the kind and the sink only through their ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from rotator.errors import Refused, SinkError, VerificationFailed, WrongIdentity
+from rotator.journal.base import Journal
+from rotator.kinds.base import CredentialKind
+from rotator.model import (
+    Credential,
+    Outcome,
+    Rotation,
+    RotationState,
+    Status,
+    Step,
+    StepRecord,
+)
+from rotator.policy import Rule
+from rotator.sinks.base import SecretEntry, SecretSink, SinkKey
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepResult:
+    """What one step did. ``rotation`` is the record as journalled after the step."""
+
+    rotation: Rotation
+    step: Step
+    outcome: Outcome
+    reason: str = ""
+    credential_id: str | None = None
+
+    @property
+    def advanced(self) -> bool:
+        return self.outcome in (Outcome.DONE, Outcome.ALREADY_DONE)
+
+    def record(self, run_id: str) -> StepRecord:
+        """The journal's copy of this outcome."""
+        return StepRecord(
+            rotation_id=self.rotation.rotation_id,
+            at=self.rotation.updated_at,
+            step=self.step,
+            outcome=self.outcome,
+            reason=self.reason,
+            run_id=run_id,
+            credential_id=self.credential_id,
+        )
+
+
+def sink_key(rotation: Rotation) -> SinkKey:
+    return SinkKey(
+        account=rotation.account, user=rotation.user, kind=rotation.kind, slot=rotation.slot
+    )
+
+
+class Steps:
+    """Runs the protocol's steps for rotations of one kind into one sink."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        kind: CredentialKind,
+        sink: SecretSink,
+        rule: Rule | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._journal = journal
+        self._kind = kind
+        self._sink = sink
+        self._rule = rule
+        self._clock = clock
+
+    async def run(self, rotation: Rotation, step: Step) -> StepResult:
+        """Run ``step`` for ``rotation``; raises ``rotator.errors`` on failure."""
+        handlers = {
+            Step.CREATE: self.create,
+            Step.VERIFY: self.verify,
+            Step.PROMOTE: self.promote,
+            Step.DEACTIVATE: self.deactivate,
+            Step.DELETE: self.delete,
+        }
+        return await handlers[step](rotation)
+
+    async def _save(self, rotation: Rotation, **changes: object) -> Rotation:
+        return await self._journal.save(rotation.evolve(updated_at=self._clock(), **changes))
+
+    async def _find(self, rotation: Rotation, credential_id: str | None) -> Credential | None:
+        if credential_id is None:
+            return None
+        listed = await self._kind.list(rotation.user, rotation.slot)
+        return next((c for c in listed if c.credential_id == credential_id), None)
+
+    # -- create -------------------------------------------------------------------------
+
+    async def create(self, rotation: Rotation) -> StepResult:
+        """Make room, journal the intent, adopt a create that happened before a crash or
+        delete its orphan, then create the credential and store its secret as pending."""
+        if rotation.state is RotationState.PLANNED:
+            await self._make_room(rotation)
+            listed = await self._kind.list(rotation.user, rotation.slot)
+            rotation = await self._save(
+                rotation,
+                state=RotationState.CREATING,
+                creating_at=self._clock(),
+                known_ids=tuple(c.credential_id for c in listed),
+            )
+        key = sink_key(rotation)
+        pending = (await self._sink.read(key)).pending
+        adopted, orphans = await self._reconcile(rotation, pending)
+        notes = [f"deleted orphan {o} (its secret never reached the sink)" for o in orphans]
+        if adopted is not None:
+            assert pending is not None
+            entry = pending.with_id(adopted.credential_id)
+            await self._sink.put_pending(key, entry)
+            outcome = Outcome.ALREADY_DONE
+            notes.insert(0, f"adopted {adopted.credential_id} created before a restart")
+        else:
+            material = None
+            if self._rule is not None:
+                material = await self._kind.make_material(self._rule, rotation.user)
+            if material is not None:
+                await self._sink.put_pending(key, material)  # before IAM sees it
+            entry = await self._kind.create(rotation.user, material, rotation.slot)
+            await self._sink.put_pending(key, entry)  # before anything else
+            outcome = Outcome.DONE
+        rotation = await self._save(
+            rotation, state=RotationState.CREATED, new_credential_id=entry.credential_id
+        )
+        return StepResult(
+            rotation=rotation,
+            step=Step.CREATE,
+            outcome=outcome,
+            reason="; ".join(notes),
+            credential_id=entry.credential_id,
+        )
+
+    async def _make_room(self, rotation: Rotation) -> None:
+        """Delete the inactive credential the plan chose, after checking it still is."""
+        if rotation.delete_first is None:
+            return
+        found = await self._find(rotation, rotation.delete_first)
+        if found is None:
+            return
+        if found.active:
+            raise Refused(  # never delete an active credential to make room
+                f"{rotation.delete_first} became active since it was planned for deletion"
+            )
+        await self._kind.delete(rotation.user, rotation.delete_first)
+
+    async def _reconcile(
+        self, rotation: Rotation, pending: SecretEntry | None
+    ) -> tuple[Credential | None, list[str]]:
+        """Credentials created since the intent: the one matching the pending secret is
+        adopted; any other is an orphan whose secret is lost, and is deleted."""
+        known = set(rotation.known_ids)
+        listed = await self._kind.list(rotation.user, rotation.slot)
+        adopted: Credential | None = None
+        orphans: list[str] = []
+        for cred in listed:
+            if cred.credential_id in known:
+                continue
+            if pending is not None and self._kind.matches(cred, pending):
+                adopted = cred
+                continue
+            if cred.active:
+                await self._kind.set_status(rotation.user, cred.credential_id, Status.INACTIVE)
+            await self._kind.delete(rotation.user, cred.credential_id)
+            orphans.append(cred.credential_id)
+        return adopted, orphans
+
+    # -- verify / promote ---------------------------------------------------------------
+
+    async def verify(self, rotation: Rotation) -> StepResult:
+        """Prove the new credential works; its secret is read back from the sink."""
+        key = sink_key(rotation)
+        doc = await self._sink.read(key)
+        assert rotation.new_credential_id is not None
+        entry = doc.find(rotation.new_credential_id)
+        if entry is None:
+            raise SinkError(f"the secret of {rotation.new_credential_id} is missing from {key}")
+        try:
+            await self._kind.verify(rotation.user, entry)
+        except WrongIdentity:
+            raise
+        except VerificationFailed as exc:  # not working yet: IAM may still be propagating
+            return StepResult(
+                rotation=rotation,
+                step=Step.VERIFY,
+                outcome=Outcome.RETRY,
+                reason=str(exc),
+                credential_id=rotation.new_credential_id,
+            )
+        rotation = await self._save(rotation, state=RotationState.VERIFIED)
+        return StepResult(
+            rotation=rotation,
+            step=Step.VERIFY,
+            outcome=Outcome.DONE,
+            credential_id=rotation.new_credential_id,
+        )
+
+    async def promote(self, rotation: Rotation) -> StepResult:
+        """The sink's current becomes the new secret; the old one stays as previous."""
+        assert rotation.new_credential_id is not None
+        await self._sink.promote(sink_key(rotation), rotation.new_credential_id)
+        now = self._clock()
+        finished = rotation.old_credential_id is None
+        rotation = await self._save(
+            rotation,
+            state=RotationState.COMPLETED if finished else RotationState.PROMOTED,
+            promoted_at=now,
+            finished_at=now if finished else None,
+        )
+        return StepResult(
+            rotation=rotation,
+            step=Step.PROMOTE,
+            outcome=Outcome.DONE,
+            credential_id=rotation.new_credential_id,
+        )
+
+    # -- deactivate / delete ------------------------------------------------------------
+
+    async def deactivate(self, rotation: Rotation) -> StepResult:
+        """Deactivate the old credential unless it was used after the promotion."""
+        old = await self._find(rotation, rotation.old_credential_id)
+        now = self._clock()
+        if old is None:
+            rotation = await self._save(
+                rotation, state=RotationState.COMPLETED, finished_at=now, deactivated_at=now
+            )
+            return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already deleted")
+        if not old.active:
+            rotation = await self._save(
+                rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
+            )
+            return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already inactive")
+        used = await self._kind.last_used(rotation.user, old.credential_id)
+        assert rotation.promoted_at is not None
+        if used is not None and used > rotation.promoted_at:
+            reason = (
+                f"old credential used at {used:%Y-%m-%d %H:%M:%S}Z, after the promotion at "
+                f"{rotation.promoted_at:%Y-%m-%d %H:%M:%S}Z: consumers have not switched"
+            )
+            rotation = await self._save(
+                rotation, held_since=rotation.held_since or now, reason=reason
+            )
+            return self._result(rotation, Step.DEACTIVATE, Outcome.HELD, reason)
+        await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
+        rotation = await self._save(
+            rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
+        )
+        return self._result(rotation, Step.DEACTIVATE, Outcome.DONE, "")
+
+    async def delete(self, rotation: Rotation) -> StepResult:
+        """Delete the old credential, which must still be inactive."""
+        old = await self._find(rotation, rotation.old_credential_id)
+        now = self._clock()
+        if old is not None and old.active:
+            reason = "old credential was reactivated after rotator deactivated it; not deleting"
+            rotation = await self._save(
+                rotation, held_since=rotation.held_since or now, reason=reason
+            )
+            return self._result(rotation, Step.DELETE, Outcome.HELD, reason)
+        if old is not None:
+            assert rotation.old_credential_id is not None
+            await self._kind.delete(rotation.user, rotation.old_credential_id)
+        rotation = await self._save(
+            rotation, state=RotationState.COMPLETED, finished_at=now, held_since=None
+        )
+        outcome = Outcome.DONE if old is not None else Outcome.ALREADY_DONE
+        return self._result(rotation, Step.DELETE, outcome, "" if old else "already deleted")
+
+    @staticmethod
+    def _result(rotation: Rotation, step: Step, outcome: Outcome, reason: str) -> StepResult:
+        return StepResult(
+            rotation=rotation,
+            step=step,
+            outcome=outcome,
+            reason=reason,
+            credential_id=rotation.old_credential_id,
+        )

@@ -1,0 +1,529 @@
+"""One contract for every journal: each ``journal`` test runs against every implementation.
+
+The ``sqlite`` tests at the end prove what only a shared file can get wrong: persistence,
+permissions, and compare-and-set between connections and between OS processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+import sys
+from collections.abc import AsyncIterator
+from contextlib import closing
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from rotator.errors import Conflict, JournalError, LeaseLost, NotFound
+from rotator.journal import Journal, MemoryJournal, SqliteJournal, open_journal
+from rotator.journal.base import rotation_to_record
+from rotator.journal.sqlite import SCHEMA_VERSION
+from rotator.model import Kind, Lease, Outcome, Rotation, RotationState, Step, StepRecord
+
+ACCOUNT = "123456789012"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+TTL = timedelta(minutes=5)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rotation(
+    user: str = "alice",
+    *,
+    kind: Kind = Kind.ACCESS_KEY,
+    slot: str = "",
+    at: datetime = NOW,
+    lease: Lease | None = None,
+) -> Rotation:
+    new = Rotation.start(
+        account=ACCOUNT,
+        user=user,
+        kind=kind,
+        rule="default",
+        now=at,
+        slot=slot,
+        old_credential_id="AKIAOLD",
+    )
+    return new.evolve(lease=lease)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
+    url = "memory://" if request.param == "memory" else f"sqlite://{tmp_path}/journal.db"
+    async with open_journal(url) as opened:
+        yield opened
+
+
+async def test_add_stores_the_rotation_at_version_1(journal: Journal) -> None:
+    new = rotation()
+    stored = await journal.add(new)
+    assert stored == new.evolve(version=1)
+    assert await journal.get(new.rotation_id) == stored
+
+
+async def test_every_field_round_trips_exactly_including_lease_and_timedeltas(
+    journal: Journal,
+) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    full = Rotation(
+        rotation_id="rot-full",
+        account=ACCOUNT,
+        user="bob",
+        kind=Kind.SERVICE_CREDENTIAL,
+        rule="services",
+        slot="codecommit.amazonaws.com",
+        state=RotationState.DEACTIVATED,
+        old_credential_id="ACCAOLD",
+        new_credential_id="ACCANEW",
+        delete_first="ACCAGONE",
+        emergency=True,
+        deactivate_after=timedelta(days=7, seconds=3, microseconds=250),
+        delete_after=timedelta(days=30, hours=1),
+        created_at=NOW,
+        updated_at=NOW + timedelta(microseconds=1),
+        creating_at=NOW + timedelta(seconds=1),
+        promoted_at=(NOW + timedelta(hours=1)).astimezone(plus2),
+        deactivated_at=NOW + timedelta(days=7),
+        finished_at=NOW + timedelta(days=8),
+        reason="scheduled: older than 90 days",
+        held_since=NOW + timedelta(days=2),
+        known_ids=("ACCAOLD", "ACCAGONE"),
+        lease=Lease(owner="worker-1", expires_at=NOW + TTL, fence=3),
+    )
+    await journal.add(full)
+    got = await journal.get("rot-full")
+    assert got == full.evolve(version=1)
+    assert rotation_to_record(got) == rotation_to_record(full.evolve(version=1))  # offsets too
+
+
+async def test_each_write_bumps_the_version_by_one(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    creating = await journal.save(held.evolve(state=RotationState.CREATING))
+    created = await journal.save(creating.evolve(state=RotationState.CREATED))
+    released = await journal.release(created)
+    assert [r.version for r in (added, held, creating, created, released)] == [1, 2, 3, 4, 5]
+    assert created.state is RotationState.CREATED
+    assert released.lease is None
+    assert await journal.get(added.rotation_id) == released
+
+
+async def test_save_of_a_stale_version_raises_lease_lost_and_changes_nothing(
+    journal: Journal,
+) -> None:
+    first = await journal.add(rotation())
+    current = await journal.save(first.evolve(reason="first writer"))
+    with pytest.raises(LeaseLost) as lost:
+        await journal.save(first.evolve(reason="second writer"))
+    assert lost.value.rotation_id == first.rotation_id
+    assert await journal.get(first.rotation_id) == current
+
+
+async def test_a_second_unfinished_rotation_for_the_same_target_conflicts(
+    journal: Journal,
+) -> None:
+    first = await journal.add(rotation())
+    with pytest.raises(Conflict) as conflict:
+        await journal.add(rotation())
+    assert conflict.value.existing == first.rotation_id
+    assert await journal.list_active() == [first]
+
+
+@pytest.mark.parametrize(
+    "end", [RotationState.COMPLETED, RotationState.FAILED, RotationState.ROLLED_BACK]
+)
+async def test_a_target_takes_a_new_rotation_once_the_first_is_finished(
+    journal: Journal, end: RotationState
+) -> None:
+    first = await journal.add(rotation())
+    await journal.save(first.evolve(state=end, finished_at=NOW))
+    second = await journal.add(rotation(at=NOW + timedelta(hours=1)))
+    assert await journal.list_active() == [second]
+
+
+async def test_a_different_slot_user_or_kind_is_a_different_target(journal: Journal) -> None:
+    service = Kind.SERVICE_CREDENTIAL
+    await journal.add(rotation(kind=service, slot="codecommit.amazonaws.com"))
+    await journal.add(rotation(kind=service, slot="cassandra.amazonaws.com"))
+    await journal.add(rotation("bob", kind=service, slot="codecommit.amazonaws.com"))
+    await journal.add(rotation(kind=Kind.ACCESS_KEY))
+    assert len(await journal.list_active()) == 4
+
+
+async def test_reopening_a_finished_rotation_conflicts_if_its_target_is_taken(
+    journal: Journal,
+) -> None:
+    done = await journal.add(rotation())
+    done = await journal.save(done.evolve(state=RotationState.FAILED))
+    second = await journal.add(rotation())
+    with pytest.raises(Conflict) as conflict:
+        await journal.save(done.evolve(state=RotationState.PLANNED))
+    assert conflict.value.existing == second.rotation_id
+    assert await journal.get(done.rotation_id) == done
+
+
+async def test_acquire_takes_a_free_lease_with_fence_1(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    assert held.lease == Lease(owner="w1", expires_at=NOW + TTL, fence=1)
+    assert held == added.evolve(lease=held.lease, version=2)
+    assert await journal.get(added.rotation_id) == held
+
+
+async def test_acquire_by_the_holder_extends_the_expiry_with_the_same_fence(
+    journal: Journal,
+) -> None:
+    added = await journal.add(rotation())
+    await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    later = NOW + timedelta(minutes=4)
+    extended = await journal.acquire(added.rotation_id, "w1", TTL, later)
+    assert extended.lease == Lease(owner="w1", expires_at=later + TTL, fence=1)
+    assert extended.version == 3
+
+
+async def test_acquire_is_refused_while_another_owner_holds_the_lease(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    with pytest.raises(LeaseLost):
+        await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL - timedelta(microseconds=1))
+    assert await journal.get(added.rotation_id) == held
+
+
+async def test_an_expired_lease_is_taken_over_with_the_next_fence(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    taken = await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL)  # expires_at <= now
+    assert taken.lease == Lease(owner="w2", expires_at=NOW + 2 * TTL, fence=2)
+    retaken = await journal.acquire(added.rotation_id, "w2", TTL, NOW + 3 * TTL)
+    assert retaken.lease == Lease(owner="w2", expires_at=NOW + 4 * TTL, fence=3)
+
+
+async def test_a_stale_owner_cannot_save_after_its_lease_was_taken_over(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    old = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    new = await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL)
+    with pytest.raises(LeaseLost):  # current version, but w1's fence: refused by the fence
+        await journal.save(new.evolve(lease=old.lease, state=RotationState.CREATING))
+    with pytest.raises(LeaseLost):  # w1's own copy: stale version and fence
+        await journal.save(old.evolve(state=RotationState.CREATING))
+    assert await journal.get(added.rotation_id) == new
+
+
+async def test_a_stale_owner_cannot_release_a_lease_that_was_taken_over(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    old = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    new = await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL)
+    assert await journal.release(old) == new
+    assert await journal.release(new.evolve(lease=old.lease)) == new
+    assert await journal.get(added.rotation_id) == new
+
+
+async def test_save_without_the_lease_is_refused_while_someone_holds_it(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    with pytest.raises(LeaseLost):
+        await journal.save(held.evolve(lease=None, state=RotationState.CREATING))
+
+
+async def test_save_keeps_the_stored_lease_so_a_writer_cannot_extend_its_own(
+    journal: Journal,
+) -> None:
+    added = await journal.add(rotation())
+    held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    longer = Lease(owner="w1", expires_at=NOW + timedelta(days=1), fence=1)
+    saved = await journal.save(held.evolve(lease=longer, state=RotationState.CREATING))
+    assert saved.lease == held.lease
+    assert await journal.get(added.rotation_id) == saved
+
+
+async def test_a_rotation_added_with_a_lease_is_held_by_its_creator(journal: Journal) -> None:
+    added = await journal.add(rotation(lease=Lease(owner="w1", expires_at=NOW + TTL, fence=1)))
+    with pytest.raises(LeaseLost):
+        await journal.acquire(added.rotation_id, "w2", TTL, NOW)
+    saved = await journal.save(added.evolve(state=RotationState.CREATING))
+    assert saved.lease == added.lease
+
+
+async def test_release_frees_the_lease_for_another_owner_with_the_next_fence(
+    journal: Journal,
+) -> None:
+    added = await journal.add(rotation())
+    old = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    released = await journal.release(old)
+    assert released == old.evolve(lease=None, version=3)
+    new = await journal.acquire(added.rotation_id, "w2", TTL, NOW)  # before w1's expiry
+    assert new.lease == Lease(owner="w2", expires_at=NOW + TTL, fence=2)
+    assert await journal.release(old) == new  # releasing again is a no-op
+
+
+async def test_release_without_a_lease_is_a_no_op(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    assert await journal.release(added) == added
+
+
+async def test_list_active_excludes_finished_and_is_oldest_first(journal: Journal) -> None:
+    late = await journal.add(rotation("carol", at=NOW + timedelta(hours=2)))
+    early = await journal.add(rotation("alice", at=NOW))
+    # a later instant whose text sorts first: order is by time, not by string
+    middle = await journal.add(
+        rotation("bob", at=(NOW + timedelta(hours=1)).astimezone(timezone(-timedelta(hours=5))))
+    )
+    done = await journal.add(rotation("dave", at=NOW - timedelta(hours=1)))
+    await journal.save(done.evolve(state=RotationState.COMPLETED))
+    assert await journal.list_active() == [early, middle, late]
+
+
+async def test_list_rotations_is_newest_first_filtered_by_user_and_limited(
+    journal: Journal,
+) -> None:
+    alice = [
+        await journal.add(rotation(kind=Kind.SERVICE_CREDENTIAL, slot=f"s{i}", at=NOW + i * TTL))
+        for i in range(3)
+    ]
+    await journal.save(alice[0].evolve(state=RotationState.COMPLETED))  # finished are listed
+    bob = await journal.add(rotation("bob", at=NOW + 10 * TTL))
+    ids = [r.rotation_id for r in (bob, alice[2], alice[1], alice[0])]
+    assert [r.rotation_id for r in await journal.list_rotations()] == ids
+    assert [r.rotation_id for r in await journal.list_rotations(user="alice")] == ids[1:]
+    assert [r.rotation_id for r in await journal.list_rotations(user="alice", limit=2)] == ids[1:3]
+    assert await journal.list_rotations(limit=1) == [bob]
+    assert await journal.list_rotations(user="nobody") == []
+
+
+async def test_steps_are_appended_and_come_back_oldest_first(journal: Journal) -> None:
+    one = await journal.add(rotation("alice"))
+    two = await journal.add(rotation("bob"))
+    records = [
+        StepRecord(
+            rotation_id=one.rotation_id,
+            at=NOW,
+            step=Step.CREATE,
+            outcome=Outcome.DONE,
+            run_id="run-1",
+            credential_id="AKIANEW",
+        ),
+        StepRecord(
+            rotation_id=two.rotation_id,
+            at=NOW,
+            step=Step.CREATE,
+            outcome=Outcome.RETRY,
+            reason="Throttling",
+        ),
+        StepRecord(
+            rotation_id=one.rotation_id,
+            at=NOW + TTL,
+            step=Step.VERIFY,
+            outcome=Outcome.HELD,
+            reason="old key used 2 minutes ago",
+            run_id="run-2",
+        ),
+    ]
+    for record in records:
+        await journal.record_step(record)
+    assert await journal.steps(one.rotation_id) == [records[0], records[2]]
+    assert await journal.steps(two.rotation_id) == [records[1]]
+    assert await journal.steps("rot-unknown") == []
+
+
+async def test_unknown_rotation_ids_raise_not_found(journal: Journal) -> None:
+    ghost = rotation()
+    with pytest.raises(NotFound) as missing:
+        await journal.get(ghost.rotation_id)
+    assert missing.value.rotation_id == ghost.rotation_id
+    with pytest.raises(NotFound):
+        await journal.save(ghost)
+    with pytest.raises(NotFound):
+        await journal.acquire(ghost.rotation_id, "w1", TTL, NOW)
+    with pytest.raises(NotFound):
+        await journal.release(ghost)
+
+
+# --- SqliteJournal only --------------------------------------------------------------
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "rotator" / "journal.db"
+
+
+async def test_sqlite_data_persists_across_close_and_reopen(db_path: Path) -> None:
+    async with SqliteJournal(db_path) as journal:
+        added = await journal.add(rotation())
+        held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+        step = StepRecord(
+            rotation_id=added.rotation_id, at=NOW, step=Step.CREATE, outcome=Outcome.DONE
+        )
+        await journal.record_step(step)
+    async with SqliteJournal(db_path) as journal:
+        assert await journal.get(added.rotation_id) == held
+        assert await journal.list_active() == [held]
+        assert await journal.steps(added.rotation_id) == [step]
+    with closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_sqlite_file_is_0600_in_new_0700_directories(db_path: Path) -> None:
+    async with SqliteJournal(db_path) as journal:
+        await journal.add(rotation())
+        files = [db_path, *db_path.parent.glob("journal.db-*")]  # with -wal and -shm
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+            f.name: 0o600 for f in files
+        }
+    for directory in (db_path.parent, db_path.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+async def test_sqlite_refuses_a_journal_with_a_newer_schema(db_path: Path) -> None:
+    async with SqliteJournal(db_path):
+        pass
+    with closing(sqlite3.connect(db_path)) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(JournalError, match="schema version"):
+        async with SqliteJournal(db_path):
+            pass
+
+
+async def test_sqlite_database_itself_keeps_one_unfinished_rotation_per_target(
+    db_path: Path,
+) -> None:
+    async with SqliteJournal(db_path) as journal:
+        await journal.add(rotation())
+    with closing(sqlite3.connect(db_path)) as db:
+        db.execute("CREATE TEMP TABLE copy AS SELECT * FROM rotations")
+        db.execute("UPDATE copy SET rotation_id = 'rot-copy'")
+        with pytest.raises(
+            sqlite3.IntegrityError, match=r"UNIQUE constraint failed: rotations\.account"
+        ):
+            db.execute("INSERT INTO rotations SELECT * FROM copy")
+
+
+async def test_sqlite_two_connections_racing_add_for_one_target_one_wins(db_path: Path) -> None:
+    async with SqliteJournal(db_path) as one, SqliteJournal(db_path) as two:
+        for user in ("u0", "u1", "u2", "u3", "u4"):
+            results = await asyncio.gather(
+                one.add(rotation(user)), two.add(rotation(user)), return_exceptions=True
+            )
+            wins = [r for r in results if isinstance(r, Rotation)]
+            conflicts = [r for r in results if isinstance(r, Conflict)]
+            assert len(wins) == 1, results
+            assert len(conflicts) == 1, results
+            assert conflicts[0].existing == wins[0].rotation_id
+
+
+async def test_sqlite_two_connections_racing_acquire_one_wins(db_path: Path) -> None:
+    async with SqliteJournal(db_path) as one, SqliteJournal(db_path) as two:
+        added = await one.add(rotation())
+        results = await asyncio.gather(
+            one.acquire(added.rotation_id, "w1", TTL, NOW),
+            two.acquire(added.rotation_id, "w2", TTL, NOW),
+            return_exceptions=True,
+        )
+        wins = [r for r in results if isinstance(r, Rotation)]
+        assert len(wins) == 1, results
+        assert sum(isinstance(r, LeaseLost) for r in results) == 1, results
+        assert wins[0].lease is not None
+        assert wins[0].lease.fence == 1
+        assert await one.get(added.rotation_id) == wins[0]
+
+
+_RACER = """
+import asyncio, sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from rotator.errors import LeaseLost
+from rotator.journal.sqlite import SqliteJournal
+
+async def main(path, rotation_id, owner, now):
+    async with SqliteJournal(Path(path)) as journal:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        try:
+            await journal.acquire(rotation_id, owner, timedelta(minutes=5),
+                                  datetime.fromisoformat(now))
+        except LeaseLost:
+            print("lost", flush=True)
+        else:
+            print("won", flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_sqlite_two_processes_racing_acquire_one_wins(db_path: Path) -> None:
+    async with SqliteJournal(db_path) as journal:
+        added = await journal.add(rotation())
+    racers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _RACER,
+            str(db_path),
+            added.rotation_id,
+            owner,
+            NOW.isoformat(),
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for owner in ("w1", "w2")
+    ]
+    try:
+        for racer in racers:  # both are open and waiting before either is let go
+            assert racer.stdout is not None
+            assert await asyncio.wait_for(racer.stdout.readline(), 30) == b"ready\n"
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(racer.communicate(b"go\n") for racer in racers)), 60
+        )
+    finally:
+        for racer in racers:
+            if racer.returncode is None:
+                racer.kill()
+                await racer.wait()
+    assert [racer.returncode for racer in racers] == [0, 0]
+    said = [out.decode().strip() for out, _ in outputs]
+    assert sorted(said) == ["lost", "won"]
+    async with SqliteJournal(db_path) as journal:
+        stored = await journal.get(added.rotation_id)
+    winner = ("w1", "w2")[said.index("won")]
+    assert stored.lease == Lease(owner=winner, expires_at=NOW + TTL, fence=1)
+
+
+# --- open_journal --------------------------------------------------------------------
+
+
+def test_open_journal_maps_memory_to_a_memory_journal() -> None:
+    assert isinstance(open_journal("memory://"), MemoryJournal)
+
+
+@pytest.mark.parametrize("slashes", ["//", "///"])  # sqlite:///abs and sqlite:////abs
+def test_open_journal_maps_sqlite_with_an_absolute_path(tmp_path: Path, slashes: str) -> None:
+    journal = open_journal(f"sqlite:{slashes}{tmp_path}/j.db")
+    assert isinstance(journal, SqliteJournal)
+    assert str(journal.path) == f"{tmp_path}/j.db"
+
+
+def test_open_journal_resolves_a_relative_sqlite_path_from_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    journal = open_journal("sqlite:state/j.db")
+    assert isinstance(journal, SqliteJournal)
+    assert journal.path == tmp_path / "state" / "j.db"
+
+
+@pytest.mark.parametrize("url", ["dynamodb://rotations", "postgres://db/x", "journal.db"])
+def test_open_journal_rejects_an_unknown_scheme_naming_url_and_schemes(url: str) -> None:
+    with pytest.raises(ValueError, match="supported schemes are memory:, sqlite:") as error:
+        open_journal(url)
+    assert repr(url) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://host/j.db", "sqlite:", "sqlite:///", "memory://x", "sqlite:///j.db?mode=ro"]
+)
+def test_open_journal_rejects_a_malformed_url(url: str) -> None:
+    with pytest.raises(ValueError, match="journal URL"):
+        open_journal(url)

@@ -1,0 +1,192 @@
+"""The Secrets Manager sink against a moto server: staging labels after each step, the
+value consumers read, creation settings, replays and failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rotator.aws import Aws
+from rotator.errors import SinkError, Transient
+from rotator.policy import SecretsManagerSinkConfig
+from rotator.sinks import SecretsManagerSink, SinkDocument
+from rotator.sinks.secretsmanager import version_token
+from tests.sinks.test_contract import ALICE, access_key, rotate_in, secret_of
+from tests.support.moto import MotoSandbox
+
+NAME = "rotator/123456789012/alice/access-key"
+EMPTY = "{}"
+
+
+def make_sink(**settings: Any) -> SecretsManagerSink:
+    config = SecretsManagerSinkConfig(
+        type="secretsmanager", name="rotator/{account}/{user}/{kind}", **settings
+    )
+    return SecretsManagerSink(config, Aws())
+
+
+@pytest.fixture
+def sm(sandbox: MotoSandbox) -> Any:
+    """A plain boto3 Secrets Manager client on the moto server, to inspect what was stored."""
+    return sandbox.client("secretsmanager")
+
+
+def labels(sm: Any, name: str = NAME) -> dict[str, str]:
+    """Each staging label -> the CredentialId of the version holding it ({} if none)."""
+    found: dict[str, str] = {}
+    for version in sm.list_secret_version_ids(SecretId=name)["Versions"]:
+        value = sm.get_secret_value(SecretId=name, VersionId=version["VersionId"])
+        holder = json.loads(value["SecretString"]).get("CredentialId", EMPTY)
+        for stage in version["VersionStages"]:
+            assert stage not in found, f"{stage} is on two versions"
+            found[stage] = holder
+    return found
+
+
+async def test_labels_follow_secrets_manager_rotation_step_by_step(sm: Any) -> None:
+    sink = make_sink()
+    one, two, three = access_key(1).credential_id, access_key(2).credential_id, "AKIA3"
+
+    await sink.put_pending(ALICE, access_key(1))
+    assert labels(sm) == {"AWSCURRENT": EMPTY, "AWSPENDING": one}
+
+    await sink.promote(ALICE, one)
+    assert labels(sm) == {"AWSCURRENT": one, "AWSPREVIOUS": EMPTY}
+
+    await sink.put_pending(ALICE, access_key(2))
+    assert labels(sm) == {"AWSCURRENT": one, "AWSPREVIOUS": EMPTY, "AWSPENDING": two}
+
+    await sink.promote(ALICE, two)
+    assert labels(sm) == {"AWSCURRENT": two, "AWSPREVIOUS": one}
+
+    await sink.rollback(ALICE, one)
+    assert labels(sm) == {"AWSCURRENT": one, "AWSPREVIOUS": two}
+
+    await sink.put_pending(ALICE, access_key(3, credential_id=three))
+    await sink.discard_pending(ALICE, three)
+    assert labels(sm) == {"AWSCURRENT": one, "AWSPREVIOUS": two}
+
+
+async def test_consumers_reading_awscurrent_get_the_entry_as_json(sm: Any) -> None:
+    await rotate_in(make_sink(), ALICE, access_key(1))
+
+    # AWSCURRENT is Secrets Manager's default stage, but moto (5.2) answers a request
+    # without VersionStage from the first version once labels were moved: name the stage.
+    value = sm.get_secret_value(SecretId=NAME, VersionStage="AWSCURRENT")
+
+    assert value["VersionId"] == version_token(access_key(1))
+    assert json.loads(value["SecretString"]) == {
+        "AccessKeyId": "AKIA0000000000000001",
+        "SecretAccessKey": secret_of(1),
+        "Kind": "access-key",
+        "CredentialId": "AKIA0000000000000001",
+        "CreatedAt": "2024-01-01T12:30:00+00:00",
+    }
+
+
+async def test_a_new_secret_is_tagged_encrypted_with_the_key_and_holds_no_credential(
+    sm: Any,
+) -> None:
+    await make_sink(kms_key_id="alias/rotator").put_pending(ALICE, access_key(1))
+
+    described = sm.describe_secret(SecretId=NAME)
+    assert described["KmsKeyId"] == "alias/rotator"
+    assert {"Key": "managed-by", "Value": "rotator"} in described["Tags"]
+    assert sm.get_secret_value(SecretId=NAME, VersionStage="AWSCURRENT")["SecretString"] == EMPTY
+
+
+async def test_storing_the_same_pending_entry_again_adds_no_version(sm: Any) -> None:
+    sink = make_sink()
+    for _ in range(3):
+        await sink.put_pending(ALICE, access_key(1))
+
+    versions = sm.list_secret_version_ids(SecretId=NAME)["Versions"]
+    assert len(versions) == 2  # the empty first version and the entry's
+    assert version_token(access_key(1)) in {v["VersionId"] for v in versions}
+    assert version_token(access_key(1)) == version_token(access_key(1))
+    assert version_token(access_key(1)) != version_token(access_key(1, credential_id=""))
+
+
+async def test_a_discarded_entry_stored_again_is_pending_again(sm: Any) -> None:
+    sink = make_sink()
+    await sink.put_pending(ALICE, access_key(1))
+    await sink.discard_pending(ALICE, access_key(1).credential_id)
+
+    await sink.put_pending(ALICE, access_key(1))
+
+    assert labels(sm) == {"AWSCURRENT": EMPTY, "AWSPENDING": access_key(1).credential_id}
+
+
+async def test_the_region_setting_picks_the_region(sm: Any, sandbox: MotoSandbox) -> None:
+    await make_sink(region="eu-west-1").put_pending(ALICE, access_key(1))
+
+    assert sm.list_secrets()["SecretList"] == []
+    elsewhere = MotoSandbox(sandbox.url, region="eu-west-1").client("secretsmanager")
+    assert [s["Name"] for s in elsewhere.list_secrets()["SecretList"]] == [NAME]
+
+
+async def test_an_existing_secret_without_a_value_gets_an_empty_current_first(sm: Any) -> None:
+    """Secrets Manager makes the first version AWSCURRENT whatever it is asked."""
+    sm.create_secret(Name=NAME)
+    sink = make_sink()
+
+    await sink.put_pending(ALICE, access_key(1))
+
+    assert labels(sm) == {"AWSCURRENT": EMPTY, "AWSPENDING": access_key(1).credential_id}
+    assert await sink.read(ALICE) == SinkDocument(pending=access_key(1))
+
+
+async def test_a_promote_interrupted_between_its_two_calls_is_finished_by_a_replay(
+    sm: Any,
+) -> None:
+    sink = make_sink()
+    await rotate_in(sink, ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(2))
+    sm.update_secret_version_stage(  # the first call of promote, then a crash
+        SecretId=NAME,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=version_token(access_key(2)),
+        RemoveFromVersionId=version_token(access_key(1)),
+    )
+    expected = SinkDocument(current=access_key(2), previous=access_key(1))
+    assert await sink.read(ALICE) == expected
+
+    await sink.promote(ALICE, access_key(2).credential_id)
+
+    two, one = access_key(2).credential_id, access_key(1).credential_id
+    assert labels(sm) == {"AWSCURRENT": two, "AWSPREVIOUS": one}
+    assert await sink.read(ALICE) == expected
+
+
+async def test_a_secret_rotator_did_not_write_is_a_sink_error_without_its_value(
+    sm: Any,
+) -> None:
+    sm.create_secret(Name=NAME, SecretString="leaked-plain-password-123456")
+
+    with pytest.raises(SinkError) as failed:
+        await make_sink().read(ALICE)
+
+    assert NAME in str(failed.value)
+    assert "leaked-plain-password" not in str(failed.value)
+
+
+async def test_a_secret_scheduled_for_deletion_is_a_sink_error(sm: Any) -> None:
+    await rotate_in(make_sink(), ALICE, access_key(1))
+    sm.delete_secret(SecretId=NAME, RecoveryWindowInDays=7)
+
+    with pytest.raises(SinkError, match="scheduled for deletion"):
+        await make_sink().put_pending(ALICE, access_key(2))
+
+
+async def test_an_unreachable_endpoint_is_a_sink_error_caused_by_a_transient_aws_error(
+    aws_env: str,
+) -> None:
+    config = SecretsManagerSinkConfig(type="secretsmanager", name="rotator/{user}")
+    aws = Aws(endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1)
+
+    with pytest.raises(SinkError, match="rotator/alice") as failed:
+        await SecretsManagerSink(config, aws).read(ALICE)
+
+    assert isinstance(failed.value.__cause__, Transient)

@@ -1,0 +1,148 @@
+"""Run the real ``rotator`` CLI as a subprocess and read what it left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+POLICY = """\
+[journal]
+url = "sqlite:///{tmp}/journal.db"
+
+[audit]
+file = "{tmp}/audit.jsonl"
+
+[verify]
+attempts = 3
+initial_delay = "1s"
+
+[[rules]]
+name = "ci-keys"
+kind = "access-key"
+max_age = "{max_age}"
+deactivate_after = "{deactivate_after}"
+delete_after = "{delete_after}"
+select = {{ path_prefix = "/ci/", users = ["*"] }}
+exclude = {{ users = ["break-glass"], tags = {{ "rotator:skip" = "true" }} }}
+sink = {sink}
+"""
+
+
+def file_sink(tmp: Path) -> str:
+    return f'{{ type = "file", path = "{tmp}/secrets/{{account}}/{{user}}/{{kind}}.json" }}'
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Cli:
+    """A policy file in ``tmp`` and a way to run ``rotator`` against the moto server."""
+
+    tmp: Path
+    endpoint: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.tmp / "rotator.toml"
+
+    def write_policy(
+        self,
+        *,
+        max_age: str = "0s",
+        deactivate_after: str = "0s",
+        delete_after: str = "0s",
+        sink: str | None = None,
+        extra: str = "",
+    ) -> Path:
+        self.config.write_text(
+            POLICY.format(
+                tmp=self.tmp,
+                max_age=max_age,
+                deactivate_after=deactivate_after,
+                delete_after=delete_after,
+                sink=sink or file_sink(self.tmp),
+            )
+            + extra
+        )
+        return self.config
+
+    def environ(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROTATOR_"))}
+        env.update(
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            COLUMNS="200",
+            NO_COLOR="1",
+        )
+        env.update(self.env)
+        return env
+
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rotator", *args],
+            env=self.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
+
+    def __call__(self, *args: str, config: bool = True, timeout: float = 120) -> Result:
+        argv = [*args, "--config", str(self.config)] if config else list(args)
+        done = subprocess.run(
+            [sys.executable, "-m", "rotator", *argv],
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    # -- what the run left behind ----------------------------------------------------------
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        path = self.tmp / "audit.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def steps(self, user: str) -> list[tuple[str, str]]:
+        return [
+            (e["step"], e["outcome"])
+            for e in self.audit_events()
+            if e["event"] == "rotation.step" and e.get("user") == user
+        ]
+
+    def sink_document(self, account: str, user: str, kind: str = "access-key") -> Any:
+        return json.loads((self.tmp / "secrets" / account / user / f"{kind}.json").read_text())
+
+    def journal_rows(self) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.tmp / "journal.db") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM rotations")]
+
+    def journal_bytes(self) -> bytes:
+        out = b""
+        for path in self.tmp.glob("journal.db*"):
+            out += path.read_bytes()
+        return out
