@@ -29,7 +29,7 @@ def state_dir() -> Path:
 
 
 def default_journal_url() -> str:
-    return f"sqlite:///{state_dir() / 'journal.db'}"
+    return f"sqlite://{state_dir() / 'journal.db'}"  # sqlite:///home/... (absolute)
 
 
 class _Section(BaseModel):

@@ -24,7 +24,7 @@ import aiosqlite
 
 from rotator.errors import Conflict, JournalError, LeaseLost, NotFound
 from rotator.journal.base import rotation_from_record, step_from_record, step_to_record
-from rotator.journal.memory import (
+from rotator.journal.rules import (
     Record,
     acquired,
     added,
