@@ -92,8 +92,15 @@ def only(holder_: Holder, rules: list[Rule] | None = None, rotations: tuple[Rota
         ((key("AKIN", days=100, active=False),), Action.SKIP, None, None, "no active access key"),
         ((), Action.SKIP, None, None, "no active access key"),
     ],
-    ids=["old", "young", "exactly-max-age", "inactive-second", "two-active", "only-inactive",
-         "no-keys"],
+    ids=[
+        "old",
+        "young",
+        "exactly-max-age",
+        "inactive-second",
+        "two-active",
+        "only-inactive",
+        "no-keys",
+    ],
 )
 def test_access_key_decisions(keys, action, credential, delete_first, reason_has) -> None:
     decision = only(holder("ci-app", *keys))
@@ -106,7 +113,8 @@ def test_access_key_decisions(keys, action, credential, delete_first, reason_has
 def test_a_user_with_two_active_keys_is_blocked_not_guessed() -> None:
     decision = only(holder("legacy", key("AKA", days=300), key("AKB", days=1)))
     assert decision.action is Action.BLOCK
-    assert "AKA" in decision.reason and "AKB" in decision.reason
+    assert "AKA" in decision.reason
+    assert "AKB" in decision.reason
 
 
 @pytest.mark.parametrize(
@@ -134,8 +142,9 @@ def test_excluded_users_say_why(name: str, tags: dict[str, str], reason_has: str
         ({"tags": {"team": "platform"}}, "a", "/", {}, False),
     ],
 )
-def test_selectors(select: dict[str, Any], user: str, path: str, tags: dict[str, str],
-                   selected: bool) -> None:
+def test_selectors(
+    select: dict[str, Any], user: str, path: str, tags: dict[str, str], selected: bool
+) -> None:
     r = rule(select=select, exclude={})
     decisions = plan(inventory(holder(user, key("AK", days=1), path=path, **tags)), [r], (), NOW)
     assert bool(decisions.decisions) is selected
@@ -154,8 +163,13 @@ def test_zero_duration_rotates_a_brand_new_key() -> None:
 
 def _rotation(state: RotationState, **changes: Any) -> Rotation:
     r = Rotation.start(
-        account=ACCOUNT, user="ci-app", kind=Kind.ACCESS_KEY, rule="ci-keys", now=NOW,
-        old_credential_id="AKOLD", deactivate_after=timedelta(days=7),
+        account=ACCOUNT,
+        user="ci-app",
+        kind=Kind.ACCESS_KEY,
+        rule="ci-keys",
+        now=NOW,
+        old_credential_id="AKOLD",
+        deactivate_after=timedelta(days=7),
         delete_after=timedelta(days=7),
     )
     return r.evolve(state=state, **changes)
@@ -165,18 +179,28 @@ def _rotation(state: RotationState, **changes: Any) -> Rotation:
     ("rotation", "action", "reason_has"),
     [
         (_rotation(RotationState.CREATED), Action.ADVANCE, "verify is due"),
-        (_rotation(RotationState.PROMOTED, promoted_at=NOW - timedelta(days=8)), Action.ADVANCE,
-         "deactivate is due"),
-        (_rotation(RotationState.PROMOTED, promoted_at=NOW - timedelta(days=1)), Action.WAIT,
-         "deactivate is due at 2026-11-28 03:00Z (in 6d)"),
-        (_rotation(RotationState.DEACTIVATED, deactivated_at=NOW - timedelta(days=2)),
-         Action.WAIT, "delete is due"),
+        (
+            _rotation(RotationState.PROMOTED, promoted_at=NOW - timedelta(days=8)),
+            Action.ADVANCE,
+            "deactivate is due",
+        ),
+        (
+            _rotation(RotationState.PROMOTED, promoted_at=NOW - timedelta(days=1)),
+            Action.WAIT,
+            "deactivate is due at 2026-11-28 03:00Z (in 6d)",
+        ),
+        (
+            _rotation(RotationState.DEACTIVATED, deactivated_at=NOW - timedelta(days=2)),
+            Action.WAIT,
+            "delete is due",
+        ),
     ],
     ids=["created", "promoted-due", "promoted-waiting", "deactivated-waiting"],
 )
 def test_rotations_in_flight_are_advanced_when_due(rotation, action, reason_has) -> None:
-    decision = only(holder("ci-app", key("AKOLD", days=120), key("AKNEW", days=0)),
-                    rotations=(rotation,))
+    decision = only(
+        holder("ci-app", key("AKOLD", days=120), key("AKNEW", days=0)), rotations=(rotation,)
+    )
     assert decision.action is action
     assert decision.rotation_id == rotation.rotation_id
     assert reason_has in decision.reason
@@ -198,8 +222,7 @@ key_ids = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=4, max_s
 def holders(draw: st.DrawFn) -> Holder:
     count = draw(st.integers(min_value=0, max_value=LIMITS[Kind.ACCESS_KEY]))
     ids = draw(st.lists(key_ids, min_size=count, max_size=count, unique=True))
-    keys = [key(f"AK{i}", days=draw(st.integers(0, 400)), active=draw(st.booleans()))
-            for i in ids]
+    keys = [key(f"AK{i}", days=draw(st.integers(0, 400)), active=draw(st.booleans())) for i in ids]
     name = draw(st.sampled_from(["ci-a", "ci-b", "break-glass", "vendor"]))
     tags = draw(st.sampled_from([{}, {"rotator:skip": "true"}, {"team": "x"}]))
     return holder(name, *keys, **tags)

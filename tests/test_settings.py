@@ -34,7 +34,10 @@ def test_the_documented_example_is_accepted_as_written() -> None:
     assert config.audit.file == Path("/var/log/rotator/audit.jsonl")
     assert (rule.name, str(rule.kind)) == ("ci-keys", "access-key")
     assert (rule.max_age, rule.deactivate_after, rule.delete_after) == (
-        timedelta(days=90), timedelta(days=7), timedelta(days=7))
+        timedelta(days=90),
+        timedelta(days=7),
+        timedelta(days=7),
+    )
     assert rule.select.tags == {"team": "platform"}
     assert rule.exclude.tags == {"rotator:skip": "true"}
     assert rule.sink.type == "file"
@@ -42,8 +45,16 @@ def test_the_documented_example_is_accepted_as_written() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("0s", 0), ("45s", 45), ("5m", 300), ("12h", 43200), ("90d", 7776000), ("2w", 1209600),
-     ("1h30m", 5400), ("1d12h", 129600)],
+    [
+        ("0s", 0),
+        ("45s", 45),
+        ("5m", 300),
+        ("12h", 43200),
+        ("90d", 7776000),
+        ("2w", 1209600),
+        ("1h30m", 5400),
+        ("1d12h", 129600),
+    ],
 )
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
@@ -71,8 +82,10 @@ sink = {{ type = "file", path = "/tmp/{{user}}.json" }}
         ('max_age = "9x"', "rule 'ci-keys': max_age: invalid duration '9x'"),
         ("colour = 1", "rule 'ci-keys': colour: unknown key"),
         ("select = { path = '/ci/' }", "rule 'ci-keys': select.path: unknown key"),
-        ("select = { path_prefix = 'ci/' }", "rule 'ci-keys': select.path_prefix: path_prefix "
-         "'ci/' must start with '/'"),
+        (
+            "select = { path_prefix = 'ci/' }",
+            "rule 'ci-keys': select.path_prefix: path_prefix 'ci/' must start with '/'",
+        ),
     ],
 )
 def test_rule_mistakes_name_the_rule_and_field(tmp_path: Path, extra: str, expected: str) -> None:
@@ -81,7 +94,9 @@ def test_rule_mistakes_name_the_rule_and_field(tmp_path: Path, extra: str, expec
 
 
 def test_unknown_kind_and_sink_type(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [[rules]]
 name = "a"
 kind = "acess-key"
@@ -90,7 +105,8 @@ sink = { type = "file", path = "/x/{user}" }
 name = "b"
 kind = "access-key"
 sink = { type = "vault", path = "/x/{user}" }
-""")
+""",
+    )
     found = problems(path)
     assert any(p.startswith("rule 'a': kind: unknown value 'acess-key'") for p in found), found
     assert any(p.startswith("rule 'b': sink: unknown type 'vault'") for p in found), found
@@ -115,18 +131,22 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_sink_template_must_separate_users(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [[rules]]
 name = "shared"
 kind = "access-key"
 sink = { type = "file", path = "/tmp/all.json" }
-""")
+""",
+    )
     assert any("would overwrite each other" in p for p in problems(path))
 
 
 def test_sink_template_fields_are_checked(tmp_path: Path) -> None:
-    path = write(tmp_path, RULE.format(extra="").replace("{{user}}", "{usr}").replace(
-        "{user}", "{usr}"))
+    path = write(
+        tmp_path, RULE.format(extra="").replace("{{user}}", "{usr}").replace("{user}", "{usr}")
+    )
     assert any("unknown field(s) usr" in p for p in problems(path))
 
 
@@ -138,6 +158,7 @@ def test_duplicate_rule_names(tmp_path: Path) -> None:
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROTATOR_JOURNAL__URL", "memory://")
     monkeypatch.setenv("ROTATOR_MAX_CONCURRENCY", "3")
-    config = load_config(write(tmp_path, "[journal]\nurl = 'sqlite:///x.db'\n" +
-                               RULE.format(extra="")))
+    config = load_config(
+        write(tmp_path, "[journal]\nurl = 'sqlite:///x.db'\n" + RULE.format(extra=""))
+    )
     assert (config.journal.url, config.max_concurrency) == ("memory://", 3)

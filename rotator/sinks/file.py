@@ -37,12 +37,7 @@ from rotator.errors import SinkError
 from rotator.model import Kind
 from rotator.policy import FileSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
-from rotator.sinks.memory import (
-    next_discard_pending,
-    next_promote,
-    next_put_pending,
-    next_rollback,
-)
+from rotator.sinks.memory import next_discard_pending, next_promote, next_put_pending, next_rollback
 
 ACCESS_KEY_ID = "AccessKeyId"
 SECRET_ACCESS_KEY = "SecretAccessKey"  # noqa: S105 (a field name, not a secret)
@@ -75,7 +70,7 @@ class FileSink:
         For aws-credentials without a sidecar, an existing profile is reported as current
         (its ``CredentialId`` is the access key ID, its ``CreatedAt`` the file's mtime).
         """
-        return await asyncio.to_thread(self._read, self._path(key))
+        return await asyncio.to_thread(self._read, _resolved(self._path(key)))
 
     async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
         """Store ``entry`` as pending (in the sidecar for aws-credentials)."""
@@ -116,7 +111,7 @@ class FileSink:
         await asyncio.to_thread(self._update_sync, self._path(key), change, sync_profile)
 
     def _update_sync(self, path: Path, change: _Change, sync_profile: bool) -> None:
-        target = Path(os.path.realpath(path))  # write through a symlinked credentials file
+        target = _resolved(path)
         try:
             _make_parents(target.parent)
             with _locked(target):
@@ -261,6 +256,11 @@ def _read_text(path: Path) -> str | None:
         raise SinkError(f"cannot read {path}: not UTF-8 text") from None
     except OSError as exc:
         raise SinkError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with symlinks resolved: a symlinked credentials file is written through."""
+    return Path(os.path.realpath(path))
 
 
 def _make_parents(directory: Path) -> None:

@@ -18,8 +18,9 @@ asks, so a new secret is created holding ``{}`` (no credential yet) and ``read``
 removes the stale label. Which slot a decision concerns is decided by the same functions
 as the memory sink's (``rotator.sinks.memory.next_*``).
 
-Errors are ``SinkError``s naming the secret (never its value), raised from the
-``rotator.errors.AwsError`` (``Transient`` or ``Permanent``) of the call that failed.
+Transient AWS errors (throttling, 5xx) propagate as ``rotator.errors.Transient`` so the
+step is retried; every other failure is a ``SinkError`` naming the secret (never its
+value), raised from the ``Permanent`` error of the call that failed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotator.aws import Aws, aws_errors
-from rotator.errors import AwsError, NoSuchEntity, SinkError
+from rotator.errors import AwsError, NoSuchEntity, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
 from rotator.sinks.memory import next_discard_pending, next_promote, next_rollback
@@ -159,11 +160,14 @@ class SecretsManagerSink:
 
     @asynccontextmanager
     async def _client(self, name: str) -> AsyncIterator[Any]:
-        """A Secrets Manager client; AWS errors in the block become ``SinkError``."""
+        """A Secrets Manager client. Transient AWS errors propagate as ``Transient`` (the
+        step is retried next sweep); permanent ones become ``SinkError``."""
         try:
             with aws_errors("secretsmanager", secret=name):
                 async with self._aws.client("secretsmanager", region=self._config.region) as c:
                     yield c
+        except Transient:
+            raise
         except AwsError as exc:
             raise SinkError(f"secret {name}: {exc}") from exc
 

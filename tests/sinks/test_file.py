@@ -357,10 +357,13 @@ async def test_a_symlinked_credentials_file_is_written_through(tmp_path: Path) -
     link = tmp_path / "credentials"
     link.symlink_to(real)
 
-    await rotate_in(profile_sink(link), ALICE, access_key(1))
+    sink = profile_sink(link)
+    await rotate_in(sink, ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(2))
 
     assert link.is_symlink()
     assert ini(real)["rotated"]["aws_access_key_id"] == "AKIA0000000000000001"
+    assert await sink.read(ALICE) == SinkDocument(current=access_key(1), pending=access_key(2))
 
 
 async def test_the_aws_credentials_format_refuses_entries_that_are_not_access_keys(

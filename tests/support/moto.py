@@ -17,7 +17,7 @@ class MotoSandbox:
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local)
+        with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
 
     def client(self, service: str, **creds: str) -> Any:
@@ -50,14 +50,14 @@ class MotoSandbox:
 
     def caller_arn(self, access_key_id: str, secret_access_key: str) -> str:
         """The ARN STS reports for a key pair (moto maps a known key to its user)."""
-        sts = self.client(
-            "sts", access_key_id=access_key_id, secret_access_key=secret_access_key
-        )
+        sts = self.client("sts", access_key_id=access_key_id, secret_access_key=secret_access_key)
         return str(sts.get_caller_identity()["Arn"])
 
     def account(self) -> str:
         return str(self.client("sts").get_caller_identity()["Account"])
 
     def dump(self) -> str:
-        return json.dumps({u["UserName"]: self.keys(u["UserName"])
-                           for u in self.iam.list_users()["Users"]}, indent=1)
+        return json.dumps(
+            {u["UserName"]: self.keys(u["UserName"]) for u in self.iam.list_users()["Users"]},
+            indent=1,
+        )
