@@ -52,6 +52,34 @@ def _redact_field(key: str, value: Any) -> Any:
     return _scrub_value(value)
 
 
+# The order fields appear in on a line: the schema's fields first, the rest after.
+FIELD_ORDER = (
+    "ts",
+    "level",
+    "event",
+    "run_id",
+    "rotation_id",
+    "account",
+    "user",
+    "kind",
+    "slot",
+    "rule",
+    "credential_id",
+    "step",
+    "outcome",
+    "state",
+    "reason",
+    "dry_run",
+    "duration_ms",
+)
+
+
+def order_fields(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the schema's fields first, in a stable order."""
+    first = {k: event_dict[k] for k in FIELD_ORDER if k in event_dict}
+    return first | {k: v for k, v in event_dict.items() if k not in first}
+
+
 def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: hide fields named like secrets, scrub registered secret values."""
     return {k: _redact_field(k, v) for k, v in event_dict.items()}
@@ -97,6 +125,7 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
         structlog.processors.format_exc_info,
         redact,
+        order_fields,
         structlog.processors.JSONRenderer(sort_keys=False),
     ]
     structlog.configure(
