@@ -128,6 +128,40 @@ class Engine:
         )
         return result
 
+    async def rollback(self, rotation_id: str) -> StepResult:
+        """Roll back one rotation (see ``Steps.rollback``); journalled and audited like any
+        step. Raises ``NotFound``, ``LeaseLost`` (another worker is on it) or ``Refused``."""
+        audit.bind(run_id=new_id("run"), dry_run=False)
+        async with self._session(dry_run=False) as sweep:
+            audit.bind(account=sweep.account)
+            rotation = await self.journal.get(rotation_id)
+            rule = self.config.rule(rotation.rule)
+            if rule is None:
+                raise Refused(
+                    f"rule {rotation.rule!r} of rotation {rotation_id} is no longer in the "
+                    "policy; restore it so rotator knows the rotation's sink"
+                )
+            rotation = await self._reacquire(rotation)
+            steps = Steps(
+                journal=self.journal,
+                kind=sweep.kinds[rotation.kind],
+                sink=self._sink(rule),
+                rule=rule,
+                clock=self.clock,
+            )
+            try:
+                result = await steps.rollback(rotation)
+            except Refused as exc:
+                self._event(Step.ROLLBACK, Outcome.BLOCKED, rotation=rotation, reason=str(exc))
+                raise
+            finally:
+                await self._release(rotation)
+            self._event(
+                Step.ROLLBACK, result.outcome, rotation=result.rotation, reason=result.reason
+            )
+            await self.journal.record_step(result.record(audit.current("run_id")))
+            return result
+
     # -- sweep plumbing -------------------------------------------------------------------
 
     @asynccontextmanager
@@ -251,9 +285,7 @@ class Engine:
         done: list[StepResult] = []
         try:
             while (due := next_step(rotation)) is not None and due.ready(self.clock()):
-                rotation = await self.journal.acquire(
-                    rotation.rotation_id, self.owner, self._ttl, self.clock()
-                )
+                rotation = await self._reacquire(rotation)
                 result = await self._run_step(steps, rotation, due.step)
                 done.append(result)
                 rotation = result.rotation
@@ -268,22 +300,7 @@ class Engine:
 
     async def _run_step(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
         started = time.monotonic()
-        try:
-            result = await steps.run(rotation, step)
-        except Transient as exc:
-            result = StepResult(
-                rotation=rotation, step=step, outcome=Outcome.RETRY, reason=str(exc)
-            )
-        except _FAILING as exc:
-            failed = await self.journal.save(
-                rotation.evolve(
-                    state=RotationState.FAILED,
-                    reason=str(exc),
-                    finished_at=self.clock(),
-                    updated_at=self.clock(),
-                )
-            )
-            result = StepResult(rotation=failed, step=step, outcome=Outcome.FAILED, reason=str(exc))
+        result = await self._attempt(steps, rotation, step)
         self._event(
             step,
             result.outcome,
@@ -294,6 +311,43 @@ class Engine:
         )
         await self.journal.record_step(result.record(audit.current("run_id")))
         return result
+
+    async def _attempt(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
+        """Run a step, retrying transient errors with capped exponential backoff (steps are
+        idempotent; each retry starts from the journal's current record). A transient error
+        that outlasts the attempts leaves the step to the next sweep; a permanent one fails
+        the rotation."""
+        retry = self.config.retry
+        delay = retry.initial_delay.total_seconds()
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                return await steps.run(rotation, step)
+            except Transient as exc:
+                rotation = await self._reacquire(rotation)
+                if attempt == retry.attempts:
+                    reason = f"{exc} (after {attempt} attempts; retried next sweep)"
+                    return StepResult(
+                        rotation=rotation, step=step, outcome=Outcome.RETRY, reason=reason
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, retry.max_delay.total_seconds())
+            except _FAILING as exc:
+                rotation = await self._reacquire(rotation)
+                now = self.clock()
+                failed = await self.journal.save(
+                    rotation.evolve(
+                        state=RotationState.FAILED, reason=str(exc), finished_at=now, updated_at=now
+                    )
+                )
+                return StepResult(
+                    rotation=failed, step=step, outcome=Outcome.FAILED, reason=str(exc)
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _reacquire(self, rotation: Rotation) -> Rotation:
+        """The journal's current record, with our lease renewed (a failed step may have
+        journalled part of its work, so the copy we hold can be stale)."""
+        return await self.journal.acquire(rotation.rotation_id, self.owner, self._ttl, self.clock())
 
     async def _release(self, rotation: Rotation) -> None:
         try:

@@ -82,6 +82,17 @@ class VerifySettings(_Section):
     max_delay: Duration = timedelta(seconds=15)
 
 
+class RetrySettings(_Section):
+    """``[retry]``: how a step that hits a transient error (throttling, 5xx, a dropped
+    connection, ``EntityTemporarilyUnmodifiable``) is retried within a sweep, on top of
+    botocore's own per-call retries. After the last attempt the step waits for the next
+    sweep."""
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    initial_delay: Duration = timedelta(seconds=1)
+    max_delay: Duration = timedelta(seconds=8)
+
+
 class Config(BaseSettings):
     """The whole policy file plus environment overrides."""
 
@@ -96,6 +107,7 @@ class Config(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     max_concurrency: int = Field(default=8, ge=1, le=128)
     rules: list[Rule] = Field(min_length=1)
 

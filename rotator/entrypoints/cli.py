@@ -15,7 +15,7 @@ from rich.console import Console
 
 from rotator import app as application
 from rotator.entrypoints import render
-from rotator.errors import ConfigError, InputError, RotatorError
+from rotator.errors import ConfigError, InputError, NotFound, RotatorError
 from rotator.model import utcnow
 from rotator.settings import Config
 
@@ -60,7 +60,7 @@ def _run(work: Awaitable[T]) -> T:
     """Run ``work``; rotator errors become a message and an exit code, never a traceback."""
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
-    except (InputError, ConfigError) as exc:
+    except (InputError, ConfigError, NotFound) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except RotatorError as exc:
@@ -174,6 +174,26 @@ def history(
             out.print(render.history_table(items))
 
     _run(work())
+
+
+@cli.command()
+def rollback(
+    rotation_id: Annotated[str, typer.Argument(help="The rotation (see `rotator history`).")],
+    config: ConfigOpt,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Put the old credential back: reactivate it (while it still exists) and make the
+    sink's previous secret current again. The new credential stays active."""
+    cfg = _load(config)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Roll back {rotation_id}?", abort=True)
+
+    async def work() -> str:
+        async with application.open_engine(cfg) as engine:
+            result = await engine.rollback(rotation_id)
+        return result.reason or "already rolled back"
+
+    out.print(f"[green]rolled back[/] {rotation_id}: {_with_audit(cfg, work)}", highlight=False)
 
 
 @cli.command()
