@@ -166,12 +166,18 @@ class Engine:
 
     @asynccontextmanager
     async def _session(self, *, dry_run: bool) -> AsyncIterator[_Sweep]:
-        async with self.aws.client("iam") as iam, self.aws.client("sts") as sts:
+        async with (
+            self.aws.client("iam") as iam,
+            self.aws.client("iam", retries=1) as iam_once,
+            self.aws.client("sts") as sts,
+        ):
             with aws_errors("GetCallerIdentity"):
                 account = str((await sts.get_caller_identity())["Account"])
             active = await self.journal.list_active()
             kinds = {r.kind for r in self.config.rules} | {r.kind for r in active}
-            ctx = KindContext(iam=iam, aws=self.aws, account=account, verify=self.config.verify)
+            ctx = KindContext(
+                iam=iam, iam_once=iam_once, aws=self.aws, account=account, verify=self.config.verify
+            )
             yield _Sweep(
                 account=account,
                 iam=iam,

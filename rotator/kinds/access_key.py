@@ -51,8 +51,11 @@ class AccessKeys:
         return None  # IAM makes the secret
 
     async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
+        # No SDK retries here: if a connection drops after IAM created the key, a silent
+        # retry would create a second key whose secret we never see. The step's own retry
+        # re-runs reconciliation first, which deletes such an orphan.
         with aws_errors("CreateAccessKey", user=user):
-            made = (await self._iam.create_access_key(UserName=user))["AccessKey"]
+            made = (await self._ctx.iam_once.create_access_key(UserName=user))["AccessKey"]
         return SecretEntry(
             kind=self.kind,
             credential_id=made[ACCESS_KEY_ID],

@@ -30,6 +30,7 @@ class KindContext:
     """What a kind needs to talk to AWS during one sweep."""
 
     iam: IamClient
+    iam_once: IamClient  # the same, without SDK retries: for calls that are not idempotent
     aws: Aws
     account: str
     verify: VerifySettings
