@@ -122,7 +122,8 @@ class Aws:
         self.endpoint_url = endpoint_url
         self.profile = profile
         self._config = BotoConfig(
-            retries={"max_attempts": max_attempts, "mode": retry_mode},
+            # total_max_attempts counts the first call too (botocore's max_attempts does not).
+            retries={"total_max_attempts": max_attempts, "mode": retry_mode},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
@@ -142,14 +143,15 @@ class Aws:
         credentials: Credentials | None = None,
         retries: int | None = None,
     ) -> AsyncIterator[Any]:
-        """An aioboto3 client for ``service``; closed when the block ends."""
+        """An aioboto3 client for ``service``; closed when the block ends. ``retries`` is
+        the total number of attempts per call (1: no SDK retry)."""
         kwargs: dict[str, Any] = {
             "region_name": region or self.session_region,
             "config": self._config,
         }
         if retries is not None:
             kwargs["config"] = self._config.merge(
-                BotoConfig(retries={"max_attempts": retries, "mode": "standard"})
+                BotoConfig(retries={"total_max_attempts": retries, "mode": "standard"})
             )
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url

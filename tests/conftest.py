@@ -60,3 +60,13 @@ def _reset_structlog() -> Iterator[None]:
 def _forget_secrets() -> Iterator[None]:
     yield
     redaction.forget_all()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the robustness tallies (crash cases, faults injected) if any test added some."""
+    from tests.support.tally import TALLY
+
+    if TALLY:
+        terminalreporter.section("robustness tally")
+        for name, count in sorted(TALLY.items()):
+            terminalreporter.write_line(f"{name}: {count}")

@@ -1,0 +1,352 @@
+"""A fault-injecting HTTP proxy in front of the moto server (standard library only).
+
+``FaultProxy(upstream, plan)`` listens on a free port of 127.0.0.1 and forwards every
+request to ``upstream``, relaying status, headers and body (hop-by-hop headers stripped,
+Content-Length recomputed). Client connections are HTTP/1.1 keep-alive; each request opens
+a fresh upstream connection (moto's werkzeug server closes after every response anyway).
+
+Per request, one seeded ``random.Random`` draws a latency, a fault and a 5xx status, in that
+order and under a lock, so the same seed and request sequence inject the same faults:
+``throttle`` answers 400 ``Throttling`` (query protocol) / ``ThrottlingException`` (JSON);
+``server_error`` answers 500 ``InternalFailure`` or 503 ``ServiceUnavailable``;
+``drop_before`` closes the connection unforwarded (not applied); ``drop_after`` forwards
+(applied upstream), then closes the connection without answering.
+
+A one-shot hook registered with ``on()`` overrides the drawn fault of the request it fires
+on; its drop also counts as ``dropped_before`` / ``dropped_after``. Hence ``requests ==
+forwarded + throttled + server_errors + dropped_before + upstream_errors`` (answered 502).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+Fault = Literal["none", "throttle", "server_error", "drop_before", "drop_after"]
+Response = tuple[int, str, list[tuple[str, str]], bytes]  # status, reason, headers, body
+
+FAULTS: tuple[Fault, ...] = ("throttle", "server_error", "drop_before", "drop_after")
+COUNTER = {"throttle": "throttled", "server_error": "server_errors"}
+COUNTER |= {"drop_before": "dropped_before", "drop_after": "dropped_after"}
+COUNTS: tuple[str, ...] = ("requests", "connections", "forwarded", "throttled")
+COUNTS += ("server_errors", "dropped_before", "dropped_after", "hooks_fired", "upstream_errors")
+HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "te", "trailers"))
+HOP_BY_HOP |= {"proxy-authorization", "transfer-encoding", "upgrade", "expect", "content-length"}
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Fault rates (each in [0, 1], summing to at most 1) and a latency range in seconds."""
+
+    seed: int = 0
+    latency: tuple[float, float] = (0.0, 0.0)
+    throttle: float = 0.0
+    server_error: float = 0.0
+    drop_before: float = 0.0
+    drop_after: float = 0.0
+    actions: frozenset[str] | None = None  # faults only for these; latency applies to all
+
+    def __post_init__(self) -> None:
+        rates = (self.throttle, self.server_error, self.drop_before, self.drop_after)
+        if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 + 1e-9:
+            raise ValueError(f"fault rates must lie in [0, 1] and sum to <= 1: {rates}")
+        if not 0.0 <= self.latency[0] <= self.latency[1]:
+            raise ValueError(f"latency must be (low, high) with 0 <= low <= high: {self.latency}")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One proxied request; ``headers`` has lower-cased names, ``action``/``service`` may be ''."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    action: str
+    service: str
+
+
+@dataclass
+class _Hook:
+    action: str
+    phase: Literal["before", "after"]
+    nth: int
+    callback: Callable[[], None]
+    match: Callable[[Request], bool] | None
+    seen: int = 0
+
+
+def parse_request(method: str, path: str, headers: dict[str, str], body: bytes) -> Request:
+    """A ``Request`` with its action (X-Amz-Target or form/query ``Action=``) and service."""
+    target = headers.get("x-amz-target", "")
+    if target:
+        action = target.rpartition(".")[2]
+    else:
+        form = urllib.parse.urlsplit(path).query
+        if "x-www-form-urlencoded" in headers.get("content-type", ""):
+            form = f"{form}&{body.decode('utf-8', 'replace')}"
+        action = urllib.parse.parse_qs(form).get("Action", [""])[0]
+    scope = _SCOPE.search(headers.get("authorization", ""))
+    return Request(method, path, headers, body, action, scope.group(1) if scope else "")
+
+
+def choose(plan: FaultPlan, rng: random.Random, action: str) -> tuple[float, Fault, int]:
+    """Draw (latency, fault, 5xx status) for one request: always three draws from ``rng``."""
+    delay = rng.uniform(*plan.latency)
+    roll = rng.random()
+    status = 500 if rng.random() < 0.5 else 503
+    if plan.actions is not None and action not in plan.actions:
+        return delay, "none", status
+    rates = (plan.throttle, plan.server_error, plan.drop_before, plan.drop_after)
+    for fault, rate in zip(FAULTS, rates, strict=True):
+        if roll < rate:
+            return delay, fault, status
+        roll -= rate
+    return delay, "none", status
+
+
+def error_response(request: Request, status: int) -> Response:
+    """A 400 throttling, 500 or 503 error shaped as the request's service sends it."""
+    code = {500: "InternalFailure", 503: "ServiceUnavailable"}.get(status, "Throttling")
+    message = "Rate exceeded" if status == 400 else "Injected by FaultProxy"
+    target = request.headers.get("x-amz-target", "")
+    if target:  # JSON protocol; DynamoDB speaks 1.0 and namespaces its error types
+        code += "Exception" if status == 400 else ""
+        dynamo = target.startswith("DynamoDB_")
+        kind = f"com.amazonaws.dynamodb.v20120810#{code}" if dynamo else code
+        content_type = f"application/x-amz-json-1.{0 if dynamo else 1}"
+        body = json.dumps({"__type": kind, "message": message}).encode()
+    else:  # query protocol (IAM, STS)
+        side = "Sender" if status < 500 else "Receiver"
+        content_type = "text/xml"
+        body = (
+            f"<ErrorResponse><Error><Type>{side}</Type><Code>{code}</Code><Message>{message}"
+            f"</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        ).encode()
+    return status, "", [("Content-Type", content_type)], body
+
+
+class FaultProxy:
+    """Forwards HTTP to ``upstream`` and injects the faults of a ``FaultPlan`` or a hook."""
+
+    def __init__(self, upstream: str, plan: FaultPlan = FaultPlan()) -> None:
+        parts = urllib.parse.urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._lock = threading.Lock()
+        self._plan = plan
+        self._rng = random.Random(plan.seed)
+        self._hooks: list[_Hook] = []
+        self._counts: Counter[str] = Counter()
+        self._actions: list[str] = []
+        self._sockets: set[socket.socket] = set()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.proxy = self
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FaultProxy:
+        """Serve in a daemon thread; returns ``self``."""
+        serve = self._server.serve_forever
+        self._thread = threading.Thread(target=serve, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and cut every open client connection."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+        with self._lock:
+            open_sockets = list(self._sockets)
+        for sock in open_sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def set_plan(self, plan: FaultPlan) -> None:
+        """Replace the plan and restart the random stream from ``plan.seed``."""
+        with self._lock:
+            self._plan = plan
+            self._rng = random.Random(plan.seed)
+
+    def on(
+        self,
+        action: str,
+        *,
+        phase: Literal["before", "after"],
+        nth: int = 1,
+        callback: Callable[[], None],
+        match: Callable[[Request], bool] | None = None,
+    ) -> None:
+        """At the nth request for ``action`` passing ``match``: call ``callback`` and drop.
+
+        Phase "before" calls back, then drops without forwarding; "after" forwards (the call
+        is applied), calls back, then drops without answering. The hook fires once.
+        ``match`` runs under the proxy's lock: keep it a quick predicate.
+        """
+        if nth < 1:
+            raise ValueError(f"nth must be >= 1, not {nth}")
+        with self._lock:
+            self._hooks.append(_Hook(action, phase, nth, callback, match))
+
+    def counts(self) -> dict[str, int]:
+        """A snapshot of the counters in ``COUNTS`` (connections = client sockets accepted)."""
+        with self._lock:
+            return {name: self._counts[name] for name in COUNTS}
+
+    def actions_seen(self) -> list[str]:
+        """Every request's action in arrival order ('' when none could be read)."""
+        with self._lock:
+            return list(self._actions)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def _track(self, sock: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            (self._sockets.add if add else self._sockets.discard)(sock)
+            self._counts["connections"] += add
+
+    def _decide(self, request: Request) -> tuple[float, Fault, int, _Hook | None]:
+        """Count the request and draw its fault; a hook reaching its nth match overrides it."""
+        with self._lock:
+            self._counts["requests"] += 1
+            self._actions.append(request.action)
+            delay, fault, status = choose(self._plan, self._rng, request.action)
+            fired: _Hook | None = None
+            for hook in list(self._hooks):
+                if hook.action == request.action and (hook.match is None or hook.match(request)):
+                    hook.seen += 1
+                    if hook.seen == hook.nth and fired is None:
+                        fired = hook
+                        self._hooks.remove(hook)
+                        self._counts["hooks_fired"] += 1
+        if fired is not None:
+            fault = "drop_before" if fired.phase == "before" else "drop_after"
+        return delay, fault, status, fired
+
+    def _forward(self, request: Request, headers: list[tuple[str, str]]) -> Response:
+        """Send ``request`` upstream on a fresh connection and read the whole response."""
+        connection = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            connection.putrequest(request.method, request.path, True, True)
+            for name, value in headers:
+                connection.putheader(name, value)
+            if request.body or request.method in ("POST", "PUT", "PATCH"):
+                connection.putheader("Content-Length", str(len(request.body)))
+            connection.endheaders(request.body or None)
+            answer = connection.getresponse()
+            response = answer.status, answer.reason, answer.getheaders(), answer.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._count("upstream_errors")
+            return 502, "Bad Gateway", [("Content-Type", "text/plain")], str(exc).encode()
+        finally:
+            connection.close()
+        self._count("forwarded")
+        return response
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    proxy: FaultProxy
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that went away (a hook may kill them); loud otherwise."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Relays one client connection's requests (HTTP/1.1 keep-alive) through the proxy."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.proxy._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.proxy._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silent: the proxy's counts are its log."""
+
+    def do_request(self) -> None:
+        """Read the request, then answer an error, drop, or forward (and maybe drop)."""
+        proxy = self.server.proxy
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.send_error(411, "FaultProxy needs a Content-Length body")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        tokens = {t.strip().lower() for t in self.headers.get("Connection", "").split(",")}
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | tokens]
+        request = parse_request(self.command, self.path, {k.lower(): v for k, v in headers}, body)
+        delay, fault, status, hook = proxy._decide(request)
+        if delay > 0:
+            time.sleep(delay)
+        if fault in ("throttle", "server_error"):
+            proxy._count(COUNTER[fault])
+            self._answer(*error_response(request, 400 if fault == "throttle" else status))
+            return
+        response = None if fault == "drop_before" else proxy._forward(request, headers)
+        if fault in ("drop_before", "drop_after"):
+            try:
+                if hook is not None:
+                    hook.callback()
+            finally:
+                proxy._count(COUNTER[fault])
+                self._drop()
+        elif response is not None:
+            self._answer(*response)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_request
+
+    def _answer(
+        self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
+        """Write a response with the relayed headers and a correct Content-Length."""
+        self.send_response_only(status, reason or None)
+        length = str(len(body))
+        for name, value in headers:
+            if name.lower() == "content-length" and self.command == "HEAD":
+                length = value
+            elif name.lower() not in HOP_BY_HOP:
+                self.send_header(name, value)
+        if not (100 <= status < 200 or status in (204, 304)):
+            self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _drop(self) -> None:
+        """Close the client connection without writing a byte of response."""
+        self.close_connection = True
+        with suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
