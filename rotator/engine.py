@@ -188,7 +188,6 @@ class Engine:
 
     async def _plan(self, sweep: _Sweep) -> Plan:
         rules = [r for r in self.config.rules if r.enabled]
-        active = [r for r in await self.journal.list_active() if r.account == sweep.account]
         inventory = await collect(
             iam=sweep.iam,
             account=sweep.account,
@@ -197,7 +196,27 @@ class Engine:
             max_concurrency=self.config.max_concurrency,
             now=self.clock(),
         )
+        # Read after the inventory: a rotation that created a key the inventory saw was
+        # journalled before that key existed, so it is in this list (or finished).
+        active = [r for r in await self.journal.list_active() if r.account == sweep.account]
         return plan(inventory, rules, active, self.clock())
+
+    async def _still_blocked(self, decision: Decision, sweep: _Sweep) -> str | None:
+        """Confirm a two-active-credentials block, or say why it no longer holds: another
+        worker's rotation is between its create and its deactivate, or finished."""
+        kind = sweep.kinds[decision.kind]
+        target = (decision.account, decision.user, decision.kind, decision.slot)
+
+        async def active_count() -> int:
+            return sum(c.active for c in await kind.list(decision.user, decision.slot))
+
+        if await active_count() > 1:
+            busy = [r for r in await self.journal.list_active() if r.target == target]
+            if busy:
+                return f"skipped: rotation {busy[0].rotation_id} by another worker is in flight"
+            if await active_count() > 1:
+                return None
+        return "skipped: credentials changed since planning"
 
     def _sink(self, rule: Rule) -> SecretSink:
         if rule.name not in self._sinks:
@@ -207,7 +226,18 @@ class Engine:
     # -- one decision ---------------------------------------------------------------------
 
     async def _execute(self, decision: Decision, sweep: _Sweep) -> Report:
+        try:
+            return await self._act(decision, sweep)
+        except RotatorError as exc:  # could not even start (e.g. IAM unreachable)
+            self._event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
+            return Report(decision=decision, outcome=Outcome.RETRY, reason=str(exc))
+
+    async def _act(self, decision: Decision, sweep: _Sweep) -> Report:
         if decision.action is Action.BLOCK:
+            if decision.rotation_id is None:
+                changed = await self._still_blocked(decision, sweep)
+                if changed is not None:
+                    return Report(decision=decision, reason=changed)
             self._event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
             return Report(decision=decision, outcome=Outcome.BLOCKED, reason=decision.reason)
         if decision.action not in (Action.ROTATE, Action.ADVANCE):
@@ -216,14 +246,9 @@ class Engine:
             what = "start a rotation" if decision.action is Action.ROTATE else "advance"
             self._event(Step.PLAN, Outcome.DRY_RUN, decision=decision, reason=f"would {what}")
             return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
-        try:
-            if decision.action is Action.ROTATE:
-                return await self._start(decision, sweep)
-            assert decision.rotation_id is not None
-            return await self._advance(decision, sweep)
-        except RotatorError as exc:  # could not even start (e.g. IAM unreachable)
-            self._event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
-            return Report(decision=decision, outcome=Outcome.RETRY, reason=str(exc))
+        if decision.action is Action.ROTATE:
+            return await self._start(decision, sweep)
+        return await self._advance(decision, sweep)
 
     async def _start(self, decision: Decision, sweep: _Sweep) -> Report:
         rule = self.config.rule(decision.rule)

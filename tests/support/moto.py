@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -42,6 +43,15 @@ class MotoSandbox:
             kwargs["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
         self.iam.create_user(**kwargs)
         return [self.iam.create_access_key(UserName=name)["AccessKey"] for _ in range(keys)]
+
+    def age_keys(self, user: str, *, days: int) -> None:
+        """Backdate every access key of ``user`` by ``days`` (IAM has no API for that; the
+        moto server runs in this process, so its backend is reachable)."""
+        from moto.iam.models import iam_backends
+
+        backend = iam_backends[self.account()]["aws"]
+        for key in backend.users[user].access_keys:
+            key.create_date = key.create_date - timedelta(days=days)
 
     def keys(self, user: str) -> dict[str, str]:
         """``{AccessKeyId: Status}`` of a user's keys."""
