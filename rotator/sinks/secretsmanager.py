@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotator.aws import Aws, aws_errors
-from rotator.errors import AwsError, NoSuchEntity, SinkError, Transient
+from rotator.errors import AwsError, NoSuchEntity, Permanent, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
 from rotator.sinks.memory import next_discard_pending, next_promote, next_rollback
@@ -240,8 +240,27 @@ class SecretsManagerSink:
             kwargs["MoveToVersionId"] = move_to
         if remove_from:
             kwargs["RemoveFromVersionId"] = remove_from
-        with aws_errors("UpdateSecretVersionStage", secret=name, stage=stage):
-            await client.update_secret_version_stage(**kwargs)
+        try:
+            with aws_errors("UpdateSecretVersionStage", secret=name, stage=stage):
+                await client.update_secret_version_stage(**kwargs)
+        except Permanent:
+            # The SDK may have retried a call that AWS applied before the connection
+            # dropped; the retry then fails because the label already moved.
+            if not await _labelled(client, name, stage, move_to, remove_from):
+                raise
+
+
+async def _labelled(
+    client: Any, name: str, stage: str, move_to: str | None, remove_from: str | None
+) -> bool:
+    """True if ``stage`` already sits where a label change wanted it."""
+    with aws_errors("DescribeSecret", secret=name):
+        described: dict[str, Any] = await client.describe_secret(SecretId=name)
+    stages = described.get("VersionIdsToStages") or {}
+    on_target = move_to is None or stage in stages.get(move_to, [])
+    off_source = remove_from is None or remove_from == move_to
+    off_source = off_source or stage not in stages.get(remove_from or "", [])
+    return on_target and off_source
 
 
 def _document(slots: _Slots) -> SinkDocument:
