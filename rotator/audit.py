@@ -26,6 +26,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import redaction
+from rotator.model import Decision, Outcome, Rotation, Step
 
 SWEEP_STARTED = "sweep.started"
 SWEEP_FINISHED = "sweep.finished"
@@ -159,3 +160,41 @@ def current(name: str) -> str:
 
 def clear() -> None:
     structlog.contextvars.clear_contextvars()
+
+
+def step_event(
+    step: Step,
+    outcome: Outcome,
+    *,
+    decision: Decision | None = None,
+    rotation: Rotation | None = None,
+    credential_id: str | None = None,
+    reason: str = "",
+    duration_ms: int = 0,
+) -> None:
+    """Log one ``rotation.step`` event about a rotation (or, before one exists, a decision)."""
+    source: Any = rotation or decision
+    fields: dict[str, Any] = {
+        "rotation_id": rotation.rotation_id if rotation else decision and decision.rotation_id,
+        "user": source.user,
+        "kind": str(source.kind),
+        "rule": source.rule,
+        "credential_id": credential_id
+        or (decision.credential_id if decision else rotation and rotation.old_credential_id),
+        "step": str(step),
+        "outcome": str(outcome),
+        "duration_ms": duration_ms,
+    }
+    if source.slot:
+        fields["slot"] = source.slot
+    if rotation is not None:
+        fields["state"] = str(rotation.state)
+    if reason:
+        fields["reason"] = reason
+    level = {
+        Outcome.HELD: "warning",
+        Outcome.RETRY: "warning",
+        Outcome.BLOCKED: "warning",
+        Outcome.FAILED: "error",
+    }.get(outcome, "info")
+    getattr(get_logger(), level)(ROTATION_STEP, **fields)

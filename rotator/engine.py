@@ -15,11 +15,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from rotator import audit
 from rotator.aws import Aws, aws_errors
+from rotator.driver import Driver
 from rotator.engine_report import Report, SweepResult
 from rotator.errors import (
     Conflict,
@@ -28,7 +29,6 @@ from rotator.errors import (
     Refused,
     RotatorError,
     SinkError,
-    Transient,
     WrongIdentity,
 )
 from rotator.inventory import collect
@@ -42,14 +42,12 @@ from rotator.model import (
     Outcome,
     Plan,
     Rotation,
-    RotationState,
     Step,
     new_id,
     utcnow,
 )
 from rotator.planner import plan
 from rotator.policy import Rule
-from rotator.protocol import next_step
 from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
 from rotator.steps import StepResult, Steps
@@ -86,6 +84,13 @@ class Engine:
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
         self._sinks: dict[str, SecretSink] = {}
+        self._driver = Driver(
+            journal=journal,
+            owner=self.owner,
+            lease_ttl=config.journal.lease_ttl,
+            retry=config.retry,
+            clock=clock,
+        )
         self._log = audit.get_logger()
 
     # -- public ---------------------------------------------------------------------------
@@ -141,7 +146,7 @@ class Engine:
                     f"rule {rotation.rule!r} of rotation {rotation_id} is no longer in the "
                     "policy; restore it so rotator knows the rotation's sink"
                 )
-            rotation = await self._reacquire(rotation)
+            rotation = await self._driver.reacquire(rotation)
             steps = Steps(
                 journal=self.journal,
                 kind=sweep.kinds[rotation.kind],
@@ -152,11 +157,11 @@ class Engine:
             try:
                 result = await steps.rollback(rotation)
             except Refused as exc:
-                self._event(Step.ROLLBACK, Outcome.BLOCKED, rotation=rotation, reason=str(exc))
+                audit.step_event(Step.ROLLBACK, Outcome.BLOCKED, rotation=rotation, reason=str(exc))
                 raise
             finally:
-                await self._release(rotation)
-            self._event(
+                await self._driver.release(rotation)
+            audit.step_event(
                 Step.ROLLBACK, result.outcome, rotation=result.rotation, reason=result.reason
             )
             await self.journal.record_step(result.record(audit.current("run_id")))
@@ -229,7 +234,7 @@ class Engine:
         try:
             return await self._act(decision, sweep)
         except RotatorError as exc:  # could not even start (e.g. IAM unreachable)
-            self._event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
+            audit.step_event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
             return Report(decision=decision, outcome=Outcome.RETRY, reason=str(exc))
 
     async def _act(self, decision: Decision, sweep: _Sweep) -> Report:
@@ -238,13 +243,13 @@ class Engine:
                 changed = await self._still_blocked(decision, sweep)
                 if changed is not None:
                     return Report(decision=decision, reason=changed)
-            self._event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
+            audit.step_event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
             return Report(decision=decision, outcome=Outcome.BLOCKED, reason=decision.reason)
         if decision.action not in (Action.ROTATE, Action.ADVANCE):
             return Report(decision=decision, reason=decision.reason)
         if sweep.dry_run:
             what = "start a rotation" if decision.action is Action.ROTATE else "advance"
-            self._event(Step.PLAN, Outcome.DRY_RUN, decision=decision, reason=f"would {what}")
+            audit.step_event(Step.PLAN, Outcome.DRY_RUN, decision=decision, reason=f"would {what}")
             return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
         if decision.action is Action.ROTATE:
             return await self._start(decision, sweep)
@@ -270,7 +275,9 @@ class Engine:
             deactivate_after=rule.deactivate_after,
             delete_after=rule.delete_after,
             reason=decision.reason,
-        ).evolve(lease=Lease(owner=self.owner, expires_at=now + self._ttl, fence=1))
+        ).evolve(
+            lease=Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
+        )
         try:
             rotation = await self.journal.add(rotation)
         except Conflict as exc:
@@ -294,131 +301,23 @@ class Engine:
         assert decision.rotation_id is not None
         try:
             rotation = await self.journal.acquire(
-                decision.rotation_id, self.owner, self._ttl, self.clock()
+                decision.rotation_id, self.owner, self.config.journal.lease_ttl, self.clock()
             )
         except LeaseLost as exc:
             return Report(decision=decision, reason=f"skipped: {exc}")
         rule = self.config.rule(rotation.rule)
         return await self._drive(rotation, rule, sweep.kinds[rotation.kind], decision)
 
-    @property
-    def _ttl(self) -> timedelta:
-        return self.config.journal.lease_ttl
-
     async def _drive(
         self, rotation: Rotation, rule: Rule | None, kind: CredentialKind, decision: Decision
     ) -> Report:
-        """Run every step that is due, stopping at the first that does not advance."""
         assert rule is not None
         steps = Steps(
             journal=self.journal, kind=kind, sink=self._sink(rule), rule=rule, clock=self.clock
         )
-        done: list[StepResult] = []
         try:
-            while (due := next_step(rotation)) is not None and due.ready(self.clock()):
-                rotation = await self._reacquire(rotation)
-                result = await self._run_step(steps, rotation, due.step)
-                done.append(result)
-                rotation = result.rotation
-                if not result.advanced:
-                    break
+            rotation, done = await self._driver.drive(rotation, steps)
         except LeaseLost as exc:
             self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc))
-            return Report.of(decision, rotation, done, reason=f"stopped: {exc}")
-        finally:
-            await self._release(rotation)
+            return Report.of(decision, rotation, [], reason=f"stopped: {exc}")
         return Report.of(decision, rotation, done)
-
-    async def _run_step(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
-        started = time.monotonic()
-        result = await self._attempt(steps, rotation, step)
-        self._event(
-            step,
-            result.outcome,
-            rotation=result.rotation,
-            credential_id=result.credential_id,
-            reason=result.reason,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
-        await self.journal.record_step(result.record(audit.current("run_id")))
-        return result
-
-    async def _attempt(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
-        """Run a step, retrying transient errors with capped exponential backoff (steps are
-        idempotent; each retry starts from the journal's current record). A transient error
-        that outlasts the attempts leaves the step to the next sweep; a permanent one fails
-        the rotation."""
-        retry = self.config.retry
-        delay = retry.initial_delay.total_seconds()
-        for attempt in range(1, retry.attempts + 1):
-            try:
-                return await steps.run(rotation, step)
-            except Transient as exc:
-                rotation = await self._reacquire(rotation)
-                if attempt == retry.attempts:
-                    reason = f"{exc} (after {attempt} attempts; retried next sweep)"
-                    return StepResult(
-                        rotation=rotation, step=step, outcome=Outcome.RETRY, reason=reason
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, retry.max_delay.total_seconds())
-            except _FAILING as exc:
-                rotation = await self._reacquire(rotation)
-                now = self.clock()
-                failed = await self.journal.save(
-                    rotation.evolve(
-                        state=RotationState.FAILED, reason=str(exc), finished_at=now, updated_at=now
-                    )
-                )
-                return StepResult(
-                    rotation=failed, step=step, outcome=Outcome.FAILED, reason=str(exc)
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _reacquire(self, rotation: Rotation) -> Rotation:
-        """The journal's current record, with our lease renewed (a failed step may have
-        journalled part of its work, so the copy we hold can be stale)."""
-        return await self.journal.acquire(rotation.rotation_id, self.owner, self._ttl, self.clock())
-
-    async def _release(self, rotation: Rotation) -> None:
-        try:
-            await self.journal.release(rotation)
-        except RotatorError as exc:  # the lease expires on its own
-            self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc))
-
-    def _event(
-        self,
-        step: Step,
-        outcome: Outcome,
-        *,
-        decision: Decision | None = None,
-        rotation: Rotation | None = None,
-        credential_id: str | None = None,
-        reason: str = "",
-        duration_ms: int = 0,
-    ) -> None:
-        source: Any = rotation or decision
-        fields: dict[str, Any] = {
-            "rotation_id": rotation.rotation_id if rotation else decision and decision.rotation_id,
-            "user": source.user,
-            "kind": str(source.kind),
-            "rule": source.rule,
-            "credential_id": credential_id
-            or (decision.credential_id if decision else rotation and rotation.old_credential_id),
-            "step": str(step),
-            "outcome": str(outcome),
-            "duration_ms": duration_ms,
-        }
-        if source.slot:
-            fields["slot"] = source.slot
-        if rotation is not None:
-            fields["state"] = str(rotation.state)
-        if reason:
-            fields["reason"] = reason
-        level = {
-            Outcome.HELD: "warning",
-            Outcome.RETRY: "warning",
-            Outcome.BLOCKED: "warning",
-            Outcome.FAILED: "error",
-        }.get(outcome, "info")
-        getattr(self._log, level)(audit.ROTATION_STEP, **fields)

@@ -1,0 +1,130 @@
+"""Driving one rotation: run its due steps under its journal lease.
+
+Before each step the lease is renewed; a transient error is retried with capped
+exponential backoff (steps are idempotent, and each retry starts from the journal's current
+record); a permanent error fails the rotation; every outcome is journalled and audited. A
+lost lease stops the work at once: another worker owns the rotation now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from rotator import audit
+from rotator.errors import (
+    LeaseLost,
+    Permanent,
+    Refused,
+    RotatorError,
+    SinkError,
+    Transient,
+    WrongIdentity,
+)
+from rotator.journal.base import Journal
+from rotator.model import Outcome, Rotation, RotationState, Step
+from rotator.protocol import next_step
+from rotator.settings import RetrySettings
+from rotator.steps import StepResult, Steps
+
+# Errors that fail a rotation (retrying cannot help).
+FAILING = (Permanent, Refused, SinkError, WrongIdentity)
+
+
+class Driver:
+    """Runs rotations' steps for one worker (``owner``)."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        owner: str,
+        lease_ttl: timedelta,
+        retry: RetrySettings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.journal = journal
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.retry = retry
+        self.clock = clock
+
+    async def drive(self, rotation: Rotation, steps: Steps) -> tuple[Rotation, list[StepResult]]:
+        """Run every step that is due, stopping at the first that does not advance.
+        Raises ``LeaseLost`` (with the work done so far journalled) if another worker took
+        the rotation; the lease is released in every case."""
+        done: list[StepResult] = []
+        try:
+            while (due := next_step(rotation)) is not None and due.ready(self.clock()):
+                rotation = await self.reacquire(rotation)
+                result = await self.run_step(steps, rotation, due.step)
+                done.append(result)
+                rotation = result.rotation
+                if not result.advanced:
+                    break
+        finally:
+            await self.release(rotation)
+        return rotation, done
+
+    async def run_step(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
+        """Run one step (with retries), then audit and journal its outcome."""
+        started = time.monotonic()
+        result = await self._attempt(steps, rotation, step)
+        audit.step_event(
+            step,
+            result.outcome,
+            rotation=result.rotation,
+            credential_id=result.credential_id,
+            reason=result.reason,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        await self.journal.record_step(result.record(audit.current("run_id")))
+        return result
+
+    async def _attempt(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
+        delay = self.retry.initial_delay.total_seconds()
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return await steps.run(rotation, step)
+            except Transient as exc:
+                rotation = await self.reacquire(rotation)
+                if attempt == self.retry.attempts:
+                    reason = f"{exc} (after {attempt} attempts; retried next sweep)"
+                    return StepResult(
+                        rotation=rotation, step=step, outcome=Outcome.RETRY, reason=reason
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry.max_delay.total_seconds())
+            except FAILING as exc:
+                rotation = await self.reacquire(rotation)
+                now = self.clock()
+                failed = await self.journal.save(
+                    rotation.evolve(
+                        state=RotationState.FAILED, reason=str(exc), finished_at=now, updated_at=now
+                    )
+                )
+                return StepResult(
+                    rotation=failed, step=step, outcome=Outcome.FAILED, reason=str(exc)
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def reacquire(self, rotation: Rotation) -> Rotation:
+        """The journal's current record with our lease renewed (a failed step may have
+        journalled part of its work, so the copy we hold can be stale)."""
+        return await self.journal.acquire(
+            rotation.rotation_id, self.owner, self.lease_ttl, self.clock()
+        )
+
+    async def release(self, rotation: Rotation) -> None:
+        """Give the lease back; if that fails it simply expires."""
+        try:
+            await self.journal.release(rotation)
+        except RotatorError as exc:
+            audit.get_logger().warning(
+                audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc)
+            )
+
+
+__all__ = ["FAILING", "Driver", "LeaseLost"]
