@@ -14,7 +14,7 @@ from rotator import audit
 from rotator.aws import Aws
 from rotator.engine import Engine
 from rotator.errors import ConfigError
-from rotator.journal import Journal, open_journal
+from rotator.journal import DynamoJournal, Journal, create_table, open_journal
 from rotator.kinds import REGISTRY
 from rotator.settings import Config, load_config
 
@@ -28,6 +28,10 @@ def load(path: Path) -> Config:
         for r in config.rules
         if r.kind not in REGISTRY
     ]
+    try:
+        open_journal(config.journal.url)  # parse only: nothing is opened
+    except ValueError as exc:
+        problems.append(f"journal.url: {exc}")
     if problems:
         raise ConfigError(str(path), problems)
     return config
@@ -55,8 +59,20 @@ def configure_audit(config: Config) -> Callable[[], None]:
 
 @asynccontextmanager
 async def open_journal_for(config: Config) -> AsyncIterator[Journal]:
-    async with open_journal(config.journal.url) as journal:
+    async with open_journal(config.journal.url, make_aws(config)) as journal:
         yield journal
+
+
+async def init_journal(config: Config) -> str:
+    """Create the journal's storage (the DynamoDB table, or the SQLite file and schema);
+    idempotent. Returns what it did, for people."""
+    journal = open_journal(config.journal.url, make_aws(config))
+    if isinstance(journal, DynamoJournal):
+        created = await create_table(journal.table, region=journal.region, aws=make_aws(config))
+        what = "created" if created else "already exists"
+        return f"DynamoDB table {journal.table} {what} (on-demand billing, TTL on expires_at)"
+    async with journal:
+        return f"journal ready: {config.journal.url}"
 
 
 @asynccontextmanager

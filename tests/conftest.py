@@ -11,7 +11,7 @@ import structlog
 from moto.server import ThreadedMotoServer
 
 from rotator import redaction
-from tests.support.moto import MotoSandbox
+from tests.support.moto import MotoSandbox, make_dynamodb_atomic
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -19,6 +19,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """One moto server for the whole run, on a free port of 127.0.0.1; yields its URL."""
+    make_dynamodb_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -176,6 +176,18 @@ def history(
     _run(work())
 
 
+journal_cli = typer.Typer(help="The journal of rotations.", no_args_is_help=True)
+cli.add_typer(journal_cli, name="journal")
+
+
+@journal_cli.command("init")
+def journal_init(config: ConfigOpt) -> None:
+    """Create the journal: the DynamoDB table (on-demand billing, TTL on finished records)
+    or the SQLite file. Safe to run again."""
+    cfg = _load(config)
+    out.print(_run(application.init_journal(cfg)), highlight=False)
+
+
 @cli.command()
 def rollback(
     rotation_id: Annotated[str, typer.Argument(help="The rotation (see `rotator history`).")],

@@ -1,32 +1,26 @@
-"""One contract for every journal: each ``journal`` test runs against every implementation.
+"""One contract for every journal: each ``journal`` test runs against every implementation
+(memory, a SQLite file, and a DynamoDB table on the moto server).
 
-The ``sqlite`` tests at the end prove what only a shared file can get wrong: persistence,
-permissions, and compare-and-set between connections and between OS processes.
+What only one backend can get wrong is in ``test_sqlite.py`` and ``test_dynamodb.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import stat
-import sys
 from collections.abc import AsyncIterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from rotator.errors import Conflict, JournalError, LeaseLost, NotFound
-from rotator.journal import Journal, MemoryJournal, SqliteJournal, open_journal
+from rotator.errors import Conflict, LeaseLost, NotFound
+from rotator.journal import Journal, MemoryJournal, SqliteJournal, create_table, open_journal
 from rotator.journal.base import rotation_to_record
-from rotator.journal.sqlite import SCHEMA_VERSION
 from rotator.model import Kind, Lease, Outcome, Rotation, RotationState, Step, StepRecord
 
 ACCOUNT = "123456789012"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=5)
-REPO = Path(__file__).resolve().parents[2]
+TABLE = "rotator-journal"
 
 
 def rotation(
@@ -49,9 +43,16 @@ def rotation(
     return new.evolve(lease=lease)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
 async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
-    url = "memory://" if request.param == "memory" else f"sqlite://{tmp_path}/journal.db"
+    if request.param == "dynamodb":
+        request.getfixturevalue("aws_env")  # the standard AWS env, pointed at moto
+        await create_table(TABLE, region=None)
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite://{tmp_path}/journal.db",
+        "dynamodb": f"dynamodb://{TABLE}",
+    }[request.param]
     async with open_journal(url) as opened:
         yield opened
 
@@ -340,157 +341,6 @@ async def test_unknown_rotation_ids_raise_not_found(journal: Journal) -> None:
         await journal.release(ghost)
 
 
-# --- SqliteJournal only --------------------------------------------------------------
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "rotator" / "journal.db"
-
-
-async def test_sqlite_data_persists_across_close_and_reopen(db_path: Path) -> None:
-    async with SqliteJournal(db_path) as journal:
-        added = await journal.add(rotation())
-        held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
-        step = StepRecord(
-            rotation_id=added.rotation_id, at=NOW, step=Step.CREATE, outcome=Outcome.DONE
-        )
-        await journal.record_step(step)
-    async with SqliteJournal(db_path) as journal:
-        assert await journal.get(added.rotation_id) == held
-        assert await journal.list_active() == [held]
-        assert await journal.steps(added.rotation_id) == [step]
-    with closing(sqlite3.connect(db_path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-
-
-async def test_sqlite_file_is_0600_in_new_0700_directories(db_path: Path) -> None:
-    async with SqliteJournal(db_path) as journal:
-        await journal.add(rotation())
-        files = [db_path, *db_path.parent.glob("journal.db-*")]  # with -wal and -shm
-        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
-            f.name: 0o600 for f in files
-        }
-    for directory in (db_path.parent, db_path.parent.parent):
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-
-
-async def test_sqlite_refuses_a_journal_with_a_newer_schema(db_path: Path) -> None:
-    async with SqliteJournal(db_path):
-        pass
-    with closing(sqlite3.connect(db_path)) as db:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(JournalError, match="schema version"):
-        async with SqliteJournal(db_path):
-            pass
-
-
-async def test_sqlite_database_itself_keeps_one_unfinished_rotation_per_target(
-    db_path: Path,
-) -> None:
-    async with SqliteJournal(db_path) as journal:
-        await journal.add(rotation())
-    with closing(sqlite3.connect(db_path)) as db:
-        db.execute("CREATE TEMP TABLE copy AS SELECT * FROM rotations")
-        db.execute("UPDATE copy SET rotation_id = 'rot-copy'")
-        with pytest.raises(
-            sqlite3.IntegrityError, match=r"UNIQUE constraint failed: rotations\.account"
-        ):
-            db.execute("INSERT INTO rotations SELECT * FROM copy")
-
-
-async def test_sqlite_two_connections_racing_add_for_one_target_one_wins(db_path: Path) -> None:
-    async with SqliteJournal(db_path) as one, SqliteJournal(db_path) as two:
-        for user in ("u0", "u1", "u2", "u3", "u4"):
-            results = await asyncio.gather(
-                one.add(rotation(user)), two.add(rotation(user)), return_exceptions=True
-            )
-            wins = [r for r in results if isinstance(r, Rotation)]
-            conflicts = [r for r in results if isinstance(r, Conflict)]
-            assert len(wins) == 1, results
-            assert len(conflicts) == 1, results
-            assert conflicts[0].existing == wins[0].rotation_id
-
-
-async def test_sqlite_two_connections_racing_acquire_one_wins(db_path: Path) -> None:
-    async with SqliteJournal(db_path) as one, SqliteJournal(db_path) as two:
-        added = await one.add(rotation())
-        results = await asyncio.gather(
-            one.acquire(added.rotation_id, "w1", TTL, NOW),
-            two.acquire(added.rotation_id, "w2", TTL, NOW),
-            return_exceptions=True,
-        )
-        wins = [r for r in results if isinstance(r, Rotation)]
-        assert len(wins) == 1, results
-        assert sum(isinstance(r, LeaseLost) for r in results) == 1, results
-        assert wins[0].lease is not None
-        assert wins[0].lease.fence == 1
-        assert await one.get(added.rotation_id) == wins[0]
-
-
-_RACER = """
-import asyncio, sys
-from datetime import datetime, timedelta
-from pathlib import Path
-from rotator.errors import LeaseLost
-from rotator.journal.sqlite import SqliteJournal
-
-async def main(path, rotation_id, owner, now):
-    async with SqliteJournal(Path(path)) as journal:
-        print("ready", flush=True)
-        sys.stdin.readline()
-        try:
-            await journal.acquire(rotation_id, owner, timedelta(minutes=5),
-                                  datetime.fromisoformat(now))
-        except LeaseLost:
-            print("lost", flush=True)
-        else:
-            print("won", flush=True)
-
-asyncio.run(main(*sys.argv[1:]))
-"""
-
-
-async def test_sqlite_two_processes_racing_acquire_one_wins(db_path: Path) -> None:
-    async with SqliteJournal(db_path) as journal:
-        added = await journal.add(rotation())
-    racers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _RACER,
-            str(db_path),
-            added.rotation_id,
-            owner,
-            NOW.isoformat(),
-            cwd=REPO,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for owner in ("w1", "w2")
-    ]
-    try:
-        for racer in racers:  # both are open and waiting before either is let go
-            assert racer.stdout is not None
-            assert await asyncio.wait_for(racer.stdout.readline(), 30) == b"ready\n"
-        outputs = await asyncio.wait_for(
-            asyncio.gather(*(racer.communicate(b"go\n") for racer in racers)), 60
-        )
-    finally:
-        for racer in racers:
-            if racer.returncode is None:
-                racer.kill()
-                await racer.wait()
-    assert [racer.returncode for racer in racers] == [0, 0]
-    said = [out.decode().strip() for out, _ in outputs]
-    assert sorted(said) == ["lost", "won"]
-    async with SqliteJournal(db_path) as journal:
-        stored = await journal.get(added.rotation_id)
-    winner = ("w1", "w2")[said.index("won")]
-    assert stored.lease == Lease(owner=winner, expires_at=NOW + TTL, fence=1)
-
-
 # --- open_journal --------------------------------------------------------------------
 
 
@@ -514,15 +364,26 @@ def test_open_journal_resolves_a_relative_sqlite_path_from_the_cwd(
     assert journal.path == tmp_path / "state" / "j.db"
 
 
-@pytest.mark.parametrize("url", ["dynamodb://rotations", "postgres://db/x", "journal.db"])
+@pytest.mark.parametrize("url", ["dynamo://rotations", "postgres://db/x", "journal.db"])
 def test_open_journal_rejects_an_unknown_scheme_naming_url_and_schemes(url: str) -> None:
-    with pytest.raises(ValueError, match="supported schemes are memory:, sqlite:") as error:
+    with pytest.raises(
+        ValueError, match="supported schemes are dynamodb:, memory:, sqlite:"
+    ) as error:
         open_journal(url)
     assert repr(url) in str(error.value)
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite://host/j.db", "sqlite:", "sqlite:///", "memory://x", "sqlite:///j.db?mode=ro"]
+    "url",
+    [
+        "sqlite://host/j.db",
+        "sqlite:",
+        "sqlite:///",
+        "memory://x",
+        "sqlite:///j.db?mode=ro",
+        "memory://?region=eu-west-1",
+        "sqlite:///j.db#frag",
+    ],
 )
 def test_open_journal_rejects_a_malformed_url(url: str) -> None:
     with pytest.raises(ValueError, match="journal URL"):

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import boto3
+from moto.dynamodb.responses import DynamoHandler
+
+_ONE_DYNAMODB_REQUEST_AT_A_TIME = threading.Lock()
+_dynamodb_call_action = DynamoHandler.call_action
+
+
+def _atomic_call_action(self: DynamoHandler) -> Any:
+    with _ONE_DYNAMODB_REQUEST_AT_A_TIME:
+        return _dynamodb_call_action(self)
+
+
+def make_dynamodb_atomic() -> None:
+    """Real DynamoDB applies a conditional write or a transaction atomically. moto's
+    threaded server does not: TransactWriteItems checks and writes item by item (and rolls
+    back by restoring a copy of the whole table), so two racing transactions can both pass
+    ``attribute_not_exists``. The moto server runs in this process: one lock around its
+    DynamoDB handler gives racing journals DynamoDB's semantics."""
+    DynamoHandler.call_action = _atomic_call_action  # type: ignore[method-assign]
 
 
 @dataclass
