@@ -35,6 +35,7 @@ from rotator.inventory import collect
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind, KindContext, build_kinds
 from rotator.model import (
+    SHAPES,
     Action,
     Decision,
     Kind,
@@ -42,6 +43,7 @@ from rotator.model import (
     Outcome,
     Plan,
     Rotation,
+    Shape,
     Step,
     new_id,
     utcnow,
@@ -245,6 +247,8 @@ class Engine:
                     return Report(decision=decision, reason=changed)
             audit.step_event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
             return Report(decision=decision, outcome=Outcome.BLOCKED, reason=decision.reason)
+        if decision.action is Action.DISABLE:
+            return await self._disable(decision, sweep)
         if decision.action not in (Action.ROTATE, Action.ADVANCE):
             return Report(decision=decision, reason=decision.reason)
         if sweep.dry_run:
@@ -262,6 +266,8 @@ class Engine:
         stale = await self._changed_since_plan(decision, kind, sweep)
         if stale:
             return Report(decision=decision, outcome=None, reason=stale)
+        in_place = SHAPES[rule.kind] is Shape.IN_PLACE
+        deactivate_after, delete_after = rule.timings()
         now = self.clock()
         rotation = Rotation.start(
             account=decision.account,
@@ -270,10 +276,10 @@ class Engine:
             slot=decision.slot,
             rule=rule.name,
             now=now,
-            old_credential_id=decision.credential_id,
+            old_credential_id=None if in_place else decision.credential_id,
             delete_first=decision.delete_first,
-            deactivate_after=rule.deactivate_after,
-            delete_after=rule.delete_after,
+            deactivate_after=deactivate_after,
+            delete_after=delete_after,
             reason=decision.reason,
         ).evolve(
             lease=Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
@@ -290,12 +296,30 @@ class Engine:
         """Why the decision no longer holds (another worker got there first), or None."""
         listed = await kind.list(decision.user, decision.slot)
         active = [c for c in listed if c.active]
-        if [c.credential_id for c in active] != [decision.credential_id]:
+        planned = next((c for c in active if c.credential_id == decision.credential_id), None)
+        two_slot = SHAPES[decision.kind] is Shape.TWO_SLOT
+        if planned is None or (two_slot and len(active) != 1):
             now_active = ", ".join(c.credential_id for c in active) or "none"
             return f"skipped: credentials changed since planning (active now: {now_active})"
-        if active[0].created >= sweep.started_at:
-            return f"skipped: {active[0].credential_id} was created during this sweep"
+        newest = max(listed, key=lambda c: c.created)
+        if newest.created >= sweep.started_at:
+            return f"skipped: {newest.credential_id} was created during this sweep"
         return None
+
+    async def _disable(self, decision: Decision, sweep: _Sweep) -> Report:
+        """Take a credential unused for too long out of service (not a rotation)."""
+        assert decision.credential_id is not None
+        if sweep.dry_run:
+            audit.step_event(
+                Step.DISABLE,
+                Outcome.DRY_RUN,
+                decision=decision,
+                reason=f"would disable: {decision.reason}",
+            )
+            return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
+        await sweep.kinds[decision.kind].disable(decision.user, decision.credential_id)
+        audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
+        return Report(decision=decision, outcome=Outcome.DONE, reason=decision.reason)
 
     async def _advance(self, decision: Decision, sweep: _Sweep) -> Report:
         assert decision.rotation_id is not None

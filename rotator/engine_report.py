@@ -78,6 +78,11 @@ class SweepResult:
                 1 for r in self.reports if r.decision.action is Action.ADVANCE and r.steps
             ),
             "completed": sum(1 for r in self.reports if r.state is RotationState.COMPLETED),
+            "disabled": sum(
+                1
+                for r in self.reports
+                if r.decision.action is Action.DISABLE and r.outcome is Outcome.DONE
+            ),
             "held": outcomes[Outcome.HELD],
             "blocked": outcomes[Outcome.BLOCKED],
             "failed": outcomes[Outcome.FAILED],

@@ -78,8 +78,16 @@ async def collect(
     max_concurrency: int,
     now: datetime,
 ) -> Inventory:
-    """Read the users the rules may select and their credentials of the rules' kinds."""
-    listed = await list_users(iam, _common_prefix([r for r in rules if r.enabled]))
+    """Read the holders the rules may select and their credentials of the rules' kinds:
+    IAM users for per-user kinds, the account's own holders (server certificates) for the
+    others."""
+    by_account = [r for r in rules if r.enabled and not kinds[r.kind].per_user]
+    rules = [r for r in rules if r.enabled and kinds[r.kind].per_user]
+    account_holders: list[Holder] = []
+    for kind in sorted({r.kind for r in by_account}):
+        mine = [r for r in by_account if r.kind is kind]
+        account_holders.extend(await kinds[kind].account_holders(account, mine))
+    listed = await list_users(iam, _common_prefix(rules)) if rules else []
     limit = asyncio.Semaphore(max_concurrency)
 
     async def one(user: dict[str, str]) -> Holder | None:
@@ -91,10 +99,9 @@ async def collect(
             try:
                 tags = await user_tags(iam, name) if any(map(_wants_tags, candidates)) else {}
                 selecting = [r for r in candidates if r.select.matches(name, path, tags)]
-                wanted = {r.kind for r in selecting}
                 creds: list[Credential] = []
-                for kind in sorted(wanted):
-                    creds.extend(await kinds[kind].list(name))
+                for rule in {(r.kind, r.slot): r for r in selecting}.values():
+                    creds.extend(await kinds[rule.kind].list(name, rule.slot))
             except NoSuchEntity:
                 return None  # deleted while we listed
         if not selecting:
@@ -109,9 +116,8 @@ async def collect(
         )
 
     holders = await asyncio.gather(*(one(u) for u in listed))
-    return Inventory(
-        account=account, holders=tuple(h for h in holders if h is not None), taken_at=now
-    )
+    found = tuple(h for h in holders if h is not None) + tuple(account_holders)
+    return Inventory(account=account, holders=found, taken_at=now)
 
 
 async def holder(

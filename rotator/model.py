@@ -36,6 +36,24 @@ class Kind(StrEnum):
     SERVICE_CREDENTIAL = "service-credential"  # two per service per user; IAM makes it
 
 
+class Shape(StrEnum):
+    """How a kind is rotated."""
+
+    TWO_SLOT = "two-slot"  # a second credential beside the old one, then the old retires
+    IN_PLACE = "in-place"  # one credential changed in place (nothing old to retire)
+    VERSIONED = "versioned"  # a new, differently named version; the old one retires
+
+
+SHAPES: dict[Kind, Shape] = {
+    Kind.ACCESS_KEY: Shape.TWO_SLOT,
+    Kind.SIGNING_CERTIFICATE: Shape.TWO_SLOT,
+    Kind.SSH_PUBLIC_KEY: Shape.TWO_SLOT,
+    Kind.SERVICE_CREDENTIAL: Shape.TWO_SLOT,
+    Kind.LOGIN_PROFILE: Shape.IN_PLACE,
+    Kind.SERVER_CERTIFICATE: Shape.VERSIONED,
+}
+
+
 class Status(StrEnum):
     """A credential's IAM status, spelled as IAM spells it."""
 
@@ -52,7 +70,8 @@ class Credential:
     status: Status
     created: datetime
     last_used: datetime | None = None
-    expires: datetime | None = None
+    expires: datetime | None = None  # certificates: notAfter, read from the PEM
+    not_before: datetime | None = None  # certificates: notBefore
     slot: str = ""  # the service of a service credential; "" for other kinds
 
     @property
@@ -73,6 +92,9 @@ class Holder:
     path: str = "/"
     tags: Mapping[str, str] = field(default_factory=dict)
     credentials: tuple[Credential, ...] = ()
+    # Server certificates: notBefore of the certificate the rule's issuer has ready
+    # (a directory issuer's cert.pem), if any; it is uploaded when newer than IAM's.
+    offered: datetime | None = None
 
     def of_kind(self, kind: Kind, slot: str = "") -> tuple[Credential, ...]:
         """This holder's credentials of one kind (and slot), oldest first."""
@@ -123,6 +145,7 @@ class Step(StrEnum):
     DEACTIVATE = "deactivate"  # set the old credential Inactive (unless still in use)
     DELETE = "delete"  # delete the old credential
     ROLLBACK = "rollback"  # operator: reactivate the old credential, make it current again
+    DISABLE = "disable"  # deactivate a credential unused for too long (not a rotation)
 
 
 class Outcome(StrEnum):
@@ -242,6 +265,7 @@ class Action(StrEnum):
     SKIP = "skip"  # nothing to do: not due, or nothing to rotate
     BLOCK = "block"  # needs a human; nothing will be changed
     EXCLUDE = "exclude"  # the rule excludes this holder
+    DISABLE = "disable"  # deactivate (or remove) a credential unused for too long
 
 
 @dataclass(frozen=True, kw_only=True)

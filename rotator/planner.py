@@ -16,7 +16,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
-from rotator.model import Action, Credential, Decision, Holder, Inventory, Kind, Plan, Rotation
+from rotator.model import (
+    SHAPES,
+    Action,
+    Credential,
+    Decision,
+    Holder,
+    Inventory,
+    Kind,
+    Plan,
+    Rotation,
+    Shape,
+)
 from rotator.policy import Rule, format_duration
 from rotator.protocol import next_step
 
@@ -61,7 +72,7 @@ def plan(
         for rule in rules:
             decision = _decide(holder, rule, covered, now)
             if decision is not None:
-                covered.add((holder.account, holder.name, rule.kind, decision.slot))
+                covered.add((holder.account, holder.name, rule.kind, rule.slot))
                 decisions.append(decision)
     return Plan(decisions=tuple(decisions), made_at=now)
 
@@ -103,30 +114,116 @@ def _decide(
 ) -> Decision | None:
     if not rule.selects(holder.name, holder.path, holder.tags):
         return None
-    if (holder.account, holder.name, rule.kind, "") in covered:
+    if (holder.account, holder.name, rule.kind, rule.slot) in covered:
         return None  # an earlier rule (or a rotation in flight) already decided
+    make = partial(
+        Decision,
+        account=holder.account,
+        user=holder.name,
+        kind=rule.kind,
+        rule=rule.name,
+        slot=rule.slot,
+    )
     excluded = rule.exclude.reason(holder.name, holder.tags)
     if excluded is not None:
-        return Decision(
-            account=holder.account,
-            user=holder.name,
-            kind=rule.kind,
-            rule=rule.name,
-            action=Action.EXCLUDE,
-            reason=excluded,
+        return make(action=Action.EXCLUDE, reason=excluded)
+    creds = holder.of_kind(rule.kind, rule.slot)
+    unused = _unused(creds, rule, now)
+    if unused is not None:
+        cred, reason = unused
+        return make(action=Action.DISABLE, credential_id=cred.credential_id, reason=reason)
+    shape = SHAPES[rule.kind]
+    if shape is Shape.IN_PLACE:
+        return _in_place(make, creds, rule, now)
+    if shape is Shape.VERSIONED:
+        return _versioned(make, creds, rule, now, holder.offered)
+    return _two_slot(make, creds, rule, now)
+
+
+def _unused(
+    creds: Sequence[Credential], rule: Rule, now: datetime
+) -> tuple[Credential, str] | None:
+    """The first active credential unused for ``rule.unused_after`` (or never used and
+    older than that), with the reason; None if the rule does not ask or all are in use."""
+    limit = rule.unused_after
+    if limit is None:
+        return None
+    noun = NOUNS[rule.kind]
+    for cred in creds:
+        if not cred.active:
+            continue
+        since = cred.last_used or cred.created
+        if now - since >= limit:
+            used = f"last used {cred.last_used:%Y-%m-%d}" if cred.last_used else "never used"
+            return cred, (
+                f"{noun} {cred.credential_id} {used}, {_age(now - since)} ago "
+                f"(disable_unused_after {format_duration(limit)})"
+            )
+    return None
+
+
+def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, str]:
+    """When ``cred`` falls due under ``rule`` (None: never) and why, for the reason text."""
+    noun = NOUNS[rule.kind]
+    options: list[tuple[datetime, str]] = []
+    if rule.max_age is not None:
+        options.append(
+            (
+                cred.created + rule.max_age,
+                f"{noun} {cred.credential_id} is {_age(cred.age(now))} old "
+                f"(max_age {format_duration(rule.max_age)})",
+            )
         )
-    return _two_slot(holder, rule, now)
+    window = rule.renew_window
+    if window is not None and cred.expires is not None:
+        options.append(
+            (
+                cred.expires - window,
+                f"{noun} {cred.credential_id} expires {cred.expires:%Y-%m-%d} "
+                f"(in {_age(cred.expires - now)}; renew_before {format_duration(window)})",
+            )
+        )
+    if not options:
+        return None, f"{noun} {cred.credential_id}: no max_age or expiry to act on"
+    return min(options)
 
 
-def _two_slot(holder: Holder, rule: Rule, now: datetime, slot: str = "") -> Decision:
-    kind = rule.kind
-    noun = NOUNS[kind]
-    creds = holder.of_kind(kind, slot)
+def _rotate_or_skip(
+    make: partial[Decision],
+    cred: Credential,
+    rule: Rule,
+    now: datetime,
+    *,
+    extra: str = "",
+    delete_first: Credential | None = None,
+) -> Decision:
+    due_at, why = _due(cred, rule, now)
+    if due_at is None or due_at > now:
+        when = f"; due in {_age(due_at - now)}" if due_at else ""
+        return make(
+            action=Action.SKIP,
+            credential_id=cred.credential_id,
+            due_at=due_at,
+            reason=f"{why}{when}",
+        )
+    if delete_first is not None:
+        noun = NOUNS[rule.kind]
+        extra += f"; inactive {noun} {delete_first.credential_id} is deleted first to make room"
+    return make(
+        action=Action.ROTATE,
+        credential_id=cred.credential_id,
+        delete_first=delete_first.credential_id if delete_first else None,
+        due_at=due_at,
+        reason=why + extra,
+    )
+
+
+def _two_slot(
+    make: partial[Decision], creds: Sequence[Credential], rule: Rule, now: datetime
+) -> Decision:
+    noun = NOUNS[rule.kind]
     active = [c for c in creds if c.active]
     inactive = [c for c in creds if not c.active]
-    make = partial(
-        Decision, account=holder.account, user=holder.name, kind=kind, rule=rule.name, slot=slot
-    )
     if not active:
         detail = f" ({len(inactive)} inactive)" if inactive else ""
         return make(action=Action.SKIP, reason=f"no active {noun}{detail}")
@@ -138,30 +235,38 @@ def _two_slot(holder: Holder, rule: Rule, now: datetime, slot: str = "") -> Deci
             reason=f"{len(active)} active {noun}s ({ids}): rotator cannot tell which one is in "
             f"use; deactivate the unused one (or rotate it with --emergency)",
         )
-    current = active[0]
-    due_at = current.created + rule.max_age
-    age = _age(current.age(now))
-    if due_at > now:
+    room = _make_room(creds, LIMITS.get(rule.kind, 1))
+    return _rotate_or_skip(make, active[0], rule, now, delete_first=room)
+
+
+def _in_place(
+    make: partial[Decision], creds: Sequence[Credential], rule: Rule, now: datetime
+) -> Decision:
+    if not creds:
+        return make(action=Action.SKIP, reason=f"no {NOUNS[rule.kind]}")
+    return _rotate_or_skip(make, creds[-1], rule, now)
+
+
+def _versioned(
+    make: partial[Decision],
+    creds: Sequence[Credential],
+    rule: Rule,
+    now: datetime,
+    offered: datetime | None,
+) -> Decision:
+    if not creds:
+        return make(action=Action.SKIP, reason=f"no {NOUNS[rule.kind]}")
+    current = max(creds, key=lambda c: (c.not_before or c.created, c.credential_id))
+    held = current.not_before or current.created
+    if offered is not None and offered > held:
         return make(
-            action=Action.SKIP,
+            action=Action.ROTATE,
             credential_id=current.credential_id,
-            due_at=due_at,
-            reason=f"{noun} {current.credential_id} is {age} old; due in "
-            f"{_age(due_at - now)} (max_age {format_duration(rule.max_age)})",
+            due_at=now,
+            reason=f"the issuer has a newer certificate (issued {offered:%Y-%m-%d}) than "
+            f"{current.credential_id} (issued {held:%Y-%m-%d})",
         )
-    reason = (
-        f"{noun} {current.credential_id} is {age} old (max_age {format_duration(rule.max_age)})"
-    )
-    delete_first = _make_room(creds, LIMITS.get(kind, 1))
-    if delete_first is not None:
-        reason += f"; inactive {noun} {delete_first.credential_id} is deleted first to make room"
-    return make(
-        action=Action.ROTATE,
-        credential_id=current.credential_id,
-        delete_first=delete_first.credential_id if delete_first else None,
-        due_at=due_at,
-        reason=reason,
-    )
+    return _rotate_or_skip(make, current, rule, now)
 
 
 def _make_room(creds: Sequence[Credential], limit: int) -> Credential | None:

@@ -75,6 +75,7 @@ class Selector(_Strict):
     path_prefix: str = "/"
     users: list[str] = Field(default_factory=lambda: ["*"])
     tags: dict[str, str] = Field(default_factory=dict)
+    names: list[str] | None = None  # server-certificate rules: certificate base-name globs
 
     @field_validator("path_prefix")
     @classmethod
@@ -83,10 +84,15 @@ class Selector(_Strict):
             raise ValueError(f"path_prefix {value!r} must start with '/'")
         return value
 
+    @property
+    def patterns(self) -> list[str]:
+        """The name globs: certificate names if given, else user names."""
+        return self.names if self.names is not None else self.users
+
     def matches(self, name: str, path: str, tags: Mapping[str, str]) -> bool:
         return (
             path.startswith(self.path_prefix)
-            and any(fnmatch.fnmatchcase(name, pattern) for pattern in self.users)
+            and any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
             and all(tags.get(k) == v for k, v in self.tags.items())
         )
 
@@ -108,7 +114,7 @@ class Exclude(_Strict):
         return None
 
 
-TEMPLATE_FIELDS = frozenset({"account", "user", "kind", "slot"})
+TEMPLATE_FIELDS = frozenset({"account", "user", "name", "kind", "slot"})
 
 
 def check_template(template: str) -> str:
@@ -185,7 +191,7 @@ class Rule(_Strict):
     name: str = Field(min_length=1)
     kind: Kind
     enabled: bool = True
-    max_age: Duration = timedelta(days=90)
+    max_age: Duration | None = timedelta(days=90)
     deactivate_after: Duration = timedelta(days=7)
     delete_after: Duration = timedelta(days=7)
     select: Selector = Field(default_factory=Selector)
@@ -193,17 +199,40 @@ class Rule(_Strict):
     sink: SinkConfig
 
     @model_validator(mode="after")
-    def _sink_per_user(self) -> Rule:
-        single = len(self.select.users) == 1 and not any(c in self.select.users[0] for c in "*?[")
-        if not single and "{user}" not in self.sink.template:
+    def _sink_per_holder(self) -> Rule:
+        patterns = self.select.patterns
+        single = len(patterns) == 1 and not any(c in patterns[0] for c in "*?[")
+        template = self.sink.template
+        if not single and "{user}" not in template and "{name}" not in template:
             raise ValueError(
-                f"sink template {self.sink.template!r} has no {{user}} but the rule selects "
-                "more than one user: their secrets would overwrite each other"
+                f"sink template {template!r} has no {{user}} (or {{name}}) but the rule "
+                "selects more than one holder: their secrets would overwrite each other"
             )
         return self
 
     def selects(self, name: str, path: str, tags: Mapping[str, str]) -> bool:
         return self.enabled and self.select.matches(name, path, tags)
+
+    # What the planner and the engine ask of every rule; kinds with options override.
+
+    @property
+    def slot(self) -> str:
+        """The slot this rule rotates ("" but for service credentials: the service)."""
+        return ""
+
+    @property
+    def renew_window(self) -> timedelta | None:
+        """Rotate when the credential expires within this (certificates), else None."""
+        return None
+
+    @property
+    def unused_after(self) -> timedelta | None:
+        """Disable a credential unused for this long (opt-in), else None."""
+        return None
+
+    def timings(self) -> tuple[timedelta, timedelta]:
+        """(deactivate_after, delete_after) for the old credential."""
+        return self.deactivate_after, self.delete_after
 
 
 def check_rules(rules: list[Rule]) -> list[Rule]:

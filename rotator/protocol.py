@@ -8,6 +8,11 @@ rotation runs::
         --delete (deactivated_at + delete_after)--> COMPLETED
 
 A rotation with no old credential to retire is COMPLETED at promotion.
+
+An *emergency* rotation (a leaked credential) deactivates the old credential first, while
+still PLANNED, then creates, verifies and promotes the new one; promotion then leads
+straight to DEACTIVATED, and the old credential is deleted ``delete_after`` (the hold)
+after the promotion.
 """
 
 from __future__ import annotations
@@ -43,24 +48,36 @@ def next_step(rotation: Rotation) -> Due | None:
     """The step a rotation takes next and when, or None if it is finished."""
     if rotation.state.finished:
         return None
+    if emergency_deactivation_due(rotation):
+        return Due(step=Step.DEACTIVATE, at=rotation.created_at)
     step, _ = TRANSITIONS[rotation.state]
     if step is Step.DEACTIVATE:
         assert rotation.promoted_at is not None
         return Due(step=step, at=rotation.promoted_at + rotation.deactivate_after)
     if step is Step.DELETE:
         assert rotation.deactivated_at is not None
-        return Due(step=step, at=rotation.deactivated_at + rotation.delete_after)
+        since = rotation.deactivated_at
+        if rotation.emergency and rotation.promoted_at is not None:
+            since = max(since, rotation.promoted_at)  # the hold runs from the promotion
+        return Due(step=step, at=since + rotation.delete_after)
     return Due(step=step, at=rotation.updated_at)
 
 
-def state_after(step: Step) -> RotationState:
-    """The state a rotation reaches when ``step`` succeeds."""
-    for state, (leaving, reached) in TRANSITIONS.items():
-        if leaving is step and state is not RotationState.CREATING:
-            return reached
-    raise ValueError(f"no transition for step {step}")
+def emergency_deactivation_due(rotation: Rotation) -> bool:
+    """True if an emergency rotation has yet to deactivate the leaked credential."""
+    return (
+        rotation.emergency
+        and rotation.state is RotationState.PLANNED
+        and rotation.old_credential_id is not None
+        and rotation.deactivated_at is None
+    )
 
 
-def finished_after_promote(rotation: Rotation) -> bool:
-    """True if there is no old credential to retire, so promotion finishes the rotation."""
-    return rotation.old_credential_id is None
+def state_after_promote(rotation: Rotation) -> RotationState:
+    """Where promotion leads: COMPLETED if there is nothing old to retire, DEACTIVATED if
+    the old credential was deactivated first (emergency), else PROMOTED."""
+    if rotation.old_credential_id is None:
+        return RotationState.COMPLETED
+    if rotation.deactivated_at is not None:
+        return RotationState.DEACTIVATED
+    return RotationState.PROMOTED

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rotator.errors import ConfigError
-from rotator.policy import Duration, Rule, check_rules
+from rotator.model import Kind
+from rotator.policy import Duration, check_rules
+from rotator.rules import AnyRule
 
 
 def state_dir() -> Path:
@@ -109,12 +111,13 @@ class Config(BaseSettings):
     verify: VerifySettings = Field(default_factory=VerifySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     max_concurrency: int = Field(default=8, ge=1, le=128)
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[AnyRule] = Field(min_length=1)
 
     @field_validator("rules")
     @classmethod
-    def _unique_rules(cls, rules: list[Rule]) -> list[Rule]:
-        return check_rules(rules)
+    def _unique_rules(cls, rules: list[AnyRule]) -> list[AnyRule]:
+        check_rules(list(rules))
+        return rules
 
     @classmethod
     def settings_customise_sources(
@@ -128,8 +131,22 @@ class Config(BaseSettings):
         # The file's values arrive as init kwargs; the environment overrides them.
         return (env_settings, init_settings)
 
-    def rule(self, name: str) -> Rule | None:
+    def rule(self, name: str) -> AnyRule | None:
         return next((r for r in self.rules if r.name == name), None)
+
+
+_TAGS = frozenset(
+    {
+        *(str(k) for k in Kind),
+        "file",
+        "secretsmanager",
+        "memory",
+        "ssm",
+        "self-signed",
+        "local-ca",
+        "directory",
+    }
+)
 
 
 def _describe(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
@@ -139,9 +156,17 @@ def _describe(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
         name = rules[loc[1]].get("name") if loc[1] < len(rules) else None
         rule = f"rule {name!r}" if name else f"rules[{loc[1]}]"
         # Drop discriminator tags pydantic inserts (e.g. 'file' in sink.file.path).
-        rest = [str(p) for p in loc[2:] if p not in ("file", "secretsmanager", "memory")]
+        rest = [str(p) for p in loc[2:] if p not in _TAGS]
         return f"{rule}: {'.'.join(rest) or '(rule)'}"
     return ".".join(str(p) for p in loc) or "(file)"
+
+
+def _loc(error: Any) -> tuple[int | str, ...]:
+    """The error's location; an unknown rule kind is reported at the rule's ``kind``."""
+    loc = tuple(error["loc"])
+    if error["type"] == "union_tag_invalid" and "kind" in str(error.get("ctx", {})):
+        return (*loc, "kind")
+    return loc
 
 
 def _message(error: Any) -> str:
@@ -150,7 +175,11 @@ def _message(error: Any) -> str:
         return "unknown key"
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
-        return f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        field = str(ctx.get("discriminator", "'type'")).strip("'")
+        expected = ctx.get("expected_tags")
+        if field == "kind":
+            expected = ", ".join(repr(str(k)) for k in Kind)
+        return f"unknown {field} {ctx.get('tag')!r}; expected one of {expected}"
     if kind == "enum":
         ctx = error.get("ctx", {})
         return f"unknown value {error.get('input')!r}; expected one of {ctx.get('expected')}"
@@ -173,5 +202,5 @@ def load_config(path: Path) -> Config:
     try:
         return Config(**raw)
     except ValidationError as exc:
-        problems = [f"{_describe(e['loc'], raw)}: {_message(e)}" for e in exc.errors()]
+        problems = [f"{_describe(_loc(e), raw)}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(source, problems) from None

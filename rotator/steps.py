@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from rotator.errors import Refused, SinkError, VerificationFailed, WrongIdentity
+from rotator.errors import DeleteConflict, Refused, SinkError, VerificationFailed, WrongIdentity
 from rotator.journal.base import Journal
 from rotator.kinds.base import CredentialKind
 from rotator.model import (
@@ -24,6 +24,7 @@ from rotator.model import (
     StepRecord,
 )
 from rotator.policy import Rule
+from rotator.protocol import emergency_deactivation_due, state_after_promote
 from rotator.sinks.base import SecretEntry, SecretSink, SinkKey
 
 
@@ -123,11 +124,7 @@ class Steps:
             outcome = Outcome.ALREADY_DONE
             notes.insert(0, f"adopted {adopted.credential_id} created before a restart")
         else:
-            material = None
-            if self._rule is not None:
-                material = await self._kind.make_material(self._rule, rotation.user)
-            if material is not None:
-                await self._sink.put_pending(key, material)  # before IAM sees it
+            material = await self._material(rotation, pending)
             entry = await self._kind.create(rotation.user, material, rotation.slot)
             await self._sink.put_pending(key, entry)  # before anything else
             outcome = Outcome.DONE
@@ -141,6 +138,21 @@ class Steps:
             reason="; ".join(notes),
             credential_id=entry.credential_id,
         )
+
+    async def _material(
+        self, rotation: Rotation, pending: SecretEntry | None
+    ) -> SecretEntry | None:
+        """The secret material to create with: material rotator made and stored pending
+        before a crash is used again (a console password may already be applied); else new
+        material, stored pending before IAM sees it. None when IAM makes the secret."""
+        if pending is not None and pending.kind is rotation.kind and self._kind.reusable(pending):
+            return pending
+        if self._rule is None:
+            return None
+        material = await self._kind.make_material(self._rule, rotation.user)
+        if material is not None:
+            await self._sink.put_pending(sink_key(rotation), material)
+        return material
 
     async def _make_room(self, rotation: Rotation) -> None:
         """Delete the inactive credential the plan chose, after checking it still is."""
@@ -211,12 +223,12 @@ class Steps:
         assert rotation.new_credential_id is not None
         await self._sink.promote(sink_key(rotation), rotation.new_credential_id)
         now = self._clock()
-        finished = rotation.old_credential_id is None
+        state = state_after_promote(rotation)
         rotation = await self._save(
             rotation,
-            state=RotationState.COMPLETED if finished else RotationState.PROMOTED,
+            state=state,
             promoted_at=now,
-            finished_at=now if finished else None,
+            finished_at=now if state.finished else None,
         )
         return StepResult(
             rotation=rotation,
@@ -228,7 +240,10 @@ class Steps:
     # -- deactivate / delete ------------------------------------------------------------
 
     async def deactivate(self, rotation: Rotation) -> StepResult:
-        """Deactivate the old credential unless it was used after the promotion."""
+        """Deactivate the old credential unless it was used after the promotion (an
+        emergency deactivates the leaked credential first, whoever uses it)."""
+        if emergency_deactivation_due(rotation):
+            return await self._deactivate_leaked(rotation)
         old = await self._find(rotation, rotation.old_credential_id)
         now = self._clock()
         if old is None:
@@ -258,8 +273,22 @@ class Steps:
         )
         return self._result(rotation, Step.DEACTIVATE, Outcome.DONE, "")
 
+    async def _deactivate_leaked(self, rotation: Rotation) -> StepResult:
+        assert rotation.old_credential_id is not None
+        old = await self._find(rotation, rotation.old_credential_id)
+        outcome = Outcome.ALREADY_DONE
+        if old is not None and old.active:
+            await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
+            outcome = Outcome.DONE
+        rotation = await self._save(rotation, deactivated_at=self._clock())
+        reason = "emergency: deactivated before the new credential is made"
+        if old is None:
+            reason = "emergency: the credential is already gone"
+        return self._result(rotation, Step.DEACTIVATE, outcome, reason)
+
     async def delete(self, rotation: Rotation) -> StepResult:
-        """Delete the old credential, which must still be inactive."""
+        """Delete the old credential, which must still be inactive. IAM's DeleteConflict
+        (still attached, e.g. a certificate on a load balancer) holds the step."""
         old = await self._find(rotation, rotation.old_credential_id)
         now = self._clock()
         if old is not None and old.active:
@@ -270,7 +299,14 @@ class Steps:
             return self._result(rotation, Step.DELETE, Outcome.HELD, reason)
         if old is not None:
             assert rotation.old_credential_id is not None
-            await self._kind.delete(rotation.user, rotation.old_credential_id)
+            try:
+                await self._kind.delete(rotation.user, rotation.old_credential_id)
+            except DeleteConflict as exc:
+                reason = f"still in use, not deleted: {exc.aws_message or exc.code}"
+                rotation = await self._save(
+                    rotation, held_since=rotation.held_since or now, reason=reason
+                )
+                return self._result(rotation, Step.DELETE, Outcome.HELD, reason)
         rotation = await self._save(
             rotation, state=RotationState.COMPLETED, finished_at=now, held_since=None
         )

@@ -108,7 +108,7 @@ sink = { type = "vault", path = "/x/{user}" }
 """,
     )
     found = problems(path)
-    assert any(p.startswith("rule 'a': kind: unknown value 'acess-key'") for p in found), found
+    assert any(p.startswith("rule 'a': kind: unknown kind 'acess-key'") for p in found), found
     assert any(p.startswith("rule 'b': sink: unknown type 'vault'") for p in found), found
 
 

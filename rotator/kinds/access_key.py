@@ -8,6 +8,7 @@ user's, retrying with capped exponential backoff while IAM's change propagates
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 from rotator.aws import Credentials, aws_errors
 from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
 from rotator.kinds.base import KindContext
-from rotator.model import Credential, Kind, Status
+from rotator.model import Credential, Holder, Kind, Status
 from rotator.policy import Rule
 from rotator.sinks.base import SecretEntry
 
@@ -29,6 +30,7 @@ class AccessKeys:
     """``kind = "access-key"``."""
 
     kind = Kind.ACCESS_KEY
+    per_user = True
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -63,6 +65,9 @@ class AccessKeys:
             public={ACCESS_KEY_ID: made[ACCESS_KEY_ID]},
             secret={SECRET_ACCESS_KEY: SecretStr(made[SECRET_ACCESS_KEY])},
         )
+
+    def reusable(self, pending: SecretEntry) -> bool:
+        return False  # IAM makes the secret; a pending one is adopted or discarded
 
     def matches(self, credential: Credential, pending: SecretEntry) -> bool:
         return bool(pending.credential_id) and credential.credential_id == pending.credential_id
@@ -118,3 +123,9 @@ class AccessKeys:
             found = await self._iam.get_access_key_last_used(AccessKeyId=credential_id)
         when = found.get("AccessKeyLastUsed", {}).get("LastUsedDate")
         return when if isinstance(when, datetime) else None
+
+    async def disable(self, user: str, credential_id: str) -> None:
+        await self.set_status(user, credential_id, Status.INACTIVE)
+
+    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
+        return []

@@ -11,12 +11,13 @@ botocore errors with ``rotator.aws.aws_errors`` so callers only see ``rotator.er
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from rotator.aws import Aws
-from rotator.model import Credential, Kind, Status
+from rotator.model import Credential, Holder, Kind, Status
 from rotator.policy import Rule
 from rotator.settings import VerifySettings
 from rotator.sinks.base import SecretEntry
@@ -40,6 +41,7 @@ class CredentialKind(Protocol):
     """One kind of IAM credential. Every method is safe to call again after a crash."""
 
     kind: Kind
+    per_user: bool  # held by IAM users (False: by the account, e.g. server certificates)
 
     async def list(self, user: str, slot: str = "") -> list[Credential]:
         """The user's credentials of this kind (and slot), with last-used where IAM has it.
@@ -54,6 +56,12 @@ class CredentialKind(Protocol):
     async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
         """Create the credential in IAM (uploading ``material`` if given) and return its
         entry with the ID IAM assigned and all secret fields. Raises ``LimitExceeded``."""
+        ...
+
+    def reusable(self, pending: SecretEntry) -> bool:
+        """True if ``pending`` is material rotator made that a resumed create should use
+        again (rather than make new): it was stored before IAM saw it and IAM holds no
+        credential made from it. False for kinds whose secret IAM makes."""
         ...
 
     def matches(self, credential: Credential, pending: SecretEntry) -> bool:
@@ -75,4 +83,14 @@ class CredentialKind(Protocol):
 
     async def last_used(self, user: str, credential_id: str) -> datetime | None:
         """When the credential was last used, if IAM knows (None: never, or not tracked)."""
+        ...
+
+    async def disable(self, user: str, credential_id: str) -> None:
+        """Take an unused credential out of service (deactivate it; a console password's
+        login profile is deleted). Idempotent."""
+        ...
+
+    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
+        """For kinds held by the account rather than by users (server certificates): the
+        holders the rules may select, with their credentials. [] for per-user kinds."""
         ...

@@ -40,10 +40,12 @@ class SinkKey:
     slot: str = ""
 
     def fields(self) -> dict[str, str]:
-        """The template fields: ``{account}``, ``{user}``, ``{kind}``, ``{slot}``."""
+        """The template fields: ``{account}``, ``{user}`` (``{name}`` for certificates: the
+        holder's name either way), ``{kind}``, ``{slot}``."""
         return {
             "account": self.account,
             "user": self.user,
+            "name": self.user,
             "kind": str(self.kind),
             "slot": self.slot,
         }
