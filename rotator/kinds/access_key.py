@@ -31,6 +31,14 @@ class AccessKeys:
 
     kind = Kind.ACCESS_KEY
     per_user = True
+    permissions = (
+        "iam:ListAccessKeys",
+        "iam:CreateAccessKey",
+        "iam:UpdateAccessKey",
+        "iam:DeleteAccessKey",
+        "iam:GetAccessKeyLastUsed",
+        "iam:GetUser",
+    )
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx

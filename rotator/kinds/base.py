@@ -42,6 +42,8 @@ class CredentialKind(Protocol):
 
     kind: Kind
     per_user: bool  # held by IAM users (False: by the account, e.g. server certificates)
+    # The IAM actions this kind calls, for `rotator iam-policy` (least privilege).
+    permissions: tuple[str, ...]
 
     async def list(self, user: str, slot: str = "") -> list[Credential]:
         """The user's credentials of this kind (and slot), with last-used where IAM has it.
