@@ -31,7 +31,7 @@ class AccessKeys:
 
     kind = Kind.ACCESS_KEY
     per_user = True
-    permissions = (
+    permissions: tuple[str, ...] = (
         "iam:ListAccessKeys",
         "iam:CreateAccessKey",
         "iam:UpdateAccessKey",
