@@ -14,30 +14,31 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from rotator import audit
 from rotator.aws import Aws, aws_errors
 from rotator.driver import Driver
+from rotator.emergency import Request, choose, pick_rule
 from rotator.engine_report import Report, SweepResult
 from rotator.errors import (
     Conflict,
+    InputError,
     LeaseLost,
-    Permanent,
+    NoSuchEntity,
     Refused,
     RotatorError,
-    SinkError,
-    WrongIdentity,
 )
-from rotator.inventory import collect
+from rotator.inventory import collect, user_tags
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind, KindContext, build_kinds
 from rotator.model import (
     SHAPES,
     Action,
     Decision,
+    Holder,
     Kind,
     Lease,
     Outcome,
@@ -53,8 +54,6 @@ from rotator.policy import Rule
 from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
 from rotator.steps import StepResult, Steps
-
-_FAILING = (Permanent, Refused, WrongIdentity, SinkError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +168,76 @@ class Engine:
             await self.journal.record_step(result.record(audit.current("run_id")))
             return result
 
+    async def rotate_now(
+        self, request: Request, *, access_key_id: str | None = None, dry_run: bool = False
+    ) -> Report:
+        """Rotate one credential now, on an operator's request (``rotator rotate``, the
+        Lambda's emergency event). An emergency deactivates the named credential first.
+        Raises ``InputError`` for a request that cannot be carried out as asked, ``Refused``
+        if a rotation of the same credential is already in flight."""
+        audit.bind(run_id=new_id("run"), dry_run=dry_run)
+        async with self._session(dry_run=dry_run) as sweep:
+            audit.bind(account=sweep.account)
+            if access_key_id is not None:
+                owner = await self._owner_of(sweep, access_key_id)
+                request = replace(
+                    request, user=owner, kind=Kind.ACCESS_KEY, credential_id=access_key_id
+                )
+            if request.user is None:
+                raise InputError("name the credential: --access-key-id, or --user and --kind")
+            kind = sweep.kinds.get(request.kind)
+            if kind is None:
+                raise InputError(f"no rule of kind {request.kind} in the policy")
+            holder = await self._holder(sweep, request.user, kind, request.slot)
+            rule = pick_rule(list(self.config.rules), holder, request)
+            choice = choose(holder, request)
+            why = "emergency" if request.emergency else "on-demand"
+            decision = Decision(
+                account=sweep.account,
+                user=holder.name,
+                kind=request.kind,
+                slot=request.slot,
+                rule=rule.name,
+                action=Action.ROTATE,
+                credential_id=choice.old.credential_id,
+                delete_first=choice.delete_first.credential_id if choice.delete_first else None,
+                reason=f"{why} rotation of {choice.old.credential_id} requested by an operator",
+            )
+            if dry_run:
+                audit.step_event(
+                    Step.PLAN,
+                    Outcome.DRY_RUN,
+                    decision=decision,
+                    reason=f"would rotate: {decision.reason}",
+                )
+                return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
+            timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
+            return await self._begin(decision, rule, kind, timings, emergency=request.emergency)
+
+    async def _owner_of(self, sweep: _Sweep, access_key_id: str) -> str:
+        """The user an access key belongs to (IAM tells, for keys of this account)."""
+        try:
+            with aws_errors("GetAccessKeyLastUsed", credential_id=access_key_id):
+                found = await sweep.iam.get_access_key_last_used(AccessKeyId=access_key_id)
+        except NoSuchEntity:
+            raise InputError(f"no access key {access_key_id} in account {sweep.account}") from None
+        return str(found["UserName"])
+
+    async def _holder(self, sweep: _Sweep, user: str, kind: CredentialKind, slot: str) -> Holder:
+        try:
+            with aws_errors("GetUser", user=user):
+                found = (await sweep.iam.get_user(UserName=user))["User"]
+        except NoSuchEntity:
+            raise InputError(f"no IAM user {user} in account {sweep.account}") from None
+        return Holder(
+            account=sweep.account,
+            name=user,
+            arn=found["Arn"],
+            path=found.get("Path", "/"),
+            tags=await user_tags(sweep.iam, user),
+            credentials=tuple(await kind.list(user, slot)),
+        )
+
     # -- sweep plumbing -------------------------------------------------------------------
 
     @asynccontextmanager
@@ -266,9 +335,20 @@ class Engine:
         stale = await self._changed_since_plan(decision, kind, sweep)
         if stale:
             return Report(decision=decision, outcome=None, reason=stale)
-        in_place = SHAPES[rule.kind] is Shape.IN_PLACE
-        deactivate_after, delete_after = rule.timings()
+        return await self._begin(decision, rule, kind, rule.timings())
+
+    async def _begin(
+        self,
+        decision: Decision,
+        rule: Rule,
+        kind: CredentialKind,
+        timings: tuple[timedelta, timedelta],
+        *,
+        emergency: bool = False,
+    ) -> Report:
+        """Journal a new rotation (holding its lease from the start) and drive it."""
         now = self.clock()
+        in_place = SHAPES[rule.kind] is Shape.IN_PLACE
         rotation = Rotation.start(
             account=decision.account,
             user=decision.user,
@@ -278,15 +358,18 @@ class Engine:
             now=now,
             old_credential_id=None if in_place else decision.credential_id,
             delete_first=decision.delete_first,
-            deactivate_after=deactivate_after,
-            delete_after=delete_after,
+            deactivate_after=timings[0],
+            delete_after=timings[1],
+            emergency=emergency,
             reason=decision.reason,
-        ).evolve(
-            lease=Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
         )
+        expires = now + self.config.journal.lease_ttl
+        rotation = rotation.evolve(lease=Lease(owner=self.owner, expires_at=expires, fence=1))
         try:
             rotation = await self.journal.add(rotation)
         except Conflict as exc:
+            if emergency:
+                raise Refused(f"{exc}; finish or roll it back first") from None
             return Report(decision=decision, reason=f"skipped: {exc}")
         return await self._drive(rotation, rule, kind, decision)
 

@@ -14,9 +14,12 @@ import typer
 from rich.console import Console
 
 from rotator import app as application
+from rotator.emergency import Request
+from rotator.engine_report import Report
 from rotator.entrypoints import render
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
-from rotator.model import utcnow
+from rotator.model import Kind, Outcome, utcnow
+from rotator.policy import parse_duration
 from rotator.settings import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -174,6 +177,79 @@ def history(
             out.print(render.history_table(items))
 
     _run(work())
+
+
+@cli.command()
+def rotate(
+    config: ConfigOpt,
+    access_key_id: Annotated[
+        str | None,
+        typer.Option("--access-key-id", help="A (leaked) access key: its user is found for you."),
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="The IAM user.")] = None,
+    kind: Annotated[Kind, typer.Option(help="The credential kind.")] = Kind.ACCESS_KEY,
+    credential_id: Annotated[
+        str | None, typer.Option(help="Which credential, if the user has more than one.")
+    ] = None,
+    service: Annotated[
+        str, typer.Option(help="For --kind service-credential: the service name.")
+    ] = "",
+    emergency: Annotated[
+        bool,
+        typer.Option(
+            "--emergency",
+            help="A leaked credential: deactivate it FIRST, then create, verify and promote "
+            "the new one, and delete the leaked one after --hold.",
+        ),
+    ] = False,
+    hold: Annotated[
+        str,
+        typer.Option(
+            help="With --emergency: how long to keep the leaked credential "
+            "(inactive) before deleting it, e.g. 0s, 1h, 7d."
+        ),
+    ] = "0s",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rotate one credential now. With --emergency (a leaked key) the credential is
+    deactivated before anything else. Works while a daemon runs (leases)."""
+    cfg = _load(config)
+    try:
+        held = parse_duration(hold)
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] --hold: {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    request = Request(
+        user=user,
+        kind=kind,
+        credential_id=credential_id,
+        slot=service,
+        emergency=emergency,
+        hold=held,
+    )
+    what = access_key_id or request.describe()
+    if not (yes or dry_run):
+        if not sys.stdin.isatty():
+            err.print("error: refusing to rotate without --yes (stdin is not a terminal)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        first = "DEACTIVATE " if emergency else ""
+        typer.confirm(f"{first}and rotate {what}?", abort=True)
+
+    async def work() -> Report:
+        async with application.open_engine(cfg) as engine:
+            return await engine.rotate_now(request, access_key_id=access_key_id, dry_run=dry_run)
+
+    report = _with_audit(cfg, work)
+    if as_json:
+        render.print_json(out, report.as_dict())
+    else:
+        out.print(render.report_line(report), highlight=False)
+    failed = report.outcome in (Outcome.FAILED, Outcome.RETRY, Outcome.BLOCKED)
+    raise typer.Exit(
+        EXIT_FAILED if failed or (report.rotation_id is None and not dry_run) else EXIT_OK
+    )
 
 
 journal_cli = typer.Typer(help="The journal of rotations.", no_args_is_help=True)

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rotator.engine_report import SweepResult
+from rotator.engine_report import Report, SweepResult
 from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
 from rotator.protocol import next_step
 
@@ -178,3 +178,11 @@ def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
             " ".join(f"{s.step}:{s.outcome}" for s in steps),
         )
     return table
+
+
+def report_line(report: Report) -> str:
+    """One operator-facing line about one rotation."""
+    d = report.decision
+    steps = " ".join(f"{s.step}:{s.outcome}" for s in report.steps) or "no steps"
+    state = f"{report.rotation_id} {report.state}" if report.rotation_id else "not started"
+    return f"{d.user} {d.kind} {d.credential_id}: {state} ({steps}) — {report.reason}"

@@ -1,0 +1,103 @@
+"""On-demand and emergency rotation: what the operator asked for, checked before anything
+changes.
+
+``choose`` is pure: given the holder as IAM has it now, the rule that owns it and the
+request, it returns the credential to rotate and the one to delete first to make room, or
+raises ``InputError`` with a message the operator can act on. The engine then runs the
+normal protocol (``Engine.rotate_now``); an *emergency* rotation deactivates the named
+credential first and deletes it ``hold`` after the new one is promoted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from rotator.errors import InputError
+from rotator.model import SHAPES, Credential, Holder, Kind, Shape
+from rotator.planner import LIMITS, NOUNS
+from rotator.policy import Rule
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """What the operator asked to rotate."""
+
+    user: str | None = None
+    kind: Kind = Kind.ACCESS_KEY
+    credential_id: str | None = None
+    slot: str = ""
+    emergency: bool = False
+    hold: timedelta = timedelta(0)
+
+    def describe(self) -> str:
+        what = f"{self.kind} {self.credential_id}" if self.credential_id else str(self.kind)
+        return f"{what} of {self.user}" if self.user else what
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    """The credential to rotate and, if the holder is at IAM's limit, the one to delete
+    first (never an active one, except the leaked credential itself in an emergency)."""
+
+    old: Credential
+    delete_first: Credential | None
+
+
+def pick_rule(rules: list[Rule], holder: Holder, request: Request) -> Rule:
+    """The first rule of the requested kind that selects the holder: it names the sink."""
+    for rule in rules:
+        if (
+            rule.kind is request.kind
+            and rule.slot == request.slot
+            and rule.selects(holder.name, holder.path, holder.tags)
+            and rule.exclude.reason(holder.name, holder.tags) is None
+        ):
+            return rule
+    raise InputError(
+        f"no rule of kind {request.kind} selects {holder.name}: rotator needs one to know "
+        "where the new secret goes (or the user is excluded)"
+    )
+
+
+def choose(holder: Holder, request: Request) -> Choice:
+    """Which credential to rotate, checked against what IAM holds now."""
+    noun = NOUNS[request.kind]
+    creds = holder.of_kind(request.kind, request.slot)
+    active = [c for c in creds if c.active]
+    if request.credential_id is not None:
+        old = next((c for c in creds if c.credential_id == request.credential_id), None)
+        if old is None:
+            held = ", ".join(c.credential_id for c in creds) or "none"
+            raise InputError(f"{holder.name} has no {noun} {request.credential_id} (has: {held})")
+    elif len(active) == 1:
+        old = active[0]
+    else:
+        ids = ", ".join(c.credential_id for c in active) or "none"
+        raise InputError(
+            f"{holder.name} has {len(active)} active {noun}s ({ids}): name one with --credential-id"
+        )
+    if not request.emergency and not old.active:
+        raise InputError(f"{noun} {old.credential_id} is inactive: nothing to rotate")
+    if not request.emergency and len(active) > 1:
+        raise InputError(
+            f"{holder.name} has {len(active)} active {noun}s: rotator will not guess which one "
+            "is in use; for a leaked one use --emergency"
+        )
+    return Choice(old=old, delete_first=_room(creds, old, request))
+
+
+def _room(creds: tuple[Credential, ...], old: Credential, request: Request) -> Credential | None:
+    if SHAPES[request.kind] is not Shape.TWO_SLOT or len(creds) < LIMITS[request.kind]:
+        return None
+    spare = next((c for c in creds if not c.active and c is not old), None)
+    if spare is not None:
+        return spare
+    if request.emergency and request.hold == timedelta(0):
+        return old  # deactivated first, then deleted to make room
+    noun = NOUNS[request.kind]
+    raise InputError(
+        f"{old.credential_id}'s user already has {len(creds)} {noun}s, IAM's limit: the new one "
+        "needs room. With --emergency and --hold 0s the leaked one is deleted at once; "
+        "otherwise deactivate and delete one first"
+    )

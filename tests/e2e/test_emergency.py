@@ -1,0 +1,121 @@
+"""``rotator rotate --emergency``: a leaked key is deactivated FIRST, then replaced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cli import Cli
+from tests.support.faults import FaultProxy
+from tests.support.moto import MotoSandbox
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def proxied(cli: Cli, aws_env: str) -> Iterator[tuple[Cli, FaultProxy]]:
+    cli.write_policy(max_age="90d", deactivate_after="7d", delete_after="7d")
+    with FaultProxy(aws_env) as proxy:
+        cli.endpoint = proxy.url
+        yield cli, proxy
+
+
+def test_a_leaked_key_is_deactivated_before_the_new_one_exists(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    cli, proxy = proxied
+    leaked = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
+    seen_at_create: dict[str, str] = {}
+    # The hook looks at IAM when the first CreateAccessKey arrives (and, being a "before"
+    # hook, drops that call as a flaky network would: the step's retry creates the key).
+    proxy.on(
+        "CreateAccessKey",
+        phase="before",
+        callback=lambda: seen_at_create.update(sandbox.keys("ci-app")),
+    )
+    result = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
+    assert seen_at_create == {leaked: "Inactive"}, "the leaked key was still active at create"
+    assert result.code == 0, result.stdout + result.stderr
+    report = result.json()
+    assert report["user"] == "ci-app"
+    assert report["state"] == "completed"
+    assert report["steps"][0] == "deactivate:done"
+    keys = sandbox.keys("ci-app")
+    assert leaked not in keys, "--hold 0s deletes the leaked key at once"
+    (new,) = keys
+    doc = cli.sink_document(sandbox.account(), "ci-app")
+    assert doc["current"]["AccessKeyId"] == new
+    assert sandbox.caller_arn(new, doc["current"]["SecretAccessKey"]).endswith("/ci-app")
+    history = cli("history", "--json").json()
+    assert history[0]["emergency"] is True
+
+
+def test_a_hold_keeps_the_leaked_key_inactive_until_it_expires(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    cli, _ = proxied
+    leaked = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
+    result = cli("rotate", "--access-key-id", leaked, "--emergency", "--hold", "1h", "--yes")
+    assert result.code == 0, result.stdout + result.stderr
+    keys = sandbox.keys("ci-app")
+    assert keys[leaked] == "Inactive"
+    assert list(keys.values()).count("Active") == 1
+    (status,) = cli("status", "--json").json()
+    assert (status["state"], status["next_step"], status["due_now"]) == (
+        "deactivated",
+        "delete",
+        False,
+    )
+
+
+def test_two_keys_the_leaked_one_makes_room_and_the_other_is_untouched(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    cli, _ = proxied
+    leaked, other = (k["AccessKeyId"] for k in sandbox.create_user("ci-app", path="/ci/", keys=2))
+    refused = cli("rotate", "--access-key-id", leaked, "--emergency", "--hold", "1d", "--yes")
+    assert refused.code == 2
+    assert "--hold 0s" in refused.stderr
+    assert sandbox.keys("ci-app") == {leaked: "Active", other: "Active"}, "refused: no change"
+    result = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes")
+    assert result.code == 0, result.stdout + result.stderr
+    keys = sandbox.keys("ci-app")
+    assert leaked not in keys
+    assert keys[other] == "Active"
+    assert len(keys) == 2
+
+
+def test_dry_run_and_confirmation_change_nothing(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    cli, _ = proxied
+    leaked = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
+    dry = cli("rotate", "--access-key-id", leaked, "--emergency", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert "emergency rotation of" in dry.stdout
+    unconfirmed = cli("rotate", "--access-key-id", leaked, "--emergency")
+    assert unconfirmed.code == 2
+    assert "--yes" in unconfirmed.stderr
+    assert sandbox.keys("ci-app") == {leaked: "Active"}
+
+
+def test_an_unknown_key_or_user_is_bad_input(proxied: tuple[Cli, FaultProxy]) -> None:
+    cli, _ = proxied
+    unknown = cli("rotate", "--access-key-id", "AKIAUNKNOWN000000000", "--emergency", "--yes")
+    assert unknown.code == 2
+    assert "no access key AKIAUNKNOWN000000000" in unknown.stderr
+    nobody = cli("rotate", "--user", "nobody", "--yes")
+    assert nobody.code == 2
+    assert "no IAM user nobody" in nobody.stderr
+
+
+def test_on_demand_rotation_by_user_follows_the_normal_protocol(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    cli, _ = proxied
+    old = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
+    result = cli("rotate", "--user", "ci-app", "--kind", "access-key", "--yes", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.json()["state"] == "promoted", "the old key waits for deactivate_after"
+    assert sandbox.keys("ci-app")[old] == "Active"
