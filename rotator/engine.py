@@ -12,14 +12,13 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from rotator import audit
-from rotator.aws import Aws, aws_errors
+from rotator.aws import Aws
 from rotator.driver import Driver
 from rotator.emergency import Request, choose, pick_rule
 from rotator.engine_report import Report, SweepResult
@@ -27,18 +26,16 @@ from rotator.errors import (
     Conflict,
     InputError,
     LeaseLost,
-    NoSuchEntity,
     Refused,
     RotatorError,
 )
-from rotator.inventory import collect, user_tags
+from rotator.inventory import collect
 from rotator.journal.base import Journal
-from rotator.kinds import CredentialKind, KindContext, build_kinds
+from rotator.kinds import CredentialKind
 from rotator.model import (
     SHAPES,
     Action,
     Decision,
-    Holder,
     Kind,
     Lease,
     Outcome,
@@ -51,20 +48,10 @@ from rotator.model import (
 )
 from rotator.planner import plan
 from rotator.policy import Rule
+from rotator.session import Session, open_session
 from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
 from rotator.steps import StepResult, Steps
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Sweep:
-    """What every task of one sweep shares."""
-
-    account: str
-    iam: Any
-    kinds: dict[Kind, CredentialKind]
-    started_at: datetime
-    dry_run: bool
 
 
 class Engine:
@@ -179,7 +166,7 @@ class Engine:
         async with self._session(dry_run=dry_run) as sweep:
             audit.bind(account=sweep.account)
             if access_key_id is not None:
-                owner = await self._owner_of(sweep, access_key_id)
+                owner = await sweep.owner_of(access_key_id)
                 request = replace(
                     request, user=owner, kind=Kind.ACCESS_KEY, credential_id=access_key_id
                 )
@@ -188,7 +175,7 @@ class Engine:
             kind = sweep.kinds.get(request.kind)
             if kind is None:
                 raise InputError(f"no rule of kind {request.kind} in the policy")
-            holder = await self._holder(sweep, request.user, kind, request.slot)
+            holder = await sweep.holder(request.user, kind, request.slot)
             rule = pick_rule(list(self.config.rules), holder, request)
             choice = choose(holder, request)
             why = "emergency" if request.emergency else "on-demand"
@@ -214,55 +201,18 @@ class Engine:
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
             return await self._begin(decision, rule, kind, timings, emergency=request.emergency)
 
-    async def _owner_of(self, sweep: _Sweep, access_key_id: str) -> str:
-        """The user an access key belongs to (IAM tells, for keys of this account)."""
-        try:
-            with aws_errors("GetAccessKeyLastUsed", credential_id=access_key_id):
-                found = await sweep.iam.get_access_key_last_used(AccessKeyId=access_key_id)
-        except NoSuchEntity:
-            raise InputError(f"no access key {access_key_id} in account {sweep.account}") from None
-        return str(found["UserName"])
-
-    async def _holder(self, sweep: _Sweep, user: str, kind: CredentialKind, slot: str) -> Holder:
-        try:
-            with aws_errors("GetUser", user=user):
-                found = (await sweep.iam.get_user(UserName=user))["User"]
-        except NoSuchEntity:
-            raise InputError(f"no IAM user {user} in account {sweep.account}") from None
-        return Holder(
-            account=sweep.account,
-            name=user,
-            arn=found["Arn"],
-            path=found.get("Path", "/"),
-            tags=await user_tags(sweep.iam, user),
-            credentials=tuple(await kind.list(user, slot)),
-        )
-
     # -- sweep plumbing -------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _session(self, *, dry_run: bool) -> AsyncIterator[_Sweep]:
-        async with (
-            self.aws.client("iam") as iam,
-            self.aws.client("iam", retries=1) as iam_once,
-            self.aws.client("sts") as sts,
-        ):
-            with aws_errors("GetCallerIdentity"):
-                account = str((await sts.get_caller_identity())["Account"])
-            active = await self.journal.list_active()
-            kinds = {r.kind for r in self.config.rules} | {r.kind for r in active}
-            ctx = KindContext(
-                iam=iam, iam_once=iam_once, aws=self.aws, account=account, verify=self.config.verify
-            )
-            yield _Sweep(
-                account=account,
-                iam=iam,
-                kinds=build_kinds(ctx, kinds),
-                started_at=self.clock(),
-                dry_run=dry_run,
-            )
+    def _session(self, *, dry_run: bool) -> AbstractAsyncContextManager[Session]:
+        return open_session(
+            aws=self.aws,
+            journal=self.journal,
+            config=self.config,
+            clock=self.clock,
+            dry_run=dry_run,
+        )
 
-    async def _plan(self, sweep: _Sweep) -> Plan:
+    async def _plan(self, sweep: Session) -> Plan:
         rules = [r for r in self.config.rules if r.enabled]
         inventory = await collect(
             iam=sweep.iam,
@@ -277,7 +227,7 @@ class Engine:
         active = [r for r in await self.journal.list_active() if r.account == sweep.account]
         return plan(inventory, rules, active, self.clock())
 
-    async def _still_blocked(self, decision: Decision, sweep: _Sweep) -> str | None:
+    async def _still_blocked(self, decision: Decision, sweep: Session) -> str | None:
         """Confirm a two-active-credentials block, or say why it no longer holds: another
         worker's rotation is between its create and its deactivate, or finished."""
         kind = sweep.kinds[decision.kind]
@@ -301,14 +251,14 @@ class Engine:
 
     # -- one decision ---------------------------------------------------------------------
 
-    async def _execute(self, decision: Decision, sweep: _Sweep) -> Report:
+    async def _execute(self, decision: Decision, sweep: Session) -> Report:
         try:
             return await self._act(decision, sweep)
         except RotatorError as exc:  # could not even start (e.g. IAM unreachable)
             audit.step_event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
             return Report(decision=decision, outcome=Outcome.RETRY, reason=str(exc))
 
-    async def _act(self, decision: Decision, sweep: _Sweep) -> Report:
+    async def _act(self, decision: Decision, sweep: Session) -> Report:
         if decision.action is Action.BLOCK:
             if decision.rotation_id is None:
                 changed = await self._still_blocked(decision, sweep)
@@ -328,7 +278,7 @@ class Engine:
             return await self._start(decision, sweep)
         return await self._advance(decision, sweep)
 
-    async def _start(self, decision: Decision, sweep: _Sweep) -> Report:
+    async def _start(self, decision: Decision, sweep: Session) -> Report:
         rule = self.config.rule(decision.rule)
         assert rule is not None
         kind = sweep.kinds[rule.kind]
@@ -374,7 +324,7 @@ class Engine:
         return await self._drive(rotation, rule, kind, decision)
 
     async def _changed_since_plan(
-        self, decision: Decision, kind: CredentialKind, sweep: _Sweep
+        self, decision: Decision, kind: CredentialKind, sweep: Session
     ) -> str | None:
         """Why the decision no longer holds (another worker got there first), or None."""
         listed = await kind.list(decision.user, decision.slot)
@@ -389,7 +339,7 @@ class Engine:
             return f"skipped: {newest.credential_id} was created during this sweep"
         return None
 
-    async def _disable(self, decision: Decision, sweep: _Sweep) -> Report:
+    async def _disable(self, decision: Decision, sweep: Session) -> Report:
         """Take a credential unused for too long out of service (not a rotation)."""
         assert decision.credential_id is not None
         if sweep.dry_run:
@@ -404,7 +354,7 @@ class Engine:
         audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
         return Report(decision=decision, outcome=Outcome.DONE, reason=decision.reason)
 
-    async def _advance(self, decision: Decision, sweep: _Sweep) -> Report:
+    async def _advance(self, decision: Decision, sweep: Session) -> Report:
         assert decision.rotation_id is not None
         try:
             rotation = await self.journal.acquire(

@@ -1,0 +1,88 @@
+"""What one sweep (or one operator command) shares: the account, the IAM clients and the
+credential kinds bound to them, and the moment it started."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rotator.aws import Aws, aws_errors
+from rotator.errors import InputError, NoSuchEntity
+from rotator.inventory import user_tags
+from rotator.journal.base import Journal
+from rotator.kinds import CredentialKind, KindContext, build_kinds
+from rotator.model import Holder, Kind
+from rotator.settings import Config
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """Clients and kinds for one sweep; valid inside ``open_session``'s block."""
+
+    account: str
+    iam: Any
+    kinds: dict[Kind, CredentialKind]
+    started_at: datetime
+    dry_run: bool
+
+    async def owner_of(self, access_key_id: str) -> str:
+        """The user an access key belongs to (IAM tells, for keys of this account).
+        Raises ``InputError`` for a key this account does not have."""
+        try:
+            with aws_errors("GetAccessKeyLastUsed", credential_id=access_key_id):
+                found = await self.iam.get_access_key_last_used(AccessKeyId=access_key_id)
+        except NoSuchEntity:
+            raise InputError(f"no access key {access_key_id} in account {self.account}") from None
+        return str(found["UserName"])
+
+    async def holder(self, user: str, kind: CredentialKind, slot: str = "") -> Holder:
+        """One user, fresh from IAM, with its credentials of ``kind``. Raises
+        ``InputError`` for a user this account does not have."""
+        try:
+            with aws_errors("GetUser", user=user):
+                found = (await self.iam.get_user(UserName=user))["User"]
+        except NoSuchEntity:
+            raise InputError(f"no IAM user {user} in account {self.account}") from None
+        return Holder(
+            account=self.account,
+            name=user,
+            arn=found["Arn"],
+            path=found.get("Path", "/"),
+            tags=await user_tags(self.iam, user),
+            credentials=tuple(await kind.list(user, slot)),
+        )
+
+
+@asynccontextmanager
+async def open_session(
+    *,
+    aws: Aws,
+    journal: Journal,
+    config: Config,
+    clock: Callable[[], datetime],
+    dry_run: bool,
+) -> AsyncIterator[Session]:
+    """Open the IAM clients (one with SDK retries, one without for calls that are not
+    idempotent) and bind every kind the policy or a rotation in flight needs."""
+    async with (
+        aws.client("iam") as iam,
+        aws.client("iam", retries=1) as iam_once,
+        aws.client("sts") as sts,
+    ):
+        with aws_errors("GetCallerIdentity"):
+            account = str((await sts.get_caller_identity())["Account"])
+        active = await journal.list_active()
+        kinds = {r.kind for r in config.rules} | {r.kind for r in active}
+        ctx = KindContext(
+            iam=iam, iam_once=iam_once, aws=aws, account=account, verify=config.verify
+        )
+        yield Session(
+            account=account,
+            iam=iam,
+            kinds=build_kinds(ctx, kinds),
+            started_at=clock(),
+            dry_run=dry_run,
+        )
