@@ -155,13 +155,9 @@ class Aws:
             )
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
-        if credentials is not None:
-            session = aioboto3.Session(
-                aws_access_key_id=credentials.access_key_id,
-                aws_secret_access_key=credentials.secret_access_key,
-                region_name=kwargs["region_name"],
-            )
-        else:
-            session = self._session
+        if credentials is not None:  # same session: its loaded service models are reused
+            kwargs["aws_access_key_id"] = credentials.access_key_id
+            kwargs["aws_secret_access_key"] = credentials.secret_access_key
+        session = self._session
         async with session.client(service, **kwargs) as client:
             yield client
