@@ -10,30 +10,46 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from rotator import audit
+from rotator import audit, issuers
 from rotator.aws import Aws
 from rotator.engine import Engine
 from rotator.errors import ConfigError
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
 from rotator.kinds import REGISTRY
-from rotator.settings import Config, load_config
+from rotator.model import utcnow
+from rotator.settings import Config, load_config, load_config_text
 
 
-def load(path: Path) -> Config:
-    """The validated config at ``path``; raises ``ConfigError`` (exit code 2)."""
-    config = load_config(path)
+def load(path: Path, *, inputs: bool = True) -> Config:
+    """The validated config at ``path``; raises ``ConfigError`` (exit code 2). With
+    ``inputs=False`` the rules' input files (certificate issuers) are not checked: for
+    commands that only read the journal (``status``, ``history``)."""
+    return check(load_config(path), str(path), inputs=inputs)
+
+
+def load_text(text: str, source: str) -> Config:
+    """``load`` for a policy held in memory (an SSM parameter); ``source`` names it."""
+    return check(load_config_text(text, source), source)
+
+
+def check(config: Config, source: str, *, inputs: bool = True) -> Config:
+    """What pydantic cannot check: supported kinds, certificate inputs, the journal URL.
+    Raises ``ConfigError`` (exit code 2) before any AWS call."""
     problems = [
         f"rule {r.name!r}: kind: {r.kind} is not supported yet (supported: "
         f"{', '.join(sorted(REGISTRY))})"
         for r in config.rules
         if r.kind not in REGISTRY
     ]
+    # Certificate inputs (issuer files, subjects, name formats) fail here, before any AWS call.
+    if inputs:
+        problems += issuers.config_problems(config.rules, utcnow())
     try:
         open_journal(config.journal.url)  # parse only: nothing is opened
     except ValueError as exc:
         problems.append(f"journal.url: {exc}")
     if problems:
-        raise ConfigError(str(path), problems)
+        raise ConfigError(source, problems)
     return config
 
 

@@ -37,6 +37,7 @@ from rotator.errors import SinkError
 from rotator.model import Kind
 from rotator.policy import FileSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+from rotator.sinks.file_pem import sync_pem_files
 from rotator.sinks.memory import next_discard_pending, next_promote, next_put_pending, next_rollback
 
 ACCESS_KEY_ID = "AccessKeyId"
@@ -50,6 +51,11 @@ _Change = Callable[[SinkDocument], SinkDocument]
 _HEADER = re.compile(r"\[(?P<name>.+)\]")
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+
+
+def permissions(config: FileSinkConfig) -> list[dict[str, object]]:
+    """No AWS permissions: the file sink writes local files (for ``rotator iam-policy``)."""
+    return []
 
 
 class FileSink:
@@ -121,6 +127,8 @@ class FileSink:
                     write_atomic(self._document_path(target), new.to_json())
                 if sync_profile and self._profile and new.current is not None:
                     self._sync_profile(target, self._profile, new.current)
+                elif sync_profile and new.current is not None:
+                    sync_pem_files(target, new.current, write_atomic)
         except OSError as exc:
             raise SinkError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
