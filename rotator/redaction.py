@@ -24,6 +24,7 @@ SECRET_FIELDS = frozenset(
         "aws_session_token",
         "password",
         "servicepassword",
+        "servicecredentialsecret",
         "privatekey",
         "private_key",
         "secret",

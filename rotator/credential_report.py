@@ -1,0 +1,302 @@
+"""IAM's credential report: fetch it (get, else generate and poll), parse it, and turn its
+rows into ``Credential``s.
+
+One report describes every user's console password and access keys (ages, last use) for
+two or three calls, however many users there are. IAM regenerates it at most every four
+hours, so its data may be that old: ``fetch`` takes a report younger than four hours as it
+is, else asks for a new one and polls until it is COMPLETE (within a budget). Anything that
+goes wrong (throttling, access denied, a report that will not finish, unreadable content)
+raises ``ReportUnavailable``, and the caller lists per user instead.
+
+Access keys in the report have no IDs: ``credentials`` names them ``access_key_1`` /
+``access_key_2`` as the report's columns do. Such credentials are for reading (planning
+what is *not* due, compliance verdicts); anything rotator acts on is listed per user first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rotator.aws import aws_errors
+from rotator.errors import AwsError, RotatorError
+from rotator.model import Credential, Holder, Inventory, Kind, Status, utcnow
+
+REPORT_LIFETIME = timedelta(hours=4)  # IAM makes a new report at most this often
+POLL_BUDGET = timedelta(seconds=60)
+ROOT = "<root_account>"
+# Codes meaning "there is no current report": generate one.
+_REGENERATE = frozenset({"ReportNotPresent", "ReportExpired", "ReportInProgress"})
+_REQUIRED: tuple[str, ...] = (
+    "user",
+    "arn",
+    "user_creation_time",
+    "password_enabled",
+    "password_last_used",
+    "password_last_changed",
+    "access_key_1_active",
+    "access_key_1_last_rotated",
+    "access_key_1_last_used_date",
+    "access_key_2_active",
+    "access_key_2_last_rotated",
+    "access_key_2_last_used_date",
+)
+TRUE = "true"
+
+
+class ReportUnavailable(RotatorError):
+    """The credential report could not be had now; list per user instead."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyRow:
+    """One access-key column group of a report row (only keys that exist)."""
+
+    number: int  # 1 or 2, the report's column group
+    active: bool
+    last_rotated: datetime  # the key's creation
+    last_used: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserRow:
+    """One user's row."""
+
+    user: str
+    arn: str
+    created: datetime
+    password_enabled: bool
+    password_last_used: datetime | None
+    password_last_changed: datetime | None
+    mfa_active: bool
+    keys: tuple[KeyRow, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CredentialReport:
+    """A parsed report: when IAM generated it, and a row per user (root left out)."""
+
+    generated: datetime
+    rows: Mapping[str, UserRow]
+
+    def row(self, user: str, created: datetime | None = None) -> UserRow | None:
+        """``user``'s row; None if the report predates the user (or a same-named user
+        that was deleted: the creation times differ)."""
+        found = self.rows.get(user)
+        if found is None or created is None:
+            return found
+        return found if abs(found.created - created) < timedelta(seconds=1) else None
+
+
+def _when(value: str | None) -> datetime | None:
+    """A report timestamp, or None for ``N/A``, ``no_information``, ``not_supported``."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse(content: bytes | str, generated: datetime) -> CredentialReport:
+    """Parse the CSV ``GetCredentialReport`` returns. Raises ``ReportUnavailable`` if it
+    lacks the columns rotator reads."""
+    try:
+        return _parse(content, generated)
+    except (csv.Error, UnicodeDecodeError, KeyError) as exc:
+        raise ReportUnavailable(f"the credential report is unreadable: {exc!r}") from None
+
+
+def _parse(content: bytes | str, generated: datetime) -> CredentialReport:
+    text = content.decode("utf-8") if isinstance(content, bytes) else content
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ReportUnavailable(f"the credential report lacks columns: {', '.join(missing)}")
+    rows: dict[str, UserRow] = {}
+    for raw in reader:
+        if raw["user"] == ROOT:
+            continue
+        keys = tuple(
+            KeyRow(
+                number=n,
+                active=raw[f"access_key_{n}_active"] == "true",
+                last_rotated=rotated,
+                last_used=_when(raw[f"access_key_{n}_last_used_date"]),
+            )
+            for n in (1, 2)
+            if (rotated := _when(raw[f"access_key_{n}_last_rotated"])) is not None
+        )
+        created = _when(raw["user_creation_time"]) or generated
+        rows[raw["user"]] = UserRow(
+            user=raw["user"],
+            arn=raw["arn"],
+            created=created,
+            password_enabled=raw["password_enabled"] == TRUE,
+            password_last_used=_when(raw["password_last_used"]),
+            password_last_changed=_when(raw["password_last_changed"]),
+            mfa_active=raw.get("mfa_active") == "true",
+            keys=keys,
+        )
+    return CredentialReport(generated=generated, rows=rows)
+
+
+def credentials(row: UserRow, kind: Kind) -> list[Credential]:
+    """The row's credentials of ``kind`` (access keys, or the console password whose ID is
+    the user name, as ``LoginProfiles.list`` names it); [] for kinds the report lacks."""
+    if kind is Kind.ACCESS_KEY:
+        return [
+            Credential(
+                kind=kind,
+                credential_id=f"access_key_{k.number}",
+                status=Status.ACTIVE if k.active else Status.INACTIVE,
+                created=k.last_rotated,
+                last_used=k.last_used,
+            )
+            for k in row.keys
+        ]
+    if kind is Kind.LOGIN_PROFILE and row.password_enabled:
+        return [
+            Credential(
+                kind=kind,
+                credential_id=row.user,
+                status=Status.ACTIVE,
+                created=row.password_last_changed or row.created,
+                last_used=row.password_last_used,
+            )
+        ]
+    return []
+
+
+REPORTED_KINDS = frozenset({Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+
+# -- fetching ---------------------------------------------------------------------------
+
+
+async def _get(iam: Any) -> CredentialReport | None:
+    """The current report, or None if IAM has none ready (not present, expired, in progress)."""
+    try:
+        with aws_errors("GetCredentialReport"):
+            found = await iam.get_credential_report()
+    except AwsError as exc:
+        if exc.code in _REGENERATE:
+            return None
+        raise
+    generated = found.get("GeneratedTime")
+    if not isinstance(generated, datetime):
+        raise ReportUnavailable("the credential report has no GeneratedTime")
+    return parse(found["Content"], generated)
+
+
+async def _generate(iam: Any) -> str:
+    with aws_errors("GenerateCredentialReport"):
+        return str((await iam.generate_credential_report())["State"])
+
+
+async def fetch(
+    iam: Any,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    budget: timedelta = POLL_BUDGET,
+) -> CredentialReport:
+    """The account's credential report: the current one if it is younger than four hours,
+    else a new one (generate, poll with backoff until COMPLETE, get). Raises
+    ``ReportUnavailable`` with the reason when that fails or takes longer than ``budget``."""
+    try:
+        current = await _get(iam)
+        if current is not None and clock() - current.generated < REPORT_LIFETIME:
+            return current
+        deadline = time.monotonic() + budget.total_seconds()
+        delay = 0.5
+        while await _generate(iam) != "COMPLETE":
+            if time.monotonic() + delay > deadline:
+                raise ReportUnavailable(f"not generated within {budget.total_seconds():.0f}s")
+            await sleep(delay)
+            delay = min(delay * 2, 8.0)
+        fresh = await _get(iam)
+    except AwsError as exc:
+        raise ReportUnavailable(str(exc)) from None
+    if fresh is None:
+        raise ReportUnavailable("IAM said the report is COMPLETE but does not return it")
+    return fresh
+
+
+# -- the whole account, for `rotator report` ---------------------------------------------
+
+
+async def survey(
+    *,
+    users: Sequence[Mapping[str, Any]],
+    account: str,
+    kinds: Mapping[Kind, Any],
+    report: CredentialReport | None,
+    now: datetime,
+    max_concurrency: int = 8,
+) -> Inventory:
+    """Every user's access keys and console password with last-used dates: from the
+    report's rows, else (no report, or a user newer than it) per user through ``kinds``
+    (``access-key`` and ``login-profile``)."""
+    limit = asyncio.Semaphore(max_concurrency)
+
+    async def one(user: Mapping[str, Any]) -> Holder:
+        name = str(user["UserName"])
+        row = report.row(name, user.get("CreateDate")) if report else None
+        if row is not None:
+            creds = credentials(row, Kind.ACCESS_KEY) + credentials(row, Kind.LOGIN_PROFILE)
+        else:
+            async with limit:
+                creds = await _listed(user, kinds)
+        return Holder(
+            account=account,
+            name=name,
+            arn=str(user["Arn"]),
+            path=str(user.get("Path", "/")),
+            credentials=tuple(creds),
+        )
+
+    holders = await asyncio.gather(*(one(u) for u in users))
+    return Inventory(account=account, holders=tuple(holders), taken_at=now)
+
+
+async def _listed(user: Mapping[str, Any], kinds: Mapping[Kind, Any]) -> list[Credential]:
+    name = str(user["UserName"])
+    keys = kinds[Kind.ACCESS_KEY]
+    found = [
+        replace(k, last_used=await keys.last_used(name, k.credential_id))
+        for k in await keys.list(name)
+    ]
+    used = user.get("PasswordLastUsed")
+    for profile in await kinds[Kind.LOGIN_PROFILE].list(name):
+        found.append(replace(profile, last_used=used if isinstance(used, datetime) else None))
+    return found
+
+
+async def server_certificates(iam: Any) -> list[Credential]:
+    """The account's server certificates (ID: name; ``expires``: IAM's Expiration)."""
+    found: list[Credential] = []
+    marker: str | None = None
+    while True:
+        kwargs = {"Marker": marker} if marker else {}
+        with aws_errors("ListServerCertificates"):
+            page = await iam.list_server_certificates(**kwargs)
+        found.extend(
+            Credential(
+                kind=Kind.SERVER_CERTIFICATE,
+                credential_id=c["ServerCertificateName"],
+                status=Status.ACTIVE,
+                created=c["UploadDate"],
+                expires=c.get("Expiration"),
+            )
+            for c in page.get("ServerCertificateMetadataList", [])
+        )
+        if not page.get("IsTruncated"):
+            return found
+        marker = page["Marker"]

@@ -1,0 +1,155 @@
+"""The ``rotator report`` command: a compliance view of every user's access keys and console
+password (age, last use, CIS 1.12 / 1.13 / 1.14, and 1.19 for server certificates) and what
+rotator will do about each. ``register(app)`` adds it to the ``rotator`` CLI; this module
+imports nothing from ``cli.py`` so that ``cli.py`` can import it at the top.
+
+Credentials come from the credential report (a handful of IAM calls), or per user if the
+report is unavailable. Exit codes: 0 (the report was made, whatever it found), 1 (AWS or
+the journal failed), 2 (bad policy file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rotator import app as application
+from rotator import compliance, credential_report, inventory
+from rotator.aws import aws_errors
+from rotator.credential_report import ReportUnavailable
+from rotator.errors import ConfigError, RotatorError
+from rotator.kinds import KindContext, build_kinds
+from rotator.model import Kind, utcnow
+from rotator.settings import Config
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
+
+
+async def build(config: Config) -> compliance.Report:
+    """Plan with the policy, survey the whole account, and judge every credential."""
+    now = utcnow()
+    aws = application.make_aws(config)
+    async with application.open_engine(config) as engine:
+        the_plan = await engine.plan()
+    async with aws.client("iam") as iam, aws.client("sts") as sts:
+        with aws_errors("GetCallerIdentity"):
+            account = str((await sts.get_caller_identity())["Account"])
+        users = await inventory.list_users(iam, "/")
+        ctx = KindContext(iam=iam, iam_once=iam, aws=aws, account=account, verify=config.verify)
+        kinds = build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+        try:
+            report = await credential_report.fetch(iam)
+            source = f"credential report generated {report.generated:%Y-%m-%d %H:%M}Z"
+        except ReportUnavailable as exc:
+            report, source = None, f"per-user listing (credential report unavailable: {exc})"
+        view = await credential_report.survey(
+            users=users,
+            account=account,
+            kinds=kinds,
+            report=report,
+            now=now,
+            max_concurrency=config.max_concurrency,
+        )
+        certificates = await credential_report.server_certificates(iam)
+    return compliance.evaluate(view, the_plan, certificates, now, source=source)
+
+
+def _cell(verdict: compliance.Verdict) -> str:
+    return f"[{STYLE[str(verdict)]}]{verdict}[/]"
+
+
+def table(report: compliance.Report) -> Table:
+    """The report for people: one row per credential."""
+    out = Table(
+        title=f"Compliance, account {report.account} ({report.source})", title_justify="left"
+    )
+    columns = ("user", "kind", "credential", "status", "age", "last used")
+    for column in (*columns, "1.12", "1.13", "1.14", "rotator"):
+        out.add_column(column, overflow="fold")
+    for row in report.rows:
+        used = f"{row.last_used:%Y-%m-%d}" if row.last_used else "never"
+        out.add_row(
+            row.user,
+            str(row.kind),
+            row.credential_id,
+            row.status,
+            f"{row.age_days}d",
+            used,
+            *(_cell(row.verdicts[c]) for c in compliance.CONTROLS),
+            f"{row.action}: {row.reason}",
+        )
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command to ``app``."""
+
+    @app.command()
+    def report(
+        config: Annotated[
+            Path,
+            typer.Option(
+                "--config",
+                "-c",
+                envvar="ROTATOR_CONFIG",
+                help="The policy file (TOML). Env: ROTATOR_CONFIG.",
+                show_default=False,
+            ),
+        ],
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of a table.")
+        ] = False,
+    ) -> None:
+        """Compliance per user and credential: age, last use, CIS 1.12 (unused), 1.13 (one
+        active key), 1.14 (rotated within 90 days), 1.19 (no expired server certificates),
+        and what rotator will do about it. Changes nothing."""
+        out, err = Console(), Console(stderr=True)
+        try:
+            cfg = application.load(config)
+        except ConfigError as exc:
+            err.print(f"[bold red]invalid policy file[/] {exc.source}:")
+            for problem in exc.problems:
+                err.print(f"  - {problem}", markup=False, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        close = application.configure_audit(cfg)
+        try:
+            result = asyncio.run(build(cfg))
+        except RotatorError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_FAILED) from None
+        finally:
+            close()
+        if as_json:
+            out.print_json(json.dumps(result.as_dict()))
+            return
+        out.print(table(result))
+        for cert in result.certificates:
+            expires = f"{cert.expires:%Y-%m-%d}"
+            out.print(
+                f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}"
+            )
+        failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
+        out.print(f"failures per CIS control: {failures}", highlight=False)
+
+
+def main() -> None:
+    """``python -m rotator.entrypoints.cli_report report ...`` (the command on its own)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """rotator (report only)."""
+
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

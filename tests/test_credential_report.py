@@ -1,0 +1,187 @@
+"""The credential report: parsing IAM's CSV, and fetching it the way IAM allows (the current
+report if it is younger than four hours, else generate and poll), falling back with a
+reason when it cannot be had."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rotator.credential_report import (
+    REPORT_LIFETIME,
+    ReportUnavailable,
+    credentials,
+    fetch,
+    parse,
+)
+from rotator.model import Kind, Status
+from rotator.testing import MemoryIam
+
+GENERATED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+# As IAM writes it (AWS documentation's example, two users and the root account).
+CSV = """\
+user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,\
+password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,\
+access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,\
+access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,\
+access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,\
+cert_1_last_rotated,cert_2_active,cert_2_last_rotated
+<root_account>,arn:aws:iam::123456789012:root,2014-08-31T19:05:44+00:00,not_supported,\
+2025-05-30T10:00:00+00:00,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,\
+N/A,N/A,N/A,false,N/A,false,N/A
+alice,arn:aws:iam::123456789012:user/alice,2024-01-02T03:04:05+00:00,true,no_information,\
+2024-01-02T03:05:00+00:00,N/A,false,true,2024-02-01T00:00:00+00:00,\
+2025-05-01T08:09:10+00:00,us-east-1,s3,false,2024-03-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,\
+false,N/A
+bob,arn:aws:iam::123456789012:user/ci/bob,2024-05-05T05:05:05+00:00,false,N/A,N/A,N/A,false,\
+false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A
+"""
+
+
+def test_a_report_is_parsed_into_rows_without_the_root_account() -> None:
+    report = parse(CSV.encode(), GENERATED)
+    assert report.generated == GENERATED
+    assert set(report.rows) == {"alice", "bob"}
+    alice = report.rows["alice"]
+    assert alice.password_enabled
+    assert alice.password_last_used is None, "no_information: never signed in"
+    assert alice.password_last_changed == datetime(2024, 1, 2, 3, 5, tzinfo=UTC)
+    assert [(k.number, k.active) for k in alice.keys] == [(1, True), (2, False)]
+    assert alice.keys[0].last_used == datetime(2025, 5, 1, 8, 9, 10, tzinfo=UTC)
+    assert alice.keys[1].last_used is None
+    bob = report.rows["bob"]
+    assert not bob.password_enabled and bob.keys == ()
+
+
+def test_report_rows_become_credentials_named_as_the_report_names_them() -> None:
+    alice = parse(CSV, GENERATED).rows["alice"]
+    keys = credentials(alice, Kind.ACCESS_KEY)
+    assert [(c.credential_id, c.status) for c in keys] == [
+        ("access_key_1", Status.ACTIVE),
+        ("access_key_2", Status.INACTIVE),
+    ]
+    assert keys[0].created == datetime(2024, 2, 1, tzinfo=UTC)
+    (password,) = credentials(alice, Kind.LOGIN_PROFILE)
+    assert password.credential_id == "alice", "as LoginProfiles.list names it"
+    assert password.created == alice.password_last_changed
+    assert credentials(parse(CSV, GENERATED).rows["bob"], Kind.LOGIN_PROFILE) == []
+    assert credentials(alice, Kind.SSH_PUBLIC_KEY) == []
+
+
+def test_a_user_recreated_since_the_report_is_not_in_it() -> None:
+    report = parse(CSV, GENERATED)
+    same = datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)  # ListUsers has microseconds
+    assert report.row("alice", same) is not None
+    assert report.row("alice", same + timedelta(days=1)) is None
+    assert report.row("carol") is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"user,arn\nalice,arn:aws:iam::1:user/alice\n", b"\xff\xfe\x00garbage", b""],
+)
+def test_an_unreadable_report_is_unavailable(content: bytes) -> None:
+    with pytest.raises(ReportUnavailable):
+        parse(content, GENERATED)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = GENERATED
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def twin(clock: Clock) -> MemoryIam:
+    return MemoryIam(clock=clock)
+
+
+async def no_sleep(seconds: float) -> None:
+    return None
+
+
+async def test_without_a_report_one_is_generated_and_polled_until_complete(
+    twin: MemoryIam, clock: Clock
+) -> None:
+    await twin.create_user(UserName="alice")
+    twin.report_polls = 3
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    report = await fetch(twin, clock=clock, sleep=sleep)
+    assert set(report.rows) == {"alice"}
+    assert report.generated == clock.now
+    assert slept == [0.5, 1.0, 2.0], "backoff between polls"
+    assert twin.calls["GenerateCredentialReport"] == 1 + 3
+    assert twin.calls["GetCredentialReport"] == 2
+
+
+async def test_a_report_younger_than_four_hours_costs_one_call(
+    twin: MemoryIam, clock: Clock
+) -> None:
+    await fetch(twin, clock=clock, sleep=no_sleep)
+    await twin.create_user(UserName="late")
+    twin.calls.clear()
+    clock.now += REPORT_LIFETIME - timedelta(minutes=1)
+    report = await fetch(twin, clock=clock, sleep=no_sleep)
+    assert dict(twin.calls) == {"GetCredentialReport": 1}
+    assert "late" not in report.rows, "IAM does not regenerate it within four hours"
+    assert report.row("late") is None
+
+
+async def test_an_expired_report_is_regenerated(twin: MemoryIam, clock: Clock) -> None:
+    await fetch(twin, clock=clock, sleep=no_sleep)
+    await twin.create_user(UserName="late")
+    clock.now += REPORT_LIFETIME + timedelta(minutes=1)
+    report = await fetch(twin, clock=clock, sleep=no_sleep)
+    assert "late" in report.rows
+    assert report.generated == clock.now
+
+
+@pytest.mark.parametrize(
+    ("action", "code", "status"),
+    [
+        ("GenerateCredentialReport", "Throttling", 400),
+        ("GenerateCredentialReport", "LimitExceeded", 409),
+        ("GetCredentialReport", "AccessDenied", 403),
+        ("GetCredentialReport", "ServiceFailure", 500),
+    ],
+)
+async def test_throttling_or_refusal_makes_the_report_unavailable(
+    twin: MemoryIam, clock: Clock, action: str, code: str, status: int
+) -> None:
+    twin.fail_next(action, code, status=status)
+    with pytest.raises(ReportUnavailable, match=code):
+        await fetch(twin, clock=clock, sleep=no_sleep)
+
+
+async def test_a_report_that_does_not_finish_within_the_budget_is_unavailable(
+    twin: MemoryIam, clock: Clock
+) -> None:
+    twin.report_polls = 1000
+    with pytest.raises(ReportUnavailable, match="not generated within"):
+        await fetch(twin, clock=clock, sleep=no_sleep, budget=timedelta(0))
+
+
+async def test_moto_reports_a_fixed_generated_time_and_fetch_still_returns_it(
+    aws_env: str,
+) -> None:
+    """A moto gap (documented): its GeneratedTime is always 2015-02-02, so every fetch
+    regenerates (three calls) and still gets today's data."""
+    from rotator.aws import Aws
+
+    async with Aws().client("iam") as iam:
+        await iam.create_user(UserName="alice")
+        report = await fetch(iam, sleep=no_sleep)
+    assert report.generated.year == 2015
+    assert set(report.rows) == {"alice"}
