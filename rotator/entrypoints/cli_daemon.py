@@ -1,0 +1,64 @@
+"""The ``rotator daemon`` command. ``register(app)`` adds it to the ``rotator`` CLI; this
+module imports nothing from ``cli.py`` so that ``cli.py`` can import it at the top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rotator.errors import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``daemon`` command to ``app``."""
+
+    @app.command()
+    def daemon(
+        config: Annotated[
+            Path,
+            typer.Option(
+                "--config",
+                "-c",
+                envvar="ROTATOR_CONFIG",
+                help="The policy file (TOML). Env: ROTATOR_CONFIG.",
+                show_default=False,
+            ),
+        ],
+        run_now: Annotated[
+            bool, typer.Option("--run-now", help="Also sweep every rule once at start.")
+        ] = False,
+    ) -> None:
+        """Sweep on the policy's schedules; serve /healthz and /metrics. SIGTERM or SIGINT
+        drains (the sweep in flight finishes, exit 0); SIGHUP reloads the policy."""
+        from rotator.entrypoints import daemon as entry
+
+        try:
+            code = entry.run(config, run_now=run_now)
+        except ConfigError as exc:
+            err = Console(stderr=True)
+            err.print(f"[bold red]invalid policy file[/] {exc.source}:")
+            for problem in exc.problems:
+                err.print(f"  - {problem}", markup=False, highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(code)
+
+
+def main() -> None:
+    """``python -m rotator.entrypoints.cli_daemon daemon ...`` (the command on its own)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """rotator (daemon only)."""
+
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

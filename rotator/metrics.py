@@ -1,0 +1,208 @@
+"""Prometheus metrics of ``rotator daemon``, in a registry of their own.
+
+Two feeds: each sweep's ``SweepResult`` (``observe_sweep``; a sweep that raised:
+``observe_crash``) and the audit log's ``rotation.step`` events, read by a structlog
+processor (``tap``) so step latency comes from the same ``duration_ms`` the audit log
+shows. Labels are bounded enums (kind, step, outcome, result, channel): never a user, a
+credential ID or anything secret.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+from contextlib import suppress
+from datetime import datetime
+from typing import Any
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from rotator import audit
+from rotator.engine_report import Report, SweepResult
+from rotator.model import Action, Inventory, Kind, Outcome, RotationState, Step
+
+# Steps the driver times (``duration_ms``); plan and disable events carry no latency.
+TIMED_STEPS = frozenset(
+    str(s) for s in (Step.CREATE, Step.VERIFY, Step.PROMOTE, Step.DEACTIVATE, Step.DELETE)
+) | {str(Step.ROLLBACK)}
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+SWEEP_RESULTS = ("ok", "problems", "crashed")
+_COUNTED = (Outcome.FAILED, Outcome.HELD, Outcome.BLOCKED, Outcome.RETRY)
+
+
+def rotation_outcomes(report: Report) -> list[str]:
+    """What one report adds to ``rotator_rotations_total``: ``started``, ``completed``,
+    ``failed``, ``held``, ``blocked``, ``retry`` or ``disabled`` (zero or more)."""
+    found: list[str] = []
+    action = report.decision.action
+    if action is Action.ROTATE and report.steps:
+        found.append("started")
+    if report.state is RotationState.COMPLETED and report.steps:
+        found.append("completed")
+    if action is Action.DISABLE and report.outcome is Outcome.DONE:
+        found.append("disabled")
+    if report.outcome in _COUNTED:
+        found.append(str(report.outcome))
+    return found
+
+
+def oldest_ages(inventory: Inventory, now: datetime) -> dict[Kind, float]:
+    """Age in seconds of the oldest *active* credential of each kind the inventory holds."""
+    ages: dict[Kind, float] = {}
+    for holder in inventory.holders:
+        for cred in holder.credentials:
+            if cred.active:
+                age = max(0.0, (now - cred.created).total_seconds())
+                ages[cred.kind] = max(ages.get(cred.kind, 0.0), age)
+    return ages
+
+
+class Metrics:
+    """The daemon's metrics; ``render`` gives the Prometheus text exposition."""
+
+    def __init__(self, kinds: Iterable[Kind] = ()) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.sweeps = Counter(
+            "rotator_sweeps", "Sweeps by result: ok, problems, crashed.", ["result"], registry=r
+        )
+        self.rotations = Counter(
+            "rotator_rotations",
+            "Rotation outcomes per sweep, by kind: started, completed, failed, held, blocked, "
+            "retry, disabled.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.steps = Counter(
+            "rotator_steps",
+            "Step outcomes (rotation.step events).",
+            ["kind", "step", "outcome"],
+            registry=r,
+        )
+        self.step_seconds = Histogram(
+            "rotator_step_duration_seconds",
+            "Latency of rotation steps, retries within the sweep included.",
+            ["kind", "step"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.held = Gauge(
+            "rotator_held",
+            "Rotations held at the last sweep (old credential still in use).",
+            ["kind"],
+            registry=r,
+        )
+        self.blocked = Gauge(
+            "rotator_blocked",
+            "Credentials blocked at the last sweep (a human must act).",
+            ["kind"],
+            registry=r,
+        )
+        self.oldest = Gauge(
+            "rotator_oldest_credential_age_seconds",
+            "Age of the oldest active credential the last sweep saw, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "rotator_last_successful_sweep_timestamp_seconds",
+            "When the last sweep that ran to its end finished (Unix time).",
+            registry=r,
+        )
+        self.last_duration = Gauge(
+            "rotator_last_sweep_duration_seconds", "Duration of the last sweep.", registry=r
+        )
+        self.in_progress = Gauge("rotator_sweep_in_progress", "1 while a sweep runs.", registry=r)
+        self.notifications = Counter(
+            "rotator_notifications",
+            "Notifications by channel and result.",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "rotator_policy_reloads", "Policy reloads (SIGHUP) by result.", ["result"], registry=r
+        )
+        for result in SWEEP_RESULTS:
+            self.sweeps.labels(result)
+        for result in ("ok", "failed"):
+            self.reloads.labels(result)
+        for kind in kinds:
+            self.held.labels(str(kind)).set(0)
+            self.blocked.labels(str(kind)).set(0)
+
+    # -- feeds ----------------------------------------------------------------------------
+
+    def observe_sweep(self, result: SweepResult, inventory: Inventory | None = None) -> None:
+        """Count what one finished sweep did; set the per-kind gauges from it."""
+        self.sweeps.labels("ok" if result.ok else "problems").inc()
+        held: Tally[str] = Tally()
+        blocked: Tally[str] = Tally()
+        for report in result.reports:
+            kind = str(report.decision.kind)
+            for outcome in rotation_outcomes(report):
+                self.rotations.labels(kind, outcome).inc()
+            held[kind] += report.outcome is Outcome.HELD
+            blocked[kind] += report.outcome is Outcome.BLOCKED
+        for kind in {str(r.decision.kind) for r in result.reports} | _known(self.held):
+            self.held.labels(kind).set(held[kind])
+            self.blocked.labels(kind).set(blocked[kind])
+        if inventory is not None:
+            for found, age in oldest_ages(inventory, result.finished_at).items():
+                self.oldest.labels(str(found)).set(age)
+        self.last_success.set(result.finished_at.timestamp())
+        self.last_duration.set((result.finished_at - result.started_at).total_seconds())
+
+    def observe_crash(self) -> None:
+        """A sweep raised before it could report (AWS or the journal unreachable ...)."""
+        self.sweeps.labels("crashed").inc()
+
+    def observe_step(self, event: EventDict) -> None:
+        """Count one ``rotation.step`` event and its latency."""
+        kind, step = str(event.get("kind", "")), str(event.get("step", ""))
+        self.steps.labels(kind, step, str(event.get("outcome", ""))).inc()
+        duration = event.get("duration_ms")
+        if step in TIMED_STEPS and isinstance(duration, int | float):
+            self.step_seconds.labels(kind, step).observe(duration / 1000)
+
+    def tap(self) -> Processor:
+        """A structlog processor feeding ``observe_step``; it never changes or drops an
+        event, and a metrics error never breaks logging."""
+
+        def processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+            if event_dict.get("event") == audit.ROTATION_STEP:
+                with suppress(Exception):  # metrics must never stop the audit log
+                    self.observe_step(event_dict)
+            return event_dict
+
+        return processor
+
+    def install_tap(self) -> None:
+        """Put ``tap`` first in the current structlog configuration (call it after the
+        audit log is configured). Events below ``[audit] level`` never reach it."""
+        processors: list[Any] = list(structlog.get_config()["processors"])
+        structlog.configure(processors=[self.tap(), *processors])
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _known(gauge: Gauge) -> set[str]:
+    """The label values a one-label gauge has been set for."""
+    return {
+        sample.labels["kind"]
+        for metric in gauge.collect()
+        for sample in metric.samples
+        if "kind" in sample.labels
+    }

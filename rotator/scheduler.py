@@ -1,0 +1,301 @@
+"""``rotator daemon`` at run time: scheduled sweeps, health, metrics, notifications,
+reload on SIGHUP and a clean drain on SIGTERM/SIGINT.
+
+APScheduler 3's ``AsyncIOScheduler`` fires one job per schedule (``rotator.schedules``),
+each with ``coalesce``, ``max_instances=1``, jitter and a misfire grace time. A job does not
+run the sweep itself: it starts a task of ours and awaits it shielded, because APScheduler's
+``shutdown`` cancels running coroutines even with ``wait=True``. Sweeps are serialised (one
+at a time per daemon; the journal's leases already make concurrent sweeps safe, but one at
+a time keeps the metrics and the notifications whole).
+
+Draining: the first SIGTERM/SIGINT pauses the scheduler (no new sweep starts), waits for
+the sweep in flight to finish every step it started (at most ``[daemon] drain_timeout``),
+shuts the scheduler down and exits 0. A second signal, or the timeout, cancels the sweep
+(the protocol is crash-safe: the next sweep resumes it) and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
+
+from rotator import app as application
+from rotator import audit, health
+from rotator.engine_report import SweepResult
+from rotator.errors import ConfigError, RotatorError
+from rotator.metrics import Metrics
+from rotator.model import Inventory
+from rotator.notify import Notifier, describe
+from rotator.schedules import RUN_NOW, Job, jobs, run_now, scoped, trigger
+from rotator.settings import Config
+
+DAEMON_STARTED = "daemon.started"
+DAEMON_STOPPING = "daemon.stopping"
+DAEMON_STOPPED = "daemon.stopped"
+DAEMON_RELOADED = "daemon.reloaded"
+DAEMON_RELOAD_FAILED = "daemon.reload_failed"
+DAEMON_LISTEN_FAILED = "daemon.listen_failed"
+DRAIN_TIMEOUT = "daemon.drain_timeout"
+SWEEP_CRASHED = "daemon.sweep_crashed"
+SWEEP_MISSED = "daemon.sweep_missed"
+_STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused"}
+
+
+class Daemon:
+    """One daemon process: build it from a validated config, then ``await run()``."""
+
+    def __init__(self, config: Config, *, path: Path, run_now: bool = False) -> None:
+        self.config = config
+        self.path = path
+        self.run_now = run_now
+        self.metrics = Metrics(kinds={r.kind for r in config.rules})
+        self.notifier = Notifier(config.notify, application.make_aws(config))
+        self._scheduler = AsyncIOScheduler(timezone=config.daemon.timezone)
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._draining = False
+        self._crashed: str | None = None
+        self._last: dict[str, Any] | None = None
+        self._log = audit.get_logger()
+
+    # -- health ---------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while the scheduler runs and the last sweep did not crash."""
+        state = _STATES.get(self._scheduler.state, "stopped")
+        details: dict[str, Any] = {
+            "scheduler": state,
+            "sweeping": any(not t.done() for t in self._tasks),
+            "last_sweep": self._last,
+        }
+        if self._crashed is not None:
+            details["reason"] = f"the last sweep crashed: {self._crashed}"
+        elif state != "running":
+            details["reason"] = f"the scheduler is {state}"
+        return state == "running" and self._crashed is None, details
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Serve and sweep until SIGTERM/SIGINT, then drain. Returns the exit code."""
+        settings = self.config.daemon
+        try:
+            server = await health.serve(
+                settings.listen_host,
+                settings.listen_port,
+                health=self.health,
+                metrics=self.metrics.render,
+            )
+        except OSError as exc:
+            listen = f"{settings.listen_host}:{settings.listen_port}"
+            self._log.error(DAEMON_LISTEN_FAILED, listen=listen, reason=str(exc))
+            return 1
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        try:
+            self._start_scheduler()
+            host, port = health.bound(server)
+            self._log.info(DAEMON_STARTED, listen=f"{host}:{port}", jobs=self._jobs())
+            await self._stop.wait()
+            clean = await self._drain()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            server.close()
+            await server.wait_closed()
+        self._log.info(DAEMON_STOPPED, clean=clean)
+        return 0 if clean else 1
+
+    def _start_scheduler(self) -> None:
+        # APScheduler logs through the logging module; the audit log reports what matters.
+        quiet = logging.getLogger("apscheduler")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+        self._scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        self._scheduler.start()
+        self._schedule(self.config)
+        if self.run_now:
+            self._add(run_now(), self.config)
+
+    def _schedule(self, config: Config) -> None:
+        """Replace the scheduled jobs with ``config``'s."""
+        for job in self._scheduler.get_jobs():
+            if job.id != RUN_NOW:
+                job.remove()
+        for job in jobs(config):
+            self._add(job, config)
+
+    def _add(self, job: Job, config: Config) -> None:
+        self._scheduler.add_job(
+            self._fire,
+            trigger(job, config.daemon),
+            args=[job],
+            id=job.id,
+            name=job.describe(),
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(config.daemon.misfire_grace_time.total_seconds()),
+            replace_existing=True,
+        )
+
+    def _jobs(self) -> list[dict[str, Any]]:
+        return [
+            {"id": j.id, "schedule": j.name, "next_run": _iso(j.next_run_time)}
+            for j in self._scheduler.get_jobs()
+        ]
+
+    # -- sweeps ---------------------------------------------------------------------------
+
+    async def _fire(self, job: Job) -> None:
+        """The APScheduler job: start the sweep as our own task and wait for it (shielded
+        from APScheduler's cancellation)."""
+        if self._draining:
+            return
+        task = asyncio.create_task(self._sweep(job), name=f"sweep {job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(task)
+
+    async def _sweep(self, job: Job) -> None:
+        async with self._lock:
+            if self._draining:
+                return
+            self.metrics.in_progress.set(1)
+            try:
+                async with application.open_engine(scoped(self.config, job.rules)) as engine:
+                    result = await engine.sweep()
+            except Exception as exc:  # the sweep itself failed: AWS or the journal down
+                self._crashed = describe(exc)
+                self.metrics.observe_crash()
+                self._last = {"job": job.id, "crashed": True, "reason": self._crashed}
+                # Our own errors say what failed; anything else is a bug: keep its traceback.
+                unexpected = not isinstance(exc, RotatorError)
+                self._log.error(
+                    SWEEP_CRASHED, job=job.id, reason=self._crashed, exc_info=unexpected
+                )
+                return
+            finally:
+                self.metrics.in_progress.set(0)
+            self._crashed = None
+            self._finished(job, result)
+            for delivery in await self.notifier.sweep_finished(result):
+                outcome = "sent" if delivery.ok else "failed"
+                self.metrics.notifications.labels(delivery.channel, outcome).inc()
+
+    def _finished(self, job: Job, result: SweepResult) -> None:
+        # SweepResult.inventory is read if the engine provides it (oldest credential age).
+        inventory = result.inventory
+        self.metrics.observe_sweep(result, inventory if isinstance(inventory, Inventory) else None)
+        self._last = {
+            "job": job.id,
+            "run_id": result.run_id,
+            "finished_at": result.finished_at.isoformat(),
+            "ok": result.ok,
+            "counts": result.counts(),
+        }
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        self._log.warning(
+            SWEEP_MISSED,
+            job=event.job_id,
+            scheduled=_iso(event.scheduled_run_time),
+            reason="missed by more than misfire_grace_time",
+        )
+
+    # -- signals --------------------------------------------------------------------------
+
+    def _on_stop(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        in_flight = sum(not t.done() for t in self._tasks)
+        if self._signals == 1:
+            self._log.info(DAEMON_STOPPING, signal=sig.name, sweeps_in_flight=in_flight)
+            self._stop.set()
+            return
+        self._log.warning(
+            DAEMON_STOPPING,
+            signal=sig.name,
+            sweeps_in_flight=in_flight,
+            reason="second signal: cancelling the sweep in flight (the next sweep resumes it)",
+        )
+        self._cancel()
+
+    def _cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _drain(self) -> bool:
+        """Stop starting sweeps, let the one in flight finish, stop the scheduler. True if
+        nothing had to be cancelled."""
+        self._draining = True
+        if self._scheduler.state == STATE_RUNNING:
+            self._scheduler.pause()
+        pending = {t for t in self._tasks if not t.done()}
+        clean = self._signals < 2
+        if pending:
+            timeout = self.config.daemon.drain_timeout.total_seconds()
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            if late:
+                self._log.error(DRAIN_TIMEOUT, sweeps=len(late), timeout_s=timeout)
+                self._cancel()
+                await asyncio.wait(late)
+            clean = not late and self._signals < 2
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # let the scheduler's shutdown callback run
+        return clean
+
+    def _on_reload(self) -> None:
+        if self._draining:
+            return
+        try:
+            config = application.load(self.path)
+        except ConfigError as exc:
+            self.metrics.reloads.labels("failed").inc()
+            self._log.error(
+                DAEMON_RELOAD_FAILED,
+                path=str(self.path),
+                reason="; ".join(exc.problems),
+                kept="the policy loaded before",
+            )
+            return
+        restart = _needs_restart(self.config, config)
+        self.config = config
+        self.notifier = Notifier(config.notify, application.make_aws(config))
+        self._schedule(config)
+        self.metrics.reloads.labels("ok").inc()
+        self._log.info(
+            DAEMON_RELOADED,
+            path=str(self.path),
+            rules=len(config.rules),
+            jobs=self._jobs(),
+            **({"restart_needed_for": restart} if restart else {}),
+        )
+
+
+def _needs_restart(old: Config, new: Config) -> list[str]:
+    """Settings a reload cannot apply (the listening socket, the audit log's sinks)."""
+    changed: list[str] = []
+    if (old.daemon.listen_host, old.daemon.listen_port) != (
+        new.daemon.listen_host,
+        new.daemon.listen_port,
+    ):
+        changed.append("daemon.listen")
+    if old.audit != new.audit:
+        changed.append("audit")
+    return changed
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
