@@ -1,0 +1,51 @@
+"""Deployment commands of the CLI: ``rotator iam-policy``. ``register`` adds them to the
+``rotator`` Typer app (``cli.py`` calls it); thin like the rest of the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rotator import app as application
+from rotator.errors import ConfigError
+from rotator.permissions import policy_document, render
+
+EXIT_BAD_INPUT = 2
+
+
+def register(app: typer.Typer) -> None:
+    """Add the deployment commands to ``app``."""
+    app.command("iam-policy")(iam_policy)
+
+
+def iam_policy(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="ROTATOR_CONFIG",
+            help="The policy file (TOML). Env: ROTATOR_CONFIG.",
+            show_default=False,
+        ),
+    ],
+    journal_init: Annotated[
+        bool,
+        typer.Option(
+            "--journal-init",
+            help="Also allow `rotator journal init` (create the DynamoDB table).",
+        ),
+    ] = False,
+) -> None:
+    """Print the least-privilege IAM policy (JSON) for exactly the kinds, sinks, journal
+    and notifications the policy file uses. No AWS call."""
+    try:
+        cfg = application.load(config)
+    except ConfigError as exc:
+        typer.echo(f"invalid policy file {exc.source}:", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(render(policy_document(cfg, journal_init=journal_init)), nl=False)

@@ -1,0 +1,194 @@
+"""The least-privilege IAM policy for a policy file: ``rotator iam-policy --config F``.
+
+Pure: ``policy_document(config)`` is a function of the validated ``Config``; nothing here
+calls AWS. Each part of rotator declares what it calls, next to the code that calls it:
+
+=============  =================================================  ===========================
+part           actions (declared in)                              resources
+=============  =================================================  ===========================
+discovery      ``sts:GetCallerIdentity``, ``iam:ListUsers``, the  ``*`` (IAM cannot scope
+               credential report (``DISCOVERY`` below)            them)
+users          ``iam:GetUser``, ``iam:ListUserTags``              users under the rules' path
+                                                                  prefixes
+each kind      its class's ``permissions`` (``kinds.REGISTRY``)   users (server certificates:
+                                                                  certificates) under its
+                                                                  rules' path prefixes
+each sink      its module's ``permissions(config)``               secrets / parameters by the
+                                                                  template's prefix; the KMS
+                                                                  key through that service
+journal        ``JOURNAL_ACTIONS`` (``--journal-init`` adds       the DynamoDB table
+               ``JOURNAL_INIT_ACTIONS``)
+notifications  ``sns:Publish``                                    the ``[notify]`` topic
+=============  =================================================  ===========================
+
+Account IDs are ``*`` (a policy file does not name its account) and so are regions unless
+the file names one. Statements with the same actions and condition are merged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from rotator.kinds import REGISTRY
+from rotator.model import Kind
+from rotator.settings import Config
+from rotator.sinks import file, memory, secretsmanager, ssm
+
+Statement = dict[str, Any]
+
+# Every sweep: whose credentials (STS), which users (IAM lists them account-wide).
+DISCOVERY: tuple[str, ...] = ("sts:GetCallerIdentity", "iam:ListUsers")
+# Kinds the inventory may read from IAM's credential report instead of per user.
+REPORTED_KINDS = frozenset({Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+CREDENTIAL_REPORT: tuple[str, ...] = ("iam:GenerateCredentialReport", "iam:GetCredentialReport")
+USERS: tuple[str, ...] = ("iam:GetUser", "iam:ListUserTags")
+# IAM actions without resource-level permissions: they need "Resource": "*".
+UNSCOPED = frozenset(
+    {
+        *DISCOVERY,
+        *CREDENTIAL_REPORT,
+        "iam:ListServerCertificates",
+        "iam:GetAccountPasswordPolicy",
+    }
+)
+# What the DynamoDB journal calls (docs/configuration.md), and `rotator journal init`.
+JOURNAL_ACTIONS: tuple[str, ...] = tuple(
+    f"dynamodb:{a}"
+    for a in (
+        "DescribeTable",
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "TransactWriteItems",
+    )
+)
+JOURNAL_INIT_ACTIONS: tuple[str, ...] = tuple(
+    f"dynamodb:{a}"
+    for a in ("CreateTable", "UpdateTimeToLive", "DescribeTimeToLive", "TagResource")
+)
+# Each sink type's declaration (``permissions(config)`` in its module).
+SINKS: Mapping[str, Callable[[Any], list[Statement]]] = {
+    "file": file.permissions,
+    "memory": memory.permissions,
+    "secretsmanager": secretsmanager.permissions,
+    "ssm": ssm.permissions,
+}
+# IAM resource types of kinds not held by users.
+_RESOURCE_TYPES: Mapping[Kind, str] = {Kind.SERVER_CERTIFICATE: "server-certificate"}
+
+
+def policy_document(config: Config, *, journal_init: bool = False) -> dict[str, Any]:
+    """The IAM policy document (``{"Version", "Statement"}``) for exactly what ``config``
+    uses. ``journal_init`` adds what ``rotator journal init`` needs."""
+    statements = [
+        _statement("Discover", _discovery(config), ["*"]),
+        _statement("ReadUsers", USERS, _arns("user", _user_prefixes(config))),
+        *_kinds(config),
+        *_sinks(config),
+        *_journal(config.journal.url, journal_init=journal_init),
+        *_notify(config),
+    ]
+    return {"Version": "2012-10-17", "Statement": _merged(statements)}
+
+
+def render(document: Mapping[str, Any]) -> str:
+    """The document as ``rotator iam-policy`` prints it (stable: diff-friendly)."""
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _discovery(config: Config) -> list[str]:
+    users = ["iam:ListUsers"] if _user_prefixes(config) else []
+    reported = any(rule.kind in REPORTED_KINDS for rule in config.rules)
+    return ["sts:GetCallerIdentity", *users, *(CREDENTIAL_REPORT if reported else ())]
+
+
+def _user_prefixes(config: Config) -> list[str]:
+    return [r.select.path_prefix for r in config.rules if r.kind not in _RESOURCE_TYPES]
+
+
+def _kinds(config: Config) -> list[Statement]:
+    statements = []
+    for kind in Kind:
+        rules = [r for r in config.rules if r.kind is kind]
+        if not rules:
+            continue
+        declared: tuple[str, ...] = getattr(REGISTRY[kind], "permissions", ())
+        arns = _arns(_RESOURCE_TYPES.get(kind, "user"), [r.select.path_prefix for r in rules])
+        name = _sid(str(kind))
+        statements.append(_statement(name, [a for a in declared if a not in UNSCOPED], arns))
+        statements.append(_statement(name + "List", [a for a in declared if a in UNSCOPED], ["*"]))
+    return statements
+
+
+def _sinks(config: Config) -> list[Statement]:
+    statements = []
+    for rule in config.rules:
+        for declared in SINKS[rule.sink.type](rule.sink):
+            kms = all(action.startswith("kms:") for action in declared["Action"])
+            sid = "Sink" + _sid(rule.sink.type) + ("Kms" if kms else "")
+            statements.append({"Sid": sid, "Effect": "Allow", **declared})
+    return statements
+
+
+def _journal(url: str, *, journal_init: bool) -> list[Statement]:
+    parsed = urlsplit(url)
+    if parsed.scheme != "dynamodb":
+        return []  # sqlite and memory journals call no AWS
+    region = dict(parse_qsl(parsed.query)).get("region") or "*"
+    actions = [*JOURNAL_ACTIONS, *(JOURNAL_INIT_ACTIONS if journal_init else ())]
+    return [_statement("Journal", actions, [f"arn:aws:dynamodb:{region}:*:table/{parsed.netloc}"])]
+
+
+def _notify(config: Config) -> list[Statement]:
+    topic = config.notify.sns_topic_arn
+    return [_statement("Notify", ["sns:Publish"], [topic])] if topic else []
+
+
+def _statement(sid: str, actions: Iterable[str], resources: Iterable[str]) -> Statement:
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": list(resources)}
+
+
+def _arns(resource_type: str, prefixes: Iterable[str]) -> list[str]:
+    """``arn:aws:iam::*:user/ci/*`` for each path prefix not already covered by another."""
+    unique = sorted(set(prefixes))
+    kept = [p for p in unique if not any(p != q and p.startswith(q) for q in unique)]
+    return [f"arn:aws:iam::*:{resource_type}{prefix}*" for prefix in kept]
+
+
+def _merged(statements: list[Statement]) -> list[Statement]:
+    """Drop empty statements; merge those with the same actions and condition (their
+    resources united); sort actions and resources; make every Sid unique."""
+    merged: dict[str, Statement] = {}
+    for statement in statements:
+        if not statement["Action"] or not statement["Resource"]:
+            continue
+        actions = sorted(set(statement["Action"]))
+        key = json.dumps([actions, statement.get("Condition")], sort_keys=True)
+        if key in merged:
+            resources = {*merged[key]["Resource"], *statement["Resource"]}
+            merged[key]["Resource"] = sorted(resources)
+        else:
+            merged[key] = {
+                **statement,
+                "Action": actions,
+                "Resource": sorted(statement["Resource"]),
+            }
+    seen: dict[str, int] = {}
+    for statement in merged.values():
+        base = statement["Sid"]
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            statement["Sid"] = f"{base}{seen[base]}"
+    return list(merged.values())
+
+
+def _sid(name: str) -> str:
+    """``access-key`` -> ``AccessKey`` (a Sid is alphanumeric)."""
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
