@@ -22,7 +22,7 @@ demo: $(VENV)/.sandbox  ## rotate access keys in a local moto sandbox (no AWS ac
 	$(BIN)/rotator demo
 
 test: $(VENV)/.dev  ## the test suite: moto server over HTTP, real subprocesses
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(VENV)/.dev  ## ruff and mypy --strict
 	$(BIN)/ruff check rotator tests benchmarks

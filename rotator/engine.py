@@ -36,6 +36,7 @@ from rotator.model import (
     SHAPES,
     Action,
     Decision,
+    Inventory,
     Kind,
     Lease,
     Outcome,
@@ -52,6 +53,12 @@ from rotator.session import Session, open_session
 from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
 from rotator.steps import StepResult, Steps
+
+# --- time budget (issue 6, Lambda): see Engine.sweep(time_left=...) ---------------------
+# Decisions that change something; a sweep out of time starts none of them.
+_WORK = frozenset({Action.ROTATE, Action.ADVANCE, Action.DISABLE})
+DEFERRED = "deferred: too little time left in this run; the next sweep does it"
+# --- end time budget ---------------------------------------------------------------------
 
 
 class Engine:
@@ -86,22 +93,32 @@ class Engine:
     async def plan(self) -> Plan:
         """What a sweep would do now, changing nothing."""
         async with self._session(dry_run=True) as sweep:
-            return await self._plan(sweep)
+            return (await self._plan(sweep))[1]
 
-    async def sweep(self, *, dry_run: bool = False) -> SweepResult:
+    async def sweep(
+        self, *, dry_run: bool = False, time_left: Callable[[], float] | None = None
+    ) -> SweepResult:
         """One sweep: advance what is due, start what the plan says. Never raises for a
-        single rotation's failure: each is reported in the result and the audit log."""
+        single rotation's failure: each is reported in the result and the audit log.
+
+        ``time_left`` (seconds, e.g. a Lambda's remaining time minus a margin) is asked
+        before each decision that changes something: once it is <= 0 no further rotation is
+        started or advanced; those decisions are reported with reason ``DEFERRED`` and left
+        for the next sweep. Work already begun runs to its end."""
         run_id = new_id("run")
         audit.bind(run_id=run_id, dry_run=dry_run)
         started = time.monotonic()
         async with self._session(dry_run=dry_run) as sweep:
             audit.bind(account=sweep.account)
             self._log.info(audit.SWEEP_STARTED, rules=len(self.config.rules))
-            the_plan = await self._plan(sweep)
+            inventory, the_plan = await self._plan(sweep)
             limit = asyncio.Semaphore(self.config.max_concurrency)
 
             async def one(decision: Decision) -> Report:
                 async with limit:
+                    if time_left is not None and decision.action in _WORK and time_left() <= 0:
+                        self._log.info(audit.NOTICE, user=decision.user, reason=DEFERRED)
+                        return Report(decision=decision, reason=DEFERRED)
                     return await self._execute(decision, sweep)
 
             reports = await asyncio.gather(*(one(d) for d in the_plan))
@@ -113,6 +130,7 @@ class Engine:
             finished_at=self.clock(),
             plan=the_plan,
             reports=tuple(reports),
+            inventory=inventory,
         )
         self._log.info(
             audit.SWEEP_FINISHED,
@@ -212,7 +230,7 @@ class Engine:
             dry_run=dry_run,
         )
 
-    async def _plan(self, sweep: Session) -> Plan:
+    async def _plan(self, sweep: Session) -> tuple[Inventory, Plan]:
         rules = [r for r in self.config.rules if r.enabled]
         inventory = await collect(
             iam=sweep.iam,
@@ -225,7 +243,9 @@ class Engine:
         # Read after the inventory: a rotation that created a key the inventory saw was
         # journalled before that key existed, so it is in this list (or finished).
         active = [r for r in await self.journal.list_active() if r.account == sweep.account]
-        return plan(inventory, rules, active, self.clock())
+        # Every rule, disabled ones too: a disabled rule starts nothing new (the planner
+        # skips it) but the rotations it started still finish.
+        return inventory, plan(inventory, self.config.rules, active, self.clock())
 
     async def _still_blocked(self, decision: Decision, sweep: Session) -> str | None:
         """Confirm a two-active-credentials block, or say why it no longer holds: another
@@ -260,7 +280,7 @@ class Engine:
 
     async def _act(self, decision: Decision, sweep: Session) -> Report:
         if decision.action is Action.BLOCK:
-            if decision.rotation_id is None:
+            if decision.rotation_id is None and SHAPES[decision.kind] is Shape.TWO_SLOT:
                 changed = await self._still_blocked(decision, sweep)
                 if changed is not None:
                     return Report(decision=decision, reason=changed)
@@ -337,6 +357,11 @@ class Engine:
         newest = max(listed, key=lambda c: c.created)
         if newest.created >= sweep.started_at:
             return f"skipped: {newest.credential_id} was created during this sweep"
+        if SHAPES[decision.kind] is Shape.IN_PLACE:  # IAM's dates do not show the change
+            target = (decision.account, decision.user, decision.kind, decision.slot)
+            for done in await self.journal.list_rotations(user=decision.user, limit=20):
+                if done.target == target and done.created_at >= sweep.started_at:
+                    return f"skipped: rotation {done.rotation_id} changed it during this sweep"
         return None
 
     async def _disable(self, decision: Decision, sweep: Session) -> Report:

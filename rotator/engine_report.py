@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rotator.model import Action, Decision, Outcome, Plan, Rotation, RotationState
+from rotator.model import Action, Decision, Inventory, Outcome, Plan, Rotation, RotationState
 from rotator.steps import StepResult
 
 # Outcomes after which a sweep exits non-zero (something failed or needs a human).
@@ -64,6 +64,7 @@ class SweepResult:
     finished_at: datetime
     plan: Plan
     reports: tuple[Report, ...]
+    inventory: Inventory | None = None  # what IAM held when the sweep planned
 
     def counts(self) -> dict[str, int]:
         """Totals for ``sweep.finished``, metrics and notifications."""

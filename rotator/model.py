@@ -54,6 +54,10 @@ SHAPES: dict[Kind, Shape] = {
 }
 
 
+# Kinds the account holds itself rather than its users.
+ACCOUNT_HELD = frozenset({Kind.SERVER_CERTIFICATE})
+
+
 class Status(StrEnum):
     """A credential's IAM status, spelled as IAM spells it."""
 
@@ -92,6 +96,7 @@ class Holder:
     path: str = "/"
     tags: Mapping[str, str] = field(default_factory=dict)
     credentials: tuple[Credential, ...] = ()
+    account_held: bool = False  # held by the account itself (server certificates), not a user
     # Server certificates: notBefore of the certificate the rule's issuer has ready
     # (a directory issuer's cert.pem), if any; it is uploaded when newer than IAM's.
     offered: datetime | None = None

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from rotator.model import (
+    ACCOUNT_HELD,
     SHAPES,
     Action,
     Credential,
@@ -112,6 +113,8 @@ def _in_flight(rotation: Rotation, rules: Sequence[Rule], now: datetime) -> Deci
 def _decide(
     holder: Holder, rule: Rule, covered: set[tuple[str, str, Kind, str]], now: datetime
 ) -> Decision | None:
+    if holder.account_held != (rule.kind in ACCOUNT_HELD):
+        return None  # a server-certificate rule never selects a user, nor the reverse
     if not rule.selects(holder.name, holder.path, holder.tags):
         return None
     if (holder.account, holder.name, rule.kind, rule.slot) in covered:
@@ -266,7 +269,16 @@ def _versioned(
             reason=f"the issuer has a newer certificate (issued {offered:%Y-%m-%d}) than "
             f"{current.credential_id} (issued {held:%Y-%m-%d})",
         )
-    return _rotate_or_skip(make, current, rule, now)
+    decision = _rotate_or_skip(make, current, rule, now)
+    if offered is not None and decision.action is Action.ROTATE:
+        return make(  # a directory issuer can only hand over what the ACME client left
+            action=Action.BLOCK,
+            credential_id=current.credential_id,
+            due_at=decision.due_at,
+            reason=f"{decision.reason}, but the issuer's certificate (issued "
+            f"{offered:%Y-%m-%d}) is not newer than IAM's: renew it with the ACME client",
+        )
+    return decision
 
 
 def _make_room(creds: Sequence[Credential], limit: int) -> Credential | None:

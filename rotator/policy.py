@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from rotator.cron import CronExpr
 from rotator.model import Kind
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -180,8 +181,37 @@ class MemorySinkConfig(_Strict):
         return self.name
 
 
+class SsmSinkConfig(_Strict):
+    """One SSM Parameter Store SecureString per holder: its latest version is the current
+    entry (labelled ``current``, the one before ``previous``); a pending entry waits in
+    ``NAME/pending`` until promotion."""
+
+    type: Literal["ssm"]
+    name: Template
+    kms_key_id: str | None = None
+    region: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _parameter_name(cls, value: str) -> str:
+        literal = re.sub(r"\{[a-z]+\}", "", value)
+        if not value.startswith("/") or not re.fullmatch(r"[A-Za-z0-9_.\-/]*", literal):
+            raise ValueError(
+                f"SSM parameter name {value!r} must start with '/' and hold only letters, "
+                "digits, '_', '.', '-', '/' and {fields}"
+            )
+        if value.lstrip("/").lower().startswith(("aws", "ssm")):
+            raise ValueError(f"SSM parameter name {value!r} may not begin with 'aws' or 'ssm'")
+        return value
+
+    @property
+    def template(self) -> str:
+        return self.name
+
+
 SinkConfig = Annotated[
-    FileSinkConfig | SecretsManagerSinkConfig | MemorySinkConfig, Field(discriminator="type")
+    FileSinkConfig | SecretsManagerSinkConfig | MemorySinkConfig | SsmSinkConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -197,6 +227,8 @@ class Rule(_Strict):
     select: Selector = Field(default_factory=Selector)
     exclude: Exclude = Field(default_factory=Exclude)
     sink: SinkConfig
+    # `rotator daemon` sweeps this rule on this crontab schedule (else on [daemon]'s).
+    schedule: CronExpr | None = None
 
     @model_validator(mode="after")
     def _sink_per_holder(self) -> Rule:

@@ -9,14 +9,25 @@ settings, nested with ``__`` (``ROTATOR_JOURNAL__URL``, ``ROTATOR_MAX_CONCURRENC
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rotator.cron import CronExpr
 from rotator.errors import ConfigError
 from rotator.model import Kind
 from rotator.policy import Duration, check_rules
@@ -95,6 +106,77 @@ class RetrySettings(_Section):
     max_delay: Duration = timedelta(seconds=8)
 
 
+class DaemonSettings(_Section):
+    """``[daemon]``: when ``rotator daemon`` sweeps and where it serves health and metrics.
+    Rules with their own ``schedule`` are swept on it; the others on ``schedule`` here (or
+    every ``interval``, for tests and short cycles)."""
+
+    schedule: CronExpr | None = None  # default "0 * * * *" unless interval is given
+    interval: Duration | None = None
+    timezone: str = "UTC"
+    jitter: Duration = timedelta(0)
+    misfire_grace_time: Duration = timedelta(minutes=5)
+    drain_timeout: Duration = timedelta(minutes=10)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=9464, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> DaemonSettings:
+        if self.schedule is not None and self.interval is not None:
+            raise ValueError("give schedule (cron) or interval, not both")
+        if self.interval is not None and self.interval.total_seconds() < 1:
+            raise ValueError("interval must be at least 1s")
+        if self.misfire_grace_time.total_seconds() < 1:
+            raise ValueError("misfire_grace_time must be at least 1s")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @property
+    def default_schedule(self) -> str:
+        """The cron schedule of rules without their own (when no interval is set)."""
+        return self.schedule or "0 * * * *"
+
+
+class NotifySettings(_Section):
+    """``[notify]``: one message per sweep to a webhook and/or SNS, and one per owner."""
+
+    webhook_url: SecretStr | None = None  # a secret: webhook URLs carry their own token
+    sns_topic_arn: str | None = None
+    owner_tag: str | None = None  # e.g. "owner-email": its value gets its own message
+    send_empty: bool = False  # also send when a sweep changed and reported nothing
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the URL: its path is the webhook's secret token.
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("webhook_url must be an http(s):// URL")
+        return value
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _arn(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:\S+", value
+        ):
+            raise ValueError(f"{value!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """True if any channel is configured."""
+        return self.webhook_url is not None or self.sns_topic_arn is not None
+
+
 class Config(BaseSettings):
     """The whole policy file plus environment overrides."""
 
@@ -110,6 +192,8 @@ class Config(BaseSettings):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     max_concurrency: int = Field(default=8, ge=1, le=128)
     rules: list[AnyRule] = Field(min_length=1)
 
@@ -192,11 +276,20 @@ def load_config(path: Path) -> Config:
     Raises ``ConfigError`` listing every problem, each naming the rule and field."""
     source = str(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(source, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read: {exc}"]) from None
+    return load_config_text(text, source)
+
+
+def load_config_text(text: str, source: str) -> Config:
+    """``load_config`` for a policy that is not a file (an SSM parameter's value): the
+    TOML ``text``, validated with environment overrides; ``source`` names it in every
+    problem of the ``ConfigError``."""
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     try:
@@ -204,3 +297,37 @@ def load_config(path: Path) -> Config:
     except ValidationError as exc:
         problems = [f"{_describe(_loc(e), raw)}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(source, problems) from None
+
+
+class LambdaSettings(BaseSettings):
+    """Where the Lambda handler finds its policy, from the function's environment: a file
+    bundled with the function (``ROTATOR_CONFIG``) or an SSM parameter holding the TOML
+    (``ROTATOR_CONFIG_SSM``, a name or ARN; SecureString or String). A sweep starts no new
+    rotation once less than ``ROTATOR_LAMBDA_MARGIN`` of the invocation's time remains."""
+
+    model_config = SettingsConfigDict(env_prefix="ROTATOR_", extra="ignore", frozen=True)
+
+    config: Path | None = None
+    config_ssm: str | None = None
+    lambda_margin: Duration = timedelta(minutes=2)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LambdaSettings:
+        if (self.config is None) == (self.config_ssm is None):
+            raise ValueError(
+                "set exactly one of ROTATOR_CONFIG (a policy file bundled with the function) "
+                "and ROTATOR_CONFIG_SSM (an SSM parameter holding it)"
+            )
+        return self
+
+
+def lambda_settings() -> LambdaSettings:
+    """The Lambda handler's settings from the environment; ``ConfigError`` if unusable."""
+    try:
+        return LambdaSettings()
+    except ValidationError as exc:
+        problems = [
+            f"ROTATOR_{str(e['loc'][0]).upper() if e['loc'] else 'CONFIG'}: {_message(e)}"
+            for e in exc.errors()
+        ]
+        raise ConfigError("environment", problems) from None

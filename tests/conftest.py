@@ -63,6 +63,23 @@ def _forget_secrets() -> Iterator[None]:
     redaction.forget_all()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its tallies to the controller."""
+    from tests.support.tally import TALLY
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["tally"] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Under pytest-xdist, the controller adds up the workers' tallies."""
+    from tests.support.tally import TALLY
+
+    TALLY.update(getattr(node, "workeroutput", {}).get("tally", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the robustness tallies (crash cases, faults injected) if any test added some."""
     from tests.support.tally import TALLY

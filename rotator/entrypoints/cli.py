@@ -16,7 +16,7 @@ from rich.console import Console
 from rotator import app as application
 from rotator.emergency import Request
 from rotator.engine_report import Report
-from rotator.entrypoints import render
+from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
 from rotator.model import Kind, Outcome, utcnow
 from rotator.policy import parse_duration
@@ -49,9 +49,9 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, *, inputs: bool = True) -> Config:
     try:
-        return application.load(path)
+        return application.load(path, inputs=inputs)
     except ConfigError as exc:
         err.print(f"[bold red]invalid policy file[/] {exc.source}:")
         for problem in exc.problems:
@@ -139,7 +139,7 @@ def run(
 @cli.command()
 def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Rotations in flight, their next step and when it is due."""
-    cfg = _load(config)
+    cfg = _load(config, inputs=False)
 
     async def work() -> None:
         async with application.open_journal_for(cfg) as journal:
@@ -163,7 +163,7 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """Past and current rotations, newest first, with every step's outcome."""
-    cfg = _load(config)
+    cfg = _load(config, inputs=False)
 
     async def work() -> None:
         async with application.open_journal_for(cfg) as journal:
@@ -305,6 +305,12 @@ def demo(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     ok = sandbox.run_demo(workdir, out, serve=serve)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+# Commands that live in their own modules.
+cli_daemon.register(cli)
+cli_deploy.register(cli)
+cli_report.register(cli)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ ACTION_STYLE = {
     Action.SKIP: "dim",
     Action.BLOCK: "bold red",
     Action.EXCLUDE: "yellow",
+    Action.DISABLE: "magenta",
 }
 OUTCOME_STYLE = {
     Outcome.DONE: "green",

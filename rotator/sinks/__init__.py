@@ -5,6 +5,7 @@
     memory          MemorySink          this process only (tests, dry runs)
     file            FileSink            a JSON document or an AWS credentials profile
     secretsmanager  SecretsManagerSink  a secret whose versions are staged like rotation
+    ssm             SsmSink             SSM SecureStrings: latest version current, NAME/pending
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rotator.sinks.base import SecretEntry, SecretSink, SinkDocument, SinkKey
 from rotator.sinks.file import FileSink
 from rotator.sinks.memory import MemorySink
 from rotator.sinks.secretsmanager import SecretsManagerSink
+from rotator.sinks.ssm import SsmSink
 
 __all__ = [
     "FileSink",
@@ -28,6 +30,7 @@ __all__ = [
     "SecretsManagerSink",
     "SinkDocument",
     "SinkKey",
+    "SsmSink",
     "build_sink",
 ]
 
@@ -36,6 +39,7 @@ _BUILDERS: Mapping[str, Callable[[Any, Aws], SecretSink]] = {
     "memory": lambda config, aws: MemorySink(config),
     "file": lambda config, aws: FileSink(config),
     "secretsmanager": SecretsManagerSink,
+    "ssm": SsmSink,
 }
 
 

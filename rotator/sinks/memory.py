@@ -9,10 +9,17 @@ the reference twin of the other sinks; ``FileSink`` applies them to a file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rotator.errors import SinkError
 from rotator.policy import MemorySinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+
+
+def permissions(config: MemorySinkConfig) -> list[dict[str, Any]]:
+    """No AWS permissions: the memory sink keeps secrets in this process (for
+    ``rotator iam-policy``)."""
+    return []
 
 
 def holds(entry: SecretEntry | None, credential_id: str) -> bool:

@@ -46,6 +46,46 @@ EMPTY = "{}"  # the value of a new secret's first version: no credential yet
 MANAGED_BY_TAG = {"Key": "managed-by", "Value": "rotator"}
 _NAMESPACE = uuid.UUID("5d0b7f3c-2f43-4c56-9a1e-6a8f0c3e9b27")
 
+# The Secrets Manager actions this sink calls, for `rotator iam-policy` (least privilege).
+ACTIONS: tuple[str, ...] = (
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:TagResource",  # tags on create
+)
+
+
+def permissions(config: SecretsManagerSinkConfig) -> list[dict[str, Any]]:
+    """The IAM statements this sink needs: its secrets (by the template's literal prefix;
+    a secret's ARN ends in a random suffix) and, with ``kms_key_id``, the key."""
+    prefix = config.name.split("{", 1)[0]
+    resource = f"arn:aws:secretsmanager:{config.region or '*'}:*:secret:{prefix}*"
+    statements: list[dict[str, Any]] = [{"Action": list(ACTIONS), "Resource": [resource]}]
+    if config.kms_key_id:
+        statements.append(kms_statement(config.kms_key_id, service="secretsmanager"))
+    return statements
+
+
+def kms_statement(key_id: str, *, service: str) -> dict[str, Any]:
+    """The IAM statement letting rotator use the customer key ``key_id`` (a key ID, key
+    ARN, alias name or alias ARN) through ``service`` (``secretsmanager``, ``ssm``) only."""
+    condition: dict[str, Any] = {"StringLike": {"kms:ViaService": f"{service}.*.amazonaws.com"}}
+    if key_id.startswith("arn:") and ":key/" in key_id:
+        resource = key_id
+    elif key_id.startswith("alias/") or ":alias/" in key_id:
+        resource = "arn:aws:kms:*:*:key/*"
+        alias = "alias/" + key_id.split("alias/", 1)[1]
+        condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": [alias]}
+    else:
+        resource = f"arn:aws:kms:*:*:key/{key_id}"
+    return {
+        "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+        "Resource": [resource],
+        "Condition": condition,
+    }
+
 
 def secret_string(entry: SecretEntry) -> str:
     """The ``SecretString`` of ``entry``'s version (stable: keys sorted)."""

@@ -1,7 +1,7 @@
 """The contract every ``SecretSink`` keeps, run against each implementation.
 
-memory, file (json), file (aws-credentials) and secretsmanager (a moto server over real
-HTTP) must behave the same through the port: a new sink built by ``build_sink`` from the
+memory, file (json), file (aws-credentials), secretsmanager and ssm (a moto server over
+real HTTP) must behave the same through the port: a new sink built by ``build_sink`` from the
 same settings the policy file holds.
 """
 
@@ -66,12 +66,13 @@ def settings(kind: str, tmp_path: Any) -> dict[str, Any]:
             "profile": "rotated",
         },
         "secretsmanager": {"type": "secretsmanager", "name": "rotator/{account}/{user}/{kind}"},
+        "ssm": {"type": "ssm", "name": "/rotator/{account}/{user}/{kind}"},
     }[kind]
 
 
-@pytest.fixture(params=["memory", "file-json", "file-aws-credentials", "secretsmanager"])
+@pytest.fixture(params=["memory", "file-json", "file-aws-credentials", "secretsmanager", "ssm"])
 def sink(request: pytest.FixtureRequest, tmp_path: Any) -> SecretSink:
-    if request.param == "secretsmanager":
+    if request.param in ("secretsmanager", "ssm"):
         request.getfixturevalue("aws_env")
     config = TypeAdapter(SinkConfig).validate_python(settings(request.param, tmp_path))
     return build_sink(config, Aws())
