@@ -17,6 +17,7 @@ from rotator import app as application
 from rotator.emergency import Request
 from rotator.engine_report import Report
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
+from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
 from rotator.model import Kind, Outcome, utcnow
 from rotator.policy import parse_duration
@@ -35,18 +36,6 @@ out = Console()
 err = Console(stderr=True)
 
 T = TypeVar("T")
-
-ConfigOpt = Annotated[
-    Path,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="ROTATOR_CONFIG",
-        help="The policy file (TOML). Env: ROTATOR_CONFIG.",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _load(path: Path, *, inputs: bool = True) -> Config:

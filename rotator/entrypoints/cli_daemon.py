@@ -3,12 +3,12 @@ module imports nothing from ``cli.py`` so that ``cli.py`` can import it at the t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -19,16 +19,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def daemon(
-        config: Annotated[
-            Path,
-            typer.Option(
-                "--config",
-                "-c",
-                envvar="ROTATOR_CONFIG",
-                help="The policy file (TOML). Env: ROTATOR_CONFIG.",
-                show_default=False,
-            ),
-        ],
+        config: ConfigOpt,
         run_now: Annotated[
             bool, typer.Option("--run-now", help="Also sweep every rule once at start.")
         ] = False,

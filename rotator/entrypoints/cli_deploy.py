@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from rotator import app as application
+from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
 from rotator.permissions import policy_document, render
 
@@ -21,16 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def iam_policy(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar="ROTATOR_CONFIG",
-            help="The policy file (TOML). Env: ROTATOR_CONFIG.",
-            show_default=False,
-        ),
-    ],
+    config: ConfigOpt,
     journal_init: Annotated[
         bool,
         typer.Option(

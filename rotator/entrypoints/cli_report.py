@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +21,7 @@ from rotator import app as application
 from rotator import compliance, credential_report, inventory
 from rotator.aws import aws_errors
 from rotator.credential_report import ReportUnavailable
+from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, RotatorError
 from rotator.kinds import KindContext, build_kinds
 from rotator.model import Kind, utcnow
@@ -93,19 +92,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def report(
-        config: Annotated[
-            Path,
-            typer.Option(
-                "--config",
-                "-c",
-                envvar="ROTATOR_CONFIG",
-                help="The policy file (TOML). Env: ROTATOR_CONFIG.",
-                show_default=False,
-            ),
-        ],
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print JSON instead of a table.")
-        ] = False,
+        config: ConfigOpt,
+        as_json: JsonOpt = False,
     ) -> None:
         """Compliance per user and credential: age, last use, CIS 1.12 (unused), 1.13 (one
         active key), 1.14 (rotated within 90 days), 1.19 (no expired server certificates),

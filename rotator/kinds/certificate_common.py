@@ -20,6 +20,7 @@ from cryptography import x509
 from rotator import crypto, crypto_checks
 from rotator.aws import aws_errors
 from rotator.errors import InputError, Permanent
+from rotator.model import Credential
 from rotator.sinks.base import SecretEntry
 
 FINGERPRINT = "Fingerprint"  # SHA-256 of the certificate's DER, hex
@@ -93,3 +94,26 @@ def key_pair_problem(entry: SecretEntry) -> str | None:
     if not crypto_checks.key_matches(cert, key):
         return "the private key in the sink does not match the certificate"
     return None
+
+
+class MaterialMatching:
+    """``reusable`` and ``matches`` for kinds whose material rotator makes (a certificate
+    and its key): a resumed create reuses pending material IAM never saw, and recognises
+    an upload that happened before a crash by the certificate's fingerprint. The kind
+    fills ``_fingerprints`` (credential ID -> fingerprint) whenever it lists."""
+
+    def __init__(self) -> None:
+        self._fingerprints: dict[str, str] = {}
+
+    def reusable(self, pending: SecretEntry) -> bool:
+        return (
+            not pending.credential_id
+            and crypto.CERTIFICATE_BODY in pending.public
+            and crypto.PRIVATE_KEY in pending.secret
+        )
+
+    def matches(self, credential: Credential, pending: SecretEntry) -> bool:
+        if pending.credential_id and credential.credential_id == pending.credential_id:
+            return True
+        listed = self._fingerprints.get(credential.credential_id, "")
+        return bool(listed) and listed == entry_fingerprint(pending)

@@ -32,6 +32,7 @@ from rotator.kinds.certificate_common import (
     FINGERPRINT,
     NOT_AFTER,
     BodyInfo,
+    MaterialMatching,
     certificate_errors,
     entry_fingerprint,
     key_pair_problem,
@@ -52,7 +53,7 @@ from rotator.sinks.base import SecretEntry
 PATH = "Path"  # where the new version goes (the current version's path); the name is the ID
 
 
-class ServerCertificates:
+class ServerCertificates(MaterialMatching):
     """``kind = "server-certificate"``."""
 
     kind = Kind.SERVER_CERTIFICATE
@@ -68,7 +69,7 @@ class ServerCertificates:
         self._ctx = ctx
         self._iam = ctx.iam
         self._rules: list[ServerCertificateRule] = []
-        self._fingerprints: dict[str, str] = {}  # name -> fingerprint, latest listing
+        super().__init__()  # _fingerprints: name -> fingerprint, latest listing
 
     # -- reading IAM ------------------------------------------------------------------------
 
@@ -235,19 +236,6 @@ class ServerCertificates:
             public=material.public,
             secret=material.secret,
         )
-
-    def reusable(self, pending: SecretEntry) -> bool:
-        return (
-            not pending.credential_id
-            and crypto.CERTIFICATE_BODY in pending.public
-            and crypto.PRIVATE_KEY in pending.secret
-        )
-
-    def matches(self, credential: Credential, pending: SecretEntry) -> bool:
-        if pending.credential_id and credential.credential_id == pending.credential_id:
-            return True
-        listed = self._fingerprints.get(credential.credential_id, "")
-        return bool(listed) and listed == entry_fingerprint(pending)
 
     async def verify(self, user: str, entry: SecretEntry) -> None:
         problem = key_pair_problem(entry)

@@ -24,6 +24,7 @@ from rotator.kinds.base import KindContext
 from rotator.kinds.certificate_common import (
     FINGERPRINT,
     NOT_AFTER,
+    MaterialMatching,
     certificate_errors,
     entry_fingerprint,
     key_pair_problem,
@@ -64,7 +65,7 @@ def new_material(rule: SigningCertificateRule, user: str, now: datetime) -> Secr
     )
 
 
-class SigningCertificates:
+class SigningCertificates(MaterialMatching):
     """``kind = "signing-certificate"``."""
 
     kind = Kind.SIGNING_CERTIFICATE
@@ -79,8 +80,7 @@ class SigningCertificates:
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
         self._iam = ctx.iam
-        # CertificateId -> fingerprint, from the latest listing (``matches`` compares them).
-        self._fingerprints: dict[str, str] = {}
+        super().__init__()  # _fingerprints: CertificateId -> fingerprint, latest listing
 
     async def _listed(self, user: str) -> list[dict[str, Any]]:
         certs: list[dict[str, Any]] = []
@@ -127,19 +127,6 @@ class SigningCertificates:
                 UserName=user, CertificateBody=material.public[crypto.CERTIFICATE_BODY]
             )
         return material.with_id(made["Certificate"][CERTIFICATE_ID])
-
-    def reusable(self, pending: SecretEntry) -> bool:
-        return (
-            not pending.credential_id
-            and crypto.CERTIFICATE_BODY in pending.public
-            and crypto.PRIVATE_KEY in pending.secret
-        )
-
-    def matches(self, credential: Credential, pending: SecretEntry) -> bool:
-        if pending.credential_id and credential.credential_id == pending.credential_id:
-            return True
-        listed = self._fingerprints.get(credential.credential_id, "")
-        return bool(listed) and listed == entry_fingerprint(pending)
 
     async def verify(self, user: str, entry: SecretEntry) -> None:
         problem = key_pair_problem(entry)
