@@ -33,9 +33,11 @@ from rotator.inventory import collect
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind
 from rotator.model import (
+    ACCOUNT_HELD,
     SHAPES,
     Action,
     Decision,
+    Holder,
     Inventory,
     Kind,
     Lease,
@@ -193,7 +195,7 @@ class Engine:
             kind = sweep.kinds.get(request.kind)
             if kind is None:
                 raise InputError(f"no rule of kind {request.kind} in the policy")
-            holder = await sweep.holder(request.user, kind, request.slot)
+            holder = await self._requested_holder(sweep, request, kind)
             rule = pick_rule(list(self.config.rules), holder, request)
             choice = choose(holder, request)
             why = "emergency" if request.emergency else "on-demand"
@@ -218,6 +220,20 @@ class Engine:
                 return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
             return await self._begin(decision, rule, kind, timings, emergency=request.emergency)
+
+    async def _requested_holder(
+        self, sweep: Session, request: Request, kind: CredentialKind
+    ) -> Holder:
+        """The holder an operator named: an IAM user, or (server certificates) one of the
+        account's certificates the rules select."""
+        assert request.user is not None
+        if request.kind not in ACCOUNT_HELD:
+            return await sweep.holder(request.user, kind, request.slot)
+        rules = [r for r in self.config.rules if r.kind is request.kind]
+        for holder in await kind.account_holders(sweep.account, rules):
+            if holder.name == request.user:
+                return holder
+        raise InputError(f"no {request.kind} {request.user} is selected by the policy's rules")
 
     # -- sweep plumbing -------------------------------------------------------------------
 

@@ -259,7 +259,13 @@ def _versioned(
 ) -> Decision:
     if not creds:
         return make(action=Action.SKIP, reason=f"no {NOUNS[rule.kind]}")
-    current = max(creds, key=lambda c: (c.not_before or c.created, c.credential_id))
+    # The kind marks the version in service Active; failing that, the latest issued.
+    active = [c for c in creds if c.active]
+    current = (
+        active[-1]
+        if len(active) == 1
+        else max(creds, key=lambda c: (c.not_before or c.created, c.credential_id))
+    )
     held = current.not_before or current.created
     if offered is not None and offered > held:
         return make(

@@ -68,6 +68,17 @@ class Version:
         return self.info.not_before if self.info else self.uploaded
 
 
+def upload_order(name: str) -> tuple[str, int]:
+    """Where a version's name puts it in upload order: rotator names each upload after its
+    day (and ``-N`` for a second one that day); a name without a date predates rotator."""
+    found = re.search(r"(?:^|-)(?P<date>\d{8})(?:-(?P<n>\d{1,3}))?$", name)
+    if found is None:
+        return ("", 0)
+    return (found["date"], int(found["n"] or 1))
+
+
 def newest(versions: Sequence[Version]) -> Version | None:
-    """The current version: the latest notBefore (as the planner orders them)."""
-    return max(versions, key=lambda v: (v.issued, v.name), default=None)
+    """The current version: the one uploaded last by rotator's naming, then the latest
+    notBefore (a new certificate is backdated a few minutes, so notBefore alone can rank
+    an old certificate issued moments earlier above it)."""
+    return max(versions, key=lambda v: (upload_order(v.name), v.issued, v.name), default=None)

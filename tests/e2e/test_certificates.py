@@ -312,3 +312,21 @@ def test_the_example_policy_validates_once_its_issuer_files_exist(cli: Cli) -> N
     assert result.code == 0, result.stderr
     for name in ("signers: signing-certificate", "internal-lbs: server-certificate", "www: "):
         assert name in result.stdout
+
+
+def test_an_operator_renews_a_server_certificate_now(cli: Cli, sandbox: MotoSandbox) -> None:
+    """``rotator rotate --user BASE --kind server-certificate``: a certificate that is not
+    due yet (90 days left) is renewed on request, through the normal protocol."""
+    old = seed_server(sandbox, "web", days_left=90)
+    write_policy(cli, server_rule(cli.tmp, SELF_SIGNED))
+    result = cli("rotate", "--user", "web", "--kind", "server-certificate", "--yes", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.json()["state"] == "completed", result.stdout
+    current = assert_certificate_rotated_once(
+        cli, sandbox, "web", "server-certificate", original="web"
+    )
+    renewed = crypto.load_certificate(current["CertificateBody"], "sink")
+    assert renewed.not_valid_after_utc > old.not_valid_after_utc - 80 * DAY
+    unknown = cli("rotate", "--user", "api", "--kind", "server-certificate", "--yes")
+    assert unknown.code == 2
+    assert "no server-certificate api is selected" in unknown.stderr

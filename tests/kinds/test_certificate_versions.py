@@ -91,3 +91,27 @@ def test_the_newest_version_is_the_latest_not_before_whatever_the_upload_date() 
     current = newest([older, fresh])
     assert current is not None and current.name == "web-20260301"
     assert newest([]) is None
+
+
+def test_the_version_rotator_uploaded_last_is_current_even_if_issued_a_little_earlier() -> None:
+    """A new certificate is backdated a few minutes: the old one, issued just before the
+    renewal, must not outrank it. Upload order comes from rotator's version names."""
+    from datetime import UTC, datetime, timedelta
+
+    from rotator.kinds.certificate_versions import Version, newest, upload_order
+
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    old = Version(name="web", path="/", arn="arn:old", uploaded=now, info=None)
+    new = Version(
+        name="web-20261123", path="/", arn="arn:new", uploaded=now - timedelta(minutes=5), info=None
+    )
+    again = Version(
+        name="web-20261123-2",
+        path="/",
+        arn="arn:again",
+        uploaded=now - timedelta(minutes=9),
+        info=None,
+    )
+    assert newest([old, new]) is new
+    assert newest([old, new, again]) is again
+    assert upload_order("web") < upload_order("web-20261122") < upload_order("web-20261123")
