@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from rotator.errors import InputError
 from rotator.kinds.certificate_common import BodyInfo
-from rotator.kinds.certificate_versions import Version, base_of, newest, version_name
+from rotator.kinds.certificate_versions import (
+    Version,
+    base_of,
+    newest,
+    upload_order,
+    version_name,
+)
 
 DAY = date(2026, 3, 1)
 
@@ -96,10 +102,6 @@ def test_the_newest_version_is_the_latest_not_before_whatever_the_upload_date() 
 def test_the_version_rotator_uploaded_last_is_current_even_if_issued_a_little_earlier() -> None:
     """A new certificate is backdated a few minutes: the old one, issued just before the
     renewal, must not outrank it. Upload order comes from rotator's version names."""
-    from datetime import UTC, datetime, timedelta
-
-    from rotator.kinds.certificate_versions import Version, newest, upload_order
-
     now = datetime(2026, 11, 23, 12, tzinfo=UTC)
     old = Version(name="web", path="/", arn="arn:old", uploaded=now, info=None)
     new = Version(
