@@ -21,7 +21,7 @@ from rotator import audit
 from rotator.aws import Aws
 from rotator.driver import Driver
 from rotator.emergency import Request, choose, pick_rule
-from rotator.engine_report import Report, SweepResult
+from rotator.engine_report import DEFERRED, Report, SweepResult
 from rotator.errors import (
     Conflict,
     InputError,
@@ -56,11 +56,9 @@ from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
 from rotator.steps import StepResult, Steps
 
-# --- time budget (issue 6, Lambda): see Engine.sweep(time_left=...) ---------------------
-# Decisions that change something; a sweep out of time starts none of them.
+# Decisions that change something: a sweep out of time (Engine.sweep's time_left) starts
+# none of them and reports them with reason DEFERRED.
 _WORK = frozenset({Action.ROTATE, Action.ADVANCE, Action.DISABLE})
-DEFERRED = "deferred: too little time left in this run; the next sweep does it"
-# --- end time budget ---------------------------------------------------------------------
 
 
 class Engine:

@@ -12,6 +12,9 @@ from typing import Any
 from rotator.model import Action, Decision, Inventory, Outcome, Plan, Rotation, RotationState
 from rotator.steps import StepResult
 
+# The reason of a decision a sweep out of time did not start (Engine.sweep's time_left).
+DEFERRED = "deferred: too little time left in this run; the next sweep does it"
+
 # Outcomes after which a sweep exits non-zero (something failed or needs a human).
 _BAD = frozenset({Outcome.FAILED, Outcome.BLOCKED, Outcome.RETRY})
 
@@ -89,6 +92,7 @@ class SweepResult:
             "failed": outcomes[Outcome.FAILED],
             "retry": outcomes[Outcome.RETRY],
             "waiting": actions[Action.WAIT],
+            "deferred": sum(1 for r in self.reports if r.reason == DEFERRED),
             "skipped": actions[Action.SKIP],
             "excluded": actions[Action.EXCLUDE],
         }

@@ -35,7 +35,6 @@ from rotator import app as application
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
 from rotator.emergency import Request
-from rotator.engine import DEFERRED
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind, Outcome
 from rotator.policy import Duration
@@ -120,7 +119,7 @@ async def _run(
         if isinstance(command, SweepCommand):
             budget = time_left(context, settings.lambda_margin)
             result = await engine.sweep(dry_run=command.dry_run, time_left=budget)
-            deferred = sum(1 for r in result.reports if r.reason == DEFERRED)
+            deferred = result.counts()["deferred"]
             return {
                 "mode": "sweep",
                 **result.as_dict(),
