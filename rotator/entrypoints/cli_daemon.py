@@ -37,19 +37,3 @@ def register(app: typer.Typer) -> None:
                 err.print(f"  - {problem}", markup=False, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         raise typer.Exit(code)
-
-
-def main() -> None:
-    """``python -m rotator.entrypoints.cli_daemon daemon ...`` (the command on its own)."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """rotator (daemon only)."""
-
-    register(app)
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -125,19 +125,3 @@ def register(app: typer.Typer) -> None:
             )
         failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
         out.print(f"failures per CIS control: {failures}", highlight=False)
-
-
-def main() -> None:
-    """``python -m rotator.entrypoints.cli_report report ...`` (the command on its own)."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """rotator (report only)."""
-
-    register(app)
-    app()
-
-
-if __name__ == "__main__":
-    main()

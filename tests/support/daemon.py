@@ -16,16 +16,14 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.entrypoints.cli import cli as main_cli
 from tests.support.cli import Cli
 
 Event = dict[str, Any]
 
 
 def daemon_module() -> list[str]:
-    """``-m rotator`` once cli.py registers the command; until then its own module."""
-    names = {c.name or getattr(c.callback, "__name__", "") for c in main_cli.registered_commands}
-    return ["-m", "rotator"] if "daemon" in names else ["-m", "rotator.entrypoints.cli_daemon"]
+    """How to start the real ``rotator`` command."""
+    return ["-m", "rotator"]
 
 
 @dataclass
