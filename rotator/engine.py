@@ -51,6 +51,7 @@ from rotator.model import (
 )
 from rotator.planner import plan
 from rotator.policy import Rule
+from rotator.rechecks import changed_since_plan, still_blocked
 from rotator.session import Session, open_session
 from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
@@ -261,23 +262,6 @@ class Engine:
         # skips it) but the rotations it started still finish.
         return inventory, plan(inventory, self.config.rules, active, self.clock())
 
-    async def _still_blocked(self, decision: Decision, sweep: Session) -> str | None:
-        """Confirm a two-active-credentials block, or say why it no longer holds: another
-        worker's rotation is between its create and its deactivate, or finished."""
-        kind = sweep.kinds[decision.kind]
-        target = (decision.account, decision.user, decision.kind, decision.slot)
-
-        async def active_count() -> int:
-            return sum(c.active for c in await kind.list(decision.user, decision.slot))
-
-        if await active_count() > 1:
-            busy = [r for r in await self.journal.list_active() if r.target == target]
-            if busy:
-                return f"skipped: rotation {busy[0].rotation_id} by another worker is in flight"
-            if await active_count() > 1:
-                return None
-        return "skipped: credentials changed since planning"
-
     def _sink(self, rule: Rule) -> SecretSink:
         if rule.name not in self._sinks:
             self._sinks[rule.name] = build_sink(rule.sink, self.aws)
@@ -295,7 +279,7 @@ class Engine:
     async def _act(self, decision: Decision, sweep: Session) -> Report:
         if decision.action is Action.BLOCK:
             if decision.rotation_id is None and SHAPES[decision.kind] is Shape.TWO_SLOT:
-                changed = await self._still_blocked(decision, sweep)
+                changed = await still_blocked(decision, sweep, self.journal)
                 if changed is not None:
                     return Report(decision=decision, reason=changed)
             audit.step_event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
@@ -316,7 +300,7 @@ class Engine:
         rule = self.config.rule(decision.rule)
         assert rule is not None
         kind = sweep.kinds[rule.kind]
-        stale = await self._changed_since_plan(decision, kind, sweep)
+        stale = await changed_since_plan(decision, sweep, self.journal)
         if stale:
             return Report(decision=decision, outcome=None, reason=stale)
         return await self._begin(decision, rule, kind, rule.timings())
@@ -356,27 +340,6 @@ class Engine:
                 raise Refused(f"{exc}; finish or roll it back first") from None
             return Report(decision=decision, reason=f"skipped: {exc}")
         return await self._drive(rotation, rule, kind, decision)
-
-    async def _changed_since_plan(
-        self, decision: Decision, kind: CredentialKind, sweep: Session
-    ) -> str | None:
-        """Why the decision no longer holds (another worker got there first), or None."""
-        listed = await kind.list(decision.user, decision.slot)
-        active = [c for c in listed if c.active]
-        planned = next((c for c in active if c.credential_id == decision.credential_id), None)
-        two_slot = SHAPES[decision.kind] is Shape.TWO_SLOT
-        if planned is None or (two_slot and len(active) != 1):
-            now_active = ", ".join(c.credential_id for c in active) or "none"
-            return f"skipped: credentials changed since planning (active now: {now_active})"
-        newest = max(listed, key=lambda c: c.created)
-        if newest.created >= sweep.started_at:
-            return f"skipped: {newest.credential_id} was created during this sweep"
-        if SHAPES[decision.kind] is Shape.IN_PLACE:  # IAM's dates do not show the change
-            target = (decision.account, decision.user, decision.kind, decision.slot)
-            for done in await self.journal.list_rotations(user=decision.user, limit=20):
-                if done.target == target and done.created_at >= sweep.started_at:
-                    return f"skipped: rotation {done.rotation_id} changed it during this sweep"
-        return None
 
     async def _disable(self, decision: Decision, sweep: Session) -> Report:
         """Take a credential unused for too long out of service (not a rotation)."""

@@ -1,0 +1,52 @@
+"""Does a decision still hold? A plan is made from an inventory read at the start of the
+sweep; before acting on it the engine looks again, so that two sweeps at once (two
+replicas, a daemon and an operator) never rotate the same credential twice nor report a
+user blocked while another worker's rotation is merely half-way."""
+
+from __future__ import annotations
+
+from rotator.journal.base import Journal
+from rotator.model import SHAPES, Decision, Shape
+from rotator.session import Session
+
+
+async def changed_since_plan(decision: Decision, sweep: Session, journal: Journal) -> str | None:
+    """Why a ROTATE decision no longer holds (another worker got there first), or None."""
+    listed = await sweep.kinds[decision.kind].list(decision.user, decision.slot)
+    active = [c for c in listed if c.active]
+    planned = next((c for c in active if c.credential_id == decision.credential_id), None)
+    two_slot = SHAPES[decision.kind] is Shape.TWO_SLOT
+    if planned is None or (two_slot and len(active) != 1):
+        now_active = ", ".join(c.credential_id for c in active) or "none"
+        return f"skipped: credentials changed since planning (active now: {now_active})"
+    newest = max(listed, key=lambda c: c.created)
+    if newest.created >= sweep.started_at:
+        return f"skipped: {newest.credential_id} was created during this sweep"
+    if SHAPES[decision.kind] is Shape.IN_PLACE:  # IAM's dates do not show the change
+        target = (decision.account, decision.user, decision.kind, decision.slot)
+        for done in await journal.list_rotations(user=decision.user, limit=20):
+            if done.target == target and done.created_at >= sweep.started_at:
+                return f"skipped: rotation {done.rotation_id} changed it during this sweep"
+    return None
+
+
+async def still_blocked(decision: Decision, sweep: Session, journal: Journal) -> str | None:
+    """Confirm a two-active-credentials block (None), or say why it no longer holds:
+    another worker's rotation is between its create and its deactivate, or finished.
+
+    Keys are listed, then the journal read, then keys listed again: a rotation that
+    created the second key is journalled before the key exists, and one that finished in
+    between has deleted a key by the second listing."""
+    kind = sweep.kinds[decision.kind]
+    target = (decision.account, decision.user, decision.kind, decision.slot)
+
+    async def active_count() -> int:
+        return sum(c.active for c in await kind.list(decision.user, decision.slot))
+
+    if await active_count() > 1:
+        busy = [r for r in await journal.list_active() if r.target == target]
+        if busy:
+            return f"skipped: rotation {busy[0].rotation_id} by another worker is in flight"
+        if await active_count() > 1:
+            return None
+    return "skipped: credentials changed since planning"
