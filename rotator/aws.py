@@ -12,7 +12,7 @@ tree: throttling, 5xx, dropped connections and ``EntityTemporarilyUnmodifiable``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +91,29 @@ def aws_errors(operation: str, **ids: str) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as exc:
         raise convert(exc, operation, ids) from None
+
+
+async def all_pages(
+    call: Callable[..., Awaitable[dict[str, Any]]],
+    items: str,
+    operation: str,
+    ids: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Every item under ``items`` of an IAM ``List*`` call, following ``Marker`` page by page.
+
+    Written out rather than botocore's paginators so that the in-memory IAM twin
+    (``rotator.testing``), which has the calls but not ``get_paginator``, serves too.
+    """
+    found: list[dict[str, Any]] = []
+    marker: str | None = None
+    while True:
+        with aws_errors(operation, **(ids or {})):
+            page = await call(**kwargs, **({"Marker": marker} if marker else {}))
+        found.extend(page.get(items, []))
+        if not page.get("IsTruncated"):
+            return found
+        marker = page["Marker"]
 
 
 @dataclass(frozen=True, kw_only=True)

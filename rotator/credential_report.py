@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rotator.aws import aws_errors
+from rotator.aws import all_pages, aws_errors
 from rotator.errors import AwsError, RotatorError
 from rotator.model import Credential, Holder, Inventory, Kind, Status, utcnow
 
@@ -281,22 +281,16 @@ async def _listed(user: Mapping[str, Any], kinds: Mapping[Kind, Any]) -> list[Cr
 
 async def server_certificates(iam: Any) -> list[Credential]:
     """The account's server certificates (ID: name; ``expires``: IAM's Expiration)."""
-    found: list[Credential] = []
-    marker: str | None = None
-    while True:
-        kwargs = {"Marker": marker} if marker else {}
-        with aws_errors("ListServerCertificates"):
-            page = await iam.list_server_certificates(**kwargs)
-        found.extend(
-            Credential(
-                kind=Kind.SERVER_CERTIFICATE,
-                credential_id=c["ServerCertificateName"],
-                status=Status.ACTIVE,
-                created=c["UploadDate"],
-                expires=c.get("Expiration"),
-            )
-            for c in page.get("ServerCertificateMetadataList", [])
+    listed = await all_pages(
+        iam.list_server_certificates, "ServerCertificateMetadataList", "ListServerCertificates"
+    )
+    return [
+        Credential(
+            kind=Kind.SERVER_CERTIFICATE,
+            credential_id=c["ServerCertificateName"],
+            status=Status.ACTIVE,
+            created=c["UploadDate"],
+            expires=c.get("Expiration"),
         )
-        if not page.get("IsTruncated"):
-            return found
-        marker = page["Marker"]
+        for c in listed
+    ]

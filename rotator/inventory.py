@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from rotator import audit, credential_report
-from rotator.aws import aws_errors
+from rotator.aws import all_pages, aws_errors
 from rotator.credential_report import REPORTED_KINDS, CredentialReport, ReportUnavailable
 from rotator.errors import NoSuchEntity
 from rotator.kinds.base import CredentialKind, IamClient
@@ -72,33 +72,17 @@ def _wants_tags(rule: Rule) -> bool:
 
 async def list_users(iam: IamClient, path_prefix: str) -> list[dict[str, Any]]:
     """Every IAM user under ``path_prefix`` (all pages, 1,000 a page)."""
-    users: list[dict[str, Any]] = []
-    marker: str | None = None
-    while True:
-        kwargs = {
-            "PathPrefix": path_prefix,
-            "MaxItems": 1000,
-            **({"Marker": marker} if marker else {}),
-        }
-        with aws_errors("ListUsers", path_prefix=path_prefix):
-            page = await iam.list_users(**kwargs)
-        users.extend(page.get("Users", []))
-        if not page.get("IsTruncated"):
-            return users
-        marker = page["Marker"]
+    ids = {"path_prefix": path_prefix}
+    return await all_pages(
+        iam.list_users, "Users", "ListUsers", ids, PathPrefix=path_prefix, MaxItems=1000
+    )
 
 
 async def user_tags(iam: IamClient, user: str) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    marker: str | None = None
-    while True:
-        kwargs = {"UserName": user, **({"Marker": marker} if marker else {})}
-        with aws_errors("ListUserTags", user=user):
-            page = await iam.list_user_tags(**kwargs)
-        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
-        if not page.get("IsTruncated"):
-            return tags
-        marker = page["Marker"]
+    tags = await all_pages(
+        iam.list_user_tags, "Tags", "ListUserTags", {"user": user}, UserName=user
+    )
+    return {t["Key"]: t["Value"] for t in tags}
 
 
 def to_act_on(holder: Holder, rules: Sequence[Rule], now: datetime) -> set[tuple[Kind, str]]:

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from rotator import crypto, issuers
-from rotator.aws import aws_errors
+from rotator.aws import all_pages, aws_errors
 from rotator.errors import InputError, NoSuchEntity, Refused, VerificationFailed, WrongIdentity
 from rotator.kinds.base import KindContext
 from rotator.kinds.certificate_common import (
@@ -74,16 +74,14 @@ class ServerCertificates(MaterialMatching):
     # -- reading IAM ------------------------------------------------------------------------
 
     async def _metadata(self, path_prefix: str = "/") -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        marker: str | None = None
-        while True:
-            kwargs = {"PathPrefix": path_prefix, **({"Marker": marker} if marker else {})}
-            with aws_errors("ListServerCertificates", path_prefix=path_prefix):
-                page = await self._iam.list_server_certificates(**kwargs)
-            found.extend(page.get("ServerCertificateMetadataList", []))
-            if not page.get("IsTruncated"):
-                return [m for m in found if str(m.get("Path", "/")).startswith(path_prefix)]
-            marker = page["Marker"]
+        found = await all_pages(
+            self._iam.list_server_certificates,
+            "ServerCertificateMetadataList",
+            "ListServerCertificates",
+            {"path_prefix": path_prefix},
+            PathPrefix=path_prefix,
+        )
+        return [m for m in found if str(m.get("Path", "/")).startswith(path_prefix)]
 
     async def _get(self, name: str) -> BodyInfo | None:
         """The dates and fingerprint of ``name``'s body; ``NoSuchEntity`` if it is gone."""

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from rotator import crypto, crypto_checks
-from rotator.aws import aws_errors
+from rotator.aws import all_pages, aws_errors
 from rotator.errors import InputError, NoSuchEntity, VerificationFailed, WrongIdentity
 from rotator.kinds.base import KindContext
 from rotator.kinds.certificate_common import (
@@ -83,16 +83,13 @@ class SigningCertificates(MaterialMatching):
         super().__init__()  # _fingerprints: CertificateId -> fingerprint, latest listing
 
     async def _listed(self, user: str) -> list[dict[str, Any]]:
-        certs: list[dict[str, Any]] = []
-        marker: str | None = None
-        while True:
-            kwargs = {"UserName": user, **({"Marker": marker} if marker else {})}
-            with aws_errors("ListSigningCertificates", user=user):
-                page = await self._iam.list_signing_certificates(**kwargs)
-            certs.extend(page.get("Certificates", []))
-            if not page.get("IsTruncated"):
-                return certs
-            marker = page["Marker"]
+        return await all_pages(
+            self._iam.list_signing_certificates,
+            "Certificates",
+            "ListSigningCertificates",
+            {"user": user},
+            UserName=user,
+        )
 
     async def list(self, user: str, slot: str = "") -> list[Credential]:
         found = []

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from rotator.aws import aws_errors
+from rotator.aws import all_pages, aws_errors
 from rotator.errors import NoSuchEntity, Permanent, Refused, VerificationFailed, WrongIdentity
 from rotator.kinds.base import KindContext
 from rotator.model import Credential, Holder, Kind, Status, utcnow
@@ -77,16 +77,13 @@ class SshPublicKeys:
         self._iam = ctx.iam
 
     async def _listed(self, user: str) -> list[dict[str, Any]]:
-        keys: list[dict[str, Any]] = []
-        marker: str | None = None
-        while True:
-            kwargs = {"UserName": user, **({"Marker": marker} if marker else {})}
-            with aws_errors("ListSSHPublicKeys", user=user):
-                found = await self._iam.list_ssh_public_keys(**kwargs)
-            keys.extend(found.get("SSHPublicKeys", []))
-            if not found.get("IsTruncated"):
-                return keys
-            marker = found["Marker"]
+        return await all_pages(
+            self._iam.list_ssh_public_keys,
+            "SSHPublicKeys",
+            "ListSSHPublicKeys",
+            {"user": user},
+            UserName=user,
+        )
 
     async def list(self, user: str, slot: str = "") -> list[Credential]:
         return [
