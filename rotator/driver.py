@@ -117,6 +117,20 @@ class Driver:
             rotation.rotation_id, self.owner, self.lease_ttl, self.clock()
         )
 
+    async def take_over(self, rotation_id: str, patience: timedelta) -> Rotation:
+        """Acquire a rotation's lease, waiting up to ``patience`` for a live worker (a
+        daemon's sweep) to finish its step and let go. Raises ``LeaseLost`` after that."""
+        deadline = time.monotonic() + patience.total_seconds()
+        while True:
+            try:
+                return await self.journal.acquire(
+                    rotation_id, self.owner, self.lease_ttl, self.clock()
+                )
+            except LeaseLost:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
     async def release(self, rotation: Rotation) -> None:
         """Give the lease back; if that fails it simply expires."""
         try:

@@ -6,15 +6,19 @@ request, it returns the credential to rotate and the one to delete first to make
 raises ``InputError`` with a message the operator can act on. The engine then runs the
 normal protocol (``Engine.rotate_now``); an *emergency* rotation deactivates the named
 credential first and deletes it ``hold`` after the new one is promoted.
+
+``escalate`` is the same for a credential whose rotation is already under way (a sweep
+started it, or is waiting out ``deactivate_after``): rather than refuse, that rotation
+becomes an emergency, so the leaked credential is deactivated at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from rotator.errors import InputError
-from rotator.model import SHAPES, Credential, Holder, Kind, Shape
+from rotator.errors import InputError, Refused
+from rotator.model import SHAPES, Credential, Holder, Kind, Rotation, Shape
 from rotator.planner import LIMITS, NOUNS
 from rotator.policy import Rule
 
@@ -100,4 +104,37 @@ def _room(creds: tuple[Credential, ...], old: Credential, request: Request) -> C
         f"{old.credential_id}'s user already has {len(creds)} {noun}s, IAM's limit: the new one "
         "needs room. With --emergency and --hold 0s the leaked one is deleted at once; "
         "otherwise deactivate and delete one first"
+    )
+
+
+def escalate(rotation: Rotation, request: Request, now: datetime) -> Rotation:
+    """``rotation``, under way for the holder an operator reports a leak of, made an
+    emergency: its old credential — the leaked one — is deactivated next, whoever still
+    uses it, and deleted ``request.hold`` after that. Raises ``InputError`` if the request
+    does not name the credential, ``Refused`` if the rotation is not retiring it."""
+    rid, leaked = rotation.rotation_id, request.credential_id
+    noun = NOUNS[rotation.kind]
+    if leaked is None:
+        raise InputError(
+            f"rotation {rid} of {rotation.user}'s {noun} is under way: name the leaked one "
+            "with --credential-id"
+        )
+    if rotation.state.finished:
+        raise Refused(f"rotation {rid} is {rotation.state} now; see `rotator history`")
+    if leaked == rotation.new_credential_id:
+        raise Refused(
+            f"{leaked} is the new {noun} of rotation {rid}, still under way: roll it back "
+            f"(`rotator rollback {rid}`), then rotate {leaked} again"
+        )
+    if leaked != rotation.old_credential_id:
+        raise Refused(
+            f"rotation {rid} of {rotation.user}'s {noun} {rotation.old_credential_id} is under "
+            "way; finish or roll it back first"
+        )
+    return rotation.evolve(
+        emergency=True,
+        deactivate_after=timedelta(0),
+        delete_after=request.hold,
+        reason=f"emergency: {leaked} reported leaked by an operator while {rotation.state}",
+        updated_at=now,
     )

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from rotator import audit
 from rotator.aws import Aws
 from rotator.driver import Driver
-from rotator.emergency import Request, choose, pick_rule
+from rotator.emergency import Request, choose, escalate, pick_rule
 from rotator.engine_report import DEFERRED, Report, SweepResult
 from rotator.errors import (
     Conflict,
@@ -196,6 +196,8 @@ class Engine:
                 raise InputError(f"no rule of kind {request.kind} in the policy")
             holder = await self._requested_holder(sweep, request, kind)
             rule = pick_rule(list(self.config.rules), holder, request)
+            if request.emergency and (under_way := await self._under_way(holder, request)):
+                return await self._escalate(under_way, request, sweep)
             choice = choose(holder, request)
             why = "emergency" if request.emergency else "on-demand"
             decision = Decision(
@@ -210,15 +212,53 @@ class Engine:
                 reason=f"{why} rotation of {choice.old.credential_id} requested by an operator",
             )
             if dry_run:
-                audit.step_event(
-                    Step.PLAN,
-                    Outcome.DRY_RUN,
-                    decision=decision,
-                    reason=f"would rotate: {decision.reason}",
-                )
-                return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
+                return self._would(Step.PLAN, decision, f"would rotate: {decision.reason}")
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
             return await self._begin(decision, rule, kind, timings, emergency=request.emergency)
+
+    async def _under_way(self, holder: Holder, request: Request) -> Rotation | None:
+        """The unfinished rotation of the requested credential's holder, if any."""
+        for rotation in await self.journal.list_active():
+            same = (rotation.account, rotation.user, rotation.kind, rotation.slot)
+            if same == (holder.account, holder.name, request.kind, request.slot):
+                return rotation
+        return None
+
+    async def _escalate(self, under_way: Rotation, request: Request, sweep: Session) -> Report:
+        """Make the rotation under way for a leaked credential an emergency (``escalate``)
+        and drive it: the leaked credential is deactivated at once."""
+        reason = escalate(under_way, request, self.clock()).reason  # checked before waiting
+        decision = Decision(
+            account=under_way.account,
+            user=under_way.user,
+            kind=under_way.kind,
+            slot=under_way.slot,
+            rule=under_way.rule,
+            action=Action.ROTATE,
+            credential_id=request.credential_id,
+            rotation_id=under_way.rotation_id,
+            reason=reason,
+        )
+        if sweep.dry_run:
+            return self._would(Step.PLAN, decision, f"would deactivate at once: {reason}")
+        rotation = await self._driver.take_over(
+            under_way.rotation_id, patience=self.config.journal.lease_ttl
+        )
+        try:
+            rotation = await self.journal.save(escalate(rotation, request, self.clock()))
+        except RotatorError:
+            await self._driver.release(rotation)
+            raise
+        self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=rotation.reason)
+        return await self._drive(
+            rotation, self.config.rule(rotation.rule), sweep.kinds[rotation.kind], decision
+        )
+
+    @staticmethod
+    def _would(step: Step, decision: Decision, reason: str) -> Report:
+        """A dry run's report of ``decision`` (and its audit line)."""
+        audit.step_event(step, Outcome.DRY_RUN, decision=decision, reason=reason)
+        return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
 
     async def _requested_holder(
         self, sweep: Session, request: Request, kind: CredentialKind
@@ -345,13 +385,7 @@ class Engine:
         """Take a credential unused for too long out of service (not a rotation)."""
         assert decision.credential_id is not None
         if sweep.dry_run:
-            audit.step_event(
-                Step.DISABLE,
-                Outcome.DRY_RUN,
-                decision=decision,
-                reason=f"would disable: {decision.reason}",
-            )
-            return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
+            return self._would(Step.DISABLE, decision, f"would disable: {decision.reason}")
         await sweep.kinds[decision.kind].disable(decision.user, decision.credential_id)
         audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
         return Report(decision=decision, outcome=Outcome.DONE, reason=decision.reason)

@@ -12,7 +12,9 @@ A rotation with no old credential to retire is COMPLETED at promotion.
 An *emergency* rotation (a leaked credential) deactivates the old credential first, while
 still PLANNED, then creates, verifies and promotes the new one; promotion then leads
 straight to DEACTIVATED, and the old credential is deleted ``delete_after`` (the hold)
-after the promotion.
+after the promotion. A rotation already under way when its old credential is reported
+leaked is *escalated* (``rotator.emergency.escalate``): it becomes an emergency, and its
+next step is that deactivation, whatever step it had reached.
 """
 
 from __future__ import annotations
@@ -64,13 +66,26 @@ def next_step(rotation: Rotation) -> Due | None:
 
 
 def emergency_deactivation_due(rotation: Rotation) -> bool:
-    """True if an emergency rotation has yet to deactivate the leaked credential."""
+    """True if an emergency rotation has yet to deactivate the leaked credential. That is
+    its first step; a rotation escalated to an emergency part-way (``escalate``) takes it
+    next, whatever step it had reached."""
     return (
         rotation.emergency
-        and rotation.state is RotationState.PLANNED
+        and rotation.state in _BEFORE_DEACTIVATION
         and rotation.old_credential_id is not None
         and rotation.deactivated_at is None
     )
+
+
+_BEFORE_DEACTIVATION = frozenset(
+    {
+        RotationState.PLANNED,
+        RotationState.CREATING,
+        RotationState.CREATED,
+        RotationState.VERIFIED,
+        RotationState.PROMOTED,
+    }
+)
 
 
 def state_after_promote(rotation: Rotation) -> RotationState:

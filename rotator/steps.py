@@ -280,8 +280,13 @@ class Steps:
         if old is not None and old.active:
             await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
             outcome = Outcome.DONE
-        rotation = await self._save(rotation, deactivated_at=self._clock())
+        changes: dict[str, object] = {"deactivated_at": self._clock()}
+        if rotation.state is RotationState.PROMOTED:  # escalated after the promotion
+            changes.update(state=RotationState.DEACTIVATED, held_since=None)
+        rotation = await self._save(rotation, **changes)
         reason = "emergency: deactivated before the new credential is made"
+        if rotation.new_credential_id is not None:
+            reason = "emergency: deactivated at once, the rotation already under way"
         if old is None:
             reason = "emergency: the credential is already gone"
         return self._result(rotation, Step.DEACTIVATE, outcome, reason)
