@@ -121,15 +121,23 @@ class Driver:
         """Acquire a rotation's lease, waiting up to ``patience`` for a live worker (a
         daemon's sweep) to finish its step and let go. Raises ``LeaseLost`` after that."""
         deadline = time.monotonic() + patience.total_seconds()
+        waiting = False
         while True:
             try:
                 return await self.journal.acquire(
                     rotation_id, self.owner, self.lease_ttl, self.clock()
                 )
-            except LeaseLost:
+            except LeaseLost as exc:
                 if time.monotonic() >= deadline:
                     raise
-                await asyncio.sleep(0.2)
+                if not waiting:
+                    waiting = True
+                    audit.get_logger().info(
+                        audit.NOTICE,
+                        rotation_id=rotation_id,
+                        reason=f"waiting up to {patience} for another worker: {exc}",
+                    )
+            await asyncio.sleep(0.2)
 
     async def release(self, rotation: Rotation) -> None:
         """Give the lease back; if that fails it simply expires."""

@@ -174,7 +174,11 @@ async def hold_lease(journal: MemoryJournal, owner: str, ttl: timedelta) -> Rota
 
 
 async def test_the_escalation_waits_for_a_daemon_to_let_go_of_the_rotation(
-    twin: MemoryIam, journal: MemoryJournal, tmp_path: Path, promoted: tuple[str, str]
+    twin: MemoryIam,
+    journal: MemoryJournal,
+    tmp_path: Path,
+    promoted: tuple[str, str],
+    audit_file: Path,
 ) -> None:
     old, new = promoted
     held = await hold_lease(journal, "daemon", timedelta(hours=1))
@@ -188,6 +192,9 @@ async def test_the_escalation_waits_for_a_daemon_to_let_go_of_the_rotation(
     await letting_go
     assert report.steps and report.steps[0].outcome is Outcome.DONE
     assert statuses(twin) == {new: "Active"}
+    notices = [json.loads(line) for line in read(audit_file).splitlines()]
+    waited = [n for n in notices if "waiting up to 0:05:00" in str(n.get("reason"))]
+    assert len(waited) == 1 and "held by daemon" in waited[0]["reason"]
 
 
 async def test_an_escalation_gives_up_on_a_lease_held_past_its_patience(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cli import Cli
+from tests.support.cli import Cli, Result
+from tests.support.daemon import Daemon, named
 from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
 
 pytestmark = pytest.mark.e2e
+
+DAEMON_EVERY_SECOND = """
+[daemon]
+interval = "1s"
+listen_port = 0
+"""
 
 
 @pytest.fixture
@@ -119,3 +128,69 @@ def test_on_demand_rotation_by_user_follows_the_normal_protocol(
     assert result.code == 0, result.stdout + result.stderr
     assert result.json()["state"] == "promoted", "the old key waits for deactivate_after"
     assert sandbox.keys("ci-app")[old] == "Active"
+
+
+def test_beside_a_running_daemon_the_leak_waits_for_its_step_then_escalates_its_rotation(
+    cli: Cli, sandbox: MotoSandbox, aws_env: str
+) -> None:
+    """The daemon is rotating the very key that leaks: the operator's ``rotate`` finds
+    that rotation, waits while the daemon holds it mid-step, then takes it over and
+    deactivates the leaked key at once instead of after ``deactivate_after``."""
+    leaked = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
+    sandbox.age_keys("ci-app", days=120)
+    cli.write_policy(
+        max_age="90d", deactivate_after="7d", delete_after="7d", extra=DAEMON_EVERY_SECOND
+    )
+    rotated: dict[str, Result] = {}
+
+    def operator() -> None:
+        rotated["result"] = cli(
+            "rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json"
+        )
+
+    def leak_reported() -> None:
+        """Runs while the daemon's verification of its new key is held in the proxy: the
+        daemon holds the rotation's lease. Returns once the operator's rotate waits for it."""
+        cli.endpoint = aws_env  # the operator's rotate goes straight to AWS
+        threading.Thread(target=operator, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not any("waiting up to" in str(e.get("reason")) for e in cli.audit_events()):
+            assert time.monotonic() < deadline, "rotate never waited for the daemon"
+            time.sleep(0.05)
+
+    with FaultProxy(aws_env) as proxy:
+        proxy.on(
+            "GetCallerIdentity",
+            phase="before",
+            callback=leak_reported,
+            match=lambda request: "Credential=testing/" not in request.headers["authorization"],
+        )
+        cli.endpoint = proxy.url
+        daemon = Daemon.launch(cli)
+        try:
+            deadline = time.monotonic() + 120
+            while "result" not in rotated:
+                assert daemon.proc.poll() is None, daemon.output
+                assert time.monotonic() < deadline, "the emergency rotation did not finish"
+                time.sleep(0.1)
+            result = rotated["result"]
+            assert result.code == 0, result.stdout + result.stderr
+            finished = len(named(daemon.events(), "sweep.finished"))
+            daemon.wait_count("sweep.finished", finished + 2)  # it carries on sweeping
+            assert daemon.stop() == 0, daemon.output
+        finally:
+            daemon.kill()
+
+    report = result.json()
+    assert report["steps"] == ["deactivate:done", "delete:done"]
+    (new,) = sandbox.keys("ci-app").items()
+    assert new[0] != leaked and new[1] == "Active", "the daemon's new key stays; no third key"
+    doc = cli.sink_document(sandbox.account(), "ci-app")
+    assert doc["current"]["AccessKeyId"] == new[0]
+    assert sandbox.caller_arn(new[0], doc["current"]["SecretAccessKey"]).endswith("/ci-app")
+    (rotation,) = cli("history", "--user", "ci-app", "--json").json()
+    assert rotation["rotation_id"] == report["rotation_id"], "one rotation, escalated"
+    assert rotation["emergency"] is True and rotation["state"] == "completed"
+    # The daemon finished its step (promote) before the operator's process touched it.
+    steps = [(e["step"], e["outcome"]) for e in named(cli.audit_events(), "rotation.step")]
+    assert steps.index(("promote", "done")) < steps.index(("deactivate", "done"))
