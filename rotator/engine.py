@@ -14,17 +14,15 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from rotator import audit
 from rotator.aws import Aws
 from rotator.driver import Driver
-from rotator.emergency import Request, choose, escalate, pick_rule
-from rotator.engine_report import DEFERRED, Report, SweepResult
+from rotator.emergency import Request
+from rotator.engine_report import DEFERRED, Report, SweepResult, would
 from rotator.errors import (
     Conflict,
-    InputError,
     LeaseLost,
     Refused,
     RotatorError,
@@ -33,13 +31,10 @@ from rotator.inventory import collect
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind
 from rotator.model import (
-    ACCOUNT_HELD,
     SHAPES,
     Action,
     Decision,
-    Holder,
     Inventory,
-    Kind,
     Lease,
     Outcome,
     Plan,
@@ -49,6 +44,7 @@ from rotator.model import (
     new_id,
     utcnow,
 )
+from rotator.on_demand import OnDemand
 from rotator.planner import plan
 from rotator.policy import Rule
 from rotator.rechecks import changed_since_plan, still_blocked
@@ -80,7 +76,7 @@ class Engine:
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
         self._sinks: dict[str, SecretSink] = {}
-        self._driver = Driver(
+        self.driver = Driver(
             journal=journal,
             owner=self.owner,
             lease_ttl=config.journal.lease_ttl,
@@ -93,7 +89,7 @@ class Engine:
 
     async def plan(self) -> Plan:
         """What a sweep would do now, changing nothing."""
-        async with self._session(dry_run=True) as sweep:
+        async with self.session(dry_run=True) as sweep:
             return (await self._plan(sweep))[1]
 
     async def sweep(
@@ -109,7 +105,7 @@ class Engine:
         run_id = new_id("run")
         audit.bind(run_id=run_id, dry_run=dry_run)
         started = time.monotonic()
-        async with self._session(dry_run=dry_run) as sweep:
+        async with self.session(dry_run=dry_run) as sweep:
             audit.bind(account=sweep.account)
             self._log.info(audit.SWEEP_STARTED, rules=len(self.config.rules))
             inventory, the_plan = await self._plan(sweep)
@@ -140,143 +136,19 @@ class Engine:
         )
         return result
 
-    async def rollback(self, rotation_id: str) -> StepResult:
-        """Roll back one rotation (see ``Steps.rollback``); journalled and audited like any
-        step. Raises ``NotFound``, ``LeaseLost`` (another worker is on it) or ``Refused``."""
-        audit.bind(run_id=new_id("run"), dry_run=False)
-        async with self._session(dry_run=False) as sweep:
-            audit.bind(account=sweep.account)
-            rotation = await self.journal.get(rotation_id)
-            rule = self.config.rule(rotation.rule)
-            if rule is None:
-                raise Refused(
-                    f"rule {rotation.rule!r} of rotation {rotation_id} is no longer in the "
-                    "policy; restore it so rotator knows the rotation's sink"
-                )
-            rotation = await self._driver.reacquire(rotation)
-            steps = Steps(
-                journal=self.journal,
-                kind=sweep.kinds[rotation.kind],
-                sink=self._sink(rule),
-                rule=rule,
-                clock=self.clock,
-            )
-            try:
-                result = await steps.rollback(rotation)
-            except Refused as exc:
-                audit.step_event(Step.ROLLBACK, Outcome.BLOCKED, rotation=rotation, reason=str(exc))
-                raise
-            finally:
-                await self._driver.release(rotation)
-            audit.step_event(
-                Step.ROLLBACK, result.outcome, rotation=result.rotation, reason=result.reason
-            )
-            await self.journal.record_step(result.record(audit.current("run_id")))
-            return result
-
     async def rotate_now(
         self, request: Request, *, access_key_id: str | None = None, dry_run: bool = False
     ) -> Report:
-        """Rotate one credential now, on an operator's request (``rotator rotate``, the
-        Lambda's emergency event). An emergency deactivates the named credential first.
-        Raises ``InputError`` for a request that cannot be carried out as asked, ``Refused``
-        if a rotation of the same credential is already in flight."""
-        audit.bind(run_id=new_id("run"), dry_run=dry_run)
-        async with self._session(dry_run=dry_run) as sweep:
-            audit.bind(account=sweep.account)
-            if access_key_id is not None:
-                owner = await sweep.owner_of(access_key_id)
-                request = replace(
-                    request, user=owner, kind=Kind.ACCESS_KEY, credential_id=access_key_id
-                )
-            if request.user is None:
-                raise InputError("name the credential: --access-key-id, or --user and --kind")
-            kind = sweep.kinds.get(request.kind)
-            if kind is None:
-                raise InputError(f"no rule of kind {request.kind} in the policy")
-            holder = await self._requested_holder(sweep, request, kind)
-            rule = pick_rule(list(self.config.rules), holder, request)
-            if request.emergency and (under_way := await self._under_way(holder, request)):
-                return await self._escalate(under_way, request, sweep)
-            choice = choose(holder, request)
-            why = "emergency" if request.emergency else "on-demand"
-            decision = Decision(
-                account=sweep.account,
-                user=holder.name,
-                kind=request.kind,
-                slot=request.slot,
-                rule=rule.name,
-                action=Action.ROTATE,
-                credential_id=choice.old.credential_id,
-                delete_first=choice.delete_first.credential_id if choice.delete_first else None,
-                reason=f"{why} rotation of {choice.old.credential_id} requested by an operator",
-            )
-            if dry_run:
-                return self._would(Step.PLAN, decision, f"would rotate: {decision.reason}")
-            timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
-            return await self._begin(decision, rule, kind, timings, emergency=request.emergency)
+        """Rotate one credential now, on an operator's request (see ``OnDemand.rotate``)."""
+        return await OnDemand(self).rotate(request, access_key_id=access_key_id, dry_run=dry_run)
 
-    async def _under_way(self, holder: Holder, request: Request) -> Rotation | None:
-        """The unfinished rotation of the requested credential's holder, if any."""
-        for rotation in await self.journal.list_active():
-            same = (rotation.account, rotation.user, rotation.kind, rotation.slot)
-            if same == (holder.account, holder.name, request.kind, request.slot):
-                return rotation
-        return None
+    async def rollback(self, rotation_id: str) -> StepResult:
+        """Roll back one rotation (see ``OnDemand.rollback``)."""
+        return await OnDemand(self).rollback(rotation_id)
 
-    async def _escalate(self, under_way: Rotation, request: Request, sweep: Session) -> Report:
-        """Make the rotation under way for a leaked credential an emergency (``escalate``)
-        and drive it: the leaked credential is deactivated at once."""
-        reason = escalate(under_way, request, self.clock()).reason  # checked before waiting
-        decision = Decision(
-            account=under_way.account,
-            user=under_way.user,
-            kind=under_way.kind,
-            slot=under_way.slot,
-            rule=under_way.rule,
-            action=Action.ROTATE,
-            credential_id=request.credential_id,
-            rotation_id=under_way.rotation_id,
-            reason=reason,
-        )
-        if sweep.dry_run:
-            return self._would(Step.PLAN, decision, f"would deactivate at once: {reason}")
-        rotation = await self._driver.take_over(
-            under_way.rotation_id, patience=self.config.journal.lease_ttl
-        )
-        try:
-            rotation = await self.journal.save(escalate(rotation, request, self.clock()))
-        except RotatorError:
-            await self._driver.release(rotation)
-            raise
-        self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=rotation.reason)
-        return await self._drive(
-            rotation, self.config.rule(rotation.rule), sweep.kinds[rotation.kind], decision
-        )
+    # -- plumbing (shared with ``OnDemand``) ------------------------------------------------
 
-    @staticmethod
-    def _would(step: Step, decision: Decision, reason: str) -> Report:
-        """A dry run's report of ``decision`` (and its audit line)."""
-        audit.step_event(step, Outcome.DRY_RUN, decision=decision, reason=reason)
-        return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
-
-    async def _requested_holder(
-        self, sweep: Session, request: Request, kind: CredentialKind
-    ) -> Holder:
-        """The holder an operator named: an IAM user, or (server certificates) one of the
-        account's certificates the rules select."""
-        assert request.user is not None
-        if request.kind not in ACCOUNT_HELD:
-            return await sweep.holder(request.user, kind, request.slot)
-        rules = [r for r in self.config.rules if r.kind is request.kind]
-        for holder in await kind.account_holders(sweep.account, rules):
-            if holder.name == request.user:
-                return holder
-        raise InputError(f"no {request.kind} {request.user} is selected by the policy's rules")
-
-    # -- sweep plumbing -------------------------------------------------------------------
-
-    def _session(self, *, dry_run: bool) -> AbstractAsyncContextManager[Session]:
+    def session(self, *, dry_run: bool) -> AbstractAsyncContextManager[Session]:
         return open_session(
             aws=self.aws,
             journal=self.journal,
@@ -302,7 +174,7 @@ class Engine:
         # skips it) but the rotations it started still finish.
         return inventory, plan(inventory, self.config.rules, active, self.clock())
 
-    def _sink(self, rule: Rule) -> SecretSink:
+    def sink(self, rule: Rule) -> SecretSink:
         if rule.name not in self._sinks:
             self._sinks[rule.name] = build_sink(rule.sink, self.aws)
         return self._sinks[rule.name]
@@ -343,9 +215,9 @@ class Engine:
         stale = await changed_since_plan(decision, sweep, self.journal)
         if stale:
             return Report(decision=decision, outcome=None, reason=stale)
-        return await self._begin(decision, rule, kind, rule.timings())
+        return await self.begin(decision, rule, kind, rule.timings())
 
-    async def _begin(
+    async def begin(
         self,
         decision: Decision,
         rule: Rule,
@@ -379,13 +251,13 @@ class Engine:
             if emergency:
                 raise Refused(f"{exc}; finish or roll it back first") from None
             return Report(decision=decision, reason=f"skipped: {exc}")
-        return await self._drive(rotation, rule, kind, decision)
+        return await self.drive(rotation, rule, kind, decision)
 
     async def _disable(self, decision: Decision, sweep: Session) -> Report:
         """Take a credential unused for too long out of service (not a rotation)."""
         assert decision.credential_id is not None
         if sweep.dry_run:
-            return self._would(Step.DISABLE, decision, f"would disable: {decision.reason}")
+            return would(Step.DISABLE, decision, f"would disable: {decision.reason}")
         await sweep.kinds[decision.kind].disable(decision.user, decision.credential_id)
         audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
         return Report(decision=decision, outcome=Outcome.DONE, reason=decision.reason)
@@ -399,17 +271,17 @@ class Engine:
         except LeaseLost as exc:
             return Report(decision=decision, reason=f"skipped: {exc}")
         rule = self.config.rule(rotation.rule)
-        return await self._drive(rotation, rule, sweep.kinds[rotation.kind], decision)
+        return await self.drive(rotation, rule, sweep.kinds[rotation.kind], decision)
 
-    async def _drive(
+    async def drive(
         self, rotation: Rotation, rule: Rule | None, kind: CredentialKind, decision: Decision
     ) -> Report:
         assert rule is not None
         steps = Steps(
-            journal=self.journal, kind=kind, sink=self._sink(rule), rule=rule, clock=self.clock
+            journal=self.journal, kind=kind, sink=self.sink(rule), rule=rule, clock=self.clock
         )
         try:
-            rotation, done = await self._driver.drive(rotation, steps)
+            rotation, done = await self.driver.drive(rotation, steps)
         except LeaseLost as exc:
             self._log.warning(audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc))
             return Report.of(decision, rotation, [], reason=f"stopped: {exc}")

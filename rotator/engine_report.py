@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rotator.model import Action, Decision, Inventory, Outcome, Plan, Rotation, RotationState
+from rotator import audit
+from rotator.model import (
+    Action,
+    Decision,
+    Inventory,
+    Outcome,
+    Plan,
+    Rotation,
+    RotationState,
+    Step,
+)
 from rotator.steps import StepResult
 
 # The reason of a decision a sweep out of time did not start (Engine.sweep's time_left).
@@ -113,3 +123,9 @@ class SweepResult:
             "ok": self.ok,
             "results": [r.as_dict() for r in self.reports],
         }
+
+
+def would(step: Step, decision: Decision, reason: str) -> Report:
+    """A dry run's report of ``decision``, and its audit line saying what would happen."""
+    audit.step_event(step, Outcome.DRY_RUN, decision=decision, reason=reason)
+    return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)
