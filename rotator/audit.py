@@ -87,17 +87,22 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
 
 
 class _Tee:
-    """A structlog logger that writes each rendered line to a stream and/or a file."""
+    """A structlog logger that writes each rendered line to a stream and/or a file.
 
-    def __init__(self, stream: TextIO | None, file: TextIO | None) -> None:
+    The stream (``sys.stdout`` or ``sys.stderr``) is looked up at each write, so that
+    whoever stands in for it then (the CLI's progress bar, which prints lines above
+    itself) gets the line."""
+
+    def __init__(self, stream: str | None, file: TextIO | None) -> None:
         self._stream = stream
         self._file = file
         self._lock = threading.Lock()
 
     def msg(self, message: str) -> None:
         line = redaction.scrub(message) + "\n"
+        stream = getattr(sys, self._stream) if self._stream else None
         with self._lock:
-            for out in (self._stream, self._file):
+            for out in (stream, self._file):
                 if out is not None:
                     out.write(line)
                     out.flush()
@@ -117,9 +122,8 @@ def configure(
 ) -> Callable[[], None]:
     """Send audit events to ``stream`` ("stdout", "stderr" or "none") and ``file``.
     Returns a function that closes the file."""
-    out: TextIO | None = {"stdout": sys.stdout, "stderr": sys.stderr}.get(stream)
     handle = _open_file(file) if file is not None else None
-    tee = _Tee(out, handle)
+    tee = _Tee(stream if stream in ("stdout", "stderr") else None, handle)
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

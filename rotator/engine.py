@@ -47,6 +47,7 @@ from rotator.model import (
 from rotator.on_demand import OnDemand
 from rotator.planner import plan
 from rotator.policy import Rule
+from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
 from rotator.rechecks import changed_since_plan, still_blocked
 from rotator.session import Session, open_session
 from rotator.settings import Config
@@ -87,13 +88,17 @@ class Engine:
 
     # -- public ---------------------------------------------------------------------------
 
-    async def plan(self) -> Plan:
+    async def plan(self, *, progress: ProgressFn = NO_PROGRESS) -> Plan:
         """What a sweep would do now, changing nothing."""
         async with self.session(dry_run=True) as sweep:
-            return (await self._plan(sweep))[1]
+            return (await self._plan(sweep, progress))[1]
 
     async def sweep(
-        self, *, dry_run: bool = False, time_left: Callable[[], float] | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        time_left: Callable[[], float] | None = None,
+        progress: ProgressFn = NO_PROGRESS,
     ) -> SweepResult:
         """One sweep: advance what is due, start what the plan says. Never raises for a
         single rotation's failure: each is reported in the result and the audit log.
@@ -101,22 +106,29 @@ class Engine:
         ``time_left`` (seconds, e.g. a Lambda's remaining time minus a margin) is asked
         before each decision that changes something: once it is <= 0 no further rotation is
         started or advanced; those decisions are reported with reason ``DEFERRED`` and left
-        for the next sweep. Work already begun runs to its end."""
+        for the next sweep. Work already begun runs to its end. ``progress`` hears of each
+        user read and each decision that changes something carried out."""
         run_id = new_id("run")
         audit.bind(run_id=run_id, dry_run=dry_run)
         started = time.monotonic()
         async with self.session(dry_run=dry_run) as sweep:
             audit.bind(account=sweep.account)
             self._log.info(audit.SWEEP_STARTED, rules=len(self.config.rules))
-            inventory, the_plan = await self._plan(sweep)
+            inventory, the_plan = await self._plan(sweep, progress)
             limit = asyncio.Semaphore(self.config.max_concurrency)
+            worked = Counter(progress, WORK, sum(1 for d in the_plan if d.action in _WORK))
 
             async def one(decision: Decision) -> Report:
                 async with limit:
-                    if time_left is not None and decision.action in _WORK and time_left() <= 0:
-                        self._log.info(audit.NOTICE, user=decision.user, reason=DEFERRED)
-                        return Report(decision=decision, reason=DEFERRED)
-                    return await self._execute(decision, sweep)
+                    if decision.action not in _WORK:
+                        return await self._execute(decision, sweep)
+                    try:
+                        if time_left is not None and time_left() <= 0:
+                            self._log.info(audit.NOTICE, user=decision.user, reason=DEFERRED)
+                            return Report(decision=decision, reason=DEFERRED)
+                        return await self._execute(decision, sweep)
+                    finally:
+                        worked.tick()
 
             reports = await asyncio.gather(*(one(d) for d in the_plan))
         result = SweepResult(
@@ -157,7 +169,7 @@ class Engine:
             dry_run=dry_run,
         )
 
-    async def _plan(self, sweep: Session) -> tuple[Inventory, Plan]:
+    async def _plan(self, sweep: Session, progress: ProgressFn) -> tuple[Inventory, Plan]:
         rules = [r for r in self.config.rules if r.enabled]
         inventory = await collect(
             iam=sweep.iam,
@@ -166,6 +178,7 @@ class Engine:
             kinds=sweep.kinds,
             max_concurrency=self.config.max_concurrency,
             now=self.clock(),
+            progress=progress,
         )
         # Read after the inventory: a rotation that created a key the inventory saw was
         # journalled before that key existed, so it is in this list (or finished).

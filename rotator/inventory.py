@@ -35,6 +35,7 @@ from rotator.kinds.base import CredentialKind, IamClient
 from rotator.model import Action, Credential, Holder, Inventory, Kind
 from rotator.planner import plan
 from rotator.policy import Rule
+from rotator.progress import INVENTORY, NO_PROGRESS, Counter, ProgressFn
 
 REPORT_COST = 3  # calls to fetch the credential report (get, generate, get)
 SCREEN_AHEAD = timedelta(hours=1)  # report data is screened as of now + this
@@ -201,11 +202,12 @@ async def collect(
     max_concurrency: int,
     now: datetime,
     report: bool | None = None,
+    progress: ProgressFn = NO_PROGRESS,
 ) -> Inventory:
     """Read the holders the rules may select and their credentials of the rules' kinds:
     IAM users for per-user kinds, the account's own holders (server certificates) for the
     others. ``report``: use the credential report (True), never (False), or when it is
-    cheaper (None)."""
+    cheaper (None). ``progress`` hears of each selected user read (phase ``INVENTORY``)."""
     by_account = [r for r in rules if r.enabled and not kinds[r.kind].per_user]
     rules = [r for r in rules if r.enabled and kinds[r.kind].per_user]
     account_holders: list[Holder] = []
@@ -226,6 +228,7 @@ async def collect(
         now=now,
     )
     limit = asyncio.Semaphore(max_concurrency)
+    read = Counter(progress, INVENTORY, sum(1 for mine in candidates.values() if mine))
 
     async def one(user: dict[str, Any]) -> Holder | None:
         mine = candidates[user["UserName"]]
@@ -236,6 +239,8 @@ async def collect(
                 return await collector.holder(user, mine)
             except NoSuchEntity:
                 return None  # deleted while we listed
+            finally:
+                read.tick()
 
     holders = await asyncio.gather(*(one(u) for u in listed))
     found = tuple(h for h in holders if h is not None) + tuple(account_holders)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -89,7 +88,8 @@ def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
 
     async def work() -> None:
         async with application.open_engine(cfg) as engine:
-            the_plan = await engine.plan()
+            with render.progress_bar(err) as progress:
+                the_plan = await engine.plan(progress=progress)
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
@@ -111,9 +111,8 @@ def run(
 
     async def work() -> bool:
         async with application.open_engine(cfg) as engine:
-            spinner = err.status("sweeping…") if err.is_terminal else nullcontext()
-            with spinner:
-                result = await engine.sweep(dry_run=dry_run)
+            with render.progress_bar(err) as progress:
+                result = await engine.sweep(dry_run=dry_run, progress=progress)
         if as_json:
             render.print_json(out, result.as_dict())
         else:

@@ -22,21 +22,23 @@ from rotator import compliance, credential_report, inventory
 from rotator.aws import aws_errors
 from rotator.credential_report import ReportUnavailable
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
+from rotator.entrypoints.render import progress_bar
 from rotator.errors import ConfigError, RotatorError
 from rotator.kinds import KindContext, build_kinds
 from rotator.model import Kind, utcnow
+from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.settings import Config
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 
 
-async def build(config: Config) -> compliance.Report:
+async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> compliance.Report:
     """Plan with the policy, survey the whole account, and judge every credential."""
     now = utcnow()
     aws = application.make_aws(config)
     async with application.open_engine(config) as engine:
-        the_plan = await engine.plan()
+        the_plan = await engine.plan(progress=progress)
     async with aws.client("iam") as iam, aws.client("sts") as sts:
         with aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
@@ -108,7 +110,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_BAD_INPUT) from None
         close = application.configure_audit(cfg)
         try:
-            result = asyncio.run(build(cfg))
+            with progress_bar(err) as progress:
+                result = asyncio.run(build(cfg, progress))
         except RotatorError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(EXIT_FAILED) from None

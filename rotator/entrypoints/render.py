@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from rotator.engine_report import Report, SweepResult
 from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
+from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.protocol import next_step
 
 ACTION_STYLE = {
@@ -187,3 +197,28 @@ def report_line(report: Report) -> str:
     steps = " ".join(f"{s.step}:{s.outcome}" for s in report.steps) or "no steps"
     state = f"{report.rotation_id} {report.state}" if report.rotation_id else "not started"
     return f"{d.user} {d.kind} {d.credential_id}: {state} ({steps}) — {report.reason}"
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[ProgressFn]:
+    """A progress bar per phase of the work (``rotator.progress``) on ``console`` when it
+    is a terminal; nothing otherwise (pipes, logs, ``--json`` consumers)."""
+    if not console.is_terminal:
+        yield NO_PROGRESS
+        return
+    bars = Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bars.add_task(phase, total=total)
+        bars.update(tasks[phase], completed=done, total=total)
+
+    with bars:
+        yield report

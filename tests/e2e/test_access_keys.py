@@ -295,3 +295,30 @@ def test_demo_runs_the_sandbox_end_to_end(tmp_path: Path) -> None:
     assert result.code == 0, result.stdout + result.stderr
     assert "authenticates as" in result.stdout
     assert (tmp_path / "demo" / "audit.jsonl").exists()
+
+
+def test_at_a_terminal_run_and_plan_show_a_progress_bar_and_pipes_get_none(
+    cli: Cli, sandbox: MotoSandbox
+) -> None:
+    for n in range(6):
+        sandbox.create_user(f"ci-{n}", path="/ci/", keys=1)
+    cli.write_policy(max_age="0s")
+
+    planned = cli.on_terminal("plan")
+    assert planned.code == 0, planned.stderr
+    assert "reading users" in planned.stderr and "6/6" in planned.stderr
+    assert "rotating" not in planned.stderr, "a plan changes nothing"
+
+    ran = cli.on_terminal("run")
+    assert ran.code == 0, ran.stderr
+    assert "reading users" in ran.stderr and "rotating" in ran.stderr
+    assert ran.stderr.count("6/6") >= 2, "six users read, six rotations done"
+    assert "completed" in ran.stdout, "the summary still goes to stdout"
+
+    reported = cli.on_terminal("report")
+    assert reported.code == 0, reported.stderr
+    assert "reading users" in reported.stderr
+
+    piped = cli("run", "--dry-run")
+    assert piped.code == 0, piped.stderr
+    assert "reading users" not in piped.stderr + piped.stdout

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import sqlite3
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,41 @@ class Cli:
             check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def on_terminal(self, *args: str, timeout: float = 120) -> Result:
+        """Run with stderr on a pseudo-terminal, as an operator at a shell sees it (stdout
+        stays a pipe). ``stderr`` is everything written to the terminal, control codes
+        and all."""
+        main, side = pty.openpty()
+        written: list[bytes] = []
+
+        def drain() -> None:  # keep reading, or the child blocks on a full terminal
+            while True:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    return
+                if not chunk:
+                    return
+                written.append(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "rotator", *args, "--config", str(self.config)],
+                env=self.environ(),
+                stdout=subprocess.PIPE,
+                stderr=side,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        finally:
+            os.close(side)
+            reader.join(timeout=10)
+            os.close(main)
+        return Result(done.returncode, done.stdout, b"".join(written).decode(errors="replace"))
 
     # -- what the run left behind ----------------------------------------------------------
 
