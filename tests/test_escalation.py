@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,35 +210,37 @@ async def test_an_escalation_gives_up_on_a_lease_held_past_its_patience(
     assert rotation.emergency is False, "not escalated without the lease"
 
 
-@pytest.mark.parametrize(
-    "state",
-    [
-        RotationState.PLANNED,
-        RotationState.CREATING,
-        RotationState.CREATED,
-        RotationState.VERIFIED,
-        RotationState.PROMOTED,
-    ],
-)
-def test_whatever_step_it_had_reached_an_escalated_rotation_deactivates_next(
-    state: RotationState,
-) -> None:
-    now = utcnow()
-    rotation = Rotation.start(
+def under_way(started: datetime, state: RotationState, **changes: Any) -> Rotation:
+    """A sweep's rotation of AKIAOLD (7 days to deactivation, 7 more to deletion)."""
+    return Rotation.start(
         account="123456789012",
         user=USER,
         kind=Kind.ACCESS_KEY,
         rule="keys",
-        now=now - timedelta(hours=1),
+        now=started,
         old_credential_id="AKIAOLD",
         deactivate_after=timedelta(days=7),
         delete_after=timedelta(days=7),
-    ).evolve(
-        state=state,
-        new_credential_id=None
-        if state in (RotationState.PLANNED, RotationState.CREATING)
-        else "AKIANEW",
-        promoted_at=now - timedelta(minutes=30) if state is RotationState.PROMOTED else None,
+    ).evolve(state=state, **changes)
+
+
+@pytest.mark.parametrize(
+    ("state", "new_id"),
+    [
+        (RotationState.PLANNED, None),
+        (RotationState.CREATING, None),
+        (RotationState.CREATED, "AKIANEW"),
+        (RotationState.VERIFIED, "AKIANEW"),
+        (RotationState.PROMOTED, "AKIANEW"),
+    ],
+)
+def test_whatever_step_it_had_reached_an_escalated_rotation_deactivates_next(
+    state: RotationState, new_id: str | None
+) -> None:
+    now = utcnow()
+    promoted_at = now - timedelta(minutes=30) if state is RotationState.PROMOTED else None
+    rotation = under_way(
+        now - timedelta(hours=1), state, new_credential_id=new_id, promoted_at=promoted_at
     )
     escalated = escalate(rotation, leak("AKIAOLD"), now)
     assert escalated.emergency and escalated.state is state
@@ -246,17 +249,9 @@ def test_whatever_step_it_had_reached_an_escalated_rotation_deactivates_next(
 
 def test_an_escalated_rotation_already_deactivated_is_deleted_after_the_hold() -> None:
     now = utcnow()
-    rotation = Rotation.start(
-        account="123456789012",
-        user=USER,
-        kind=Kind.ACCESS_KEY,
-        rule="keys",
-        now=now - timedelta(days=8),
-        old_credential_id="AKIAOLD",
-        deactivate_after=timedelta(days=7),
-        delete_after=timedelta(days=7),
-    ).evolve(
-        state=RotationState.DEACTIVATED,
+    rotation = under_way(
+        now - timedelta(days=8),
+        RotationState.DEACTIVATED,
         new_credential_id="AKIANEW",
         promoted_at=now - timedelta(days=8),
         deactivated_at=now - timedelta(days=1),
