@@ -149,10 +149,17 @@ class Engine:
         return result
 
     async def rotate_now(
-        self, request: Request, *, access_key_id: str | None = None, dry_run: bool = False
+        self,
+        request: Request,
+        *,
+        access_key_id: str | None = None,
+        dry_run: bool = False,
+        patience: timedelta | None = None,
     ) -> Report:
         """Rotate one credential now, on an operator's request (see ``OnDemand.rotate``)."""
-        return await OnDemand(self).rotate(request, access_key_id=access_key_id, dry_run=dry_run)
+        return await OnDemand(self).rotate(
+            request, access_key_id=access_key_id, dry_run=dry_run, patience=patience
+        )
 
     async def rollback(self, rotation_id: str) -> StepResult:
         """Roll back one rotation (see ``OnDemand.rollback``)."""

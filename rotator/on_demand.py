@@ -44,14 +44,20 @@ class OnDemand:
         self._clock = engine.clock
 
     async def rotate(
-        self, request: Request, *, access_key_id: str | None = None, dry_run: bool = False
+        self,
+        request: Request,
+        *,
+        access_key_id: str | None = None,
+        dry_run: bool = False,
+        patience: timedelta | None = None,
     ) -> Report:
         """Rotate one credential now, on an operator's request (``rotator rotate``, the
         Lambda's emergency event). An emergency deactivates the named credential first; if
         that credential is the old one of a rotation under way, that rotation is escalated
         instead (``escalate``). Raises ``InputError`` for a request that cannot be carried
-        out as asked, ``Refused`` if another rotation of the holder's credential is under way.
-        """
+        out as asked, ``Refused`` if another rotation of the holder's credential is under way,
+        ``LeaseLost`` if a worker holds the rotation to escalate longer than ``patience``
+        (default: the journal's ``lease_ttl``)."""
         audit.bind(run_id=new_id("run"), dry_run=dry_run)
         async with self._engine.session(dry_run=dry_run) as sweep:
             audit.bind(account=sweep.account)
@@ -68,7 +74,8 @@ class OnDemand:
             holder = await self._requested_holder(sweep, request, kind)
             rule = pick_rule(list(self._config.rules), holder, request)
             if request.emergency and (under_way := await self._under_way(holder, request)):
-                return await self._escalate(under_way, request, sweep)
+                wait = self._config.journal.lease_ttl if patience is None else patience
+                return await self._escalate(under_way, request, sweep, wait)
             choice = choose(holder, request)
             why = "emergency" if request.emergency else "on-demand"
             decision = Decision(
@@ -97,7 +104,9 @@ class OnDemand:
                 return rotation
         return None
 
-    async def _escalate(self, under_way: Rotation, request: Request, sweep: Session) -> Report:
+    async def _escalate(
+        self, under_way: Rotation, request: Request, sweep: Session, patience: timedelta
+    ) -> Report:
         """Make the rotation under way for a leaked credential an emergency (``escalate``)
         and drive it: the leaked credential is deactivated at once."""
         reason = escalate(under_way, request, self._clock()).reason  # checked before waiting
@@ -114,9 +123,7 @@ class OnDemand:
         )
         if sweep.dry_run:
             return would(Step.PLAN, decision, f"would deactivate at once: {reason}")
-        rotation = await self._driver.take_over(
-            under_way.rotation_id, patience=self._config.journal.lease_ttl
-        )
+        rotation = await self._driver.take_over(under_way.rotation_id, patience=patience)
         try:
             rotation = await self._journal.save(escalate(rotation, request, self._clock()))
         except RotatorError:

@@ -22,7 +22,8 @@ from rotator.entrypoints.lambda_handler import (
     parse_event,
 )
 from rotator.errors import ConfigError, InputError
-from rotator.journal import create_table
+from rotator.journal import create_table, open_journal
+from rotator.model import Rotation, utcnow
 from rotator.settings import load_config_text
 from tests.support.moto import MotoSandbox
 
@@ -168,6 +169,48 @@ def test_an_emergency_event_rotates_a_leaked_key_and_deletes_it(
     audit = (policy.parent / "audit.jsonl").read_text()
     secrets = [leaked["SecretAccessKey"], new["SecretAccessKey"]]
     assert_no_secret(secrets, json.dumps(result), audit, journal_dump(sandbox))
+
+
+async def hold_the_rotation(owner: str) -> Rotation:
+    """Another worker (a daemon's sweep, say) takes the lease on the one rotation under way."""
+    async with open_journal(f"dynamodb://{TABLE}") as journal:
+        (rotation,) = await journal.list_active()
+        return await journal.acquire(rotation.rotation_id, owner, timedelta(hours=1), utcnow())
+
+
+async def let_go(rotation: Rotation) -> None:
+    async with open_journal(f"dynamodb://{TABLE}") as journal:
+        await journal.release(rotation)
+
+
+def test_an_emergency_on_a_key_being_rotated_waits_no_longer_than_the_invocation_can(
+    policy: Path, sandbox: MotoSandbox
+) -> None:
+    policy.write_text(
+        policy.read_text().replace('deactivate_after = "0s"', 'deactivate_after = "7d"')
+    )
+    leaked = due_user(sandbox, "ci-app")["AccessKeyId"]
+    assert handler(SCHEDULED_EVENT, Context())["ok"], "the sweep promotes a new key"
+    held = asyncio.run(hold_the_rotation("daemon"))
+    event = {"rotator": {"action": "rotate", "access_key_id": leaked, "emergency": True}}
+
+    # 3 s of the invocation are left beyond the 2-minute margin: that is all it waits.
+    busy = handler(event, Context(remaining_ms=lambda: 123_000))
+
+    assert (busy["ok"], busy["error"]) == (False, "LeaseLost"), busy
+    assert "held by daemon" in busy["message"]
+    audit = (policy.parent / "audit.jsonl").read_text()
+    assert "waiting up to 0:00:03 for another worker" in audit
+    assert sandbox.keys("ci-app")[leaked] == "Active", "not escalated without the lease"
+
+    asyncio.run(let_go(held))
+    result = handler(event, Context())
+
+    assert result["ok"] is True, result
+    assert result["steps"] == ["deactivate:done", "delete:done"]
+    assert result["rotation_id"] == held.rotation_id, "the sweep's rotation, escalated"
+    (new,) = sandbox.keys("ci-app")
+    assert new != leaked and current_secret(sandbox, "ci-app")["AccessKeyId"] == new
 
 
 def test_a_rotate_event_for_a_key_of_no_rule_fails_as_a_result_changing_nothing(

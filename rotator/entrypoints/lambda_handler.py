@@ -126,8 +126,13 @@ async def _run(
                 "deferred": deferred,
                 "complete": not deferred,
             }
+        budget = time_left(context, settings.lambda_margin)
         report = await engine.rotate_now(
-            _request(command), access_key_id=command.access_key_id, dry_run=command.dry_run
+            _request(command),
+            access_key_id=command.access_key_id,
+            dry_run=command.dry_run,
+            # An escalation waits for a busy worker no longer than the invocation can.
+            patience=None if budget is None else timedelta(seconds=max(0.0, budget())),
         )
     failed = report.outcome in (Outcome.FAILED, Outcome.RETRY, Outcome.BLOCKED)
     ok = not failed and (report.rotation_id is not None or command.dry_run)
