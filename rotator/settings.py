@@ -13,7 +13,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -27,9 +27,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rotator.config_problems import message, problem
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
-from rotator.model import Kind
 from rotator.policy import Duration, check_rules
 from rotator.rules import AnyRule
 
@@ -219,58 +219,6 @@ class Config(BaseSettings):
         return next((r for r in self.rules if r.name == name), None)
 
 
-_TAGS = frozenset(
-    {
-        *(str(k) for k in Kind),
-        "file",
-        "secretsmanager",
-        "memory",
-        "ssm",
-        "self-signed",
-        "local-ca",
-        "directory",
-    }
-)
-
-
-def _describe(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
-    """``rules[0].max_age`` -> ``rule 'ci-keys': max_age``."""
-    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = raw.get("rules") or []
-        name = rules[loc[1]].get("name") if loc[1] < len(rules) else None
-        rule = f"rule {name!r}" if name else f"rules[{loc[1]}]"
-        # Drop discriminator tags pydantic inserts (e.g. 'file' in sink.file.path).
-        rest = [str(p) for p in loc[2:] if p not in _TAGS]
-        return f"{rule}: {'.'.join(rest) or '(rule)'}"
-    return ".".join(str(p) for p in loc) or "(file)"
-
-
-def _loc(error: Any) -> tuple[int | str, ...]:
-    """The error's location; an unknown rule kind is reported at the rule's ``kind``."""
-    loc = tuple(error["loc"])
-    if error["type"] == "union_tag_invalid" and "kind" in str(error.get("ctx", {})):
-        return (*loc, "kind")
-    return loc
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "union_tag_invalid":
-        ctx = error.get("ctx", {})
-        field = str(ctx.get("discriminator", "'type'")).strip("'")
-        expected = ctx.get("expected_tags")
-        if field == "kind":
-            expected = ", ".join(repr(str(k)) for k in Kind)
-        return f"unknown {field} {ctx.get('tag')!r}; expected one of {expected}"
-    if kind == "enum":
-        ctx = error.get("ctx", {})
-        return f"unknown value {error.get('input')!r}; expected one of {ctx.get('expected')}"
-    msg = str(error["msg"])
-    return msg.removeprefix("Value error, ")
-
-
 def load_config(path: Path) -> Config:
     """Read, validate and return the policy file at ``path`` with environment overrides.
     Raises ``ConfigError`` listing every problem, each naming the rule and field."""
@@ -295,7 +243,7 @@ def load_config_text(text: str, source: str) -> Config:
     try:
         return Config(**raw)
     except ValidationError as exc:
-        problems = [f"{_describe(_loc(e), raw)}: {_message(e)}" for e in exc.errors()]
+        problems = [problem(e, raw) for e in exc.errors()]
         raise ConfigError(source, problems) from None
 
 
@@ -327,7 +275,7 @@ def lambda_settings() -> LambdaSettings:
         return LambdaSettings()
     except ValidationError as exc:
         problems = [
-            f"ROTATOR_{str(e['loc'][0]).upper() if e['loc'] else 'CONFIG'}: {_message(e)}"
+            f"ROTATOR_{str(e['loc'][0]).upper() if e['loc'] else 'CONFIG'}: {message(e)}"
             for e in exc.errors()
         ]
         raise ConfigError("environment", problems) from None
