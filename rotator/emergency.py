@@ -127,9 +127,10 @@ def escalate(rotation: Rotation, request: Request, now: datetime) -> Rotation:
             f"(`rotator rollback {rid}`), then rotate {leaked} again"
         )
     if leaked != rotation.old_credential_id:
+        which = f" {rotation.old_credential_id}" if rotation.old_credential_id else ""
         raise Refused(
-            f"rotation {rid} of {rotation.user}'s {noun} {rotation.old_credential_id} is under "
-            "way; finish or roll it back first"
+            f"rotation {rid} of {rotation.user}'s {noun}{which} is under way; finish or roll "
+            "it back first"
         )
     return rotation.evolve(
         emergency=True,

@@ -258,3 +258,9 @@ def test_an_escalated_rotation_already_deactivated_is_deleted_after_the_hold() -
     )
     escalated = escalate(rotation, leak("AKIAOLD"), now)
     assert next_step(escalated) == Due(step=Step.DELETE, at=now - timedelta(days=1))
+
+
+def test_a_leak_of_another_credential_than_the_one_being_retired_is_refused() -> None:
+    rotation = under_way(utcnow(), RotationState.PROMOTED, new_credential_id="AKIANEW")
+    with pytest.raises(Refused, match="access key AKIAOLD is under way; finish or roll it back"):
+        escalate(rotation, leak("AKIAOTHER"), utcnow())
