@@ -33,6 +33,7 @@ SWEEP_FINISHED = "sweep.finished"
 ROTATION_STEP = "rotation.step"
 PLAN_DECISION = "plan.decision"
 NOTICE = "rotator.notice"
+ROTATION_ESCALATED = "rotation.escalated"  # an operator's emergency took over a rotation
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 

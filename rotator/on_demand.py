@@ -130,7 +130,15 @@ class OnDemand:
             await self._driver.release(rotation)
             raise
         audit.get_logger().warning(
-            audit.NOTICE, rotation_id=rotation.rotation_id, reason=rotation.reason
+            audit.ROTATION_ESCALATED,
+            rotation_id=rotation.rotation_id,
+            user=rotation.user,
+            kind=str(rotation.kind),
+            rule=rotation.rule,
+            credential_id=request.credential_id,
+            state=str(rotation.state),
+            hold=str(request.hold),
+            reason=rotation.reason,
         )
         return await self._engine.drive(
             rotation, self._config.rule(rotation.rule), sweep.kinds[rotation.kind], decision

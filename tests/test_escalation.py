@@ -117,8 +117,15 @@ async def test_a_leaked_key_awaiting_deactivation_is_deactivated_and_deleted_at_
     assert rotation.emergency is True
     assert "reported leaked" in rotation.reason
     events = [json.loads(line) for line in read(audit_file).splitlines()]
-    escalated = [e for e in events if "reported leaked" in str(e.get("reason", ""))]
-    assert escalated and escalated[0]["rotation_id"] == rotation.rotation_id
+    (escalated,) = [e for e in events if e["event"] == "rotation.escalated"]
+    assert escalated["level"] == "warning"
+    assert (escalated["rotation_id"], escalated["user"], escalated["credential_id"]) == (
+        rotation.rotation_id,
+        USER,
+        old,
+    )
+    assert (escalated["state"], escalated["hold"]) == ("promoted", "0:00:00")
+    assert "reported leaked" in escalated["reason"]
 
 
 async def test_a_hold_keeps_the_leaked_key_inactive_until_the_hold_ends(
