@@ -76,6 +76,8 @@ def test_a_hold_keeps_the_leaked_key_inactive_until_it_expires(
         "delete",
         False,
     )
+    assert status["emergency"] is True
+    assert "deactivated (emergency)" in cli("status").stdout
 
 
 def test_two_keys_the_leaked_one_makes_room_and_the_other_is_untouched(
