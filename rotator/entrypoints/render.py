@@ -122,6 +122,13 @@ def status_rows(rotations: Sequence[Rotation], now: datetime) -> list[dict[str, 
     return rows
 
 
+def _state(rotation: Rotation) -> str:
+    """A rotation's state for a table; an emergency's (a leaked credential) stands out."""
+    if rotation.emergency:
+        return f"{rotation.state} [bold red](emergency)[/]"
+    return str(rotation.state)
+
+
 def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
     table = Table(title="Rotations in flight", title_justify="left")
     for column in ("rotation", "user", "kind", "state", "old → new", "next step", "due"):
@@ -137,7 +144,7 @@ def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
             r.rotation_id,
             r.user,
             str(r.kind),
-            f"{r.state} [bold red](emergency)[/]" if r.emergency else str(r.state),
+            _state(r),
             f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
             str(due.step) if due else "",
             when,
@@ -185,7 +192,7 @@ def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
             r.rotation_id,
             r.user,
             str(r.kind),
-            str(r.state),
+            _state(r),
             f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
             " ".join(f"{s.step}:{s.outcome}" for s in steps),
         )

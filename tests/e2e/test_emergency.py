@@ -58,6 +58,7 @@ def test_a_leaked_key_is_deactivated_before_the_new_one_exists(
     assert sandbox.caller_arn(new, doc["current"]["SecretAccessKey"]).endswith("/ci-app")
     history = cli("history", "--json").json()
     assert history[0]["emergency"] is True
+    assert "completed (emergency)" in cli("history").stdout
 
 
 def test_a_hold_keeps_the_leaked_key_inactive_until_it_expires(
