@@ -121,6 +121,13 @@ def escalate(rotation: Rotation, request: Request, now: datetime) -> Rotation:
         )
     if rotation.state.finished:
         raise Refused(f"rotation {rid} is {rotation.state} now; see `rotator history`")
+    if leaked == rotation.new_credential_id and rotation.emergency:
+        # Its old credential leaked too: a rollback would bring that one back.
+        raise Refused(
+            f"{leaked} is the new {noun} of emergency rotation {rid}, which still holds the "
+            f"leaked {rotation.old_credential_id}: finish it first (rotate "
+            f"{rotation.old_credential_id} with --emergency --hold 0s), then rotate {leaked}"
+        )
     if leaked == rotation.new_credential_id:
         raise Refused(
             f"{leaked} is the new {noun} of rotation {rid}, still under way: roll it back "

@@ -271,3 +271,27 @@ def test_a_leak_of_another_credential_than_the_one_being_retired_is_refused() ->
     rotation = under_way(utcnow(), RotationState.PROMOTED, new_credential_id="AKIANEW")
     with pytest.raises(Refused, match="access key AKIAOLD is under way; finish or roll it back"):
         escalate(rotation, leak("AKIAOTHER"), utcnow())
+
+
+async def test_when_both_keys_leaked_the_way_out_never_brings_the_first_one_back(
+    twin: MemoryIam, journal: MemoryJournal, tmp_path: Path, promoted: tuple[str, str]
+) -> None:
+    """The old key leaked and is held inactive for a day; then the new one leaks too. The
+    advice is to finish the emergency (not to roll back, which would reactivate the old
+    key), and following it works."""
+    old, new = promoted
+    run = engine(twin, journal, tmp_path)
+    await run.rotate_now(leak(old, timedelta(days=1)))
+    with pytest.raises(
+        Refused, match=rf"finish it first \(rotate {old} with --emergency --hold 0s"
+    ):
+        await run.rotate_now(leak(new))
+    assert statuses(twin) == {old: "Inactive", new: "Active"}
+
+    finished = await run.rotate_now(leak(old))
+    assert finished.state is RotationState.COMPLETED
+    report = await run.rotate_now(leak(new))
+    assert report.state is RotationState.COMPLETED
+    (newest,) = statuses(twin)
+    assert statuses(twin) == {newest: "Active"} and newest not in (old, new)
+    assert current(tmp_path) == newest
