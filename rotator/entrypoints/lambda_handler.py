@@ -115,9 +115,9 @@ async def _run(
     command: SweepCommand | RotateCommand, config: Config, settings: LambdaSettings, context: Any
 ) -> dict[str, Any]:
     owner = f"lambda:{getattr(context, 'aws_request_id', '')}" if context else None
+    budget = time_left(context, settings.lambda_margin)
     async with application.open_engine(config, owner=owner) as engine:
         if isinstance(command, SweepCommand):
-            budget = time_left(context, settings.lambda_margin)
             result = await engine.sweep(dry_run=command.dry_run, time_left=budget)
             deferred = result.counts()["deferred"]
             return {
@@ -126,7 +126,6 @@ async def _run(
                 "deferred": deferred,
                 "complete": not deferred,
             }
-        budget = time_left(context, settings.lambda_margin)
         report = await engine.rotate_now(
             _request(command),
             access_key_id=command.access_key_id,
