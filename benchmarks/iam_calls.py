@@ -29,9 +29,9 @@ from moto.server import ThreadedMotoServer
 
 from rotator import audit, inventory
 from rotator.aws import Aws
-from rotator.engine import Engine
 from rotator.journal import MemoryJournal
 from rotator.model import Action
+from rotator.rotation.engine import Engine
 from rotator.settings import Config
 from tests.support.faults import FaultProxy
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from rotator import audit, issuers
 from rotator.aws import Aws
-from rotator.engine import Engine
 from rotator.errors import ConfigError
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
 from rotator.kinds import REGISTRY
 from rotator.model import utcnow
+from rotator.rotation.engine import Engine
 from rotator.settings import Config, load_config, load_config_text
 
 

@@ -30,7 +30,7 @@ from rotator.model import (
     Shape,
 )
 from rotator.policy import Rule, format_duration
-from rotator.protocol import next_step
+from rotator.rotation.protocol import next_step
 
 # How many credentials of a kind IAM lets one user hold (per slot).
 LIMITS: dict[Kind, int] = {

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from rotator import audit
-from rotator.engine import Engine
 from rotator.journal import MemoryJournal
 from rotator.model import Action
 from rotator.progress import INVENTORY, WORK
+from rotator.rotation.engine import Engine
 from rotator.settings import Config, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 

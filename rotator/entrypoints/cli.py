@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 
 from rotator import app as application
-from rotator.emergency import Request
-from rotator.engine_report import Report
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
 from rotator.model import Kind, Outcome, utcnow
 from rotator.policy import parse_duration
+from rotator.rotation.emergency import Request
+from rotator.rotation.report import Report
 from rotator.settings import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -287,7 +287,7 @@ def demo(
 ) -> None:
     """Rotate access keys in a local sandbox (a moto server; no AWS account needed)."""
     try:
-        from rotator import sandbox
+        from rotator.entrypoints import sandbox
     except ImportError as exc:  # moto is the 'sandbox' extra
         err.print(f"[bold red]the sandbox needs moto:[/] pip install 'rotator[sandbox]' ({exc})")
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import disable_created_metrics
 
 from rotator import app as application
-from rotator.scheduler import Daemon
+from rotator.daemon.service import Daemon
 
 
 def run(path: Path, *, run_now: bool = False) -> int:

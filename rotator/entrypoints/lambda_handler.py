@@ -34,10 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from rotator import app as application
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
-from rotator.emergency import Request
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind, Outcome
 from rotator.policy import Duration
+from rotator.rotation.emergency import Request
 from rotator.settings import Config, LambdaSettings, lambda_settings
 
 LAMBDA_FAILED = "lambda.failed"

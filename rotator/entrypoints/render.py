@@ -19,10 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rotator.engine_report import Report, SweepResult
 from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
-from rotator.protocol import next_step
+from rotator.rotation.protocol import next_step
+from rotator.rotation.report import Report, SweepResult
 
 ACTION_STYLE = {
     Action.ROTATE: "bold green",

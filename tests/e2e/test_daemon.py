@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from rotator import app as application
+from rotator.daemon.jobs import scoped
 from rotator.model import Action
-from rotator.schedules import scoped
 from tests.support.cli import Cli
 from tests.support.daemon import Daemon, named
 from tests.support.faults import FaultPlan, FaultProxy

@@ -11,16 +11,16 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from rotator.aws import Aws
-from rotator.driver import Driver
 from rotator.journal.memory import MemoryJournal
 from rotator.kinds.base import CredentialKind, KindContext
 from rotator.model import Kind, Lease, Rotation, utcnow
 from rotator.policy import Rule
+from rotator.rotation.driver import Driver
+from rotator.rotation.steps import StepResult, Steps
 from rotator.rules import AnyRule
 from rotator.settings import RetrySettings, VerifySettings
 from rotator.sinks.base import SinkDocument, SinkKey
 from rotator.sinks.memory import MemorySink
-from rotator.steps import StepResult, Steps
 from tests.kinds.iam_stub import IamStub
 
 ACCOUNT = "123456789012"

@@ -17,10 +17,10 @@ from botocore.exceptions import ConnectionClosedError
 from cryptography.hazmat.primitives import serialization
 
 from rotator import audit, passwords
-from rotator.engine import Engine
-from rotator.engine_report import SweepResult
 from rotator.journal import MemoryJournal
 from rotator.model import Action, Outcome, RotationState, utcnow
+from rotator.rotation.engine import Engine
+from rotator.rotation.report import SweepResult
 from rotator.settings import Config, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 

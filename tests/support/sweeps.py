@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from rotator.engine_report import Report, SweepResult
 from rotator.model import Action, Decision, Kind, Outcome, Plan, Rotation, RotationState, Step
-from rotator.steps import StepResult
+from rotator.rotation.report import Report, SweepResult
+from rotator.rotation.steps import StepResult
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 ACCOUNT = "123456789012"

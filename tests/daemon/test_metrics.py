@@ -1,4 +1,4 @@
-"""rotator.metrics: what a sweep and the audit log's step events add to the registry."""
+"""rotator.daemon.metrics: what a sweep and the audit log's step events add to the registry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator import audit
-from rotator.metrics import Metrics, oldest_ages, rotation_outcomes
+from rotator.daemon.metrics import Metrics, oldest_ages, rotation_outcomes
 from rotator.model import (
     Action,
     Credential,

@@ -25,9 +25,9 @@ from rotator.errors import (
 )
 from rotator.journal.base import Journal
 from rotator.model import Outcome, Rotation, RotationState, Step
-from rotator.protocol import next_step
+from rotator.rotation.protocol import next_step
+from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import RetrySettings
-from rotator.steps import StepResult, Steps
 
 # Errors that fail a rotation (retrying cannot help).
 FAILING = (Permanent, Refused, SinkError, WrongIdentity)

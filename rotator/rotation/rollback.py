@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rotator.errors import Refused
 from rotator.model import Outcome, Rotation, RotationState, Status, Step
-from rotator.steps import StepResult, Steps, sink_key
+from rotator.rotation.steps import StepResult, Steps, sink_key
 
 
 class Rollback(Steps):

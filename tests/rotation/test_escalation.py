@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from rotator import audit
-from rotator.emergency import Request, escalate
-from rotator.engine import Engine
 from rotator.errors import InputError, LeaseLost, Refused
 from rotator.journal import MemoryJournal
 from rotator.model import Kind, Outcome, Rotation, RotationState, Step, utcnow
-from rotator.protocol import Due, next_step
+from rotator.rotation.emergency import Request, escalate
+from rotator.rotation.engine import Engine
+from rotator.rotation.protocol import Due, next_step
 from rotator.settings import Config, JournalSettings, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 

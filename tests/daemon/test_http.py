@@ -1,4 +1,4 @@
-"""rotator.health: the daemon's tiny HTTP endpoint, over a real socket."""
+"""rotator.daemon.http: the daemon's tiny HTTP endpoint, over a real socket."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rotator import health
+from rotator.daemon import http as health
 
 STATE: dict[str, Any] = {"healthy": True}
 

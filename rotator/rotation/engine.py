@@ -1,6 +1,6 @@
 """The engine: one sweep = reconcile + plan + advance what is due + start what the plan says.
 
-It knows the protocol (``rotator.protocol``) and the ports (journal, kinds, sinks) but no
+It knows the protocol (``rotator.rotation.protocol``) and the ports (journal, kinds, sinks) but no
 IAM details. Work on different holders runs concurrently under ``max_concurrency``; work
 on one rotation is serialised by its journal lease, so two sweeps (two processes, or a
 daemon and an emergency CLI call) never work the same credential at once.
@@ -18,9 +18,6 @@ from datetime import datetime, timedelta
 
 from rotator import audit
 from rotator.aws import Aws
-from rotator.driver import Driver
-from rotator.emergency import Request
-from rotator.engine_report import DEFERRED, Report, SweepResult, would
 from rotator.errors import (
     Conflict,
     LeaseLost,
@@ -44,15 +41,18 @@ from rotator.model import (
     new_id,
     utcnow,
 )
-from rotator.on_demand import OnDemand
 from rotator.planner import plan
 from rotator.policy import Rule
 from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
-from rotator.rechecks import changed_since_plan, still_blocked
-from rotator.session import Session, open_session
+from rotator.rotation.driver import Driver
+from rotator.rotation.emergency import Request
+from rotator.rotation.rechecks import changed_since_plan, still_blocked
+from rotator.rotation.report import DEFERRED, Report, SweepResult, would
+from rotator.rotation.requests import OnDemand
+from rotator.rotation.session import Session, open_session
+from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import Config
 from rotator.sinks import SecretSink, build_sink
-from rotator.steps import StepResult, Steps
 
 # Decisions that change something: a sweep out of time (Engine.sweep's time_left) starts
 # none of them and reports them with reason DEFERRED.

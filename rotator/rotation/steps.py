@@ -24,7 +24,7 @@ from rotator.model import (
     StepRecord,
 )
 from rotator.policy import Rule
-from rotator.protocol import emergency_deactivation_due, state_after_promote
+from rotator.rotation.protocol import emergency_deactivation_due, state_after_promote
 from rotator.sinks.base import SecretEntry, SecretSink, SinkKey
 
 

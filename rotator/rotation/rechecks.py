@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rotator.journal.base import Journal
 from rotator.model import SHAPES, Decision, Shape
-from rotator.session import Session
+from rotator.rotation.session import Session
 
 
 async def changed_since_plan(decision: Decision, sweep: Session, journal: Journal) -> str | None:

@@ -1,4 +1,4 @@
-"""rotator.cron and rotator.schedules: crontab read as cron reads it, one job per
+"""rotator.cron and rotator.daemon.jobs: crontab read as cron reads it, one job per
 schedule, and sweeps scoped to their rules. Pure: no scheduler runs."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.cron import cron_trigger, weekdays
+from rotator.daemon.jobs import jobs, run_now, scoped, trigger
 from rotator.errors import ConfigError
-from rotator.schedules import jobs, run_now, scoped, trigger
 from rotator.settings import Config, load_config
 
 THURSDAY = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # 2026-01-01 is a Thursday

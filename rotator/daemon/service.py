@@ -1,7 +1,7 @@
 """``rotator daemon`` at run time: scheduled sweeps, health, metrics, notifications,
 reload on SIGHUP and a clean drain on SIGTERM/SIGINT.
 
-APScheduler 3's ``AsyncIOScheduler`` fires one job per schedule (``rotator.schedules``),
+APScheduler 3's ``AsyncIOScheduler`` fires one job per schedule (``rotator.daemon.jobs``),
 each with ``coalesce``, ``max_instances=1``, jitter and a misfire grace time. A job does not
 run the sweep itself: it starts a task of ours and awaits it shielded, because APScheduler's
 ``shutdown`` cancels running coroutines even with ``wait=True``. Sweeps are serialised (one
@@ -28,13 +28,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
 from rotator import app as application
-from rotator import audit, health
-from rotator.engine_report import SweepResult
+from rotator import audit
+from rotator.daemon import http as health
+from rotator.daemon.jobs import RUN_NOW, Job, jobs, run_now, scoped, trigger
+from rotator.daemon.metrics import Metrics
+from rotator.daemon.notify import Notifier, describe
 from rotator.errors import ConfigError, RotatorError
-from rotator.metrics import Metrics
 from rotator.model import Inventory
-from rotator.notify import Notifier, describe
-from rotator.schedules import RUN_NOW, Job, jobs, run_now, scoped, trigger
+from rotator.rotation.report import SweepResult
 from rotator.settings import Config
 
 DAEMON_STARTED = "daemon.started"

@@ -13,7 +13,7 @@ An *emergency* rotation (a leaked credential) deactivates the old credential fir
 still PLANNED, then creates, verifies and promotes the new one; promotion then leads
 straight to DEACTIVATED, and the old credential is deleted ``delete_after`` (the hold)
 after the promotion. A rotation already under way when its old credential is reported
-leaked is *escalated* (``rotator.emergency.escalate``): it becomes an emergency, and its
+leaked is *escalated* (``rotator.rotation.emergency.escalate``): it becomes an emergency, and its
 next step is that deactivation, whatever step it had reached.
 """
 

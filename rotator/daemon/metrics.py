@@ -28,8 +28,8 @@ from prometheus_client import (
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import audit
-from rotator.engine_report import Report, SweepResult
 from rotator.model import Action, Inventory, Kind, Outcome, RotationState, Step
+from rotator.rotation.report import Report, SweepResult
 
 # Steps the driver times (``duration_ms``); plan and disable events carry no latency.
 TIMED_STEPS = frozenset(

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rotator import redaction
-from rotator.engine_report import Report, SweepResult
 from rotator.model import Action, Outcome, Step
+from rotator.rotation.report import Report, SweepResult
 
 # Category -> heading, in the order a message lists them.
 HEADINGS = {

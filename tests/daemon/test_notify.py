@@ -1,4 +1,4 @@
-"""rotator.notify: one message per sweep, one per owner, to a real local webhook and to
+"""rotator.daemon.notify: one message per sweep, one per owner, to a real local webhook and to
 SNS on the moto server; failures are logged as ``notify.failed`` and never raised."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from rotator.aws import Aws
-from rotator.model import Action, Outcome, Step
-from rotator.notify import Notifier
-from rotator.notify_summary import (
+from rotator.daemon.notify import Notifier
+from rotator.daemon.summary import (
     MAX_LINES,
     categories,
     owner_messages,
     summarise,
     sweep_message,
 )
+from rotator.model import Action, Outcome, Step
 from rotator.settings import NotifySettings
 from tests.support.moto import MotoSandbox
 from tests.support.sweeps import ACCOUNT, new_id, old_id, plain, rotated, sweep

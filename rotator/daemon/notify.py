@@ -1,6 +1,6 @@
 """Notifications after each sweep: a webhook (Slack-compatible JSON) and/or an SNS topic.
 
-``Notifier.sweep_finished`` builds the messages (``rotator.notify_summary``) and sends each
+``Notifier.sweep_finished`` builds the messages (``rotator.daemon.summary``) and sends each
 to every configured channel. Per-owner messages need the users' tags: the owner tag is read
 with ``ListUserTags`` for the few users whose credentials changed (the inventory fetches
 tags only for rules that select by tag). A failure to notify is logged as a
@@ -21,10 +21,7 @@ import aiohttp
 
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
-from rotator.engine_report import SweepResult
-from rotator.errors import NoSuchEntity, RotatorError
-from rotator.inventory import user_tags
-from rotator.notify_summary import (
+from rotator.daemon.summary import (
     Message,
     owner_messages,
     owner_users,
@@ -32,6 +29,9 @@ from rotator.notify_summary import (
     sweep_message,
     webhook_payload,
 )
+from rotator.errors import NoSuchEntity, RotatorError
+from rotator.inventory import user_tags
+from rotator.rotation.report import SweepResult
 from rotator.settings import NotifySettings
 
 NOTIFY_SENT = "notify.sent"

@@ -10,8 +10,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from rotator import audit
-from rotator.emergency import Request, choose, escalate, pick_rule
-from rotator.engine_report import Report, would
 from rotator.errors import InputError, Refused, RotatorError
 from rotator.kinds import CredentialKind
 from rotator.model import (
@@ -25,12 +23,14 @@ from rotator.model import (
     Step,
     new_id,
 )
-from rotator.rollback import Rollback
-from rotator.session import Session
-from rotator.steps import StepResult
+from rotator.rotation.emergency import Request, choose, escalate, pick_rule
+from rotator.rotation.report import Report, would
+from rotator.rotation.rollback import Rollback
+from rotator.rotation.session import Session
+from rotator.rotation.steps import StepResult
 
 if TYPE_CHECKING:
-    from rotator.engine import Engine
+    from rotator.rotation.engine import Engine
 
 
 class OnDemand:

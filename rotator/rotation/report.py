@@ -20,7 +20,7 @@ from rotator.model import (
     RotationState,
     Step,
 )
-from rotator.steps import StepResult
+from rotator.rotation.steps import StepResult
 
 # The reason of a decision a sweep out of time did not start (Engine.sweep's time_left).
 DEFERRED = "deferred: too little time left in this run; the next sweep does it"

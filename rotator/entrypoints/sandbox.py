@@ -23,9 +23,9 @@ from moto.server import ThreadedMotoServer
 from rich.console import Console
 
 from rotator import app as application
-from rotator.engine_report import SweepResult
 from rotator.entrypoints import render
 from rotator.model import Plan
+from rotator.rotation.report import SweepResult
 
 POLICY = """\
 # The sandbox policy: every duration is zero, so one sweep runs the whole cycle
