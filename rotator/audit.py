@@ -31,9 +31,14 @@ from rotator.model import Decision, Outcome, Rotation, Step
 SWEEP_STARTED = "sweep.started"
 SWEEP_FINISHED = "sweep.finished"
 ROTATION_STEP = "rotation.step"
-PLAN_DECISION = "plan.decision"
-NOTICE = "rotator.notice"
 ROTATION_ESCALATED = "rotation.escalated"  # an operator's emergency took over a rotation
+# Named events that replaced the catch-all ``rotator.notice`` (see CHANGELOG.md):
+ROTATION_WAITING = "rotation.waiting"  # another worker holds the lease (holder, until when)
+ROTATION_LEASE_LOST = "rotation.lease_lost"  # our lease was taken over mid-rotation: stopped
+ROTATION_DEFERRED = "rotation.deferred"  # too little time left in this run; next sweep does it
+LEASE_RELEASE_FAILED = "lease.release_failed"  # giving a lease back failed; it simply expires
+DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on
+INVENTORY_REPORT_UNAVAILABLE = "inventory.report_unavailable"  # listing per user instead
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 

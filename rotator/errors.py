@@ -14,6 +14,9 @@ that made the call, into one of these; the engine reasons only about this tree::
     ├── VerificationFailed     a new credential did not work (yet) as its user
     │   └── WrongIdentity      it authenticated, but as someone else (permanent)
     ├── Refused                going on would break an invariant (e.g. delete an active key)
+    │   ├── ProtocolViolation  a step tried to journal a state its protocol row does not allow
+    │   ├── IncompleteRecord   a rotation record lacks a field its state guarantees
+    │   └── RuleGone           the rule that started a rotation is no longer in the policy
     ├── SinkError              a secret could not be stored or read
     └── JournalError
         ├── Conflict           an active rotation already exists for that credential
@@ -105,6 +108,39 @@ class Refused(RotatorError):
     """Going on would break one of rotator's invariants; a human must look."""
 
 
+class ProtocolViolation(Refused):
+    """A step tried to leave a rotation in a state its protocol row does not allow (a bug):
+    nothing is written, and the rotation fails with this reason."""
+
+    def __init__(self, rotation_id: str, step: str, state: str) -> None:
+        self.rotation_id = rotation_id
+        super().__init__(
+            f"rotation {rotation_id}: step {step} may not leave it {state} (protocol table)"
+        )
+
+
+class IncompleteRecord(Refused):
+    """A rotation record lacks a field its state guarantees (hand-edited, or a bug)."""
+
+    def __init__(self, rotation_id: str, state: str, field: str) -> None:
+        self.rotation_id = rotation_id
+        super().__init__(f"rotation {rotation_id} is {state} but has no {field}")
+
+
+class RuleGone(Refused):
+    """The rule that started a rotation was removed from (or renamed in) the policy:
+    rotator no longer knows the rotation's sink. The message says what to do."""
+
+    def __init__(self, rotation_id: str, rule: str, *, emergency: bool) -> None:
+        self.rotation_id = rotation_id
+        self.rule = rule
+        if emergency:  # a rollback would reactivate the leaked credential: never advise it
+            advice = f"restore it so that emergency rotation {rotation_id} can finish"
+        else:
+            advice = f"restore it, or `rotator rollback {rotation_id}`"
+        super().__init__(f"rule {rule!r} was removed from the policy: {advice}")
+
+
 class SinkError(RotatorError):
     """A secret could not be written to or read from its sink."""
 
@@ -122,10 +158,20 @@ class Conflict(JournalError):
 
 
 class LeaseLost(JournalError):
-    """Another worker holds or took the lease on a rotation: this worker must stop."""
+    """Another worker holds or took the lease on a rotation: this worker must stop.
+    ``holder`` and ``until`` say who holds it and until when (ISO 8601), when known."""
 
-    def __init__(self, rotation_id: str, detail: str = "") -> None:
+    def __init__(
+        self,
+        rotation_id: str,
+        detail: str = "",
+        *,
+        holder: str | None = None,
+        until: str | None = None,
+    ) -> None:
         self.rotation_id = rotation_id
+        self.holder = holder
+        self.until = until
         super().__init__(f"lease on {rotation_id} lost" + (f": {detail}" if detail else ""))
 
 

@@ -188,7 +188,8 @@ async def _report(iam: IamClient) -> CredentialReport | None:
         return await credential_report.fetch(iam)
     except ReportUnavailable as exc:
         audit.get_logger().warning(
-            audit.NOTICE, reason=f"credential report unavailable, listing per user: {exc}"
+            audit.INVENTORY_REPORT_UNAVAILABLE,
+            reason=f"credential report unavailable, listing per user: {exc}",
         )
         return None
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
+from rotator.errors import RuleGone
 from rotator.model import (
     ACCOUNT_HELD,
     SHAPES,
@@ -80,7 +81,8 @@ def plan(
 
 def _in_flight(rotation: Rotation, rules: Sequence[Rule], now: datetime) -> Decision:
     due = next_step(rotation)
-    assert due is not None
+    if due is None:  # cannot be: finished rotations are not in flight
+        raise ValueError(f"rotation {rotation.rotation_id} is {rotation.state}: not in flight")
     make = partial(
         Decision,
         account=rotation.account,
@@ -92,12 +94,9 @@ def _in_flight(rotation: Rotation, rules: Sequence[Rule], now: datetime) -> Deci
         rotation_id=rotation.rotation_id,
         due_at=due.at,
     )
-    if not rotation.emergency and not any(r.name == rotation.rule for r in rules):
-        return make(
-            action=Action.BLOCK,
-            reason=f"rule {rotation.rule!r} that started this rotation is no longer in the "
-            f"policy; restore it or roll the rotation back (next step: {due.step})",
-        )
+    if not any(r.name == rotation.rule for r in rules):
+        gone = RuleGone(rotation.rotation_id, rotation.rule, emergency=rotation.emergency)
+        return make(action=Action.BLOCK, reason=f"{gone} (next step: {due.step})")
     if due.ready(now):
         reason = f"rotation {rotation.rotation_id} in state {rotation.state}: {due.step} is due"
         if rotation.held_since is not None:

@@ -206,11 +206,25 @@ def test_rotations_in_flight_are_advanced_when_due(rotation, action, reason_has)
     assert reason_has in decision.reason
 
 
-def test_a_rotation_whose_rule_was_removed_is_blocked_with_that_reason() -> None:
+def test_a_rotation_whose_rule_was_removed_is_blocked_with_what_to_do() -> None:
     rotation = _rotation(RotationState.VERIFIED)
     decisions = plan(inventory(), [rule(name="other")], (rotation,), NOW).decisions
     assert decisions[0].action is Action.BLOCK
-    assert "no longer in the policy" in decisions[0].reason
+    rid = rotation.rotation_id
+    assert f"was removed from the policy: restore it, or `rotator rollback {rid}`" in (
+        decisions[0].reason
+    )
+
+
+def test_an_emergency_whose_rule_was_removed_is_blocked_and_never_told_to_roll_back() -> None:
+    """A rollback would reactivate the leaked credential."""
+    rotation = _rotation(RotationState.DEACTIVATED).evolve(emergency=True)
+    decisions = plan(inventory(), [rule(name="other")], (rotation,), NOW).decisions
+    assert decisions[0].action is Action.BLOCK
+    assert "was removed from the policy: restore it so that emergency rotation" in (
+        decisions[0].reason
+    )
+    assert "rollback" not in decisions[0].reason
 
 
 # -- properties -----------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from prometheus_client import (
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import audit
-from rotator.model import Action, Inventory, Kind, Outcome, RotationState, Step
-from rotator.rotation.report import Report, SweepResult
+from rotator.model import Inventory, Kind, Step
+from rotator.rotation.report import Report, Result, SweepResult
 
 # Steps the driver times (``duration_ms``); plan and disable events carry no latency.
 TIMED_STEPS = frozenset(
@@ -37,22 +37,27 @@ TIMED_STEPS = frozenset(
 ) | {str(Step.ROLLBACK)}
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 SWEEP_RESULTS = ("ok", "problems", "crashed")
-_COUNTED = (Outcome.FAILED, Outcome.HELD, Outcome.BLOCKED, Outcome.RETRY)
+# Results counted in ``rotator_rotations_total`` (each under its own name).
+_COUNTED = frozenset(
+    {
+        Result.COMPLETED,
+        Result.DISABLED,
+        Result.FAILED,
+        Result.HELD,
+        Result.BLOCKED,
+        Result.RETRY,
+        Result.WAITING,
+    }
+)
 
 
 def rotation_outcomes(report: Report) -> list[str]:
-    """What one report adds to ``rotator_rotations_total``: ``started``, ``completed``,
-    ``failed``, ``held``, ``blocked``, ``retry`` or ``disabled`` (zero or more)."""
-    found: list[str] = []
-    action = report.decision.action
-    if action is Action.ROTATE and report.steps:
-        found.append("started")
-    if report.state is RotationState.COMPLETED and report.steps:
-        found.append("completed")
-    if action is Action.DISABLE and report.outcome is Outcome.DONE:
-        found.append("disabled")
-    if report.outcome in _COUNTED:
-        found.append(str(report.outcome))
+    """What one report adds to ``rotator_rotations_total``: ``started`` if the sweep began
+    the rotation, and its result if it is one of ``completed``, ``disabled``, ``failed``,
+    ``held``, ``blocked``, ``retry`` or ``waiting``."""
+    found = ["started"] if report.began else []
+    if report.result in _COUNTED:
+        found.append(str(report.result))
     return found
 
 
@@ -80,7 +85,7 @@ class Metrics:
         self.rotations = Counter(
             "rotator_rotations",
             "Rotation outcomes per sweep, by kind: started, completed, failed, held, blocked, "
-            "retry, disabled.",
+            "retry, waiting, disabled.",
             ["kind", "outcome"],
             registry=r,
         )
@@ -152,8 +157,8 @@ class Metrics:
             kind = str(report.decision.kind)
             for outcome in rotation_outcomes(report):
                 self.rotations.labels(kind, outcome).inc()
-            held[kind] += report.outcome is Outcome.HELD
-            blocked[kind] += report.outcome is Outcome.BLOCKED
+            held[kind] += report.result is Result.HELD
+            blocked[kind] += report.result is Result.BLOCKED
         for kind in {str(r.decision.kind) for r in result.reports} | _known(self.held):
             self.held.labels(kind).set(held[kind])
             self.blocked.labels(kind).set(blocked[kind])

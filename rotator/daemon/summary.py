@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rotator import redaction
-from rotator.model import Action, Outcome, Step
-from rotator.rotation.report import Report, SweepResult
+from rotator.model import Outcome, Step
+from rotator.rotation.report import Report, Result, SweepResult
 
 # Category -> heading, in the order a message lists them.
 HEADINGS = {
@@ -26,12 +26,13 @@ HEADINGS = {
     "blocked": "Blocked (a human must act)",
     "failed": "Failed",
     "retry": "Will retry (transient error)",
+    "waiting": "Waiting (another worker holds the rotation)",
 }
 HEADLINE = ("rotated", "held", "blocked", "failed")  # always counted in the first line
 CHANGES = frozenset({"rotated", "retired", "disabled"})
 MAX_LINES = 25  # per category; the rest is counted
-_STATUS = {Outcome.HELD: "held", Outcome.BLOCKED: "blocked", Outcome.FAILED: "failed"}
-_STATUS |= {Outcome.RETRY: "retry"}
+_STATUS = {Result.HELD: "held", Result.BLOCKED: "blocked", Result.FAILED: "failed"}
+_STATUS |= {Result.RETRY: "retry", Result.WAITING: "waiting"}
 
 
 def _done(report: Report, step: Step) -> bool:
@@ -46,10 +47,10 @@ def categories(report: Report) -> list[str]:
         found.append("rotated")
     elif _done(report, Step.DEACTIVATE) or _done(report, Step.DELETE):
         found.append("retired")
-    elif report.decision.action is Action.DISABLE and report.outcome is Outcome.DONE:
+    elif report.result is Result.DISABLED:
         found.append("disabled")
-    if report.outcome in _STATUS:
-        found.append(_STATUS[report.outcome])
+    if report.result in _STATUS:
+        found.append(_STATUS[report.result])
     return found
 
 

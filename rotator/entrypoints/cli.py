@@ -16,7 +16,7 @@ from rotator import app as application
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
-from rotator.model import Kind, Outcome, utcnow
+from rotator.model import Kind, utcnow
 from rotator.policy import parse_duration
 from rotator.rotation.emergency import Request
 from rotator.rotation.report import Report
@@ -234,10 +234,7 @@ def rotate(
         render.print_json(out, report.as_dict())
     else:
         out.print(render.report_line(report), highlight=False)
-    failed = report.outcome in (Outcome.FAILED, Outcome.RETRY, Outcome.BLOCKED)
-    raise typer.Exit(
-        EXIT_FAILED if failed or (report.rotation_id is None and not dry_run) else EXIT_OK
-    )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
 journal_cli = typer.Typer(help="The journal of rotations.", no_args_is_help=True)

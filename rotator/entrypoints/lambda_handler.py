@@ -35,7 +35,7 @@ from rotator import app as application
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
-from rotator.model import Kind, Outcome
+from rotator.model import Kind
 from rotator.policy import Duration
 from rotator.rotation.emergency import Request
 from rotator.settings import Config, LambdaSettings, lambda_settings
@@ -133,9 +133,7 @@ async def _run(
             # An escalation waits for a busy worker no longer than the invocation can.
             patience=None if budget is None else timedelta(seconds=max(0.0, budget())),
         )
-    failed = report.outcome in (Outcome.FAILED, Outcome.RETRY, Outcome.BLOCKED)
-    ok = not failed and (report.rotation_id is not None or command.dry_run)
-    return {"mode": "rotate", "ok": ok, **report.as_dict()}
+    return {"mode": "rotate", "ok": report.ok, **report.as_dict()}
 
 
 def _failed(exc: Exception) -> dict[str, Any]:

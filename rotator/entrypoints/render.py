@@ -19,10 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
+from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.protocol import next_step
-from rotator.rotation.report import Report, SweepResult
+from rotator.rotation.report import Report, Result, SweepResult
 
 ACTION_STYLE = {
     Action.ROTATE: "bold green",
@@ -33,14 +33,25 @@ ACTION_STYLE = {
     Action.EXCLUDE: "yellow",
     Action.DISABLE: "magenta",
 }
-OUTCOME_STYLE = {
-    Outcome.DONE: "green",
-    Outcome.ALREADY_DONE: "green",
-    Outcome.HELD: "yellow",
-    Outcome.RETRY: "yellow",
-    Outcome.FAILED: "bold red",
-    Outcome.BLOCKED: "bold red",
-    Outcome.DRY_RUN: "cyan",
+RESULT_STYLE = {
+    Result.ROTATED: "bold green",
+    Result.COMPLETED: "green",
+    Result.ADVANCED: "green",
+    Result.DISABLED: "magenta",
+    Result.ROLLED_BACK: "green",
+    Result.HELD: "yellow",
+    Result.BLOCKED: "bold red",
+    Result.FAILED: "bold red",
+    Result.RETRY: "yellow",
+    Result.WAITING: "yellow",
+    Result.DEFERRED: "cyan",
+    Result.STALE: "dim",
+    Result.NOT_DUE: "cyan",
+    Result.SKIPPED: "dim",
+    Result.EXCLUDED: "yellow",
+    Result.WOULD_ROTATE: "cyan",
+    Result.WOULD_ADVANCE: "cyan",
+    Result.WOULD_DISABLE: "cyan",
 }
 
 
@@ -79,13 +90,12 @@ def sweep_table(result: SweepResult) -> Table:
     for column in ("user", "kind", "action", "state", "outcome", "steps", "detail"):
         table.add_column(column, overflow="fold")
     for r in result.reports:
-        outcome = r.outcome
         table.add_row(
             r.decision.user,
             str(r.decision.kind),
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
             str(r.state or ""),
-            f"[{OUTCOME_STYLE[outcome]}]{outcome}[/]" if outcome else "",
+            f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
             " ".join(f"{s.step}" for s in r.steps),
             r.reason,
         )
@@ -204,7 +214,9 @@ def report_line(report: Report) -> str:
     d = report.decision
     steps = " ".join(f"{s.step}:{s.outcome}" for s in report.steps) or "no steps"
     state = f"{report.rotation_id} {report.state}" if report.rotation_id else "not started"
-    return f"{d.user} {d.kind} {d.credential_id}: {state} ({steps}) — {report.reason}"
+    return (
+        f"{d.user} {d.kind} {d.credential_id}: {report.result}, {state} ({steps}) — {report.reason}"
+    )
 
 
 @contextmanager

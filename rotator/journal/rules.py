@@ -81,6 +81,8 @@ def acquired(stored: Record, owner: str, ttl: timedelta, now: datetime) -> Recor
         raise LeaseLost(
             current.rotation_id,
             f"held by {lease.owner} until {lease.expires_at.isoformat()}",
+            holder=lease.owner,
+            until=lease.expires_at.isoformat(),
         )
     new_lease = Lease(owner=owner, expires_at=now + ttl, fence=fence)
     return rotation_to_record(current.evolve(lease=new_lease, version=current.version + 1))

@@ -4,6 +4,10 @@ Before each step the lease is renewed; a transient error is retried with capped
 exponential backoff (steps are idempotent, and each retry starts from the journal's current
 record); a permanent error fails the rotation; every outcome is journalled and audited. A
 lost lease stops the work at once: another worker owns the rotation now.
+
+The protocol table is authoritative: each step runs as its row of ``protocol.TABLE``, and a
+step that leaves the rotation in a state its row does not allow fails the rotation
+(``ProtocolViolation``) instead of being believed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rotator import audit
 from rotator.errors import (
     LeaseLost,
     Permanent,
+    ProtocolViolation,
     Refused,
     RotatorError,
     SinkError,
@@ -24,8 +29,8 @@ from rotator.errors import (
     WrongIdentity,
 )
 from rotator.journal.base import Journal
-from rotator.model import Outcome, Rotation, RotationState, Step
-from rotator.rotation.protocol import next_step
+from rotator.model import Outcome, Rotation, RotationState
+from rotator.rotation.protocol import Transition, next_step
 from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import RetrySettings
 
@@ -59,7 +64,7 @@ class Driver:
         try:
             while (due := next_step(rotation)) is not None and due.ready(self.clock()):
                 rotation = await self.reacquire(rotation)
-                result = await self.run_step(steps, rotation, due.step)
+                result = await self.run_step(steps, rotation, due.transition)
                 done.append(result)
                 rotation = result.rotation
                 if not result.advanced:
@@ -68,12 +73,13 @@ class Driver:
             await self.release(rotation)
         return rotation, done
 
-    async def run_step(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
-        """Run one step (with retries), then audit and journal its outcome."""
+    async def run_step(self, steps: Steps, rotation: Rotation, row: Transition) -> StepResult:
+        """Run the step of protocol row ``row`` (with retries), then audit and journal its
+        outcome."""
         started = time.monotonic()
-        result = await self._attempt(steps, rotation, step)
+        result = await self._attempt(steps, rotation, row)
         audit.step_event(
-            step,
+            row.step,
             result.outcome,
             rotation=result.rotation,
             credential_id=result.credential_id,
@@ -83,11 +89,15 @@ class Driver:
         await self.journal.record_step(result.record(audit.current("run_id")))
         return result
 
-    async def _attempt(self, steps: Steps, rotation: Rotation, step: Step) -> StepResult:
+    async def _attempt(self, steps: Steps, rotation: Rotation, row: Transition) -> StepResult:
+        step = row.step
         delay = self.retry.initial_delay.total_seconds()
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                return await steps.run(rotation, step)
+                result = await steps.run(rotation, row)
+                if not row.allows(result.rotation.state):
+                    raise ProtocolViolation(rotation.rotation_id, row.name, result.rotation.state)
+                return result
             except Transient as exc:
                 rotation = await self.reacquire(rotation)
                 if attempt == self.retry.attempts:
@@ -108,7 +118,12 @@ class Driver:
                 return StepResult(
                     rotation=failed, step=step, outcome=Outcome.FAILED, reason=str(exc)
                 )
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise ValueError(f"retry.attempts must be at least 1, not {self.retry.attempts}")
+
+    async def take(self, rotation_id: str) -> Rotation:
+        """The journal's record of ``rotation_id`` with this worker holding its lease.
+        Raises ``LeaseLost`` (another worker holds it) or ``NotFound``."""
+        return await self.journal.acquire(rotation_id, self.owner, self.lease_ttl, self.clock())
 
     async def reacquire(self, rotation: Rotation) -> Rotation:
         """The journal's current record with our lease renewed (a failed step may have
@@ -133,8 +148,9 @@ class Driver:
                 if not waiting:
                     waiting = True
                     audit.get_logger().info(
-                        audit.NOTICE,
+                        audit.ROTATION_WAITING,
                         rotation_id=rotation_id,
+                        patience_s=patience.total_seconds(),
                         reason=f"waiting up to {patience} for another worker: {exc}",
                     )
             await asyncio.sleep(0.2)
@@ -145,7 +161,7 @@ class Driver:
             await self.journal.release(rotation)
         except RotatorError as exc:
             audit.get_logger().warning(
-                audit.NOTICE, rotation_id=rotation.rotation_id, reason=str(exc)
+                audit.LEASE_RELEASE_FAILED, rotation_id=rotation.rotation_id, reason=str(exc)
             )
 
 

@@ -1,7 +1,9 @@
-"""The rotation protocol as data: which step a rotation takes next, and when it is due.
+"""The rotation protocol as data: which step a rotation takes next, when it is due, and
+which states that step may leave it in.
 
-Pure functions over ``Rotation``; the engine performs what they decide. A normal
-rotation runs::
+``TABLE`` is authoritative: ``next_step`` reads it, the steps may journal only the states
+their row allows (``Steps`` checks every write), and the driver refuses a step that reports
+any other state. A normal rotation runs::
 
     PLANNED/CREATING --create--> CREATED --verify--> VERIFIED --promote--> PROMOTED
         --deactivate (promoted_at + deactivate_after)--> DEACTIVATED
@@ -9,83 +11,155 @@ rotation runs::
 
 A rotation with no old credential to retire is COMPLETED at promotion.
 
-An *emergency* rotation (a leaked credential) deactivates the old credential first, while
-still PLANNED, then creates, verifies and promotes the new one; promotion then leads
-straight to DEACTIVATED, and the old credential is deleted ``delete_after`` (the hold)
-after the promotion. A rotation already under way when its old credential is reported
-leaked is *escalated* (``rotator.rotation.emergency.escalate``): it becomes an emergency, and its
-next step is that deactivation, whatever step it had reached.
+An *emergency* rotation (a leaked credential) takes the first row: it deactivates the old
+credential first, whatever state it is in (PLANNED for a new emergency; any state up to
+PROMOTED for a rotation *escalated* part-way, see ``rotator.rotation.emergency.escalate``),
+then goes on from where it was; promotion then leads straight to DEACTIVATED, and the old
+credential is deleted ``delete_after`` (the hold) after the promotion.
+
+Any step may end a rotation FAILED (a permanent error; the driver journals it). An
+operator's rollback is the last row: it is never *due*, only asked for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from rotator.model import Rotation, RotationState, Step
 
-# state -> (the step that leaves it, the state that step reaches)
-TRANSITIONS: dict[RotationState, tuple[Step, RotationState]] = {
-    RotationState.PLANNED: (Step.CREATE, RotationState.CREATED),
-    RotationState.CREATING: (Step.CREATE, RotationState.CREATED),
-    RotationState.CREATED: (Step.VERIFY, RotationState.VERIFIED),
-    RotationState.VERIFIED: (Step.PROMOTE, RotationState.PROMOTED),
-    RotationState.PROMOTED: (Step.DEACTIVATE, RotationState.DEACTIVATED),
-    RotationState.DEACTIVATED: (Step.DELETE, RotationState.COMPLETED),
-}
+S = RotationState
+
+_BEFORE_DEACTIVATION = frozenset({S.PLANNED, S.CREATING, S.CREATED, S.VERIFIED, S.PROMOTED})
 
 
 @dataclass(frozen=True, kw_only=True)
-class Due:
-    """The next step of a rotation and the earliest time it may run."""
+class Transition:
+    """One row of the protocol: ``step`` leaves any of ``leaves`` when ``applies`` holds,
+    is due at ``due``, and may leave the rotation in one of ``reaches`` (or FAILED)."""
 
+    name: str
     step: Step
-    at: datetime
+    leaves: frozenset[RotationState]
+    reaches: frozenset[RotationState]
+    applies: Callable[[Rotation], bool] = lambda _r: True
+    due: Callable[[Rotation], datetime] = lambda r: r.updated_at
 
-    def ready(self, now: datetime) -> bool:
-        return self.at <= now
-
-
-def next_step(rotation: Rotation) -> Due | None:
-    """The step a rotation takes next and when, or None if it is finished."""
-    if rotation.state.finished:
-        return None
-    if emergency_deactivation_due(rotation):
-        return Due(step=Step.DEACTIVATE, at=rotation.created_at)
-    step, _ = TRANSITIONS[rotation.state]
-    if step is Step.DEACTIVATE:
-        assert rotation.promoted_at is not None
-        return Due(step=step, at=rotation.promoted_at + rotation.deactivate_after)
-    if step is Step.DELETE:
-        assert rotation.deactivated_at is not None
-        since = rotation.deactivated_at
-        if rotation.emergency and rotation.promoted_at is not None:
-            since = max(since, rotation.promoted_at)  # the hold runs from the promotion
-        return Due(step=step, at=since + rotation.delete_after)
-    return Due(step=step, at=rotation.updated_at)
+    def allows(self, state: RotationState) -> bool:
+        """Whether this step may leave a rotation in ``state``."""
+        return state in self.reaches or state is S.FAILED
 
 
-def emergency_deactivation_due(rotation: Rotation) -> bool:
-    """True if an emergency rotation has yet to deactivate the leaked credential. That is
-    its first step; a rotation escalated to an emergency part-way (``escalate``) takes it
-    next, whatever step it had reached."""
+def _leaked_still_active(rotation: Rotation) -> bool:
     return (
         rotation.emergency
-        and rotation.state in _BEFORE_DEACTIVATION
         and rotation.old_credential_id is not None
         and rotation.deactivated_at is None
     )
 
 
-_BEFORE_DEACTIVATION = frozenset(
-    {
-        RotationState.PLANNED,
-        RotationState.CREATING,
-        RotationState.CREATED,
-        RotationState.VERIFIED,
-        RotationState.PROMOTED,
-    }
+def _deactivate_due(rotation: Rotation) -> datetime:
+    if rotation.promoted_at is None:  # cannot be: PROMOTED is journalled with promoted_at
+        raise ValueError(f"rotation {rotation.rotation_id} is promoted without promoted_at")
+    return rotation.promoted_at + rotation.deactivate_after
+
+
+def _delete_due(rotation: Rotation) -> datetime:
+    since = rotation.deactivated_at or rotation.updated_at
+    if rotation.emergency and rotation.promoted_at is not None:
+        since = max(since, rotation.promoted_at)  # the hold runs from the promotion
+    return since + rotation.delete_after
+
+
+EMERGENCY_DEACTIVATE = Transition(
+    name="emergency-deactivate",
+    step=Step.DEACTIVATE,
+    leaves=_BEFORE_DEACTIVATION,
+    # The rotation stays where it was (now with deactivated_at), except that a promoted
+    # one has nothing left but the deletion.
+    reaches=frozenset({S.PLANNED, S.CREATING, S.CREATED, S.VERIFIED, S.DEACTIVATED}),
+    applies=_leaked_still_active,
+    due=lambda r: r.created_at,
 )
+CREATE = Transition(
+    name="create",
+    step=Step.CREATE,
+    leaves=frozenset({S.PLANNED, S.CREATING}),
+    reaches=frozenset({S.CREATING, S.CREATED}),
+)
+VERIFY = Transition(
+    name="verify",
+    step=Step.VERIFY,
+    leaves=frozenset({S.CREATED}),
+    reaches=frozenset({S.CREATED, S.VERIFIED}),
+)
+PROMOTE = Transition(
+    name="promote",
+    step=Step.PROMOTE,
+    leaves=frozenset({S.VERIFIED}),
+    reaches=frozenset({S.PROMOTED, S.DEACTIVATED, S.COMPLETED}),
+)
+DEACTIVATE = Transition(
+    name="deactivate",
+    step=Step.DEACTIVATE,
+    leaves=frozenset({S.PROMOTED}),
+    reaches=frozenset({S.PROMOTED, S.DEACTIVATED, S.COMPLETED}),
+    due=_deactivate_due,
+)
+DELETE = Transition(
+    name="delete",
+    step=Step.DELETE,
+    leaves=frozenset({S.DEACTIVATED}),
+    reaches=frozenset({S.DEACTIVATED, S.COMPLETED}),
+    due=_delete_due,
+)
+ROLLBACK = Transition(
+    name="rollback",
+    step=Step.ROLLBACK,
+    # Any rotation that promoted a new credential (checked by the rollback itself).
+    leaves=frozenset({S.PROMOTED, S.DEACTIVATED, S.COMPLETED, S.FAILED, S.ROLLED_BACK}),
+    reaches=frozenset({S.ROLLED_BACK}),
+)
+
+# In order: the first row that leaves a rotation's state and applies is its next step.
+TABLE: tuple[Transition, ...] = (EMERGENCY_DEACTIVATE, CREATE, VERIFY, PROMOTE, DEACTIVATE, DELETE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Due:
+    """The next step of a rotation, the row it follows, and the earliest time it may run."""
+
+    transition: Transition
+    at: datetime
+
+    @property
+    def step(self) -> Step:
+        return self.transition.step
+
+    def ready(self, now: datetime) -> bool:
+        return self.at <= now
+
+
+def transition(rotation: Rotation) -> Transition | None:
+    """The row a rotation follows next, or None if it is finished."""
+    if rotation.state.finished:
+        return None
+    for row in TABLE:
+        if rotation.state in row.leaves and row.applies(rotation):
+            return row
+    return None
+
+
+def next_step(rotation: Rotation) -> Due | None:
+    """The step a rotation takes next and when, or None if it is finished."""
+    row = transition(rotation)
+    return None if row is None else Due(transition=row, at=row.due(rotation))
+
+
+def emergency_deactivation_due(rotation: Rotation) -> bool:
+    """True if an emergency rotation has yet to deactivate the leaked credential."""
+    return transition(rotation) is EMERGENCY_DEACTIVATE
 
 
 def state_after_promote(rotation: Rotation) -> RotationState:

@@ -1,5 +1,10 @@
-"""What a sweep did, per decision and in total: the engine's return value, which the CLI,
-the daemon's metrics and the Lambda handler render."""
+"""What a sweep (or an operator's request) did, per decision and in total.
+
+``Result`` is the one vocabulary for what happened to a decision. It is set once, where a
+``Report`` is built; the sweep's counts, the CLI's and the Lambda's exit logic, the
+daemon's metrics and the notification summary all read that field. Reasons are for people:
+no code compares them.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from rotator import audit
 from rotator.model import (
-    Action,
     Decision,
     Inventory,
     Outcome,
@@ -22,48 +27,132 @@ from rotator.model import (
 )
 from rotator.rotation.steps import StepResult
 
-# The reason of a decision a sweep out of time did not start (Engine.sweep's time_left).
-DEFERRED = "deferred: too little time left in this run; the next sweep does it"
 
-# Outcomes after which a sweep exits non-zero (something failed or needs a human).
-_BAD = frozenset({Outcome.FAILED, Outcome.BLOCKED, Outcome.RETRY})
+class Result(StrEnum):
+    """What happened to one decision."""
+
+    ROTATED = "rotated"  # a new credential was made and promoted; the old one retires later
+    COMPLETED = "completed"  # a rotation finished (its old credential is gone)
+    ADVANCED = "advanced"  # a rotation in flight took its due steps; more are due later
+    DISABLED = "disabled"  # a credential unused for too long was taken out of service
+    ROLLED_BACK = "rolled-back"  # an operator put the old credential back
+    HELD = "held"  # not safe yet (old credential still in use); retried next sweep
+    BLOCKED = "blocked"  # rotator will not go on without a human; the reason says what to do
+    FAILED = "failed"  # a permanent error; the reason carries the error code
+    RETRY = "retry"  # a transient error; the next sweep tries again
+    WAITING = "waiting"  # another worker holds the rotation's lease (holder, until when)
+    DEFERRED = "deferred"  # out of time in this run (a Lambda's budget); the next sweep does it
+    STALE = "stale"  # the plan no longer held when acted on: another worker got there first
+    NOT_DUE = "not-due"  # a rotation in flight whose next step is due later
+    SKIPPED = "skipped"  # nothing to do: not due, or nothing to rotate
+    EXCLUDED = "excluded"  # the rule excludes this holder
+    WOULD_ROTATE = "would-rotate"  # dry run: a rotation would start
+    WOULD_ADVANCE = "would-advance"  # dry run: a rotation in flight would take its due step
+    WOULD_DISABLE = "would-disable"  # dry run: an unused credential would be disabled
+
+    @property
+    def ok(self) -> bool:
+        """False for results after which a run exits non-zero: something failed, needs a
+        human, or must be retried. WAITING is ok: the work is in another live worker's
+        hands (a replica, a daemon beside a cron job) and reported with its holder."""
+        return self not in _NOT_OK
+
+    @property
+    def changed(self) -> bool:
+        """True if the decision changed something in IAM or a sink."""
+        return self in _CHANGED
+
+
+_NOT_OK = frozenset({Result.FAILED, Result.BLOCKED, Result.RETRY})
+_CHANGED = frozenset(
+    {Result.ROTATED, Result.COMPLETED, Result.ADVANCED, Result.DISABLED, Result.ROLLED_BACK}
+)
+# A step outcome that stops a rotation, and the result it gives the decision.
+_STOPPED_BY = {
+    Outcome.FAILED: Result.FAILED,
+    Outcome.RETRY: Result.RETRY,
+    Outcome.HELD: Result.HELD,
+    Outcome.BLOCKED: Result.BLOCKED,
+}
+
+
+def driven(rotation: Rotation, done: Sequence[StepResult]) -> Result:
+    """The result of driving ``rotation`` through the steps in ``done``."""
+    last = done[-1] if done else None
+    if last is not None and last.outcome in _STOPPED_BY:
+        return _STOPPED_BY[last.outcome]
+    if rotation.state is RotationState.COMPLETED:
+        return Result.COMPLETED
+    if rotation.state is RotationState.ROLLED_BACK:
+        return Result.ROLLED_BACK
+    if any(s.step is Step.PROMOTE for s in done):
+        return Result.ROTATED
+    return Result.ADVANCED if done else Result.NOT_DUE
 
 
 @dataclass(frozen=True, kw_only=True)
 class Report:
-    """What one sweep did about one decision."""
+    """What was done about one decision. ``began`` is True if this run journalled a new
+    rotation; ``error`` is the AWS (or rotator) error code of a failure, if any."""
 
     decision: Decision
+    result: Result
     reason: str
     rotation_id: str | None = None
     state: RotationState | None = None
-    outcome: Outcome | None = None
     steps: tuple[StepResult, ...] = ()
+    began: bool = False
+    error: str | None = None
 
     @classmethod
     def of(
-        cls, decision: Decision, rotation: Rotation, done: Sequence[StepResult], reason: str = ""
+        cls,
+        decision: Decision,
+        rotation: Rotation,
+        done: Sequence[StepResult],
+        *,
+        began: bool = False,
     ) -> Report:
+        """The report of a rotation driven through ``done``."""
         last = done[-1] if done else None
         return cls(
             decision=decision,
+            result=driven(rotation, done),
             rotation_id=rotation.rotation_id,
             state=rotation.state,
-            outcome=last.outcome if last else None,
-            reason=reason or (last.reason if last else "") or decision.reason,
+            reason=(last.reason if last else "") or decision.reason,
             steps=tuple(done),
+            began=began,
         )
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def rotation(self) -> Rotation | None:
+        """The rotation as journalled after the last step this run took, if any."""
+        return self.steps[-1].rotation if self.steps else None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = self.decision.as_dict()
+        last = self.rotation
         out.update(
             rotation_id=self.rotation_id or self.decision.rotation_id,
             state=str(self.state) if self.state else None,
-            outcome=str(self.outcome) if self.outcome else None,
+            outcome=str(self.result),
+            new_credential_id=last.new_credential_id if last else None,
             steps=[f"{s.step}:{s.outcome}" for s in self.steps],
-            result=self.reason,
+            detail=self.reason,
+            error=self.error,
         )
         return out
+
+
+def would(step: Step, decision: Decision, result: Result, reason: str) -> Report:
+    """A dry run's report of ``decision``, and its audit line saying what would happen."""
+    audit.step_event(step, Outcome.DRY_RUN, decision=decision, reason=reason)
+    return Report(decision=decision, result=result, reason=reason)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,37 +169,17 @@ class SweepResult:
     inventory: Inventory | None = None  # what IAM held when the sweep planned
 
     def counts(self) -> dict[str, int]:
-        """Totals for ``sweep.finished``, metrics and notifications."""
-        actions = Counter(r.decision.action for r in self.reports)
-        outcomes = Counter(r.outcome for r in self.reports)
-        return {
-            "decisions": len(self.reports),
-            "started": sum(
-                1 for r in self.reports if r.decision.action is Action.ROTATE and r.steps
-            ),
-            "advanced": sum(
-                1 for r in self.reports if r.decision.action is Action.ADVANCE and r.steps
-            ),
-            "completed": sum(1 for r in self.reports if r.state is RotationState.COMPLETED),
-            "disabled": sum(
-                1
-                for r in self.reports
-                if r.decision.action is Action.DISABLE and r.outcome is Outcome.DONE
-            ),
-            "held": outcomes[Outcome.HELD],
-            "blocked": outcomes[Outcome.BLOCKED],
-            "failed": outcomes[Outcome.FAILED],
-            "retry": outcomes[Outcome.RETRY],
-            "waiting": actions[Action.WAIT],
-            "deferred": sum(1 for r in self.reports if r.reason == DEFERRED),
-            "skipped": actions[Action.SKIP],
-            "excluded": actions[Action.EXCLUDE],
-        }
+        """Totals for ``sweep.finished``, metrics and notifications: one per ``Result``
+        (zero included), plus ``decisions`` and ``started`` (rotations this sweep began)."""
+        results = Counter(r.result for r in self.reports)
+        counts = {"decisions": len(self.reports), "started": sum(r.began for r in self.reports)}
+        counts.update({str(result): results[result] for result in Result})
+        return counts
 
     @property
     def ok(self) -> bool:
         """False if anything failed, was blocked, or must be retried."""
-        return not any(r.outcome in _BAD for r in self.reports)
+        return all(r.ok for r in self.reports)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -123,9 +192,3 @@ class SweepResult:
             "ok": self.ok,
             "results": [r.as_dict() for r in self.reports],
         }
-
-
-def would(step: Step, decision: Decision, reason: str) -> Report:
-    """A dry run's report of ``decision``, and its audit line saying what would happen."""
-    audit.step_event(step, Outcome.DRY_RUN, decision=decision, reason=reason)
-    return Report(decision=decision, outcome=Outcome.DRY_RUN, reason=decision.reason)

@@ -1,47 +1,30 @@
-"""An operator's requests, beside the sweeps: rotate one credential now (an emergency
-first deactivates it, or escalates the rotation already retiring it) and roll one
-rotation back. Both run through the engine's session, journal and driver, so they are
-leased, journalled and audited exactly like a sweep's work."""
+"""An operator's requests, beside the sweeps: rotate one credential now (an emergency first
+deactivates it, or escalates the rotation already retiring it) and roll one rotation back.
+Both go through ``Rotations``, so they are leased, journalled and audited exactly like a
+sweep's work."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from rotator import audit
-from rotator.errors import InputError, Refused, RotatorError
+from rotator.errors import Conflict, InputError, Refused
 from rotator.kinds import CredentialKind
-from rotator.model import (
-    ACCOUNT_HELD,
-    Action,
-    Decision,
-    Holder,
-    Kind,
-    Outcome,
-    Rotation,
-    Step,
-    new_id,
-)
+from rotator.model import ACCOUNT_HELD, Action, Decision, Holder, Kind, Rotation, Step, new_id
 from rotator.rotation.emergency import Request, choose, escalate, pick_rule
-from rotator.rotation.report import Report, would
-from rotator.rotation.rollback import Rollback
+from rotator.rotation.report import Report, Result, would
+from rotator.rotation.rotations import Rotations
 from rotator.rotation.session import Session
 from rotator.rotation.steps import StepResult
 
-if TYPE_CHECKING:
-    from rotator.rotation.engine import Engine
 
+class Requests:
+    """An operator's requests on one policy."""
 
-class OnDemand:
-    """One operator request on ``engine``."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._config = engine.config
-        self._journal = engine.journal
-        self._driver = engine.driver
-        self._clock = engine.clock
+    def __init__(self, rotations: Rotations) -> None:
+        self._rotations = rotations
+        self._config = rotations.config
 
     async def rotate(
         self,
@@ -59,27 +42,27 @@ class OnDemand:
         ``LeaseLost`` if a worker holds the rotation to escalate longer than ``patience``
         (default: the journal's ``lease_ttl``)."""
         audit.bind(run_id=new_id("run"), dry_run=dry_run)
-        async with self._engine.session(dry_run=dry_run) as sweep:
-            audit.bind(account=sweep.account)
+        async with self._rotations.session(dry_run=dry_run) as session:
+            audit.bind(account=session.account)
             if access_key_id is not None:
-                owner = await sweep.owner_of(access_key_id)
+                owner = await session.owner_of(access_key_id)
                 request = replace(
                     request, user=owner, kind=Kind.ACCESS_KEY, credential_id=access_key_id
                 )
             if request.user is None:
                 raise InputError("name the credential: --access-key-id, or --user and --kind")
-            kind = sweep.kinds.get(request.kind)
-            if kind is None:
+            if not any(r.kind is request.kind for r in self._config.rules):
                 raise InputError(f"no rule of kind {request.kind} in the policy")
-            holder = await self._requested_holder(sweep, request, kind)
+            kind = session.kind(request.kind)
+            holder = await self._requested_holder(session, request.user, request, kind)
             rule = pick_rule(list(self._config.rules), holder, request)
             if request.emergency and (under_way := await self._under_way(holder, request)):
                 wait = self._config.journal.lease_ttl if patience is None else patience
-                return await self._escalate(under_way, request, sweep, wait)
+                return await self._escalate(under_way, request, session, wait)
             choice = choose(holder, request)
             why = "emergency" if request.emergency else "on-demand"
             decision = Decision(
-                account=sweep.account,
+                account=session.account,
                 user=holder.name,
                 kind=request.kind,
                 slot=request.slot,
@@ -90,26 +73,29 @@ class OnDemand:
                 reason=f"{why} rotation of {choice.old.credential_id} requested by an operator",
             )
             if dry_run:
-                return would(Step.PLAN, decision, f"would rotate: {decision.reason}")
+                reason = f"would rotate: {decision.reason}"
+                return would(Step.PLAN, decision, Result.WOULD_ROTATE, reason)
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
-            return await self._engine.begin(
-                decision, rule, kind, timings, emergency=request.emergency
-            )
+            try:
+                return await self._rotations.start(
+                    decision, rule, kind, timings, emergency=request.emergency
+                )
+            except Conflict as exc:
+                raise Refused(f"{exc}; finish or roll it back first") from None
 
     async def _under_way(self, holder: Holder, request: Request) -> Rotation | None:
         """The unfinished rotation of the requested credential's holder, if any."""
-        for rotation in await self._journal.list_active():
+        for rotation in await self._rotations.journal.list_active():
             same = (rotation.account, rotation.user, rotation.kind, rotation.slot)
             if same == (holder.account, holder.name, request.kind, request.slot):
                 return rotation
         return None
 
     async def _escalate(
-        self, under_way: Rotation, request: Request, sweep: Session, patience: timedelta
+        self, under_way: Rotation, request: Request, session: Session, patience: timedelta
     ) -> Report:
-        """Make the rotation under way for a leaked credential an emergency (``escalate``)
-        and drive it: the leaked credential is deactivated at once."""
-        reason = escalate(under_way, request, self._clock()).reason  # checked before waiting
+        """Make the rotation under way for a leaked credential an emergency and drive it."""
+        reason = escalate(under_way, request, self._rotations.clock()).reason  # checked first
         decision = Decision(
             account=under_way.account,
             user=under_way.user,
@@ -121,73 +107,30 @@ class OnDemand:
             rotation_id=under_way.rotation_id,
             reason=reason,
         )
-        if sweep.dry_run:
-            return would(Step.PLAN, decision, f"would deactivate at once: {reason}")
-        rotation = await self._driver.take_over(under_way.rotation_id, patience=patience)
-        try:
-            rotation = await self._journal.save(escalate(rotation, request, self._clock()))
-        except RotatorError:
-            await self._driver.release(rotation)
-            raise
-        audit.get_logger().warning(
-            audit.ROTATION_ESCALATED,
-            rotation_id=rotation.rotation_id,
-            user=rotation.user,
-            kind=str(rotation.kind),
-            rule=rotation.rule,
-            credential_id=request.credential_id,
-            state=str(rotation.state),
-            hold=str(request.hold),
-            reason=rotation.reason,
-        )
-        return await self._engine.drive(
-            rotation, self._config.rule(rotation.rule), sweep.kinds[rotation.kind], decision
-        )
+        if session.dry_run:
+            return would(
+                Step.PLAN, decision, Result.WOULD_ADVANCE, f"would deactivate at once: {reason}"
+            )
+        kind = session.kind(under_way.kind)
+        return await self._rotations.escalate(under_way, request, kind, decision, patience)
 
     async def _requested_holder(
-        self, sweep: Session, request: Request, kind: CredentialKind
+        self, session: Session, user: str, request: Request, kind: CredentialKind
     ) -> Holder:
         """The holder an operator named: an IAM user, or (server certificates) one of the
         account's certificates the rules select."""
-        assert request.user is not None
         if request.kind not in ACCOUNT_HELD:
-            return await sweep.holder(request.user, kind, request.slot)
+            return await session.holder(user, kind, request.slot)
         rules = [r for r in self._config.rules if r.kind is request.kind]
-        for holder in await kind.account_holders(sweep.account, rules):
-            if holder.name == request.user:
+        for holder in await kind.account_holders(session.account, rules):
+            if holder.name == user:
                 return holder
-        raise InputError(f"no {request.kind} {request.user} is selected by the policy's rules")
+        raise InputError(f"no {request.kind} {user} is selected by the policy's rules")
 
     async def rollback(self, rotation_id: str) -> StepResult:
-        """Roll back one rotation (see ``Rollback.rollback``); journalled and audited like any
-        step. Raises ``NotFound``, ``LeaseLost`` (another worker is on it) or ``Refused``."""
+        """Roll back one rotation (``Rotations.roll_back``). Raises ``NotFound``,
+        ``LeaseLost`` (another worker is on it) or ``Refused``."""
         audit.bind(run_id=new_id("run"), dry_run=False)
-        async with self._engine.session(dry_run=False) as sweep:
-            audit.bind(account=sweep.account)
-            rotation = await self._journal.get(rotation_id)
-            rule = self._config.rule(rotation.rule)
-            if rule is None:
-                raise Refused(
-                    f"rule {rotation.rule!r} of rotation {rotation_id} is no longer in the "
-                    "policy; restore it so rotator knows the rotation's sink"
-                )
-            rotation = await self._driver.reacquire(rotation)
-            steps = Rollback(
-                journal=self._journal,
-                kind=sweep.kinds[rotation.kind],
-                sink=self._engine.sink(rule),
-                rule=rule,
-                clock=self._clock,
-            )
-            try:
-                result = await steps.rollback(rotation)
-            except Refused as exc:
-                audit.step_event(Step.ROLLBACK, Outcome.BLOCKED, rotation=rotation, reason=str(exc))
-                raise
-            finally:
-                await self._driver.release(rotation)
-            audit.step_event(
-                Step.ROLLBACK, result.outcome, rotation=result.rotation, reason=result.reason
-            )
-            await self._journal.record_step(result.record(audit.current("run_id")))
-            return result
+        async with self._rotations.session(dry_run=False) as session:
+            audit.bind(account=session.account)
+            return await self._rotations.roll_back(rotation_id, session)

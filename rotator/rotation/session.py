@@ -27,6 +27,14 @@ class Session:
     kinds: dict[Kind, CredentialKind]
     started_at: datetime
     dry_run: bool
+    context: KindContext
+
+    def kind(self, kind: Kind) -> CredentialKind:
+        """The credential kind ``kind`` bound to this session's clients (built on first
+        use for a kind neither the policy nor a rotation in flight named)."""
+        if kind not in self.kinds:
+            self.kinds.update(build_kinds(self.context, {kind}))
+        return self.kinds[kind]
 
     async def owner_of(self, access_key_id: str) -> str:
         """The user an access key belongs to (IAM tells, for keys of this account).
@@ -85,4 +93,5 @@ async def open_session(
             kinds=build_kinds(ctx, kinds),
             started_at=clock(),
             dry_run=dry_run,
+            context=ctx,
         )

@@ -10,8 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from rotator.errors import DeleteConflict, Refused, SinkError, VerificationFailed, WrongIdentity
+from rotator.errors import (
+    DeleteConflict,
+    IncompleteRecord,
+    ProtocolViolation,
+    Refused,
+    SinkError,
+    VerificationFailed,
+    WrongIdentity,
+)
 from rotator.journal.base import Journal
 from rotator.kinds.base import CredentialKind
 from rotator.model import (
@@ -24,8 +33,14 @@ from rotator.model import (
     StepRecord,
 )
 from rotator.policy import Rule
-from rotator.rotation.protocol import emergency_deactivation_due, state_after_promote
+from rotator.rotation.protocol import (
+    EMERGENCY_DEACTIVATE,
+    Transition,
+    state_after_promote,
+)
 from rotator.sinks.base import SecretEntry, SecretSink, SinkKey
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +70,14 @@ class StepResult:
         )
 
 
+def required(rotation: Rotation, name: str, value: T | None) -> T:
+    """``value``, a field the protocol guarantees in the rotation's state; a record without
+    it (hand-edited, or written by a bug) is refused rather than guessed at."""
+    if value is None:
+        raise IncompleteRecord(rotation.rotation_id, str(rotation.state), name)
+    return value
+
+
 def sink_key(rotation: Rotation) -> SinkKey:
     return SinkKey(
         account=rotation.account, user=rotation.user, kind=rotation.kind, slot=rotation.slot
@@ -70,7 +93,7 @@ class Steps:
         journal: Journal,
         kind: CredentialKind,
         sink: SecretSink,
-        rule: Rule | None,
+        rule: Rule,
         clock: Callable[[], datetime],
     ) -> None:
         self._journal = journal
@@ -78,9 +101,11 @@ class Steps:
         self._sink = sink
         self._rule = rule
         self._clock = clock
+        self._row: Transition | None = None
 
-    async def run(self, rotation: Rotation, step: Step) -> StepResult:
-        """Run ``step`` for ``rotation``; raises ``rotator.errors`` on failure."""
+    async def run(self, rotation: Rotation, row: Transition) -> StepResult:
+        """Run the step of protocol row ``row`` for ``rotation``; it may journal only the
+        states the row allows. Raises ``rotator.errors`` on failure."""
         handlers = {
             Step.CREATE: self.create,
             Step.VERIFY: self.verify,
@@ -88,10 +113,22 @@ class Steps:
             Step.DEACTIVATE: self.deactivate,
             Step.DELETE: self.delete,
         }
-        return await handlers[step](rotation)
+        self._row = row
+        try:
+            if row is EMERGENCY_DEACTIVATE:
+                return await self._deactivate_leaked(rotation)
+            return await handlers[row.step](rotation)
+        finally:
+            self._row = None
 
     async def _save(self, rotation: Rotation, **changes: object) -> Rotation:
-        return await self._journal.save(rotation.evolve(updated_at=self._clock(), **changes))
+        """Journal ``changes``; a state the current protocol row does not allow is refused
+        before anything is written."""
+        updated = rotation.evolve(updated_at=self._clock(), **changes)
+        row = self._row
+        if row is not None and not row.allows(updated.state):
+            raise ProtocolViolation(rotation.rotation_id, row.name, updated.state)
+        return await self._journal.save(updated)
 
     async def _find(self, rotation: Rotation, credential_id: str | None) -> Credential | None:
         if credential_id is None:
@@ -117,8 +154,7 @@ class Steps:
         pending = (await self._sink.read(key)).pending
         adopted, orphans = await self._reconcile(rotation, pending)
         notes = [f"deleted orphan {o} (its secret never reached the sink)" for o in orphans]
-        if adopted is not None:
-            assert pending is not None
+        if adopted is not None and pending is not None:
             entry = pending.with_id(adopted.credential_id)
             await self._sink.put_pending(key, entry)
             outcome = Outcome.ALREADY_DONE
@@ -147,8 +183,6 @@ class Steps:
         material, stored pending before IAM sees it. None when IAM makes the secret."""
         if pending is not None and pending.kind is rotation.kind and self._kind.reusable(pending):
             return pending
-        if self._rule is None:
-            return None
         material = await self._kind.make_material(self._rule, rotation.user)
         if material is not None:
             await self._sink.put_pending(sink_key(rotation), material)
@@ -194,10 +228,10 @@ class Steps:
         """Prove the new credential works; its secret is read back from the sink."""
         key = sink_key(rotation)
         doc = await self._sink.read(key)
-        assert rotation.new_credential_id is not None
-        entry = doc.find(rotation.new_credential_id)
+        new_id = required(rotation, "new_credential_id", rotation.new_credential_id)
+        entry = doc.find(new_id)
         if entry is None:
-            raise SinkError(f"the secret of {rotation.new_credential_id} is missing from {key}")
+            raise SinkError(f"the secret of {new_id} is missing from {key}")
         try:
             await self._kind.verify(rotation.user, entry)
         except WrongIdentity:
@@ -220,8 +254,8 @@ class Steps:
 
     async def promote(self, rotation: Rotation) -> StepResult:
         """The sink's current becomes the new secret; the old one stays as previous."""
-        assert rotation.new_credential_id is not None
-        await self._sink.promote(sink_key(rotation), rotation.new_credential_id)
+        new_id = required(rotation, "new_credential_id", rotation.new_credential_id)
+        await self._sink.promote(sink_key(rotation), new_id)
         now = self._clock()
         state = state_after_promote(rotation)
         rotation = await self._save(
@@ -242,8 +276,6 @@ class Steps:
     async def deactivate(self, rotation: Rotation) -> StepResult:
         """Deactivate the old credential unless it was used after the promotion (an
         emergency deactivates the leaked credential first, whoever uses it)."""
-        if emergency_deactivation_due(rotation):
-            return await self._deactivate_leaked(rotation)
         old = await self._find(rotation, rotation.old_credential_id)
         now = self._clock()
         if old is None:
@@ -257,11 +289,11 @@ class Steps:
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already inactive")
         used = await self._kind.last_used(rotation.user, old.credential_id)
-        assert rotation.promoted_at is not None
-        if used is not None and used > rotation.promoted_at:
+        promoted_at = required(rotation, "promoted_at", rotation.promoted_at)
+        if used is not None and used > promoted_at:
             reason = (
                 f"old credential used at {used:%Y-%m-%d %H:%M:%S}Z, after the promotion at "
-                f"{rotation.promoted_at:%Y-%m-%d %H:%M:%S}Z: consumers have not switched"
+                f"{promoted_at:%Y-%m-%d %H:%M:%S}Z: consumers have not switched"
             )
             rotation = await self._save(
                 rotation, held_since=rotation.held_since or now, reason=reason
@@ -274,7 +306,6 @@ class Steps:
         return self._result(rotation, Step.DEACTIVATE, Outcome.DONE, "")
 
     async def _deactivate_leaked(self, rotation: Rotation) -> StepResult:
-        assert rotation.old_credential_id is not None
         old = await self._find(rotation, rotation.old_credential_id)
         outcome = Outcome.ALREADY_DONE
         if old is not None and old.active:
@@ -303,9 +334,8 @@ class Steps:
             )
             return self._result(rotation, Step.DELETE, Outcome.HELD, reason)
         if old is not None:
-            assert rotation.old_credential_id is not None
             try:
-                await self._kind.delete(rotation.user, rotation.old_credential_id)
+                await self._kind.delete(rotation.user, old.credential_id)
             except DeleteConflict as exc:
                 reason = f"still in use, not deleted: {exc.aws_message or exc.code}"
                 rotation = await self._save(

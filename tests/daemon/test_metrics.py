@@ -22,6 +22,7 @@ from rotator.model import (
     Status,
     Step,
 )
+from rotator.rotation.report import Result
 from tests.support.sweeps import ACCOUNT, NOW, plain, rotated, sweep
 
 
@@ -40,10 +41,10 @@ def mixed() -> list:
             reason="old key used after the promotion",
             action=Action.ADVANCE,
         ),
-        plain("ci-d", Action.BLOCK, Outcome.BLOCKED, "2 active access keys"),
+        plain("ci-d", Action.BLOCK, Result.BLOCKED, "2 active access keys"),
         rotated("ci-e", (Step.CREATE,), last=Outcome.FAILED, reason="LimitExceeded"),
-        plain("ci-f", Action.DISABLE, Outcome.DONE, "unused for 120d"),
-        plain("ci-g", Action.SKIP, None, "not due"),
+        plain("ci-f", Action.DISABLE, Result.DISABLED, "unused for 120d"),
+        plain("ci-g", Action.SKIP, Result.SKIPPED, "not due"),
     ]
 
 

@@ -21,6 +21,7 @@ from rotator.daemon.summary import (
     sweep_message,
 )
 from rotator.model import Action, Outcome, Step
+from rotator.rotation.report import Result
 from rotator.settings import NotifySettings
 from tests.support.moto import MotoSandbox
 from tests.support.sweeps import ACCOUNT, new_id, old_id, plain, rotated, sweep
@@ -34,12 +35,12 @@ def a_sweep() -> Any:
         rotated("ci-a"),
         rotated("ci-b", (Step.CREATE, Step.VERIFY, Step.PROMOTE)),
         rotated("ci-c", (Step.DEACTIVATE,), last=Outcome.HELD, reason=HELD, action=Action.ADVANCE),
-        plain("ci-d", Action.BLOCK, Outcome.BLOCKED, "2 active access keys"),
+        plain("ci-d", Action.BLOCK, Result.BLOCKED, "2 active access keys"),
         rotated(
             "ci-e", (Step.CREATE,), last=Outcome.FAILED, reason="CreateAccessKey: LimitExceeded"
         ),
         rotated("ci-f", (Step.DEACTIVATE, Step.DELETE), action=Action.ADVANCE),
-        plain("ci-g", Action.SKIP, None, "not due"),
+        plain("ci-g", Action.SKIP, Result.SKIPPED, "not due"),
     )
 
 
@@ -126,7 +127,7 @@ async def test_the_webhook_gets_one_slack_compatible_post_per_sweep() -> None:
 
 
 async def test_a_quiet_sweep_sends_nothing_unless_asked() -> None:
-    quiet = sweep(plain("ci-g", Action.SKIP, None, "not due"))
+    quiet = sweep(plain("ci-g", Action.SKIP, Result.SKIPPED, "not due"))
     with webhook_server() as hook:
         assert await Notifier(settings(webhook_url=hook.url), Aws()).sweep_finished(quiet) == []
         await Notifier(settings(webhook_url=hook.url, send_empty=True), Aws()).sweep_finished(quiet)

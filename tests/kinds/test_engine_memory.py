@@ -20,7 +20,7 @@ from rotator import audit, passwords
 from rotator.journal import MemoryJournal
 from rotator.model import Action, Outcome, RotationState, utcnow
 from rotator.rotation.engine import Engine
-from rotator.rotation.report import SweepResult
+from rotator.rotation.report import Result, SweepResult
 from rotator.settings import Config, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 
@@ -245,7 +245,7 @@ async def test_an_impossible_password_policy_fails_the_rotation_with_a_clear_rea
     age(twin, "ops", 100)
     result = await sweep(twin, [rule("login-profile", tmp_path)], journal)
     (report,) = result.reports
-    assert report.outcome is Outcome.FAILED
+    assert report.result is Result.FAILED
     assert "at least 200 characters, more than IAM's maximum of 128" in report.reason
     assert twin.users["ops"].profile is not None
     assert twin.users["ops"].profile.password == START

@@ -22,7 +22,8 @@ from rotator.journal import MemoryJournal
 from rotator.model import Kind, Outcome, Rotation, RotationState, Step, utcnow
 from rotator.rotation.emergency import Request, escalate
 from rotator.rotation.engine import Engine
-from rotator.rotation.protocol import Due, next_step
+from rotator.rotation.protocol import EMERGENCY_DEACTIVATE, next_step
+from rotator.rotation.report import Result
 from rotator.settings import Config, JournalSettings, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 
@@ -168,7 +169,7 @@ async def test_a_dry_run_escalation_changes_nothing(
 ) -> None:
     old, new = promoted
     report = await engine(twin, journal, tmp_path).rotate_now(leak(old), dry_run=True)
-    assert report.outcome is Outcome.DRY_RUN
+    assert report.result is Result.WOULD_ADVANCE
     assert report.decision.rotation_id is not None
     assert f"{old} reported leaked by an operator while promoted" in report.reason
     assert statuses(twin) == {old: "Active", new: "Active"}
@@ -251,7 +252,10 @@ def test_whatever_step_it_had_reached_an_escalated_rotation_deactivates_next(
     )
     escalated = escalate(rotation, leak("AKIAOLD"), now)
     assert escalated.emergency and escalated.state is state
-    assert next_step(escalated) == Due(step=Step.DEACTIVATE, at=rotation.created_at)
+    due = next_step(escalated)
+    assert due is not None
+    assert (due.transition, due.at) == (EMERGENCY_DEACTIVATE, rotation.created_at)
+    assert due.step is Step.DEACTIVATE
 
 
 def test_an_escalated_rotation_already_deactivated_is_deleted_after_the_hold() -> None:
@@ -264,7 +268,9 @@ def test_an_escalated_rotation_already_deactivated_is_deleted_after_the_hold() -
         deactivated_at=now - timedelta(days=1),
     )
     escalated = escalate(rotation, leak("AKIAOLD"), now)
-    assert next_step(escalated) == Due(step=Step.DELETE, at=now - timedelta(days=1))
+    due = next_step(escalated)
+    assert due is not None
+    assert (due.step, due.at) == (Step.DELETE, now - timedelta(days=1))
 
 
 def test_a_leak_of_another_credential_than_the_one_being_retired_is_refused() -> None:

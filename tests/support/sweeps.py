@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from rotator.model import Action, Decision, Kind, Outcome, Plan, Rotation, RotationState, Step
-from rotator.rotation.report import Report, SweepResult
+from rotator.rotation.report import Report, Result, SweepResult
 from rotator.rotation.steps import StepResult
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -75,19 +75,20 @@ def rotated(
                 reason=reason if outcome is not Outcome.DONE else "",
             )
         )
-    return Report.of(decision(user, action, kind=kind), rotation, done)
+    began = action is Action.ROTATE
+    return Report.of(decision(user, action, kind=kind), rotation, done, began=began)
 
 
 def plain(
     user: str,
     action: Action,
-    outcome: Outcome | None = None,
+    result: Result,
     reason: str = "why",
     kind: Kind = Kind.ACCESS_KEY,
 ) -> Report:
     """A report without steps (blocked, skipped, disabled ...)."""
     return Report(
-        decision=decision(user, action, kind=kind, reason=reason), outcome=outcome, reason=reason
+        decision=decision(user, action, kind=kind, reason=reason), result=result, reason=reason
     )
 
 

@@ -1,0 +1,220 @@
+"""The sweep: plan from what IAM holds and the journal, then carry out every decision.
+
+A sweep never raises for one decision's trouble: each decision gets a ``Report`` whose
+``Result`` says what happened, and errors keep their class — a transient one is RETRY, a
+permanent one (``AccessDenied`` ...) is FAILED with its code, another worker's lease is
+WAITING. Decisions on different holders run concurrently, at most ``max_concurrency`` at
+once; work on one rotation is serialised by its journal lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from rotator import audit
+from rotator.errors import AwsError, Conflict, LeaseLost, RotatorError, Transient
+from rotator.inventory import collect
+from rotator.model import SHAPES, Action, Decision, Inventory, Outcome, Plan, Shape, Step, new_id
+from rotator.planner import plan
+from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
+from rotator.rotation.rechecks import changed_since_plan, still_blocked
+from rotator.rotation.report import Report, Result, SweepResult, would
+from rotator.rotation.rotations import Rotations, waiting
+from rotator.rotation.session import Session
+
+# Decisions that change something: a sweep out of time (``time_left``) starts none of them.
+_WORK = frozenset({Action.ROTATE, Action.ADVANCE, Action.DISABLE})
+# Decisions that change nothing, and their result.
+_NOTHING_TO_DO = {
+    Action.WAIT: Result.NOT_DUE,
+    Action.SKIP: Result.SKIPPED,
+    Action.EXCLUDE: Result.EXCLUDED,
+}
+DEFERRED = "deferred: too little time left in this run; the next sweep does it"
+
+
+def error_code(exc: RotatorError) -> str:
+    """The code a report carries for ``exc``: AWS's error code, else the error's class."""
+    return exc.code if isinstance(exc, AwsError) else type(exc).__name__
+
+
+class Sweep:
+    """Plans and dispatches; every change goes through ``Rotations``."""
+
+    def __init__(self, rotations: Rotations) -> None:
+        self._rotations = rotations
+        self._config = rotations.config
+        self._log = audit.get_logger()
+
+    async def plan(self, *, progress: ProgressFn = NO_PROGRESS) -> Plan:
+        """What a sweep would do now, changing nothing."""
+        async with self._rotations.session(dry_run=True) as session:
+            return (await self._plan(session, progress))[1]
+
+    async def run(
+        self,
+        *,
+        dry_run: bool = False,
+        time_left: Callable[[], float] | None = None,
+        progress: ProgressFn = NO_PROGRESS,
+    ) -> SweepResult:
+        """One sweep: advance what is due, start what the plan says.
+
+        ``time_left`` (seconds, e.g. a Lambda's remaining time minus a margin) is asked
+        before each decision that changes something: once it is <= 0 no further rotation is
+        started or advanced; those decisions are DEFERRED to the next sweep. Work already
+        begun runs to its end. ``progress`` hears of each user read and each decision that
+        changes something carried out."""
+        run_id = new_id("run")
+        audit.bind(run_id=run_id, dry_run=dry_run)
+        started = time.monotonic()
+        async with self._rotations.session(dry_run=dry_run) as session:
+            audit.bind(account=session.account)
+            self._log.info(audit.SWEEP_STARTED, rules=len(self._config.rules))
+            inventory, the_plan = await self._plan(session, progress)
+            limit = asyncio.Semaphore(self._config.max_concurrency)
+            worked = Counter(progress, WORK, sum(1 for d in the_plan if d.action in _WORK))
+
+            async def one(decision: Decision) -> Report:
+                async with limit:
+                    if decision.action not in _WORK:
+                        return await self._execute(decision, session)
+                    try:
+                        if time_left is not None and time_left() <= 0:
+                            return self._deferred(decision)
+                        return await self._execute(decision, session)
+                    finally:
+                        worked.tick()
+
+            reports = await asyncio.gather(*(one(d) for d in the_plan))
+        result = SweepResult(
+            run_id=run_id,
+            account=session.account,
+            dry_run=dry_run,
+            started_at=session.started_at,
+            finished_at=self._rotations.clock(),
+            plan=the_plan,
+            reports=tuple(reports),
+            inventory=inventory,
+        )
+        self._log.info(
+            audit.SWEEP_FINISHED,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            **result.counts(),
+        )
+        return result
+
+    async def _plan(self, session: Session, progress: ProgressFn) -> tuple[Inventory, Plan]:
+        rules = [r for r in self._config.rules if r.enabled]
+        inventory = await collect(
+            iam=session.iam,
+            account=session.account,
+            rules=rules,
+            kinds=session.kinds,
+            max_concurrency=self._config.max_concurrency,
+            now=self._rotations.clock(),
+            progress=progress,
+        )
+        # Read after the inventory: a rotation that created a key the inventory saw was
+        # journalled before that key existed, so it is in this list (or finished).
+        journal = self._rotations.journal
+        active = [r for r in await journal.list_active() if r.account == session.account]
+        # Every rule, disabled ones too: a disabled rule starts nothing new (the planner
+        # skips it) but the rotations it started still finish.
+        return inventory, plan(inventory, self._config.rules, active, self._rotations.clock())
+
+    def _deferred(self, decision: Decision) -> Report:
+        self._log.info(
+            audit.ROTATION_DEFERRED,
+            user=decision.user,
+            kind=str(decision.kind),
+            rotation_id=decision.rotation_id,
+            reason=DEFERRED,
+        )
+        return Report(decision=decision, result=Result.DEFERRED, reason=DEFERRED)
+
+    # -- one decision -----------------------------------------------------------------------
+
+    async def _execute(self, decision: Decision, session: Session) -> Report:
+        """Carry out one decision; its errors become its report, keeping their class."""
+        try:
+            return await self._act(decision, session)
+        except LeaseLost as exc:
+            return waiting(decision, exc)
+        except Transient as exc:
+            audit.step_event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
+            return Report(
+                decision=decision, result=Result.RETRY, reason=str(exc), error=error_code(exc)
+            )
+        except RotatorError as exc:  # permanent: retrying every sweep would not help
+            audit.step_event(Step.PLAN, Outcome.FAILED, decision=decision, reason=str(exc))
+            return Report(
+                decision=decision, result=Result.FAILED, reason=str(exc), error=error_code(exc)
+            )
+        except Exception as exc:  # a bug: this decision fails, the others go on
+            reason = f"internal error ({type(exc).__name__}): {exc}"
+            self._log.error(
+                audit.DECISION_CRASHED,
+                user=decision.user,
+                kind=str(decision.kind),
+                rotation_id=decision.rotation_id,
+                reason=reason,
+                exc_info=True,
+            )
+            return Report(
+                decision=decision, result=Result.FAILED, reason=reason, error=type(exc).__name__
+            )
+
+    async def _act(self, decision: Decision, session: Session) -> Report:
+        action = decision.action
+        if action in _NOTHING_TO_DO:
+            return Report(decision=decision, result=_NOTHING_TO_DO[action], reason=decision.reason)
+        if action is Action.BLOCK:
+            return await self._block(decision, session)
+        if action is Action.DISABLE:
+            return await self._disable(decision, session)
+        if session.dry_run:
+            what = "start a rotation" if action is Action.ROTATE else "advance"
+            result = Result.WOULD_ROTATE if action is Action.ROTATE else Result.WOULD_ADVANCE
+            return would(Step.PLAN, decision, result, f"would {what}: {decision.reason}")
+        if action is Action.ROTATE:
+            return await self._start(decision, session)
+        if decision.rotation_id is None:  # the planner names the rotation it advances
+            raise ValueError(f"an ADVANCE decision for {decision.user} names no rotation")
+        kind = session.kind(decision.kind)
+        return await self._rotations.advance(decision, decision.rotation_id, kind)
+
+    async def _block(self, decision: Decision, session: Session) -> Report:
+        if decision.rotation_id is None and SHAPES[decision.kind] is Shape.TWO_SLOT:
+            changed = await still_blocked(decision, session, self._rotations.journal)
+            if changed is not None:
+                return Report(decision=decision, result=Result.STALE, reason=changed)
+        audit.step_event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
+        return Report(decision=decision, result=Result.BLOCKED, reason=decision.reason)
+
+    async def _start(self, decision: Decision, session: Session) -> Report:
+        rule = self._config.rule(decision.rule)
+        if rule is None:  # the planner starts rotations only for the rules it was given
+            raise ValueError(f"the plan names rule {decision.rule!r}, which the policy lacks")
+        stale = await changed_since_plan(decision, session, self._rotations.journal)
+        if stale:
+            return Report(decision=decision, result=Result.STALE, reason=stale)
+        try:
+            return await self._rotations.start(
+                decision, rule, session.kind(rule.kind), rule.timings()
+            )
+        except Conflict as exc:  # another worker journalled it first
+            return Report(decision=decision, result=Result.STALE, reason=f"skipped: {exc}")
+
+    async def _disable(self, decision: Decision, session: Session) -> Report:
+        """Take a credential unused for too long out of service (not a rotation)."""
+        if decision.credential_id is None:  # the planner names the credential it disables
+            raise ValueError(f"a DISABLE decision for {decision.user} names no credential")
+        if session.dry_run:
+            reason = f"would disable: {decision.reason}"
+            return would(Step.DISABLE, decision, Result.WOULD_DISABLE, reason)
+        await session.kind(decision.kind).disable(decision.user, decision.credential_id)
+        audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
+        return Report(decision=decision, result=Result.DISABLED, reason=decision.reason)
