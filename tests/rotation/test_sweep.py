@@ -1,0 +1,99 @@
+"""What a sweep reports about each decision (``Result``), on the in-memory twins: errors keep
+their class, another worker's lease is WAITING with its holder, and one decision's trouble
+never stops the others."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rotator import audit
+from rotator.journal import MemoryJournal
+from rotator.model import Action, utcnow
+from rotator.rotation.engine import Engine
+from rotator.rotation.report import Result
+from rotator.settings import Config, RetrySettings, VerifySettings
+from rotator.testing import MemoryAws, MemoryIam
+
+
+def config(tmp: Path, **extra: Any) -> Config:
+    return Config(
+        rules=[  # type: ignore[list-item]
+            {
+                "name": "keys",
+                "kind": "access-key",
+                "max_age": "30d",
+                "deactivate_after": "7d",
+                "delete_after": "0s",
+                "sink": {"type": "file", "path": f"{tmp}/secrets/{{user}}.json"},
+                **extra,
+            }
+        ],
+        retry=RetrySettings(attempts=2, initial_delay=timedelta(0)),
+        verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+    )
+
+
+@pytest.fixture(autouse=True)
+def quiet(tmp_path: Path) -> None:
+    audit.configure(stream="none", file=tmp_path / "audit.jsonl")
+
+
+async def user_with_old_key(twin: MemoryIam, name: str, *, days: int = 100) -> str:
+    await twin.create_user(UserName=name)
+    key = (await twin.create_access_key(UserName=name))["AccessKey"]["AccessKeyId"]
+    for k in twin.users[name].keys:
+        k.created -= timedelta(days=days)
+    return str(key)
+
+
+async def test_a_permanent_error_is_failed_with_its_code_not_retried(tmp_path: Path) -> None:
+    """AccessDenied on disabling an unused key: the decision fails (exit 1) with the code;
+    a transient error on the same call is a retry."""
+    twin = MemoryIam()
+    await user_with_old_key(twin, "idle-a")
+    await user_with_old_key(twin, "idle-b")
+    twin.fail_next("UpdateAccessKey", "AccessDenied", status=403)
+    cfg = config(tmp_path, disable_unused_after="90d", max_age="365d")
+    engine = Engine(config=cfg, journal=MemoryJournal(), aws=MemoryAws(twin))
+    result = await engine.sweep()
+    by_result = {r.result: r for r in result.reports}
+    assert set(by_result) == {Result.FAILED, Result.DISABLED}, "the other user still went on"
+    failed = by_result[Result.FAILED]
+    assert failed.error == "AccessDenied"
+    assert "AccessDenied" in failed.reason
+    assert not result.ok
+    assert result.counts()["failed"] == 1 and result.counts()["retry"] == 0
+
+    twin.fail_next("UpdateAccessKey", "Throttling")
+    for user in ("idle-a", "idle-b"):
+        for k in twin.users[user].keys:
+            k.status = "Active"
+    again = await engine.sweep()
+    assert sorted(r.result for r in again.reports) == [Result.DISABLED, Result.RETRY]
+
+
+async def test_a_rotation_another_worker_holds_is_waiting_with_its_holder(tmp_path: Path) -> None:
+    twin = MemoryIam()
+    old = await user_with_old_key(twin, "ci-app")
+    twin.use_access_key(old, at=utcnow() + timedelta(minutes=5))  # still in use: held
+    journal = MemoryJournal()
+    cfg = config(tmp_path, deactivate_after="0s")
+    first = await Engine(config=cfg, journal=journal, aws=MemoryAws(twin)).sweep()
+    assert [r.result for r in first.reports] == [Result.HELD]
+    (rotation,) = await journal.list_active()
+
+    until = utcnow() + timedelta(hours=1)
+    await journal.acquire(rotation.rotation_id, "daemon-7", timedelta(hours=1), utcnow())
+    result = await Engine(config=cfg, journal=journal, aws=MemoryAws(twin)).sweep()
+    (waiting,) = result.reports
+    assert waiting.decision.action is Action.ADVANCE
+    assert waiting.result is Result.WAITING
+    assert f"daemon-7 holds rotation {rotation.rotation_id} until {until:%Y-%m-%dT%H}" in (
+        waiting.reason
+    )
+    assert result.ok, "another live worker has it in hand"
+    assert result.counts()["waiting"] == 1
