@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rotator.model import LeaseSeen
+
 
 class RotatorError(Exception):
     """Base of every error rotator raises on purpose."""
@@ -159,7 +161,9 @@ class Conflict(JournalError):
 
 class LeaseLost(JournalError):
     """Another worker holds or took the lease on a rotation: this worker must stop.
-    ``holder`` and ``until`` say who holds it and until when (ISO 8601), when known."""
+    ``holder`` and ``until`` say who holds it and until when (ISO 8601), when known;
+    ``seen`` is what the journal held (a ``LeaseSeen``), for a takeover a lease period
+    later."""
 
     def __init__(
         self,
@@ -168,10 +172,12 @@ class LeaseLost(JournalError):
         *,
         holder: str | None = None,
         until: str | None = None,
+        seen: LeaseSeen | None = None,
     ) -> None:
         self.rotation_id = rotation_id
         self.holder = holder
         self.until = until
+        self.seen = seen
         super().__init__(f"lease on {rotation_id} lost" + (f": {detail}" if detail else ""))
 
 

@@ -176,6 +176,17 @@ class Lease:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LeaseSeen:
+    """What a worker saw of another's lease: a takeover must present it unchanged a full
+    lease period later (the journal compares it with what it holds then)."""
+
+    version: int
+    owner: str | None
+    fence: int
+    expires_at: str | None  # as stored (ISO 8601): a renewal changes it
+
+
+@dataclass(frozen=True, kw_only=True)
 class Rotation:
     """The durable record of one rotation of one credential."""
 

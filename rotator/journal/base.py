@@ -8,6 +8,11 @@ suite in ``tests/journal/test_contract.py``. Rules every implementation keeps:
 * ``version`` grows by one on every write; ``save`` is a compare-and-set on it.
 * Leases fence writers: ``save`` and ``release`` succeed only for the lease owner whose
   ``fence`` is the record's current one, so a worker whose lease was taken over cannot write.
+* Fences grow per target: a new rotation is fenced above every earlier rotation of its
+  target, so a sink can refuse a late write of an older rotation or lease (``epoch`` names
+  the journal the fences come from: a sink compares fences of one journal only).
+* Another owner's lease is taken over only with proof of a full lease period seen on the
+  taker's own clock (``acquire(takeover=...)``), never by comparing wall clocks.
 * No secret is ever stored: records hold IDs, states, times and reasons only.
 """
 
@@ -16,7 +21,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from rotator.model import Kind, Lease, Outcome, Rotation, RotationState, Step, StepRecord
+from rotator.model import (
+    Kind,
+    Lease,
+    LeaseSeen,
+    Outcome,
+    Rotation,
+    RotationState,
+    Step,
+    StepRecord,
+)
 
 
 class Journal(Protocol):
@@ -30,12 +44,25 @@ class Journal(Protocol):
         """Close connections."""
         ...
 
-    async def add(self, rotation: Rotation) -> Rotation:
+    @property
+    def epoch(self) -> str:
+        """This journal's identity (random, made with its storage): fences are comparable
+        only between writers of the same epoch. Valid once opened."""
+        ...
+
+    async def add(self, rotation: Rotation, *, expect_fence: int | None = None) -> Rotation:
         """Insert a new rotation and return it as stored (``version`` 1).
 
-        ``rotation.lease`` may be set so the creator holds the lease from the start.
-        Raises ``Conflict`` if an unfinished rotation exists for ``rotation.target``.
+        ``rotation.lease`` may be set so the creator holds the lease from the start; its
+        fence is raised above ``target_fence`` of the target. Raises ``Conflict`` if an
+        unfinished rotation exists for ``rotation.target``, or if ``expect_fence`` is given
+        and ``target_fence`` is no longer it (a rotation of the target happened since).
         """
+        ...
+
+    async def target_fence(self, target: tuple[str, str, Kind, str]) -> int:
+        """The highest fence any rotation of ``target`` (account, user, kind, slot)
+        reached: 0 if none. ``add(expect_fence=...)`` compares with it."""
         ...
 
     async def get(self, rotation_id: str) -> Rotation:
@@ -52,14 +79,27 @@ class Journal(Protocol):
         ...
 
     async def acquire(
-        self, rotation_id: str, owner: str, ttl: timedelta, now: datetime
+        self,
+        rotation_id: str,
+        owner: str,
+        ttl: timedelta,
+        now: datetime,
+        *,
+        takeover: LeaseSeen | None = None,
     ) -> Rotation:
         """Take (or extend) the lease on a rotation and return the record holding it.
 
-        A lease that is free or expired is taken with ``fence`` + 1; one already held by
-        ``owner`` is extended with the same fence. Raises ``LeaseLost`` if another owner holds
-        an unexpired lease, ``NotFound`` if absent.
+        A free lease is taken with ``fence`` + 1; one already held by ``owner`` is extended
+        with the same fence. Another owner's lease is taken (``fence`` + 1) only if
+        ``takeover`` equals what the record holds now. Raises ``LeaseLost`` (with ``seen``)
+        otherwise, ``NotFound`` if absent.
         """
+        ...
+
+    async def renew(self, rotation: Rotation, ttl: timedelta, now: datetime) -> Rotation:
+        """Extend ``rotation``'s own lease to ``now + ttl`` without bumping ``version`` (a
+        heartbeat: the holder's steps can still save the record they hold). Raises
+        ``LeaseLost`` if the lease is no longer ``rotation.lease``."""
         ...
 
     async def release(self, rotation: Rotation) -> Rotation:

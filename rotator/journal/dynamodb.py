@@ -11,16 +11,22 @@ Table design — one table, key ``pk`` (S, HASH) + ``sk`` (S, RANGE), on-demand 
     rot#<rotation_id>                   rotation                  rotation_to_record,
                                                                   + expires_at if finished
     rot#<rotation_id>                   step#<utc-at>#<ns>#<rnd>  step_to_record, expires_at
-    target#<account>#<user>#<kind>#<slot>  lock                   rotation_id
+    target#<account>#<user>#<kind>#<slot>  lock                   fence, rotation_id
+    meta#journal                        epoch                     epoch
 
 * Every write of a rotation is a Put conditioned on the stored ``version`` (optimistic
   concurrency); the decision is the pure rules of ``rotator.journal.rules``. When the
   condition fails someone else wrote: the record is read again and the rule decides again,
   so a stale ``save`` raises ``LeaseLost`` and a racing ``acquire`` sees the winner's lease.
 * One unfinished rotation per target: an unfinished rotation owns its target's ``lock``
-  item. ``add`` puts both in one transaction, each ``attribute_not_exists(pk)``; a save
-  that finishes a rotation deletes its lock in the same transaction, one that reopens it
-  puts the lock back (``Conflict`` if another rotation holds it meanwhile).
+  item (``rotation_id``). ``add`` reads the lock, then puts the rotation and the lock in
+  one transaction, the lock conditioned on being free *with the fence it read*: a
+  rotation of the target that happened in between (even one that already finished)
+  moved the fence, and the add is refused (``Conflict``) — no check-then-add gap. A save
+  that finishes a rotation frees the lock in the same transaction, keeping the rotation's
+  last fence there (the next rotation of the target is fenced above it); one that reopens
+  it takes the lock back (``Conflict`` if another rotation holds it meanwhile).
+* ``meta#journal`` holds the journal's ``epoch``, made on first open.
 * ``expires_at`` (epoch seconds, the table's TTL attribute) is ``finished_at`` (else
   ``updated_at``) + ``retention`` on finished rotations, and ``at`` + ``retention`` on
   steps, so DynamoDB deletes old history by itself (within days of expiry, for free).
@@ -44,9 +50,15 @@ from botocore.exceptions import ClientError
 
 from rotator.aws import Aws
 from rotator.errors import Conflict, JournalError, LeaseLost, NotFound, Transient
-from rotator.journal.base import rotation_from_record, step_from_record, step_to_record
+from rotator.journal.base import (
+    rotation_from_record,
+    rotation_to_record,
+    step_from_record,
+    step_to_record,
+)
 from rotator.journal.dynamodb_table import (
     DEFAULT_RETENTION_DAYS,
+    META_KEY,
     PK,
     REFUSED,
     ROTATION_SK,
@@ -58,9 +70,10 @@ from rotator.journal.dynamodb_table import (
     create_table,
     expires_at,
     from_item,
-    lock_delete,
+    lock_free,
     lock_key,
     lock_put,
+    lock_take,
     refusal,
     rotation_key,
     rotation_put,
@@ -75,10 +88,11 @@ from rotator.journal.rules import (
     describe_target,
     is_finished,
     released,
+    renewed,
     saved,
     target_of,
 )
-from rotator.model import Rotation, StepRecord
+from rotator.model import Kind, LeaseSeen, Rotation, StepRecord, new_id
 
 __all__ = ["DynamoJournal", "create_table"]
 
@@ -102,6 +116,14 @@ class DynamoJournal:
         self._aws = aws
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._epoch: str | None = None
+
+    @property
+    def epoch(self) -> str:
+        """Kept in the table (``meta#journal``), so every replica agrees."""
+        if self._epoch is None:
+            raise JournalError(f"DynamoDB journal {self.table!r} is not open: use `async with`")
+        return self._epoch
 
     async def __aenter__(self) -> Self:
         """Open one DynamoDB client and check the table. Raises ``JournalError`` telling
@@ -113,11 +135,25 @@ class DynamoJournal:
             with table_errors(self.table, "DescribeTable"):
                 described = await client.describe_table(TableName=self.table)
             check_key_schema(self.table, described["Table"])
+            self._client = client
+            self._epoch = await self._read_epoch()
         except BaseException:
+            self._client = None
             await stack.aclose()
             raise
-        self._stack, self._client = stack, client
+        self._stack = stack
         return self
+
+    async def _read_epoch(self) -> str:
+        """The table's epoch, made (once, whoever is first) if missing."""
+        with table_errors(self.table, "GetItem"):
+            found = await self._db.get_item(TableName=self.table, Key=META_KEY, ConsistentRead=True)
+        if "Item" in found:
+            return str(found["Item"]["epoch"]["S"])
+        made = META_KEY | {"epoch": {"S": new_id("journal")}}
+        put = {"TableName": self.table, "Item": made}
+        await self._write([{"Put": put | {"ConditionExpression": "attribute_not_exists(pk)"}}])
+        return await self._read_epoch()
 
     async def __aexit__(self, *exc: object) -> None:
         """Close the client."""
@@ -125,29 +161,44 @@ class DynamoJournal:
             stack, self._stack, self._client = self._stack, None, None
             await stack.aclose()
 
-    async def add(self, rotation: Rotation) -> Rotation:
-        """Insert a new rotation at version 1 (and take its target's lock unless it is
-        finished). Raises ``Conflict`` for a busy target, ``Transient`` if concurrent
-        transactions kept cancelling this one."""
-        record = added(rotation)
-        writes = [rotation_put(self.table, record, self.retention, version=None)]
-        if not is_finished(record):
-            writes.append(lock_put(self.table, target_of(record), rotation.rotation_id))
+    async def add(self, rotation: Rotation, *, expect_fence: int | None = None) -> Rotation:
+        """Insert a new rotation at version 1, fenced above its target's earlier ones (and
+        take its target's lock unless it is finished). Raises ``Conflict`` for a busy
+        target or one whose fence moved from ``expect_fence`` (in the same transaction as
+        the insert), ``Transient`` if concurrent transactions kept cancelling this one."""
+        target = target_of(rotation_to_record(rotation))
         for _ in range(ATTEMPTS):
+            holder, fence = await self._lock(target)
+            if holder is not None and holder != rotation.rotation_id:
+                raise Conflict(describe_target(rotation_to_record(rotation)), holder)
+            record = added(rotation, fence, expect_fence)
+            writes = [rotation_put(self.table, record, self.retention, version=None)]
+            if not is_finished(record):
+                writes.append(
+                    lock_take(
+                        self.table,
+                        target,
+                        rotation.rotation_id,
+                        seen=fence,
+                        fence=int(record["lease_fence"]),
+                    )
+                )
             refused = await self._write(writes)
             if refused is None:
                 return rotation_from_record(record)
             if refused[0] == REFUSED:
                 raise JournalError(f"rotation {rotation.rotation_id} already exists")
-            holder = await self._lock_holder(target_of(record))
-            if holder is not None and holder != rotation.rotation_id:
-                raise Conflict(describe_target(record), holder)
         raise Transient(
             "TransactWriteItems",
             "TransactionConflict",
             f"the target stayed contended for {ATTEMPTS} tries",
             {"table": self.table, "rotation_id": rotation.rotation_id},
         )
+
+    async def target_fence(self, target: tuple[str, str, Kind, str]) -> int:
+        """The fence the target's lock item keeps (0: never rotated)."""
+        account, user, kind, slot = target
+        return (await self._lock((account, user, str(kind), slot)))[1]
 
     async def get(self, rotation_id: str) -> Rotation:
         """The rotation with that ID. Raises ``NotFound``."""
@@ -160,10 +211,22 @@ class DynamoJournal:
         return rotation_from_record(record)
 
     async def acquire(
-        self, rotation_id: str, owner: str, ttl: timedelta, now: datetime
+        self,
+        rotation_id: str,
+        owner: str,
+        ttl: timedelta,
+        now: datetime,
+        *,
+        takeover: LeaseSeen | None = None,
     ) -> Rotation:
-        """Take or extend the lease for ``owner``. Raises ``LeaseLost``, ``NotFound``."""
-        record = await self._update(rotation_id, lambda s: acquired(s, owner, ttl, now))
+        """Take, extend or take over the lease for ``owner``. Raises ``LeaseLost``,
+        ``NotFound``."""
+        record = await self._update(rotation_id, lambda s: acquired(s, owner, ttl, now, takeover))
+        return rotation_from_record(record)
+
+    async def renew(self, rotation: Rotation, ttl: timedelta, now: datetime) -> Rotation:
+        """Extend ``rotation``'s own lease (a heartbeat). Raises ``LeaseLost``, ``NotFound``."""
+        record = await self._update(rotation.rotation_id, lambda s: renewed(s, rotation, ttl, now))
         return rotation_from_record(record)
 
     async def release(self, rotation: Rotation) -> Rotation:
@@ -262,9 +325,9 @@ class DynamoJournal:
         new = None if is_finished(record) else target_of(record)
         if old == new:
             return []
-        rotation_id = record["rotation_id"]
-        changes = [lock_delete(self.table, old, rotation_id)] if old else []
-        return changes + ([lock_put(self.table, new, rotation_id)] if new else [])
+        rotation_id, fence = record["rotation_id"], int(record["lease_fence"])
+        changes = [lock_free(self.table, old, rotation_id, fence)] if old else []
+        return changes + ([lock_put(self.table, new, rotation_id, fence)] if new else [])
 
     async def _raise_for_lock(self, stored: Record, record: Record) -> None:
         """A lock write was refused: raise ``Conflict`` if another rotation holds the new
@@ -283,12 +346,17 @@ class DynamoJournal:
                 )
 
     async def _lock_holder(self, target: tuple[str, ...]) -> str | None:
+        return (await self._lock(target))[0]
+
+    async def _lock(self, target: tuple[str, ...]) -> tuple[str | None, int]:
+        """The rotation holding ``target``'s lock (None: free) and the fence it keeps."""
         with table_errors(self.table, "GetItem"):
             found = await self._db.get_item(
                 TableName=self.table, Key=lock_key(target), ConsistentRead=True
             )
-        item = found.get("Item")
-        return str(item["rotation_id"]["S"]) if item else None
+        item = found.get("Item") or {}
+        holder = item.get("rotation_id", {}).get("S")
+        return (str(holder) if holder else None), int(item.get("fence", {}).get("N", 0))
 
     async def _write(self, writes: list[Write]) -> list[str] | None:
         """Apply ``writes`` atomically (one PutItem, else TransactWriteItems). Returns None

@@ -27,11 +27,12 @@ from rotator.model import RotationState
 PK, SK = "pk", "sk"
 ROTATION_SK = "rotation"
 LOCK_SK = "lock"
+META_KEY = {PK: {"S": "meta#journal"}, SK: {"S": "epoch"}}
 STEP_PREFIX = "step#"
 TTL_ATTRIBUTE = "expires_at"
 DEFAULT_RETENTION_DAYS = 400
 _KEY_SCHEMA = {PK: "HASH", SK: "RANGE"}
-_INTEGERS = frozenset({"version", "lease_fence", TTL_ATTRIBUTE})
+_INTEGERS = frozenset({"version", "lease_fence", "fence", TTL_ATTRIBUTE})
 _TABLE_WAIT = {"Delay": 2, "MaxAttempts": 150}  # up to five minutes for ACTIVE
 
 Item = dict[str, dict[str, Any]]  # an item in DynamoDB's typed JSON: {"name": {"S": "..."}}
@@ -40,7 +41,10 @@ Write = dict[str, dict[str, Any]]  # one TransactWriteItems element: {"Put": {..
 REFUSED = "ConditionalCheckFailed"  # the cancellation reason of a write whose condition failed
 _RETRYABLE = frozenset({"None", REFUSED, "TransactionConflict"})
 _THROTTLED = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
-_OURS_OR_FREE = "attribute_not_exists(pk) OR rotation_id = :id"
+# A target's lock item stays once made: it keeps the target's fence. It is free when it
+# names no rotation.
+_OURS_OR_FREE = "attribute_not_exists(pk) OR attribute_not_exists(rotation_id) OR rotation_id = :id"
+_FREE_AT = "attribute_not_exists(pk) OR (attribute_not_exists(rotation_id) AND fence = :fence)"
 
 
 def rotation_key(rotation_id: str) -> Item:
@@ -118,15 +122,32 @@ def rotation_put(
     return {"Put": put}
 
 
-def lock_put(table: str, target: tuple[str, ...], rotation_id: str) -> Write:
-    """Take ``target``'s lock for ``rotation_id``, only if it is free (or already ours)."""
-    item = lock_key(target) | {"rotation_id": {"S": rotation_id}}
+def lock_take(
+    table: str, target: tuple[str, ...], rotation_id: str, *, seen: int, fence: int
+) -> Write:
+    """Take ``target``'s lock for a new rotation ``rotation_id`` with ``fence``, only if it
+    is free and its fence is still ``seen`` (or it was never made)."""
+    item = lock_key(target) | {"rotation_id": {"S": rotation_id}, "fence": {"N": str(fence)}}
+    condition = {"ConditionExpression": _FREE_AT, "ExpressionAttributeValues": _n(seen)}
+    return {"Put": {"TableName": table, "Item": item} | condition}
+
+
+def lock_put(table: str, target: tuple[str, ...], rotation_id: str, fence: int) -> Write:
+    """Take ``target``'s lock for ``rotation_id`` (reopened), only if it is free (or
+    already ours)."""
+    item = lock_key(target) | {"rotation_id": {"S": rotation_id}, "fence": {"N": str(fence)}}
     return {"Put": {"TableName": table, "Item": item} | _ours_or_free(rotation_id)}
 
 
-def lock_delete(table: str, target: tuple[str, ...], rotation_id: str) -> Write:
-    """Free ``target``'s lock, only if ``rotation_id`` holds it (or nobody does)."""
-    return {"Delete": {"TableName": table, "Key": lock_key(target)} | _ours_or_free(rotation_id)}
+def lock_free(table: str, target: tuple[str, ...], rotation_id: str, fence: int) -> Write:
+    """Free ``target``'s lock, keeping ``fence`` (the finished rotation's last), only if
+    ``rotation_id`` holds it (or nobody does)."""
+    item = lock_key(target) | {"fence": {"N": str(fence)}}
+    return {"Put": {"TableName": table, "Item": item} | _ours_or_free(rotation_id)}
+
+
+def _n(fence: int) -> Item:
+    return {":fence": {"N": str(fence)}}
 
 
 def _ours_or_free(rotation_id: str) -> dict[str, Any]:

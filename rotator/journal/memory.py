@@ -11,7 +11,12 @@ from datetime import datetime, timedelta
 from typing import Self
 
 from rotator.errors import Conflict, JournalError, NotFound
-from rotator.journal.base import rotation_from_record, step_from_record, step_to_record
+from rotator.journal.base import (
+    rotation_from_record,
+    rotation_to_record,
+    step_from_record,
+    step_to_record,
+)
 from rotator.journal.rules import (
     Record,
     acquired,
@@ -19,10 +24,11 @@ from rotator.journal.rules import (
     describe_target,
     is_finished,
     released,
+    renewed,
     saved,
     target_of,
 )
-from rotator.model import Rotation, StepRecord
+from rotator.model import Kind, LeaseSeen, Rotation, StepRecord, new_id
 
 
 class MemoryJournal:
@@ -32,6 +38,12 @@ class MemoryJournal:
         self._rotations: dict[str, Record] = {}  # insertion order is add order
         self._steps: dict[str, list[Record]] = {}
         self._lock = asyncio.Lock()
+        self._epoch = new_id("journal")
+
+    @property
+    def epoch(self) -> str:
+        """Random for each instance (its records live as long as it does)."""
+        return self._epoch
 
     async def __aenter__(self) -> Self:
         """Nothing to open: the records live as long as this object."""
@@ -40,15 +52,27 @@ class MemoryJournal:
     async def __aexit__(self, *exc: object) -> None:
         """Nothing to close; the records are kept for a later ``async with``."""
 
-    async def add(self, rotation: Rotation) -> Rotation:
-        """Insert a new rotation at version 1. Raises ``Conflict`` for a busy target."""
-        record = added(rotation)
+    async def add(self, rotation: Rotation, *, expect_fence: int | None = None) -> Rotation:
+        """Insert a new rotation at version 1, fenced above its target's earlier ones.
+        Raises ``Conflict`` for a busy target or one that moved since ``expect_fence``."""
         async with self._lock:
             if rotation.rotation_id in self._rotations:
                 raise JournalError(f"rotation {rotation.rotation_id} already exists")
-            self._check_target_free(record)
+            probe = rotation_to_record(rotation)
+            self._check_target_free(probe)
+            record = added(rotation, self._target_fence(target_of(probe)), expect_fence)
             self._rotations[rotation.rotation_id] = record
         return rotation_from_record(record)
+
+    async def target_fence(self, target: tuple[str, str, Kind, str]) -> int:
+        """The highest fence any rotation of ``target`` reached (0: none)."""
+        account, user, kind, slot = target
+        async with self._lock:
+            return self._target_fence((account, user, str(kind), slot))
+
+    def _target_fence(self, target: tuple[str, str, str, str]) -> int:
+        fences = [int(r["lease_fence"]) for r in self._rotations.values() if target_of(r) == target]
+        return max(fences, default=0)
 
     async def get(self, rotation_id: str) -> Rotation:
         """The rotation with that ID. Raises ``NotFound``."""
@@ -64,12 +88,26 @@ class MemoryJournal:
         return rotation_from_record(record)
 
     async def acquire(
-        self, rotation_id: str, owner: str, ttl: timedelta, now: datetime
+        self,
+        rotation_id: str,
+        owner: str,
+        ttl: timedelta,
+        now: datetime,
+        *,
+        takeover: LeaseSeen | None = None,
     ) -> Rotation:
-        """Take or extend the lease for ``owner``. Raises ``LeaseLost``, ``NotFound``."""
+        """Take, extend or take over the lease for ``owner``. Raises ``LeaseLost``,
+        ``NotFound``."""
         async with self._lock:
-            record = acquired(self._stored(rotation_id), owner, ttl, now)
+            record = acquired(self._stored(rotation_id), owner, ttl, now, takeover)
             self._rotations[rotation_id] = record
+        return rotation_from_record(record)
+
+    async def renew(self, rotation: Rotation, ttl: timedelta, now: datetime) -> Rotation:
+        """Extend ``rotation``'s own lease (a heartbeat). Raises ``LeaseLost``, ``NotFound``."""
+        async with self._lock:
+            record = renewed(self._stored(rotation.rotation_id), rotation, ttl, now)
+            self._rotations[rotation.rotation_id] = record
         return rotation_from_record(record)
 
     async def release(self, rotation: Rotation) -> Rotation:

@@ -5,12 +5,20 @@ caller asks, each function returns the record to write or raises. ``MemoryJourna
 them under an ``asyncio.Lock``, ``SqliteJournal`` inside a ``BEGIN IMMEDIATE`` transaction,
 so every backend keeps one contract.
 
-Two choices the port leaves open, made here for every implementation:
+Choices the port leaves open, made here for every implementation:
 
-* ``save`` never changes the lease: only ``add``, ``acquire`` and ``release`` do, so a
-  writer cannot grant or extend itself a lease by saving.
+* ``save`` never changes the lease: only ``add``, ``acquire``, ``renew`` and ``release``
+  do, so a writer cannot grant or extend itself a lease by saving.
 * ``release`` keeps ``lease_fence``, so the next ``acquire`` still takes ``fence + 1`` and
   fences only ever grow.
+* Fences grow per *target*, across rotations: ``add`` starts a rotation above every fence
+  its target's earlier rotations reached (``target_fence``), so a sink can refuse a late
+  write of any older rotation, not only of an older lease of the same one.
+* Taking over another owner's lease never trusts a wall clock (the owner's clock may be
+  behind, ours ahead): the taker must present the ``LeaseSeen`` it read a full lease
+  period earlier *by its own monotonic clock* (``Driver`` keeps that clock), and the record
+  must not have moved since — a live holder renews, which moves it. ``expires_at`` is
+  informational (``status``, "until when").
 """
 
 from __future__ import annotations
@@ -18,9 +26,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from rotator.errors import LeaseLost
+from rotator.errors import Conflict, LeaseLost
 from rotator.journal.base import rotation_from_record, rotation_to_record
-from rotator.model import Lease, Rotation, RotationState
+from rotator.model import Lease, LeaseSeen, Rotation, RotationState
 
 Record = dict[str, Any]
 
@@ -43,9 +51,35 @@ def describe_target(record: Record) -> str:
     return f"{account}/{user} {kind}" + (f" {slot}" if slot else "")
 
 
-def added(rotation: Rotation) -> Record:
-    """The record ``add`` stores: the rotation at version 1, with its lease if it has one."""
-    return rotation_to_record(rotation.evolve(version=1))
+def added(rotation: Rotation, target_fence: int, expect_fence: int | None = None) -> Record:
+    """The record ``add`` stores: the rotation at version 1, with its lease if it has one,
+    fenced above ``target_fence`` (the highest fence its target's rotations reached).
+    Raises ``Conflict`` if ``expect_fence`` is given and the target has moved since the
+    caller read it (another rotation of the same credential happened meanwhile)."""
+    if expect_fence is not None and expect_fence != target_fence:
+        raise Conflict(
+            describe_target(rotation_to_record(rotation)),
+            f"a rotation since planning (fence {expect_fence} -> {target_fence})",
+        )
+    lease = rotation.lease
+    if lease is not None:
+        lease = Lease(
+            owner=lease.owner, expires_at=lease.expires_at, fence=max(lease.fence, target_fence + 1)
+        )
+    record = rotation_to_record(rotation.evolve(version=1, lease=lease))
+    if lease is None:
+        record["lease_fence"] = target_fence  # the first acquire takes target_fence + 1
+    return record
+
+
+def seen(record: Record) -> LeaseSeen:
+    """What a would-be taker saw of ``record``'s lease (see ``acquired``)."""
+    return LeaseSeen(
+        version=int(record["version"]),
+        owner=record["lease_owner"],
+        fence=int(record["lease_fence"]),
+        expires_at=record["lease_expires_at"],
+    )
 
 
 def saved(stored: Record, rotation: Rotation) -> Record:
@@ -65,27 +99,55 @@ def saved(stored: Record, rotation: Rotation) -> Record:
     return record
 
 
-def acquired(stored: Record, owner: str, ttl: timedelta, now: datetime) -> Record:
+def acquired(
+    stored: Record,
+    owner: str,
+    ttl: timedelta,
+    now: datetime,
+    takeover: LeaseSeen | None = None,
+) -> Record:
     """The record ``acquire`` writes: ``owner`` holding the lease until ``now + ttl``.
 
-    A free or expired lease is taken with the next fence; ``owner``'s own live lease is
-    extended with the same fence. Raises ``LeaseLost`` if another owner holds a live one.
-    """
+    A free lease is taken with the next fence; ``owner``'s own lease is extended with the
+    same fence. Another owner's lease is taken over (next fence) only with ``takeover``
+    equal to what the record holds now: proof that the caller saw it, unchanged, a full
+    lease period earlier on its own clock (or saw its owner dead). Else ``LeaseLost``,
+    carrying what was seen for a later takeover."""
     current = rotation_from_record(stored)
     lease = current.lease
-    if lease is None or lease.expires_at <= now:
-        fence = int(stored["lease_fence"]) + 1
-    elif lease.owner == owner:
-        fence = lease.fence
+    if lease is None or lease.owner == owner:
+        fence = int(stored["lease_fence"]) + (lease is None)
+    elif takeover is not None and takeover == seen(stored):
+        fence = lease.fence + 1
     else:
         raise LeaseLost(
             current.rotation_id,
             f"held by {lease.owner} until {lease.expires_at.isoformat()}",
             holder=lease.owner,
             until=lease.expires_at.isoformat(),
+            seen=seen(stored),
         )
     new_lease = Lease(owner=owner, expires_at=now + ttl, fence=fence)
     return rotation_to_record(current.evolve(lease=new_lease, version=current.version + 1))
+
+
+def renewed(stored: Record, rotation: Rotation, ttl: timedelta, now: datetime) -> Record:
+    """The record ``renew`` writes: ``rotation``'s own lease extended to ``now + ttl``,
+    everything else (``version`` included) as stored, so a step holding the record can
+    still save it. Raises ``LeaseLost`` if the lease is no longer ``rotation``'s."""
+    lease = rotation.lease
+    if lease is None or (stored["lease_owner"], stored["lease_fence"]) != (
+        lease.owner,
+        lease.fence,
+    ):
+        raise LeaseLost(
+            rotation.rotation_id,
+            f"the lease is held by {stored['lease_owner'] or 'nobody'} with fence "
+            f"{stored['lease_fence']}",
+            holder=stored["lease_owner"],
+            until=stored["lease_expires_at"],
+        )
+    return stored | {"lease_expires_at": (now + ttl).isoformat()}
 
 
 def released(stored: Record, rotation: Rotation) -> Record | None:

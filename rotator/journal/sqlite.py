@@ -23,7 +23,12 @@ from typing import Any, Self
 import aiosqlite
 
 from rotator.errors import Conflict, JournalError, LeaseLost, NotFound
-from rotator.journal.base import rotation_from_record, step_from_record, step_to_record
+from rotator.journal.base import (
+    rotation_from_record,
+    rotation_to_record,
+    step_from_record,
+    step_to_record,
+)
 from rotator.journal.rules import (
     Record,
     acquired,
@@ -31,11 +36,12 @@ from rotator.journal.rules import (
     describe_target,
     is_finished,
     released,
+    renewed,
     saved,
 )
-from rotator.model import Rotation, StepRecord
+from rotator.model import Kind, LeaseSeen, Rotation, StepRecord, new_id
 
-SCHEMA_VERSION = 1  # kept in PRAGMA user_version
+SCHEMA_VERSION = 2  # kept in PRAGMA user_version (2: the meta table, the target index)
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write lock
 
 # One column per key of rotation_to_record, in its order, plus the derived ``finished``.
@@ -82,6 +88,14 @@ _SCHEMA = (
     " step TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL, run_id TEXT NOT NULL,"
     " credential_id TEXT)",
     "CREATE INDEX IF NOT EXISTS steps_by_rotation ON steps (rotation_id, id)",
+    "CREATE INDEX IF NOT EXISTS rotations_by_target ON rotations (account, user, kind, slot)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_EPOCH_INIT = "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)"
+_EPOCH = "SELECT value FROM meta WHERE key = 'epoch'"
+_TARGET_FENCE = (
+    "SELECT COALESCE(MAX(lease_fence), 0) FROM rotations"
+    " WHERE account = ? AND user = ? AND kind = ? AND slot = ?"
 )
 
 # Column names come from _COLUMNS above, never from input; values are always bound.
@@ -120,6 +134,14 @@ class SqliteJournal:
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one transaction at a time on this connection
+        self._epoch: str | None = None
+
+    @property
+    def epoch(self) -> str:
+        """Made with the file (its ``meta`` table), so every process sharing it agrees."""
+        if self._epoch is None:
+            raise JournalError(f"journal {self.path} is not open: use 'async with'")
+        return self._epoch
 
     async def __aenter__(self) -> Self:
         """Create the file and schema if missing, and open the connection."""
@@ -147,15 +169,27 @@ class SqliteJournal:
             db, self._db = self._db, None
             await db.close()
 
-    async def add(self, rotation: Rotation) -> Rotation:
-        """Insert a new rotation at version 1. Raises ``Conflict`` for a busy target."""
-        record = added(rotation)
+    async def add(self, rotation: Rotation, *, expect_fence: int | None = None) -> Rotation:
+        """Insert a new rotation at version 1, fenced above its target's earlier ones.
+        Raises ``Conflict`` for a busy target or one that moved since ``expect_fence``."""
         async with self._transaction() as db:
+            probe = rotation_to_record(rotation)
             try:
+                record = added(rotation, await _target_fence(db, probe), expect_fence)
                 await db.execute(_INSERT, _row(record))
             except sqlite3.IntegrityError as exc:
-                await self._raise_for_insert(db, record, exc)
+                await self._raise_for_insert(db, probe, exc)
+            except Conflict:
+                await self._raise_if_busy(db, probe)
+                raise
         return rotation_from_record(record)
+
+    async def target_fence(self, target: tuple[str, str, Kind, str]) -> int:
+        """The highest fence any rotation of ``target`` reached (0: none)."""
+        account, user, kind, slot = target
+        record = {"account": account, "user": user, "kind": str(kind), "slot": slot}
+        async with self._transaction(write=False) as db:
+            return await _target_fence(db, record)
 
     async def get(self, rotation_id: str) -> Rotation:
         """The rotation with that ID. Raises ``NotFound``."""
@@ -174,12 +208,27 @@ class SqliteJournal:
         return rotation_from_record(record)
 
     async def acquire(
-        self, rotation_id: str, owner: str, ttl: timedelta, now: datetime
+        self,
+        rotation_id: str,
+        owner: str,
+        ttl: timedelta,
+        now: datetime,
+        *,
+        takeover: LeaseSeen | None = None,
     ) -> Rotation:
-        """Take or extend the lease for ``owner``. Raises ``LeaseLost``, ``NotFound``."""
+        """Take, extend or take over the lease for ``owner``. Raises ``LeaseLost``,
+        ``NotFound``."""
         async with self._transaction() as db:
             stored = await _stored(db, rotation_id)
-            record = acquired(stored, owner, ttl, now)
+            record = acquired(stored, owner, ttl, now, takeover)
+            await _update(db, record, expected=stored["version"])
+        return rotation_from_record(record)
+
+    async def renew(self, rotation: Rotation, ttl: timedelta, now: datetime) -> Rotation:
+        """Extend ``rotation``'s own lease (a heartbeat). Raises ``LeaseLost``, ``NotFound``."""
+        async with self._transaction() as db:
+            stored = await _stored(db, rotation.rotation_id)
+            record = renewed(stored, rotation, ttl, now)
             await _update(db, record, expected=stored["version"])
         return rotation_from_record(record)
 
@@ -245,6 +294,9 @@ class SqliteJournal:
                 )
             for statement in _SCHEMA:
                 await db.execute(statement)
+            await db.execute(_EPOCH_INIT, (new_id("journal"),))
+            async with db.execute(_EPOCH) as epoch:
+                self._epoch = str((await epoch.fetchone())[0])  # type: ignore[index]
             await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     async def _raise_for_insert(
@@ -255,6 +307,14 @@ class SqliteJournal:
             if await cursor.fetchone() is not None:
                 raise JournalError(f"rotation {rotation_id} already exists") from None
         await self._raise_conflict(db, record, exc)
+
+    async def _raise_if_busy(self, db: aiosqlite.Connection, record: Record) -> None:
+        """Raise ``Conflict`` naming the unfinished rotation of ``record``'s target, if any."""
+        params = (record["account"], record["user"], record["kind"], record["slot"])
+        async with db.execute(_UNFINISHED_FOR_TARGET, params) as cursor:
+            row = await cursor.fetchone()
+        if row is not None:
+            raise Conflict(describe_target(record), str(row[0])) from None
 
     async def _raise_conflict(
         self, db: aiosqlite.Connection, record: Record, exc: sqlite3.IntegrityError
@@ -275,6 +335,13 @@ async def _stored(db: aiosqlite.Connection, rotation_id: str) -> Record:
     if row is None:
         raise NotFound(rotation_id)
     return _record(row)
+
+
+async def _target_fence(db: aiosqlite.Connection, record: Record) -> int:
+    params = (record["account"], record["user"], record["kind"], record["slot"] or "")
+    async with db.execute(_TARGET_FENCE, params) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _update(db: aiosqlite.Connection, record: Record, *, expected: int) -> None:

@@ -184,27 +184,106 @@ async def test_acquire_by_the_holder_extends_the_expiry_with_the_same_fence(
     assert extended.version == 3
 
 
-async def test_acquire_is_refused_while_another_owner_holds_the_lease(journal: Journal) -> None:
+async def take_over(journal: Journal, rotation_id: str, owner: str, now: datetime) -> Rotation:
+    """``owner`` takes over another's lease the only way there is: with what it saw."""
+    with pytest.raises(LeaseLost) as refused:
+        await journal.acquire(rotation_id, owner, TTL, now)
+    return await journal.acquire(rotation_id, owner, TTL, now, takeover=refused.value.seen)
+
+
+@pytest.mark.parametrize("late", [timedelta(0), TTL, timedelta(days=30)])
+async def test_another_owners_lease_is_refused_whatever_the_wall_clock_says(
+    journal: Journal, late: timedelta
+) -> None:
+    """A taker's clock may be ahead: a lease "expired" by it proves nothing."""
     added = await journal.add(rotation())
     held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
-    with pytest.raises(LeaseLost):
-        await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL - timedelta(microseconds=1))
+    with pytest.raises(LeaseLost) as refused:
+        await journal.acquire(added.rotation_id, "w2", TTL, NOW + late)
     assert await journal.get(added.rotation_id) == held
+    assert (refused.value.holder, refused.value.until) == ("w1", (NOW + TTL).isoformat())
+    assert refused.value.seen is not None and refused.value.seen.version == held.version
 
 
-async def test_an_expired_lease_is_taken_over_with_the_next_fence(journal: Journal) -> None:
+async def test_a_lease_is_taken_over_with_what_was_seen_and_the_next_fence(
+    journal: Journal,
+) -> None:
     added = await journal.add(rotation())
     await journal.acquire(added.rotation_id, "w1", TTL, NOW)
-    taken = await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL)  # expires_at <= now
+    taken = await take_over(journal, added.rotation_id, "w2", NOW + TTL)
     assert taken.lease == Lease(owner="w2", expires_at=NOW + 2 * TTL, fence=2)
     retaken = await journal.acquire(added.rotation_id, "w2", TTL, NOW + 3 * TTL)
-    assert retaken.lease == Lease(owner="w2", expires_at=NOW + 4 * TTL, fence=3)
+    assert retaken.lease == Lease(owner="w2", expires_at=NOW + 4 * TTL, fence=2)
+
+
+async def test_a_takeover_is_refused_once_the_holder_renewed_or_wrote(journal: Journal) -> None:
+    """What the taker saw is stale as soon as the live holder shows a sign of life."""
+    added = await journal.add(rotation())
+    held = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    with pytest.raises(LeaseLost) as first:
+        await journal.acquire(added.rotation_id, "w2", TTL, NOW)
+    renewed = await journal.renew(held, TTL, NOW + timedelta(minutes=1))
+    assert renewed.version == held.version, "a heartbeat keeps the version a step saves with"
+    assert renewed.lease == Lease(owner="w1", expires_at=NOW + TTL + timedelta(minutes=1), fence=1)
+    with pytest.raises(LeaseLost):
+        await journal.acquire(added.rotation_id, "w2", TTL, NOW, takeover=first.value.seen)
+    saved = await journal.save(held.evolve(state=RotationState.CREATING))
+    assert saved.lease == renewed.lease, "a save keeps the renewed lease"
+
+
+async def test_renew_is_refused_to_a_holder_whose_lease_was_taken_over(journal: Journal) -> None:
+    added = await journal.add(rotation())
+    old = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
+    new = await take_over(journal, added.rotation_id, "w2", NOW)
+    with pytest.raises(LeaseLost):
+        await journal.renew(old, TTL, NOW)
+    assert await journal.get(added.rotation_id) == new
+
+
+async def test_fences_grow_across_rotations_of_a_target(journal: Journal) -> None:
+    """A later rotation of the same credential is fenced above every earlier one, so a
+    sink can refuse a late write of the older one."""
+    assert await journal.target_fence((ACCOUNT, "alice", Kind.ACCESS_KEY, "")) == 0
+    lease = Lease(owner="w1", expires_at=NOW + TTL, fence=1)
+    first = await journal.add(rotation(lease=lease))
+    first = await take_over(journal, first.rotation_id, "w2", NOW)
+    assert first.lease is not None and first.lease.fence == 2
+    await journal.save(first.evolve(state=RotationState.COMPLETED))
+    target = (ACCOUNT, "alice", Kind.ACCESS_KEY, "")
+    assert await journal.target_fence(target) == 2
+    second = await journal.add(rotation(lease=lease))
+    assert second.lease is not None and second.lease.fence == 3
+    other = await journal.add(rotation("bob", lease=lease))
+    assert other.lease is not None and other.lease.fence == 1, "fences are per target"
+
+
+async def test_add_is_refused_when_the_target_moved_since_it_was_read(journal: Journal) -> None:
+    """Two workers both found alice's key due; the first rotated it all the way: the
+    second's add (expecting what it read before) is refused, even though no rotation of
+    alice is unfinished any more."""
+    target = (ACCOUNT, "alice", Kind.ACCESS_KEY, "")
+    seen = await journal.target_fence(target)
+    lease = Lease(owner="w1", expires_at=NOW + TTL, fence=1)
+    first = await journal.add(rotation(lease=lease), expect_fence=seen)
+    await journal.save(first.evolve(state=RotationState.COMPLETED))
+    with pytest.raises(Conflict):
+        await journal.add(rotation(lease=lease), expect_fence=seen)
+    assert len(await journal.list_rotations()) == 1
+    again = await journal.add(
+        rotation(lease=lease), expect_fence=await journal.target_fence(target)
+    )
+    assert again.lease is not None and again.lease.fence == 2
+
+
+async def test_the_epoch_is_kept_by_the_journal(journal: Journal) -> None:
+    assert journal.epoch.startswith("journal-")
+    assert journal.epoch == journal.epoch
 
 
 async def test_a_stale_owner_cannot_save_after_its_lease_was_taken_over(journal: Journal) -> None:
     added = await journal.add(rotation())
     old = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
-    new = await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL)
+    new = await take_over(journal, added.rotation_id, "w2", NOW + TTL)
     with pytest.raises(LeaseLost):  # current version, but w1's fence: refused by the fence
         await journal.save(new.evolve(lease=old.lease, state=RotationState.CREATING))
     with pytest.raises(LeaseLost):  # w1's own copy: stale version and fence
@@ -215,7 +294,7 @@ async def test_a_stale_owner_cannot_save_after_its_lease_was_taken_over(journal:
 async def test_a_stale_owner_cannot_release_a_lease_that_was_taken_over(journal: Journal) -> None:
     added = await journal.add(rotation())
     old = await journal.acquire(added.rotation_id, "w1", TTL, NOW)
-    new = await journal.acquire(added.rotation_id, "w2", TTL, NOW + TTL)
+    new = await take_over(journal, added.rotation_id, "w2", NOW + TTL)
     assert await journal.release(old) == new
     assert await journal.release(new.evolve(lease=old.lease)) == new
     assert await journal.get(added.rotation_id) == new

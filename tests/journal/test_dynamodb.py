@@ -165,9 +165,11 @@ async def test_finished_rotations_and_steps_carry_expires_at_and_numbers_are_n(
     assert [s["expires_at"] for s in steps] == [{"N": epoch()}]
 
 
-async def test_the_target_lock_lives_exactly_as_long_as_the_rotation_is_unfinished(
+async def test_the_target_lock_is_held_exactly_as_long_as_the_rotation_is_unfinished(
     journal: DynamoJournal, sandbox: MotoSandbox
 ) -> None:
+    """The lock item names the unfinished rotation; once it finishes the item stays,
+    free, keeping the target's fence for the next rotation."""
     lock = ("target#123456789012#alice#service-credential#codecommit.amazonaws.com", "lock")
     first = await journal.add(
         rotation(kind=Kind.SERVICE_CREDENTIAL, slot="codecommit.amazonaws.com")
@@ -176,9 +178,14 @@ async def test_the_target_lock_lives_exactly_as_long_as_the_rotation_is_unfinish
         "pk": {"S": lock[0]},
         "sk": {"S": "lock"},
         "rotation_id": {"S": first.rotation_id},
+        "fence": {"N": "0"},
     }
     failed = await journal.save(first.evolve(state=RotationState.FAILED))
-    assert raw_item(sandbox, *lock) is None
+    assert raw_item(sandbox, *lock) == {
+        "pk": {"S": lock[0]},
+        "sk": {"S": "lock"},
+        "fence": {"N": "0"},
+    }
     reopened = await journal.save(failed.evolve(state=RotationState.PLANNED))
     assert reopened.version == 3
     lock_item = raw_item(sandbox, *lock)
@@ -336,7 +343,11 @@ async def test_a_replica_whose_lease_was_taken_over_cannot_save(table: str) -> N
     async with DynamoJournal(table, region=None) as one, DynamoJournal(table, region=None) as two:
         added = await one.add(rotation())
         old = await one.acquire(added.rotation_id, "w1", TTL, NOW)
-        new = await two.acquire(added.rotation_id, "w2", TTL, NOW + TTL)
+        with pytest.raises(LeaseLost) as refused:
+            await two.acquire(added.rotation_id, "w2", TTL, NOW + TTL)
+        new = await two.acquire(
+            added.rotation_id, "w2", TTL, NOW + TTL, takeover=refused.value.seen
+        )
         with pytest.raises(LeaseLost):
             await one.save(old.evolve(state=RotationState.CREATING))
         with pytest.raises(LeaseLost):
