@@ -8,6 +8,7 @@ settings, nested with ``__`` (``ROTATOR_JOURNAL__URL``, ``ROTATOR_MAX_CONCURRENC
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -30,7 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rotator.config_problems import message, problem
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
-from rotator.policy import Duration, check_rules
+from rotator.policy import Duration, check_rules, format_duration
 from rotator.rules import AnyRule
 
 
@@ -177,6 +178,16 @@ class NotifySettings(_Section):
         return self.webhook_url is not None or self.sns_topic_arn is not None
 
 
+def call_budget(aws: AwsSettings) -> timedelta:
+    """The longest one AWS call may take: its connect and read timeouts."""
+    return timedelta(seconds=aws.connect_timeout + aws.read_timeout)
+
+
+def lease_floor(aws: AwsSettings) -> timedelta:
+    """The shortest ``lease_ttl`` accepted: twice ``call_budget``, whole seconds up."""
+    return timedelta(seconds=math.ceil(2 * call_budget(aws).total_seconds()))
+
+
 class Config(BaseSettings):
     """The whole policy file plus environment overrides."""
 
@@ -202,6 +213,19 @@ class Config(BaseSettings):
     def _unique_rules(cls, rules: list[AnyRule]) -> list[AnyRule]:
         check_rules(list(rules))
         return rules
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> Config:
+        floor = lease_floor(self.aws)
+        if self.journal.lease_ttl < floor:
+            raise ValueError(
+                f"journal.lease_ttl {format_duration(self.journal.lease_ttl)} is below "
+                f"{format_duration(floor)}: a worker checks its lease before each AWS call, "
+                "and one call may take up to aws.connect_timeout + aws.read_timeout "
+                f"({self.aws.connect_timeout + self.aws.read_timeout:g}s); the lease must "
+                "outlast that twice over (raise lease_ttl, or lower the timeouts)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

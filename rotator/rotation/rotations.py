@@ -10,8 +10,6 @@ with its holder and when its lease ends.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -21,21 +19,22 @@ from rotator.aws import Aws
 from rotator.errors import LeaseLost, RotatorError, RuleGone
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind
-from rotator.model import SHAPES, Decision, Lease, Outcome, Rotation, Shape, Step, new_id, utcnow
+from rotator.model import SHAPES, Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
 from rotator.rotation.emergency import Request, escalate
+from rotator.rotation.owners import this_worker
 from rotator.rotation.report import Report, Result
 from rotator.rotation.rollback import roll_back
 from rotator.rotation.session import Session, open_session
 from rotator.rotation.steps import StepResult, Steps
-from rotator.settings import Config
+from rotator.settings import Config, call_budget
 from rotator.sinks import SecretSink, build_sink
 
 
 def default_owner() -> str:
-    """This worker's lease owner: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
+    """This worker's lease owner (``owners.this_worker``)."""
+    return this_worker()
 
 
 def waiting(decision: Decision, exc: LeaseLost) -> Report:
@@ -78,6 +77,7 @@ class Rotations:
             lease_ttl=config.journal.lease_ttl,
             retry=config.retry,
             clock=clock,
+            margin=call_budget(config.aws),
         )
         self._sinks: dict[str, SecretSink] = {}
 

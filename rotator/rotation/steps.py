@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from rotator import audit
 from rotator.errors import (
     DeleteConflict,
     IncompleteRecord,
+    LeaseLost,
     ProtocolViolation,
     Refused,
+    RotatorError,
     SinkError,
+    Transient,
     VerificationFailed,
     WrongIdentity,
 )
@@ -70,6 +74,10 @@ class StepResult:
         )
 
 
+def _unguarded() -> None:
+    """No lease to check (a step run outside ``Driver.drive``, e.g. in a test)."""
+
+
 def required(rotation: Rotation, name: str, value: T | None) -> T:
     """``value``, a field the protocol guarantees in the rotation's state; a record without
     it (hand-edited, or written by a bug) is refused rather than guessed at."""
@@ -102,10 +110,15 @@ class Steps:
         self._rule = rule
         self._clock = clock
         self._row: Transition | None = None
+        self._guard: Callable[[], None] = _unguarded
 
-    async def run(self, rotation: Rotation, row: Transition) -> StepResult:
+    async def run(
+        self, rotation: Rotation, row: Transition, *, guard: Callable[[], None] | None = None
+    ) -> StepResult:
         """Run the step of protocol row ``row`` for ``rotation``; it may journal only the
-        states the row allows. Raises ``rotator.errors`` on failure."""
+        states the row allows, and calls ``guard`` (raising ``LeaseLost`` once this worker
+        may no longer act) before every change to IAM or the sink. Raises
+        ``rotator.errors`` on failure."""
         handlers = {
             Step.CREATE: self.create,
             Step.VERIFY: self.verify,
@@ -113,13 +126,13 @@ class Steps:
             Step.DEACTIVATE: self.deactivate,
             Step.DELETE: self.delete,
         }
-        self._row = row
+        self._row, self._guard = row, guard or _unguarded
         try:
             if row is EMERGENCY_DEACTIVATE:
                 return await self._deactivate_leaked(rotation)
             return await handlers[row.step](rotation)
         finally:
-            self._row = None
+            self._row, self._guard = None, _unguarded
 
     async def _save(self, rotation: Rotation, **changes: object) -> Rotation:
         """Journal ``changes``; a state the current protocol row does not allow is refused
@@ -156,13 +169,15 @@ class Steps:
         notes = [f"deleted orphan {o} (its secret never reached the sink)" for o in orphans]
         if adopted is not None and pending is not None:
             entry = pending.with_id(adopted.credential_id)
+            self._guard()
             await self._sink.put_pending(key, entry)
             outcome = Outcome.ALREADY_DONE
             notes.insert(0, f"adopted {adopted.credential_id} created before a restart")
         else:
             material = await self._material(rotation, pending)
+            self._guard()
             entry = await self._kind.create(rotation.user, material, rotation.slot)
-            await self._sink.put_pending(key, entry)  # before anything else
+            await self._store_new(rotation, key, entry, made_by_iam=material is None)
             outcome = Outcome.DONE
         rotation = await self._save(
             rotation, state=RotationState.CREATED, new_credential_id=entry.credential_id
@@ -185,8 +200,56 @@ class Steps:
             return pending
         material = await self._kind.make_material(self._rule, rotation.user)
         if material is not None:
+            self._guard()
             await self._sink.put_pending(sink_key(rotation), material)
         return material
+
+    async def _store_new(
+        self, rotation: Rotation, key: SinkKey, entry: SecretEntry, *, made_by_iam: bool
+    ) -> None:
+        """Store a new credential's secret as pending, before anything else. If that fails
+        (the sink refuses, or this worker lost its lease) while the secret IAM made exists
+        only in memory, the credential is deleted at once (compensation) rather than left
+        active with a secret nobody has; the user is left as before."""
+        try:
+            self._guard()
+            await self._sink.put_pending(key, entry)
+        except Exception as exc:
+            if not made_by_iam:
+                raise  # rotator's own material is in the sink already: a resume adopts it
+            await self._compensate(rotation, entry.credential_id, exc)
+            raise
+
+    async def _compensate(self, rotation: Rotation, credential_id: str, cause: Exception) -> None:
+        """Deactivate and delete ``credential_id``, whose secret could not be stored. If
+        even that fails the rotation is left unfinished (``Transient``), so the next
+        sweep's reconciliation deletes the orphan."""
+        try:
+            await self._kind.set_status(rotation.user, credential_id, Status.INACTIVE)
+            await self._kind.delete(rotation.user, credential_id)
+        except RotatorError as exc:
+            raise Transient(
+                "compensate",
+                "CompensationFailed",
+                f"the secret of {credential_id} could not be stored ({cause}) and deleting "
+                f"it failed too ({exc}); the next sweep deletes it as an orphan",
+                {"user": rotation.user, "credential_id": credential_id},
+            ) from None
+        audit.get_logger().warning(
+            audit.ROTATION_COMPENSATED,
+            rotation_id=rotation.rotation_id,
+            user=rotation.user,
+            kind=str(rotation.kind),
+            credential_id=credential_id,
+            reason=f"its secret could not be stored ({cause}): deleted at once",
+        )
+        if isinstance(cause, LeaseLost):
+            return
+        where = self._sink.location(sink_key(rotation))
+        raise SinkError(
+            f"could not store the secret of {credential_id} in {where} ({cause}); "
+            f"{credential_id} was deleted at once and the user is as before"
+        ) from None
 
     async def _make_room(self, rotation: Rotation) -> None:
         """Delete the inactive credential the plan chose, after checking it still is."""
@@ -199,6 +262,7 @@ class Steps:
             raise Refused(  # never delete an active credential to make room
                 f"{rotation.delete_first} became active since it was planned for deletion"
             )
+        self._guard()
         await self._kind.delete(rotation.user, rotation.delete_first)
 
     async def _reconcile(
@@ -216,6 +280,7 @@ class Steps:
             if pending is not None and self._kind.matches(cred, pending):
                 adopted = cred
                 continue
+            self._guard()
             if cred.active:
                 await self._kind.set_status(rotation.user, cred.credential_id, Status.INACTIVE)
             await self._kind.delete(rotation.user, cred.credential_id)
@@ -255,6 +320,7 @@ class Steps:
     async def promote(self, rotation: Rotation) -> StepResult:
         """The sink's current becomes the new secret; the old one stays as previous."""
         new_id = required(rotation, "new_credential_id", rotation.new_credential_id)
+        self._guard()
         await self._sink.promote(sink_key(rotation), new_id)
         now = self._clock()
         state = state_after_promote(rotation)
@@ -299,6 +365,7 @@ class Steps:
                 rotation, held_since=rotation.held_since or now, reason=reason
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.HELD, reason)
+        self._guard()
         await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
         rotation = await self._save(
             rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
@@ -309,6 +376,7 @@ class Steps:
         old = await self._find(rotation, rotation.old_credential_id)
         outcome = Outcome.ALREADY_DONE
         if old is not None and old.active:
+            self._guard()
             await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
             outcome = Outcome.DONE
         changes: dict[str, object] = {"deactivated_at": self._clock()}
@@ -335,6 +403,7 @@ class Steps:
             return self._result(rotation, Step.DELETE, Outcome.HELD, reason)
         if old is not None:
             try:
+                self._guard()
                 await self._kind.delete(rotation.user, old.credential_id)
             except DeleteConflict as exc:
                 reason = f"still in use, not deleted: {exc.aws_message or exc.code}"

@@ -24,7 +24,7 @@ from rotator.rotation.emergency import Request, escalate
 from rotator.rotation.engine import Engine
 from rotator.rotation.protocol import EMERGENCY_DEACTIVATE, next_step
 from rotator.rotation.report import Result
-from rotator.settings import Config, JournalSettings, RetrySettings, VerifySettings
+from rotator.settings import AwsSettings, Config, JournalSettings, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 
 USER = "ci-app"
@@ -60,6 +60,7 @@ def engine(twin: MemoryIam, journal: MemoryJournal, tmp: Path, lease_ttl: str = 
             }
         ],
         journal=JournalSettings(url="memory://", lease_ttl=lease_ttl),  # type: ignore[arg-type]
+        aws=AwsSettings(connect_timeout=0.2, read_timeout=0.2),
         retry=RetrySettings(attempts=2, initial_delay=timedelta(0)),
         verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
     )
@@ -206,13 +207,37 @@ async def test_the_escalation_waits_for_a_daemon_to_let_go_of_the_rotation(
     assert len(waited) == 1 and "held by daemon" in waited[0]["reason"]
 
 
+async def test_an_escalation_takes_over_a_silent_lease_after_a_full_lease_period(
+    twin: MemoryIam, journal: MemoryJournal, tmp_path: Path, promoted: tuple[str, str]
+) -> None:
+    """A holder that shows no sign of life for a lease period on the operator's own clock
+    (whatever its lease's wall-clock expiry says) is taken over: the leak is handled."""
+    old, new = promoted
+    await hold_lease(journal, "daemon", timedelta(hours=1))
+    report = await engine(twin, journal, tmp_path, lease_ttl="1s").rotate_now(leak(old))
+    assert report.steps and report.steps[0].outcome is Outcome.DONE
+    assert statuses(twin) == {new: "Active"}
+
+
 async def test_an_escalation_gives_up_on_a_lease_held_past_its_patience(
     twin: MemoryIam, journal: MemoryJournal, tmp_path: Path, promoted: tuple[str, str]
 ) -> None:
+    """A live daemon (it renews its lease) holds the rotation longer than the operator's
+    patience (the lease period): the escalation gives up and changes nothing."""
     old, new = promoted
-    await hold_lease(journal, "daemon", timedelta(hours=1))
-    with pytest.raises(LeaseLost):
-        await engine(twin, journal, tmp_path, lease_ttl="1s").rotate_now(leak(old))
+    held = await hold_lease(journal, "daemon", timedelta(seconds=1))
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await journal.renew(held, timedelta(seconds=1), utcnow())
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        with pytest.raises(LeaseLost):
+            await engine(twin, journal, tmp_path, lease_ttl="1s").rotate_now(leak(old))
+    finally:
+        beating.cancel()
     assert statuses(twin) == {old: "Active", new: "Active"}
     (rotation,) = await journal.list_active()
     assert rotation.emergency is False, "not escalated without the lease"

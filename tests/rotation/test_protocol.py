@@ -10,6 +10,7 @@ nothing illegal reaches the journal and the rotation fails with the reason.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -224,7 +225,9 @@ async def test_a_step_may_not_journal_a_state_its_row_does_not_allow() -> None:
 class Lying(Steps):
     """Steps whose create reports a state the create row does not allow."""
 
-    async def run(self, rotation: Rotation, row: Transition) -> StepResult:
+    async def run(
+        self, rotation: Rotation, row: Transition, *, guard: Callable[[], None] | None = None
+    ) -> StepResult:
         return StepResult(
             rotation=rotation.evolve(state=S.PROMOTED), step=row.step, outcome=Outcome.DONE
         )
