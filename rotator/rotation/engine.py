@@ -26,9 +26,8 @@ from rotator.errors import (
 )
 from rotator.inventory import collect
 from rotator.journal.base import Journal
-from rotator.kinds import CredentialKind
+from rotator.kinds import CredentialKind, Disables, facts_of
 from rotator.model import (
-    SHAPES,
     Action,
     Decision,
     Inventory,
@@ -210,7 +209,8 @@ class Engine:
 
     async def _act(self, decision: Decision, sweep: Session) -> Report:
         if decision.action is Action.BLOCK:
-            if decision.rotation_id is None and SHAPES[decision.kind] is Shape.TWO_SLOT:
+            two_slot = facts_of(decision.kind).shape is Shape.TWO_SLOT
+            if decision.rotation_id is None and two_slot:
                 changed = await still_blocked(decision, sweep, self.journal)
                 if changed is not None:
                     return Report(decision=decision, reason=changed)
@@ -248,7 +248,7 @@ class Engine:
     ) -> Report:
         """Journal a new rotation (holding its lease from the start) and drive it."""
         now = self.clock()
-        in_place = SHAPES[rule.kind] is Shape.IN_PLACE
+        in_place = rule.facts.shape is Shape.IN_PLACE
         rotation = Rotation.start(
             account=decision.account,
             user=decision.user,
@@ -278,7 +278,10 @@ class Engine:
         assert decision.credential_id is not None
         if sweep.dry_run:
             return would(Step.DISABLE, decision, f"would disable: {decision.reason}")
-        await sweep.kinds[decision.kind].disable(decision.user, decision.credential_id)
+        kind = sweep.kinds[decision.kind]
+        if not isinstance(kind, Disables):
+            raise Refused(f"a {facts_of(decision.kind).noun} cannot be disabled")
+        await kind.disable(decision.user, decision.credential_id)
         audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
         return Report(decision=decision, outcome=Outcome.DONE, reason=decision.reason)
 

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 
 from rotator import audit
 from rotator.errors import InputError, Refused, RotatorError
-from rotator.kinds import CredentialKind
+from rotator.kinds import AccountHolders, CredentialKind
 from rotator.model import (
-    ACCOUNT_HELD,
     Action,
     Decision,
     Holder,
@@ -150,7 +149,7 @@ class OnDemand:
         """The holder an operator named: an IAM user, or (server certificates) one of the
         account's certificates the rules select."""
         assert request.user is not None
-        if request.kind not in ACCOUNT_HELD:
+        if not isinstance(kind, AccountHolders):
             return await sweep.holder(request.user, kind, request.slot)
         rules = [r for r in self._config.rules if r.kind is request.kind]
         for holder in await kind.account_holders(sweep.account, rules):

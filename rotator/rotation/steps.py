@@ -13,7 +13,7 @@ from datetime import datetime
 
 from rotator.errors import DeleteConflict, Refused, SinkError, VerificationFailed, WrongIdentity
 from rotator.journal.base import Journal
-from rotator.kinds.base import CredentialKind
+from rotator.kinds.base import CredentialKind, MakesMaterial, TracksLastUse
 from rotator.model import (
     Credential,
     Outcome,
@@ -145,13 +145,14 @@ class Steps:
         """The secret material to create with: material rotator made and stored pending
         before a crash is used again (a console password may already be applied); else new
         material, stored pending before IAM sees it. None when IAM makes the secret."""
+        if not isinstance(self._kind, MakesMaterial):
+            return None
         if pending is not None and pending.kind is rotation.kind and self._kind.reusable(pending):
             return pending
         if self._rule is None:
             return None
         material = await self._kind.make_material(self._rule, rotation.user)
-        if material is not None:
-            await self._sink.put_pending(sink_key(rotation), material)
+        await self._sink.put_pending(sink_key(rotation), material)
         return material
 
     async def _make_room(self, rotation: Rotation) -> None:
@@ -256,7 +257,9 @@ class Steps:
                 rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already inactive")
-        used = await self._kind.last_used(rotation.user, old.credential_id)
+        used = None
+        if isinstance(self._kind, TracksLastUse):
+            used = await self._kind.last_used(rotation.user, old.credential_id)
         assert rotation.promoted_at is not None
         if used is not None and used > rotation.promoted_at:
             reason = (

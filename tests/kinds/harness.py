@@ -12,12 +12,12 @@ from pydantic import TypeAdapter
 
 from rotator.aws import Aws
 from rotator.journal.memory import MemoryJournal
+from rotator.kinds import AnyRule
 from rotator.kinds.base import CredentialKind, KindContext
 from rotator.model import Kind, Lease, Rotation, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
 from rotator.rotation.steps import StepResult, Steps
-from rotator.rules import AnyRule
 from rotator.settings import RetrySettings, VerifySettings
 from rotator.sinks.base import SinkDocument, SinkKey
 from rotator.sinks.memory import MemorySink

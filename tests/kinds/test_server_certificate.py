@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from rotator import crypto, crypto_checks
 from rotator.errors import Refused
 from rotator.kinds.certificate_common import CertificateRejected
-from rotator.kinds.server_certificate import ServerCertificates
+from rotator.kinds.server_certificate import REGISTRATION, ServerCertificates
 from rotator.model import Kind, Outcome, RotationState, Status, utcnow
 from rotator.policy import Rule
 from rotator.sinks.base import SecretEntry
@@ -103,8 +103,7 @@ async def test_a_rotation_uploads_a_version_and_retires_the_old_one() -> None:
     key = crypto.load_private_key(current.reveal(crypto.PRIVATE_KEY), "sink")
     assert crypto_checks.key_matches(cert, key)
     assert cert.not_valid_after_utc > utcnow() + 80 * DAY
-    kind = harness.kind
-    assert {f"iam:{call}" for call in iam.calls} <= set(kind.permissions)
+    assert {f"iam:{call}" for call in iam.calls} <= set(REGISTRATION.iam.all)
 
 
 async def test_a_second_renewal_the_same_day_gets_a_suffix() -> None:

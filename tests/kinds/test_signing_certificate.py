@@ -13,10 +13,15 @@ from pydantic import SecretStr
 
 from rotator import crypto, crypto_checks
 from rotator.errors import InputError, LimitExceeded, VerificationFailed, WrongIdentity
+from rotator.kinds import TracksLastUse
 from rotator.kinds.certificate_common import CertificateRejected
-from rotator.kinds.signing_certificate import SigningCertificates, new_material
+from rotator.kinds.signing_certificate import (
+    REGISTRATION,
+    SigningCertificateRule,
+    SigningCertificates,
+    new_material,
+)
 from rotator.model import RotationState, Status, utcnow
-from rotator.rules import SigningCertificateRule
 from rotator.sinks.base import SecretEntry
 from tests.kinds.harness import Harness, context, rule
 from tests.kinds.iam_stub import IamStub
@@ -88,7 +93,7 @@ async def test_a_rotation_replaces_the_certificate_and_keeps_the_key_in_the_sink
         crypto.load_certificate(cert.body, "iam"),
         crypto.load_private_key(current.reveal(crypto.PRIVATE_KEY), "sink"),
     )
-    assert {f"iam:{call}" for call in iam.calls} <= set(harness.kind.permissions)
+    assert {f"iam:{call}" for call in iam.calls} <= set(REGISTRATION.iam.all)
 
 
 async def test_iams_certificate_errors_become_permanent_errors_that_say_why() -> None:
@@ -144,4 +149,4 @@ async def test_a_resumed_create_reuses_or_adopts_the_stored_material() -> None:
     assert sum(kind.matches(c, pending) for c in listed.values()) == 1
     await kind.delete("alice", uploaded.credential_id)
     await kind.delete("alice", uploaded.credential_id)  # already gone: a no-op
-    assert await kind.last_used("alice", "x") is None
+    assert not isinstance(kind, TracksLastUse), "IAM does not record signing-certificate use"
