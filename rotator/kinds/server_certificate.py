@@ -48,6 +48,7 @@ from rotator.kinds.certificate_versions import (
     DEFAULT_FORMAT,
     Version,
     base_of,
+    credentials,
     newest,
     version_name,
 )
@@ -160,22 +161,8 @@ class ServerCertificates(MaterialMatching):
         found = [await self._version(m) for m in metas]
         return [v for v in found if v is not None]
 
-    def _credentials(self, versions: Sequence[Version]) -> list[Credential]:
-        current = newest(versions)
-        return [
-            Credential(
-                kind=self.kind,
-                credential_id=v.name,
-                status=Status.ACTIVE if v is current else Status.INACTIVE,
-                created=v.uploaded,
-                expires=v.info.not_after if v.info else None,
-                not_before=v.info.not_before if v.info else None,
-            )
-            for v in versions
-        ]
-
     async def list(self, user: str, slot: str = "") -> list[Credential]:
-        return self._credentials(await self._versions(user))
+        return credentials(await self._versions(user))
 
     async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
         self._rules = [r for r in rules if isinstance(r, ServerCertificateRule) and r.enabled]
@@ -203,7 +190,7 @@ class ServerCertificates(MaterialMatching):
                     name=base,
                     arn=current.arn,
                     path=current.path,
-                    credentials=tuple(self._credentials(versions)),
+                    credentials=tuple(credentials(versions)),
                     offered=await asyncio.to_thread(issuers.offered, rule),
                     account_held=True,
                 )
