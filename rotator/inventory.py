@@ -219,7 +219,7 @@ async def collect(
     for kind in sorted({r.kind for r in by_account}):
         mine = [r for r in by_account if r.kind is kind]
         held = kinds[kind]
-        assert isinstance(held, AccountHolders), f"{kind} is account-held (its Registration)"
+        assert isinstance(held, AccountHolders)  # its Registration checked it lists holders
         account_holders.extend(await held.account_holders(account, mine))
     listed = await list_users(iam, _common_prefix(rules)) if rules else []
     candidates = {
