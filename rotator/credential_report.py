@@ -150,7 +150,8 @@ def _parse(content: bytes | str, generated: datetime) -> CredentialReport:
 
 def credentials(row: UserRow, kind: Kind) -> list[Credential]:
     """The row's credentials of ``kind`` (access keys, or the console password whose ID is
-    the user name, as ``LoginProfiles.list`` names it); [] for kinds the report lacks."""
+    the user name, as ``LoginProfiles.list`` names it); [] for kinds the report lacks. The
+    kinds it reads are those whose facts say ``in_credential_report``."""
     if kind is Kind.ACCESS_KEY:
         return [
             Credential(
@@ -174,8 +175,6 @@ def credentials(row: UserRow, kind: Kind) -> list[Credential]:
         ]
     return []
 
-
-REPORTED_KINDS = frozenset({Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
 
 # -- fetching ---------------------------------------------------------------------------
 

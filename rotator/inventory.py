@@ -25,13 +25,19 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from rotator import audit, credential_report
 from rotator.aws import all_pages, aws_errors
-from rotator.credential_report import REPORTED_KINDS, CredentialReport, ReportUnavailable
+from rotator.credential_report import CredentialReport, ReportUnavailable
 from rotator.errors import NoSuchEntity
-from rotator.kinds.base import CredentialKind, IamClient
+from rotator.kinds.base import (
+    AccountHolders,
+    CredentialKind,
+    IamClient,
+    TracksLastUse,
+    TracksRotations,
+)
 from rotator.model import Action, Credential, Holder, Inventory, Kind
 from rotator.planner import plan
 from rotator.policy import Rule
@@ -40,13 +46,6 @@ from rotator.progress import INVENTORY, NO_PROGRESS, Counter, ProgressFn
 REPORT_COST = 3  # calls to fetch the credential report (get, generate, get)
 SCREEN_AHEAD = timedelta(hours=1)  # report data is screened as of now + this
 _ACTS = frozenset({Action.ROTATE, Action.DISABLE, Action.BLOCK})
-
-
-@runtime_checkable
-class TracksRotations(Protocol):
-    """A kind whose IAM dates may lag a change rotator made (console passwords)."""
-
-    async def rotated_at(self, rule: Rule, user: str) -> datetime | None: ...
 
 
 def _common_prefix(rules: Sequence[Rule]) -> str:
@@ -97,7 +96,10 @@ def to_act_on(holder: Holder, rules: Sequence[Rule], now: datetime) -> set[tuple
 
 def use_report(candidates: Mapping[str, Sequence[Rule]]) -> bool:
     """True if the credential report costs fewer calls than listing the candidates."""
-    per_user = sum(len({r.kind for r in rules} & REPORTED_KINDS) for rules in candidates.values())
+    per_user = sum(
+        len({r.kind for r in rules if r.facts.in_credential_report})
+        for rules in candidates.values()
+    )
     return per_user > REPORT_COST
 
 
@@ -123,7 +125,9 @@ class _Collector:
             return None
         by_slot = {(r.kind, r.slot): r for r in selecting}
         row = self.report.row(name, user.get("CreateDate")) if self.report else None
-        reported = {k for k in by_slot if row is not None and k[0] in REPORTED_KINDS}
+        reported = {
+            k for k, r in by_slot.items() if row is not None and r.facts.in_credential_report
+        }
         creds: dict[tuple[Kind, str], list[Credential]] = {}
         for key in reported:
             assert row is not None
@@ -150,7 +154,8 @@ class _Collector:
         listed = await kind.list(holder.name, rule.slot)
         if rule.kind is Kind.LOGIN_PROFILE:
             return [await self._password(holder, user, c, rule) for c in listed]
-        if any(r.unused_after for (k, _), r in rules.items() if k is rule.kind):
+        unused = any(r.unused_after for (k, _), r in rules.items() if k is rule.kind)
+        if unused and isinstance(kind, TracksLastUse):
             listed = [
                 replace(c, last_used=await kind.last_used(holder.name, c.credential_id))
                 if c.active
@@ -209,12 +214,14 @@ async def collect(
     IAM users for per-user kinds, the account's own holders (server certificates) for the
     others. ``report``: use the credential report (True), never (False), or when it is
     cheaper (None). ``progress`` hears of each selected user read (phase ``INVENTORY``)."""
-    by_account = [r for r in rules if r.enabled and not kinds[r.kind].per_user]
-    rules = [r for r in rules if r.enabled and kinds[r.kind].per_user]
+    by_account = [r for r in rules if r.enabled and r.facts.account_held]
+    rules = [r for r in rules if r.enabled and not r.facts.account_held]
     account_holders: list[Holder] = []
     for kind in sorted({r.kind for r in by_account}):
         mine = [r for r in by_account if r.kind is kind]
-        account_holders.extend(await kinds[kind].account_holders(account, mine))
+        held = kinds[kind]
+        assert isinstance(held, AccountHolders)  # its Registration checked it lists holders
+        account_holders.extend(await held.account_holders(account, mine))
     listed = await list_users(iam, _common_prefix(rules)) if rules else []
     candidates = {
         u["UserName"]: [r for r in rules if _name_matches(r, u["UserName"], u.get("Path", "/"))]

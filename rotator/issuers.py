@@ -7,37 +7,85 @@
 * ``directory`` — what an ACME client left in ``path``: ``cert.pem``, ``privkey.pem`` and
   ``chain.pem`` (empty for no chain). It is uploaded only when newer than IAM's.
 
-``issue`` returns checked ``Material`` (every problem IAM would reject is an ``InputError``
-naming the file); ``offered`` is the notBefore of a directory's ``cert.pem``;
-``config_problems`` is the check ``rotator validate`` / ``run`` apply before any AWS call.
-File reads are blocking: async callers run these in a worker thread.
+The issuer models (and ``KeySpec``, the key pair both certificate kinds generate) are the
+options of the certificate kinds' rules (``rotator/kinds/``). ``issue`` returns checked
+``Material`` (every problem IAM would reject is an ``InputError`` naming the file);
+``offered`` is the notBefore of a directory's ``cert.pem``; ``config_problems`` is the
+check ``rotator validate`` / ``run`` apply before any AWS call (each rule's
+``input_problems``, built from ``issuer_problems``, ``template_problems`` and
+``name_format_problems`` here). File reads are blocking: async callers run these in a
+worker thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from cryptography import x509
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from rotator import crypto, crypto_checks
 from rotator.errors import InputError
-from rotator.policy import Rule
-from rotator.rules import (
-    DirectoryIssuer,
-    LocalCaIssuer,
-    SelfSignedIssuer,
-    ServerCertificateRule,
-    SigningCertificateRule,
-)
+from rotator.policy import Duration, Rule, _Strict
+
+if TYPE_CHECKING:
+    from rotator.kinds.server_certificate import ServerCertificateRule
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "privkey.pem"
 CHAIN_FILE = "chain.pem"
-_SAMPLE = "example"  # stands in for a holder's name when a template is checked
+SAMPLE = "example"  # stands in for a holder's name when a template is checked
+
+
+class KeySpec(_Strict):
+    """The key pair rotator generates."""
+
+    type: Literal["rsa", "ec"] = "rsa"
+    size: int = 2048  # RSA bits; ignored for EC (P-256)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value not in (2048, 3072, 4096):
+            raise ValueError(f"key size {value} is not one of 2048, 3072, 4096")
+        return value
+
+
+class SelfSignedIssuer(_Strict):
+    """A self-signed certificate, for internal endpoints."""
+
+    type: Literal["self-signed"]
+    key: KeySpec = Field(default_factory=KeySpec)
+    subject: str = "CN={name}"
+    dns_names: list[str] = Field(default_factory=list)
+    validity: Duration = timedelta(days=90)
+
+
+class LocalCaIssuer(_Strict):
+    """A certificate signed by the team's own CA (its certificate and key as PEM files)."""
+
+    type: Literal["local-ca"]
+    cert: Path
+    key: Path
+    key_spec: KeySpec = Field(default_factory=KeySpec)
+    subject: str = "CN={name}"
+    dns_names: list[str] = Field(default_factory=list)
+    validity: Duration = timedelta(days=90)
+
+
+class DirectoryIssuer(_Strict):
+    """A certificate an ACME client (certbot ...) left in a directory: ``cert.pem``,
+    ``privkey.pem``, ``chain.pem``. Uploaded when it is newer than what IAM holds."""
+
+    type: Literal["directory"]
+    path: Path
+
+
+Issuer = Annotated[SelfSignedIssuer | LocalCaIssuer | DirectoryIssuer, Field(discriminator="type")]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +124,10 @@ def issue(rule: ServerCertificateRule, base_name: str, now: datetime) -> Materia
     return _checked(cert, "", key, now, "self-signed")
 
 
-def offered(rule: Rule) -> datetime | None:
+def offered(rule: ServerCertificateRule) -> datetime | None:
     """For a directory issuer: the notBefore of its ``cert.pem`` (None if it cannot be
     read; ``issue`` then says why). None for the other issuers: they make new material."""
-    if not isinstance(rule, ServerCertificateRule) or not isinstance(rule.issuer, DirectoryIssuer):
+    if not isinstance(rule.issuer, DirectoryIssuer):
         return None
     try:
         cert = crypto.load_certificate(_read(rule.issuer.path / CERT_FILE), CERT_FILE)
@@ -89,28 +137,22 @@ def offered(rule: Rule) -> datetime | None:
 
 
 def config_problems(rules: Sequence[Rule], now: datetime) -> list[str]:
-    """Every problem in the certificate settings of the enabled ``rules``, each naming the
-    rule and the field: subjects and name formats that cannot work, issuer files that are
-    missing or would be rejected by IAM."""
+    """Every problem in the inputs of the enabled ``rules`` (``Rule.input_problems``: the
+    certificate kinds' subjects, name formats and issuer files), each naming the rule and
+    the field."""
     problems: list[str] = []
     for rule in rules:
         if rule.enabled:
-            problems += [f"rule {rule.name!r}: {p}" for p in rule_problems(rule, now)]
+            problems += [f"rule {rule.name!r}: {p}" for p in rule.input_problems(now)]
     return problems
 
 
-def rule_problems(rule: Rule, now: datetime) -> list[str]:
-    """The problems of one rule, each starting with the field it concerns."""
-    if isinstance(rule, SigningCertificateRule):
-        return _template_problems("subject", rule.subject, user=_SAMPLE, name=_SAMPLE)
-    if not isinstance(rule, ServerCertificateRule):
-        return []
-    problems = _name_format_problems(rule.name_format)
-    issuer = rule.issuer
+def issuer_problems(issuer: Issuer, now: datetime) -> list[str]:
+    """The problems of a server-certificate rule's ``issuer``, each starting with its
+    field: a subject that cannot work, files that are missing or IAM would reject."""
     if isinstance(issuer, DirectoryIssuer):
-        return problems + [f"issuer.path: {p}" for p in _directory_problems(issuer.path, now)]
-    subject = issuer.subject
-    problems += _template_problems("issuer.subject", subject, name=_SAMPLE)
+        return [f"issuer.path: {p}" for p in _directory_problems(issuer.path, now)]
+    problems = template_problems("issuer.subject", issuer.subject, name=SAMPLE)
     if isinstance(issuer, LocalCaIssuer):
         problems += _ca_problems(issuer, now)
     return problems
@@ -191,7 +233,8 @@ def _read(path: Path) -> str:
 # -- configuration checks ------------------------------------------------------------------
 
 
-def _template_problems(field: str, template: str, **fields: str) -> list[str]:
+def template_problems(field: str, template: str, **fields: str) -> list[str]:
+    """``[field: why]`` if the subject ``template`` cannot be filled with ``fields``."""
     try:
         crypto.subject_name(template, **fields)
     except ValueError as exc:
@@ -199,9 +242,10 @@ def _template_problems(field: str, template: str, **fields: str) -> list[str]:
     return []
 
 
-def _name_format_problems(name_format: str) -> list[str]:
+def name_format_problems(name_format: str) -> list[str]:
+    """``[name_format: why]`` if ``name_format`` cannot name server-certificate versions."""
     try:
-        sample = name_format.format(base=_SAMPLE, date="20260101")
+        sample = name_format.format(base=SAMPLE, date="20260101")
     except (KeyError, IndexError, ValueError) as exc:
         return [f"name_format: {name_format!r} uses an unknown field {exc} (known: base, date)"]
     if name_format.rstrip().endswith("{base}"):

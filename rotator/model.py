@@ -26,14 +26,15 @@ def new_id(prefix: str) -> str:
 
 
 class Kind(StrEnum):
-    """The kinds of IAM credential rotator knows, named as in the policy file."""
+    """The kinds of IAM credential rotator knows, named as in the policy file. Each is
+    declared by one module in ``rotator/kinds/`` (its facts, rule options and IAM calls)."""
 
-    ACCESS_KEY = "access-key"  # two per user; IAM makes the secret
-    SIGNING_CERTIFICATE = "signing-certificate"  # two per user; rotator makes key + X.509
-    SERVER_CERTIFICATE = "server-certificate"  # per account; versioned names
-    LOGIN_PROFILE = "login-profile"  # one per user; the console password
-    SSH_PUBLIC_KEY = "ssh-public-key"  # five per user; rotator makes the key pair
-    SERVICE_CREDENTIAL = "service-credential"  # two per service per user; IAM makes it
+    ACCESS_KEY = "access-key"
+    SIGNING_CERTIFICATE = "signing-certificate"
+    SERVER_CERTIFICATE = "server-certificate"
+    LOGIN_PROFILE = "login-profile"
+    SSH_PUBLIC_KEY = "ssh-public-key"
+    SERVICE_CREDENTIAL = "service-credential"
 
 
 class Shape(StrEnum):
@@ -44,18 +45,23 @@ class Shape(StrEnum):
     VERSIONED = "versioned"  # a new, differently named version; the old one retires
 
 
-SHAPES: dict[Kind, Shape] = {
-    Kind.ACCESS_KEY: Shape.TWO_SLOT,
-    Kind.SIGNING_CERTIFICATE: Shape.TWO_SLOT,
-    Kind.SSH_PUBLIC_KEY: Shape.TWO_SLOT,
-    Kind.SERVICE_CREDENTIAL: Shape.TWO_SLOT,
-    Kind.LOGIN_PROFILE: Shape.IN_PLACE,
-    Kind.SERVER_CERTIFICATE: Shape.VERSIONED,
-}
+@dataclass(frozen=True, kw_only=True)
+class KindFacts:
+    """What the planner and the engine know of a kind, without its IAM calls. Each kind
+    module in ``rotator/kinds/`` declares them once, on its rule class: code with a rule
+    reads ``rule.facts``; code with only a ``Kind`` asks ``rotator.kinds.facts_of``."""
 
+    kind: Kind
+    shape: Shape
+    noun: str  # one credential, as reasons name it: "access key", "console password"
+    # How many IAM lets one holder hold (per slot); None: no per-holder limit applies.
+    limit: int | None = None
+    account_held: bool = False  # held by the account itself (server certificates), not users
+    in_credential_report: bool = False  # IAM's credential report lists them
 
-# Kinds the account holds itself rather than its users.
-ACCOUNT_HELD = frozenset({Kind.SERVER_CERTIFICATE})
+    def __post_init__(self) -> None:
+        if self.shape is Shape.TWO_SLOT and (self.limit is None or self.limit < 2):
+            raise ValueError(f"{self.kind}: a two-slot kind needs a limit of at least 2")
 
 
 class Status(StrEnum):

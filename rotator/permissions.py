@@ -10,9 +10,10 @@ discovery      ``sts:GetCallerIdentity``, ``iam:ListUsers``, the  ``*`` (IAM can
                credential report (``DISCOVERY`` below)            them)
 users          ``iam:GetUser``, ``iam:ListUserTags``              users under the rules' path
                                                                   prefixes
-each kind      its class's ``permissions`` (``kinds.REGISTRY``)   users (server certificates:
+each kind      its ``REGISTRATION.iam`` (``kinds.REGISTRY``)      users (server certificates:
                                                                   certificates) under its
-                                                                  rules' path prefixes
+                                                                  rules' path prefixes; its
+                                                                  ``unscoped`` ones on ``*``
 each sink      its module's ``permissions(config)``               secrets / parameters by the
                                                                   template's prefix; the KMS
                                                                   key through that service
@@ -34,7 +35,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from rotator.kinds import REGISTRY
-from rotator.model import Kind
 from rotator.settings import Config
 from rotator.sinks import file, memory, secretsmanager, ssm
 
@@ -42,8 +42,7 @@ Statement = dict[str, Any]
 
 # Every sweep: whose credentials (STS), which users (IAM lists them account-wide).
 DISCOVERY: tuple[str, ...] = ("sts:GetCallerIdentity", "iam:ListUsers")
-# Kinds the inventory may read from IAM's credential report instead of per user.
-REPORTED_KINDS = frozenset({Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+# For kinds the inventory may read from IAM's credential report instead of per user.
 CREDENTIAL_REPORT: tuple[str, ...] = ("iam:GenerateCredentialReport", "iam:GetCredentialReport")
 USERS: tuple[str, ...] = ("iam:GetUser", "iam:ListUserTags")
 # IAM actions without resource-level permissions: they need "Resource": "*".
@@ -51,8 +50,7 @@ UNSCOPED = frozenset(
     {
         *DISCOVERY,
         *CREDENTIAL_REPORT,
-        "iam:ListServerCertificates",
-        "iam:GetAccountPasswordPolicy",
+        *(action for registered in REGISTRY.values() for action in registered.iam.unscoped),
     }
 )
 # What the DynamoDB journal calls (docs/configuration.md), and `rotator journal init`.
@@ -80,8 +78,6 @@ SINKS: Mapping[str, Callable[[Any], list[Statement]]] = {
     "secretsmanager": secretsmanager.permissions,
     "ssm": ssm.permissions,
 }
-# IAM resource types of kinds not held by users.
-_RESOURCE_TYPES: Mapping[Kind, str] = {Kind.SERVER_CERTIFICATE: "server-certificate"}
 
 
 def policy_document(config: Config, *, journal_init: bool = False) -> dict[str, Any]:
@@ -105,25 +101,25 @@ def render(document: Mapping[str, Any]) -> str:
 
 def _discovery(config: Config) -> list[str]:
     users = ["iam:ListUsers"] if _user_prefixes(config) else []
-    reported = any(rule.kind in REPORTED_KINDS for rule in config.rules)
+    reported = any(rule.facts.in_credential_report for rule in config.rules)
     return ["sts:GetCallerIdentity", *users, *(CREDENTIAL_REPORT if reported else ())]
 
 
 def _user_prefixes(config: Config) -> list[str]:
-    return [r.select.path_prefix for r in config.rules if r.kind not in _RESOURCE_TYPES]
+    return [r.select.path_prefix for r in config.rules if not r.facts.account_held]
 
 
 def _kinds(config: Config) -> list[Statement]:
     statements = []
-    for kind in Kind:
+    for kind, registered in REGISTRY.items():
         rules = [r for r in config.rules if r.kind is kind]
         if not rules:
             continue
-        declared: tuple[str, ...] = getattr(REGISTRY[kind], "permissions", ())
-        arns = _arns(_RESOURCE_TYPES.get(kind, "user"), [r.select.path_prefix for r in rules])
+        iam = registered.iam
+        arns = _arns(iam.resource, [r.select.path_prefix for r in rules])
         name = _sid(str(kind))
-        statements.append(_statement(name, [a for a in declared if a not in UNSCOPED], arns))
-        statements.append(_statement(name + "List", [a for a in declared if a in UNSCOPED], ["*"]))
+        statements.append(_statement(name, iam.scoped, arns))
+        statements.append(_statement(name + "List", iam.unscoped, ["*"]))
     return statements
 
 

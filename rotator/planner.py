@@ -1,7 +1,9 @@
 """Pure planning: ``plan(inventory, rules, rotations, now) -> Plan``.
 
 Every decision carries a reason an operator can act on. The planner never awaits and
-never calls AWS; the engine performs what it decides. Guarantees (tested with hypothesis):
+never calls AWS; the engine performs what it decides. What it knows of a kind (shape,
+limit, noun, account-held) it reads from the rule, ``rule.facts``, which the kind's module
+declares; it imports no kind. Guarantees (tested with hypothesis):
 
 * a ROTATE never takes a holder past IAM's limit for the kind: if the holder is at the
   limit, the ROTATE names an *inactive* credential to delete first;
@@ -18,8 +20,6 @@ from functools import partial
 
 from rotator.errors import RuleGone
 from rotator.model import (
-    ACCOUNT_HELD,
-    SHAPES,
     Action,
     Credential,
     Decision,
@@ -32,23 +32,6 @@ from rotator.model import (
 )
 from rotator.policy import Rule, format_duration
 from rotator.rotation.protocol import next_step
-
-# How many credentials of a kind IAM lets one user hold (per slot).
-LIMITS: dict[Kind, int] = {
-    Kind.ACCESS_KEY: 2,
-    Kind.SIGNING_CERTIFICATE: 2,
-    Kind.SSH_PUBLIC_KEY: 5,
-    Kind.SERVICE_CREDENTIAL: 2,
-}
-
-NOUNS: dict[Kind, str] = {
-    Kind.ACCESS_KEY: "access key",
-    Kind.SIGNING_CERTIFICATE: "signing certificate",
-    Kind.SERVER_CERTIFICATE: "server certificate",
-    Kind.LOGIN_PROFILE: "console password",
-    Kind.SSH_PUBLIC_KEY: "SSH public key",
-    Kind.SERVICE_CREDENTIAL: "service credential",
-}
 
 
 def _age(delta: timedelta) -> str:
@@ -112,7 +95,7 @@ def _in_flight(rotation: Rotation, rules: Sequence[Rule], now: datetime) -> Deci
 def _decide(
     holder: Holder, rule: Rule, covered: set[tuple[str, str, Kind, str]], now: datetime
 ) -> Decision | None:
-    if holder.account_held != (rule.kind in ACCOUNT_HELD):
+    if holder.account_held != rule.facts.account_held:
         return None  # a server-certificate rule never selects a user, nor the reverse
     if not rule.selects(holder.name, holder.path, holder.tags):
         return None
@@ -134,7 +117,7 @@ def _decide(
     if unused is not None:
         cred, reason = unused
         return make(action=Action.DISABLE, credential_id=cred.credential_id, reason=reason)
-    shape = SHAPES[rule.kind]
+    shape = rule.facts.shape
     if shape is Shape.IN_PLACE:
         return _in_place(make, creds, rule, now)
     if shape is Shape.VERSIONED:
@@ -150,7 +133,7 @@ def _unused(
     limit = rule.unused_after
     if limit is None:
         return None
-    noun = NOUNS[rule.kind]
+    noun = rule.facts.noun
     for cred in creds:
         if not cred.active:
             continue
@@ -166,7 +149,7 @@ def _unused(
 
 def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, str]:
     """When ``cred`` falls due under ``rule`` (None: never) and why, for the reason text."""
-    noun = NOUNS[rule.kind]
+    noun = rule.facts.noun
     options: list[tuple[datetime, str]] = []
     if rule.max_age is not None:
         options.append(
@@ -209,7 +192,7 @@ def _rotate_or_skip(
             reason=f"{why}{when}",
         )
     if delete_first is not None:
-        noun = NOUNS[rule.kind]
+        noun = rule.facts.noun
         extra += f"; inactive {noun} {delete_first.credential_id} is deleted first to make room"
     return make(
         action=Action.ROTATE,
@@ -223,7 +206,7 @@ def _rotate_or_skip(
 def _two_slot(
     make: partial[Decision], creds: Sequence[Credential], rule: Rule, now: datetime
 ) -> Decision:
-    noun = NOUNS[rule.kind]
+    noun = rule.facts.noun
     active = [c for c in creds if c.active]
     inactive = [c for c in creds if not c.active]
     if not active:
@@ -237,7 +220,7 @@ def _two_slot(
             reason=f"{len(active)} active {noun}s ({ids}): rotator cannot tell which one is in "
             f"use; deactivate the unused one (or rotate it with --emergency)",
         )
-    room = _make_room(creds, LIMITS.get(rule.kind, 1))
+    room = _make_room(creds, rule.facts.limit or 1)
     return _rotate_or_skip(make, active[0], rule, now, delete_first=room)
 
 
@@ -245,7 +228,7 @@ def _in_place(
     make: partial[Decision], creds: Sequence[Credential], rule: Rule, now: datetime
 ) -> Decision:
     if not creds:
-        return make(action=Action.SKIP, reason=f"no {NOUNS[rule.kind]}")
+        return make(action=Action.SKIP, reason=f"no {rule.facts.noun}")
     return _rotate_or_skip(make, creds[-1], rule, now)
 
 
@@ -257,7 +240,7 @@ def _versioned(
     offered: datetime | None,
 ) -> Decision:
     if not creds:
-        return make(action=Action.SKIP, reason=f"no {NOUNS[rule.kind]}")
+        return make(action=Action.SKIP, reason=f"no {rule.facts.noun}")
     # The kind marks the version in service Active; failing that, the latest issued.
     active = [c for c in creds if c.active]
     current = (

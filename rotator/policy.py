@@ -12,8 +12,8 @@ import fnmatch
 import re
 import string
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from rotator.cron import CronExpr
-from rotator.model import Kind
+from rotator.model import Kind, KindFacts
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
@@ -216,7 +216,12 @@ SinkConfig = Annotated[
 
 
 class Rule(_Strict):
-    """One rule of the policy: a kind, whom it selects, its timings and its sink."""
+    """One rule of the policy: a kind, whom it selects, its timings and its sink.
+
+    Each kind's module in ``rotator/kinds/`` subclasses this with the kind's options and
+    its ``facts``; the policy file is validated with ``rotator.kinds.AnyRule``."""
+
+    facts: ClassVar[KindFacts]  # the kind's facts (shape, limit, noun ...), set by each kind
 
     name: str = Field(min_length=1)
     kind: Kind
@@ -265,6 +270,12 @@ class Rule(_Strict):
     def timings(self) -> tuple[timedelta, timedelta]:
         """(deactivate_after, delete_after) for the old credential."""
         return self.deactivate_after, self.delete_after
+
+    def input_problems(self, now: datetime) -> list[str]:
+        """What pydantic cannot check, each problem starting with the field it concerns:
+        input files and templates (certificate issuers, subjects). Reads local files; never
+        calls AWS."""
+        return []
 
 
 def check_rules(rules: list[Rule]) -> list[Rule]:

@@ -31,8 +31,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rotator.config_problems import message, problem
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
+from rotator.kinds import AnyRule
 from rotator.policy import Duration, check_rules, format_duration
-from rotator.rules import AnyRule
 
 
 def state_dir() -> Path:

@@ -13,7 +13,7 @@ import pytest
 import typer.main
 from pydantic import BaseModel
 
-from rotator import policy, rules
+from rotator import kinds, policy
 from rotator.entrypoints.cli import cli
 from rotator.settings import Config, LambdaSettings
 
@@ -31,7 +31,7 @@ def models_in(annotation: object) -> Iterator[type[BaseModel]]:
 
 def settings_fields() -> Iterator[tuple[str, str]]:
     """(where, key) for every key a policy file may hold."""
-    todo: list[type[BaseModel]] = [Config, *models_in(rules.AnyRule)]
+    todo: list[type[BaseModel]] = [Config, *models_in(kinds.AnyRule)]
     todo += [m for m in vars(policy).values() if isinstance(m, type) and issubclass(m, BaseModel)]
     seen: set[type[BaseModel]] = set()
     while todo:

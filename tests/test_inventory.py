@@ -12,10 +12,11 @@ import pytest
 
 from rotator.inventory import SCREEN_AHEAD, collect, to_act_on, use_report
 from rotator.kinds import KindContext, build_kinds
+from rotator.kinds.access_key import AccessKeyRule
+from rotator.kinds.login_profile import LoginProfileRule
 from rotator.model import Action, Credential, Holder, Inventory, Kind, Status, utcnow
 from rotator.planner import plan
 from rotator.policy import FileSinkConfig, Rule
-from rotator.rules import AccessKeyRule, LoginProfileRule
 from rotator.settings import VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 

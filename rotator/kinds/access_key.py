@@ -1,5 +1,8 @@
 """Access keys: two per user; IAM makes the secret, which it returns exactly once.
 
+Declares the kind once: ``AccessKeyRule`` (options, and the facts as ``facts``),
+``AccessKeys`` (the IAM calls) and ``REGISTRATION``.
+
 Verification signs ``sts:GetCallerIdentity`` with the new key and checks the ARN is the
 user's, retrying with capped exponential backoff while IAM's change propagates
 (``InvalidClientTokenId`` / ``SignatureDoesNotMatch`` for a few seconds after create).
@@ -8,37 +11,46 @@ user's, retrying with capped exponential backoff while IAM's change propagates
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from rotator.aws import Credentials, aws_errors
 from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
-from rotator.kinds.base import KindContext
-from rotator.model import Credential, Holder, Kind, Status
-from rotator.policy import Rule
+from rotator.kinds.base import IamActions, KindContext, Registration
+from rotator.model import Credential, Kind, KindFacts, Shape, Status
+from rotator.policy import Duration, Rule
 from rotator.sinks.base import SecretEntry
 
 ACCESS_KEY_ID = "AccessKeyId"
 SECRET_ACCESS_KEY = "SecretAccessKey"  # noqa: S105 (a field name, not a secret)
 
 
-class AccessKeys:
+class AccessKeyRule(Rule):
     """``kind = "access-key"``."""
 
-    kind = Kind.ACCESS_KEY
-    per_user = True
-    permissions: tuple[str, ...] = (
-        "iam:ListAccessKeys",
-        "iam:CreateAccessKey",
-        "iam:UpdateAccessKey",
-        "iam:DeleteAccessKey",
-        "iam:GetAccessKeyLastUsed",
-        "iam:GetUser",
+    facts: ClassVar[KindFacts] = KindFacts(
+        kind=Kind.ACCESS_KEY,
+        shape=Shape.TWO_SLOT,
+        noun="access key",
+        limit=2,
+        in_credential_report=True,
     )
+    kind: Literal[Kind.ACCESS_KEY]
+    # Deactivate an access key unused for this long, or never used and older (CIS 1.12).
+    disable_unused_after: Duration | None = None
+
+    @property
+    def unused_after(self) -> timedelta | None:
+        return self.disable_unused_after
+
+
+class AccessKeys:
+    """The IAM calls of ``kind = "access-key"``; tracks last use, disables."""
+
+    kind = Kind.ACCESS_KEY
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -57,9 +69,6 @@ class AccessKeys:
             for k in listed.get("AccessKeyMetadata", [])
         ]
 
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
-        return None  # IAM makes the secret
-
     async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
         # No SDK retries here: if a connection drops after IAM created the key, a silent
         # retry would create a second key whose secret we never see. The step's own retry
@@ -73,9 +82,6 @@ class AccessKeys:
             public={ACCESS_KEY_ID: made[ACCESS_KEY_ID]},
             secret={SECRET_ACCESS_KEY: SecretStr(made[SECRET_ACCESS_KEY])},
         )
-
-    def reusable(self, pending: SecretEntry) -> bool:
-        return False  # IAM makes the secret; a pending one is adopted or discarded
 
     def matches(self, credential: Credential, pending: SecretEntry) -> bool:
         return bool(pending.credential_id) and credential.credential_id == pending.credential_id
@@ -135,5 +141,18 @@ class AccessKeys:
     async def disable(self, user: str, credential_id: str) -> None:
         await self.set_status(user, credential_id, Status.INACTIVE)
 
-    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
-        return []
+
+REGISTRATION = Registration(
+    rule=AccessKeyRule,
+    build=AccessKeys,
+    iam=IamActions(
+        scoped=(
+            "iam:ListAccessKeys",
+            "iam:CreateAccessKey",
+            "iam:UpdateAccessKey",
+            "iam:DeleteAccessKey",
+            "iam:GetAccessKeyLastUsed",
+            "iam:GetUser",
+        )
+    ),
+)

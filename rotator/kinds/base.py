@@ -1,29 +1,45 @@
 """The credential-kind port: the only code that calls a kind's IAM APIs.
 
-The engine drives every two-slot kind through the same protocol and knows nothing of IAM;
-each kind module implements ``CredentialKind`` for its own calls and secret material. A
-kind is registered in ``rotator.kinds.REGISTRY`` under the name the policy file uses.
+A kind module in ``rotator/kinds/`` declares everything about its kind in one place:
+
+* its **facts** (``model.KindFacts``: shape, per-holder limit, noun, account-held, in the
+  credential report), as the ``facts`` class variable of
+* its **rule class** (a ``policy.Rule`` with the kind's typed options), and
+* its **implementation**: a class with the core ``CredentialKind`` methods and those of
+  the optional capabilities below that the kind has — nothing else, no stubs;
+* a ``Registration`` named ``REGISTRATION`` tying them together with the **IAM actions**
+  the implementation calls.
+
+``rotator/kinds/__init__.py`` lists the kind modules: that is the registry, and the policy
+file's ``AnyRule`` is built from it. The engine drives every kind through the same
+protocol; it asks for a capability with ``isinstance`` (the protocols are
+``runtime_checkable``) and knows nothing of IAM.
 
 IAM is reached through ``iam``, an aioboto3 IAM client or anything with the same methods
-and response shapes (tests use an in-memory twin for what moto lacks). Kinds convert
-botocore errors with ``rotator.aws.aws_errors`` so callers only see ``rotator.errors``.
+and response shapes (tests use ``rotator.testing.MemoryIam``). Kinds convert botocore
+errors with ``rotator.aws.aws_errors`` so callers only see ``rotator.errors``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from rotator.aws import Aws
-from rotator.model import Credential, Holder, Kind, Status
+from rotator.model import Credential, Holder, Kind, KindFacts, Status
 from rotator.policy import Rule
-from rotator.settings import VerifySettings
 from rotator.sinks.base import SecretEntry
+
+if TYPE_CHECKING:  # settings builds the policy's rule union from this package's registry
+    from rotator.settings import VerifySettings
 
 # An aioboto3 IAM client, or an object with the same methods and response shapes.
 IamClient = Any
+
+R_contra = TypeVar("R_contra", bound=Rule, contravariant=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,32 +54,19 @@ class KindContext:
 
 
 class CredentialKind(Protocol):
-    """One kind of IAM credential. Every method is safe to call again after a crash."""
+    """The core every kind has. Every method is safe to call again after a crash."""
 
     kind: Kind
-    per_user: bool  # held by IAM users (False: by the account, e.g. server certificates)
-    # The IAM actions this kind calls, for `rotator iam-policy` (least privilege).
-    permissions: tuple[str, ...]
 
     async def list(self, user: str, slot: str = "") -> list[Credential]:
-        """The user's credentials of this kind (and slot), with last-used where IAM has it.
-        Raises ``NoSuchEntity`` if the user is gone."""
-        ...
-
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
-        """New secret material rotator generates itself (keys, certificates), or None when
-        IAM makes the secret on create. Stored pending *before* ``create`` is called."""
+        """The holder's credentials of this kind (and slot). Raises ``NoSuchEntity`` if the
+        holder is gone."""
         ...
 
     async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
-        """Create the credential in IAM (uploading ``material`` if given) and return its
-        entry with the ID IAM assigned and all secret fields. Raises ``LimitExceeded``."""
-        ...
-
-    def reusable(self, pending: SecretEntry) -> bool:
-        """True if ``pending`` is material rotator made that a resumed create should use
-        again (rather than make new): it was stored before IAM saw it and IAM holds no
-        credential made from it. False for kinds whose secret IAM makes."""
+        """Create the credential in IAM (uploading ``material``, for a kind that
+        ``MakesMaterial``) and return its entry with the ID IAM assigned and all secret
+        fields. Raises ``LimitExceeded``."""
         ...
 
     def matches(self, credential: Credential, pending: SecretEntry) -> bool:
@@ -76,23 +79,117 @@ class CredentialKind(Protocol):
         ...
 
     async def set_status(self, user: str, credential_id: str, status: Status) -> None:
-        """Set a credential Active or Inactive. Idempotent."""
+        """Set a credential Active or Inactive. Idempotent. A kind without a status says
+        how it treats the request (server certificates: nothing to do; a console password:
+        ``Refused``)."""
         ...
 
     async def delete(self, user: str, credential_id: str) -> None:
         """Delete a credential. Deleting one that is already gone is a no-op."""
         ...
 
-    async def last_used(self, user: str, credential_id: str) -> datetime | None:
-        """When the credential was last used, if IAM knows (None: never, or not tracked)."""
+
+# -- optional capabilities ---------------------------------------------------------------
+
+
+@runtime_checkable
+class MakesMaterial(Protocol[R_contra]):
+    """A kind whose secret rotator makes (key pairs, certificates, passwords); without
+    this capability IAM makes the secret on ``create``."""
+
+    async def make_material(self, rule: R_contra, user: str) -> SecretEntry:
+        """New secret material as the kind's rule describes. Stored pending *before*
+        ``create`` is called."""
         ...
+
+    def reusable(self, pending: SecretEntry) -> bool:
+        """True if ``pending`` is material rotator made that a resumed create should use
+        again (rather than make new): it was stored before IAM saw it and IAM holds no
+        credential made from it."""
+        ...
+
+
+@runtime_checkable
+class TracksLastUse(Protocol):
+    """A kind whose last use IAM records (access keys, console passwords): deactivating an
+    old one is held while it is still used, and ``disable_unused_after`` can judge it."""
+
+    async def last_used(self, user: str, credential_id: str) -> datetime | None:
+        """When the credential was last used (None: never)."""
+        ...
+
+
+@runtime_checkable
+class Disables(Protocol):
+    """A kind whose rule can ask for unused credentials to be taken out of service
+    (``disable_unused_after``, CIS 1.12)."""
 
     async def disable(self, user: str, credential_id: str) -> None:
         """Take an unused credential out of service (deactivate it; a console password's
         login profile is deleted). Idempotent."""
         ...
 
+
+@runtime_checkable
+class AccountHolders(Protocol):
+    """A kind held by the account rather than by users (``KindFacts.account_held``)."""
+
     async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
-        """For kinds held by the account rather than by users (server certificates): the
-        holders the rules may select, with their credentials. [] for per-user kinds."""
+        """The holders the rules may select, with their credentials."""
         ...
+
+
+@runtime_checkable
+class TracksRotations(Protocol):
+    """A kind whose IAM dates may lag a change rotator made (console passwords)."""
+
+    async def rotated_at(self, rule: Rule, user: str) -> datetime | None:
+        """When rotator last changed ``user``'s credential under ``rule`` (None: unknown)."""
+        ...
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class IamActions:
+    """The IAM actions a kind's implementation calls, for ``rotator iam-policy``."""
+
+    scoped: tuple[str, ...]  # granted on its holders under the rules' path prefixes
+    unscoped: tuple[str, ...] = ()  # IAM has no resource-level permission: on "*"
+    resource: str = "user"  # the IAM resource type of its holders' ARNs
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.scoped + self.unscoped
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registration:
+    """One kind, as its module registers it: its rule class (which carries its facts), how
+    to build its implementation for a sweep, and the IAM actions that implementation
+    calls. Checked when made: the rule's ``kind`` is the facts' kind, and the
+    implementation lists account holders exactly when the facts say account-held."""
+
+    rule: type[Rule]
+    build: Callable[[KindContext], CredentialKind]
+    iam: IamActions
+
+    @property
+    def facts(self) -> KindFacts:
+        return self.rule.facts
+
+    @property
+    def kind(self) -> Kind:
+        return self.facts.kind
+
+    def __post_init__(self) -> None:
+        tags = typing.get_args(self.rule.model_fields["kind"].annotation)
+        if tags != (self.kind,):
+            raise TypeError(f"{self.rule.__name__}.kind must be Literal[{self.kind!r}]")
+        holders = isinstance(self.build, type) and issubclass(self.build, AccountHolders)
+        if holders != self.facts.account_held:
+            raise TypeError(
+                f"{self.kind}: account_held={self.facts.account_held} but its implementation "
+                f"{'lists' if holders else 'does not list'} account holders"
+            )

@@ -17,6 +17,7 @@ from functools import cache
 
 from rotator.errors import InputError
 from rotator.kinds.certificate_common import BodyInfo
+from rotator.model import Credential, Kind, Status
 
 DEFAULT_FORMAT = "{base}-{date}"
 NAME_MAX = 128  # IAM's limit on ServerCertificateName
@@ -82,3 +83,20 @@ def newest(versions: Sequence[Version]) -> Version | None:
     notBefore (a new certificate is backdated a few minutes, so notBefore alone can rank
     an old certificate issued moments earlier above it)."""
     return max(versions, key=lambda v: (upload_order(v.name), v.issued, v.name), default=None)
+
+
+def credentials(versions: Sequence[Version]) -> list[Credential]:
+    """The versions as credentials: the newest Active, the older ones Inactive (server
+    certificates have no status; this is how the engine sees which one is in service)."""
+    current = newest(versions)
+    return [
+        Credential(
+            kind=Kind.SERVER_CERTIFICATE,
+            credential_id=v.name,
+            status=Status.ACTIVE if v is current else Status.INACTIVE,
+            created=v.uploaded,
+            expires=v.info.not_after if v.info else None,
+            not_before=v.info.not_before if v.info else None,
+        )
+        for v in versions
+    ]

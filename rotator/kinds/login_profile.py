@@ -13,21 +13,24 @@ is ``pw-<random>``, made with the password. A user without a login profile has n
 access: nothing to rotate (``list`` returns []). ``EntityTemporarilyUnmodifiable`` is
 transient (the step is retried). Rotator never deletes a login profile in a rotation; only
 ``disable`` (``disable_unused_after``, CIS 1.12) does.
+
+Declares the kind once: ``LoginProfileRule`` (options, and the facts as ``facts``),
+``LoginProfiles`` (the IAM calls) and ``REGISTRATION``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import ClassVar, Literal
 
 from pydantic import SecretStr
 
 from rotator import passwords
 from rotator.aws import aws_errors
 from rotator.errors import NoSuchEntity, Permanent, Refused
-from rotator.kinds.base import KindContext
-from rotator.model import Credential, Holder, Kind, Status, new_id, utcnow
-from rotator.policy import Rule
+from rotator.kinds.base import IamActions, KindContext, Registration
+from rotator.model import Credential, Kind, KindFacts, Shape, Status, new_id, utcnow
+from rotator.policy import Duration, Rule
 from rotator.sinks import SinkKey, build_sink
 from rotator.sinks.base import SecretEntry
 
@@ -41,18 +44,31 @@ def user_gone(exc: NoSuchEntity) -> bool:
     return "user with name" in exc.aws_message.lower()
 
 
+class LoginProfileRule(Rule):
+    """``kind = "login-profile"``: the console password, changed in place."""
+
+    facts: ClassVar[KindFacts] = KindFacts(
+        kind=Kind.LOGIN_PROFILE,
+        shape=Shape.IN_PLACE,
+        noun="console password",
+        limit=1,
+        in_credential_report=True,
+    )
+    kind: Literal[Kind.LOGIN_PROFILE]
+    password_reset_required: bool = True
+    # Delete the login profile of a password unused for this long (CIS 1.12).
+    disable_unused_after: Duration | None = None
+
+    @property
+    def unused_after(self) -> timedelta | None:
+        return self.disable_unused_after
+
+
 class LoginProfiles:
-    """``kind = "login-profile"``."""
+    """The IAM calls of ``kind = "login-profile"``; makes its material (the password),
+    tracks last use and its own rotations, disables."""
 
     kind = Kind.LOGIN_PROFILE
-    per_user = True
-    permissions: tuple[str, ...] = (
-        "iam:GetLoginProfile",
-        "iam:UpdateLoginProfile",
-        "iam:DeleteLoginProfile",
-        "iam:GetAccountPasswordPolicy",
-        "iam:GetUser",
-    )
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -84,9 +100,9 @@ class LoginProfiles:
             return passwords.PasswordPolicy.from_iam(None)
         return passwords.PasswordPolicy.from_iam(found)
 
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
+    async def make_material(self, rule: LoginProfileRule, user: str) -> SecretEntry:
         password = passwords.generate(await self.password_policy())
-        reset = bool(getattr(rule, "password_reset_required", True))
+        reset = rule.password_reset_required
         return SecretEntry(
             kind=self.kind,
             credential_id=new_id("pw"),
@@ -161,9 +177,6 @@ class LoginProfiles:
         except NoSuchEntity:
             return  # already gone
 
-    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
-        return []
-
     async def rotated_at(self, rule: Rule, user: str) -> datetime | None:
         """When rotator last set ``user``'s password under ``rule``: the sink's current
         entry. IAM tells when a password changed only in the credential report (up to four
@@ -173,3 +186,18 @@ class LoginProfiles:
         key = SinkKey(account=self._ctx.account, user=user, kind=self.kind)
         current = (await sink.read(key)).current
         return current.created_at if current is not None else None
+
+
+REGISTRATION = Registration(
+    rule=LoginProfileRule,
+    build=LoginProfiles,
+    iam=IamActions(
+        scoped=(
+            "iam:GetLoginProfile",
+            "iam:UpdateLoginProfile",
+            "iam:DeleteLoginProfile",
+            "iam:GetUser",
+        ),
+        unscoped=("iam:GetAccountPasswordPolicy",),
+    ),
+)

@@ -15,19 +15,25 @@ Active and the older ones Inactive, so the engine's deactivate step finds the ol
 Names follow the rules' ``name_format``: this kind learns the rules when the inventory calls
 ``account_holders`` (every sweep does, before any step) or ``make_material``; without them
 it assumes the default ``{base}-{date}``.
+
+Declares the kind once: ``ServerCertificateRule`` (options, and the facts as ``facts``),
+``ServerCertificates`` (the IAM calls) and ``REGISTRATION``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import model_validator
 
 from rotator import crypto, issuers
 from rotator.aws import all_pages, aws_errors
 from rotator.errors import InputError, NoSuchEntity, Refused, VerificationFailed, WrongIdentity
-from rotator.kinds.base import KindContext
+from rotator.issuers import DirectoryIssuer, Issuer
+from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.kinds.certificate_common import (
     FINGERPRINT,
     NOT_AFTER,
@@ -42,28 +48,59 @@ from rotator.kinds.certificate_versions import (
     DEFAULT_FORMAT,
     Version,
     base_of,
+    credentials,
     newest,
     version_name,
 )
-from rotator.model import Credential, Holder, Kind, Status, utcnow
-from rotator.policy import Rule
-from rotator.rules import DirectoryIssuer, ServerCertificateRule
+from rotator.model import Credential, Holder, Kind, KindFacts, Shape, Status, utcnow
+from rotator.policy import Duration, Rule
 from rotator.sinks.base import SecretEntry
 
 PATH = "Path"  # where the new version goes (the current version's path); the name is the ID
 
 
+class ServerCertificateRule(Rule):
+    """``kind = "server-certificate"``: per account, selected by name glob and path."""
+
+    facts: ClassVar[KindFacts] = KindFacts(
+        kind=Kind.SERVER_CERTIFICATE,
+        shape=Shape.VERSIONED,
+        noun="server certificate",
+        account_held=True,
+    )
+    kind: Literal[Kind.SERVER_CERTIFICATE]
+    max_age: Duration | None = None  # renewal is driven by expiry unless set
+    issuer: Issuer
+    renew_before: Duration = timedelta(days=30)
+    retire_after: Duration = timedelta(days=7)
+    name_format: str = "{base}-{date}"
+
+    @model_validator(mode="after")
+    def _names(self) -> ServerCertificateRule:
+        if "{base}" not in self.name_format or "{date}" not in self.name_format:
+            raise ValueError("name_format must contain {base} and {date}")
+        if self.select.users != ["*"] or self.select.tags:
+            raise ValueError("server certificates are selected by select.names and path_prefix")
+        return self
+
+    @property
+    def renew_window(self) -> timedelta | None:
+        return self.renew_before
+
+    def timings(self) -> tuple[timedelta, timedelta]:
+        return timedelta(0), self.retire_after  # server certificates have no status
+
+    def input_problems(self, now: datetime) -> list[str]:
+        return issuers.name_format_problems(self.name_format) + issuers.issuer_problems(
+            self.issuer, now
+        )
+
+
 class ServerCertificates(MaterialMatching):
-    """``kind = "server-certificate"``."""
+    """The IAM calls of ``kind = "server-certificate"``; held by the account, makes its
+    material."""
 
     kind = Kind.SERVER_CERTIFICATE
-    per_user = False
-    permissions: tuple[str, ...] = (
-        "iam:ListServerCertificates",
-        "iam:GetServerCertificate",
-        "iam:UploadServerCertificate",
-        "iam:DeleteServerCertificate",
-    )
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -124,22 +161,8 @@ class ServerCertificates(MaterialMatching):
         found = [await self._version(m) for m in metas]
         return [v for v in found if v is not None]
 
-    def _credentials(self, versions: Sequence[Version]) -> list[Credential]:
-        current = newest(versions)
-        return [
-            Credential(
-                kind=self.kind,
-                credential_id=v.name,
-                status=Status.ACTIVE if v is current else Status.INACTIVE,
-                created=v.uploaded,
-                expires=v.info.not_after if v.info else None,
-                not_before=v.info.not_before if v.info else None,
-            )
-            for v in versions
-        ]
-
     async def list(self, user: str, slot: str = "") -> list[Credential]:
-        return self._credentials(await self._versions(user))
+        return credentials(await self._versions(user))
 
     async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
         self._rules = [r for r in rules if isinstance(r, ServerCertificateRule) and r.enabled]
@@ -167,7 +190,7 @@ class ServerCertificates(MaterialMatching):
                     name=base,
                     arn=current.arn,
                     path=current.path,
-                    credentials=tuple(self._credentials(versions)),
+                    credentials=tuple(credentials(versions)),
                     offered=await asyncio.to_thread(issuers.offered, rule),
                     account_held=True,
                 )
@@ -176,9 +199,7 @@ class ServerCertificates(MaterialMatching):
 
     # -- the rotation -----------------------------------------------------------------------
 
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
-        if not isinstance(rule, ServerCertificateRule):
-            raise InputError(f"rule {rule.name!r} is not a server-certificate rule")
+    async def make_material(self, rule: ServerCertificateRule, user: str) -> SecretEntry:
         if rule not in self._rules:
             self._rules.append(rule)
         current = newest(await self._versions(user))
@@ -268,8 +289,17 @@ class ServerCertificates(MaterialMatching):
         except NoSuchEntity:
             return  # already gone
 
-    async def last_used(self, user: str, credential_id: str) -> datetime | None:
-        return None  # IAM does not track server-certificate use
 
-    async def disable(self, user: str, credential_id: str) -> None:
-        return  # nothing to disable: server certificates have no status
+REGISTRATION = Registration(
+    rule=ServerCertificateRule,
+    build=ServerCertificates,
+    iam=IamActions(
+        scoped=(
+            "iam:GetServerCertificate",
+            "iam:UploadServerCertificate",
+            "iam:DeleteServerCertificate",
+        ),
+        unscoped=("iam:ListServerCertificates",),
+        resource="server-certificate",
+    ),
+)

@@ -9,20 +9,21 @@ credential is listed Active (its password can only be tried by the service itsel
 does not record when a service-specific credential was used, so deactivation is never held.
 
 moto does not implement these calls: they are tested against ``rotator.testing.MemoryIam``.
+
+Declares the kind once: ``ServiceCredentialRule`` (options, and the facts as ``facts``),
+``ServiceCredentials`` (the IAM calls) and ``REGISTRATION``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from rotator.aws import aws_errors
 from rotator.errors import NoSuchEntity, Refused, VerificationFailed
-from rotator.kinds.base import KindContext
-from rotator.model import Credential, Holder, Kind, Status
+from rotator.kinds.base import IamActions, KindContext, Registration
+from rotator.model import Credential, Kind, KindFacts, Shape, Status
 from rotator.policy import Rule
 from rotator.sinks.base import SecretEntry
 
@@ -33,17 +34,24 @@ PASSWORD = "ServicePassword"  # noqa: S105 (a field name, not a secret)
 SECRET = "Secret"  # noqa: S105 (Bedrock-style credentials return ServiceCredentialSecret)
 
 
+class ServiceCredentialRule(Rule):
+    """``kind = "service-credential"``: one service's credentials (CodeCommit, Keyspaces)."""
+
+    facts: ClassVar[KindFacts] = KindFacts(
+        kind=Kind.SERVICE_CREDENTIAL, shape=Shape.TWO_SLOT, noun="service credential", limit=2
+    )
+    kind: Literal[Kind.SERVICE_CREDENTIAL]
+    service: str = Field(pattern=r"^[a-z0-9.-]+\.amazonaws\.com$")
+
+    @property
+    def slot(self) -> str:
+        return self.service
+
+
 class ServiceCredentials:
-    """``kind = "service-credential"``."""
+    """The IAM calls of ``kind = "service-credential"`` (IAM makes the secret)."""
 
     kind = Kind.SERVICE_CREDENTIAL
-    per_user = True
-    permissions: tuple[str, ...] = (
-        "iam:ListServiceSpecificCredentials",
-        "iam:CreateServiceSpecificCredential",
-        "iam:UpdateServiceSpecificCredential",
-        "iam:DeleteServiceSpecificCredential",
-    )
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -66,9 +74,6 @@ class ServiceCredentials:
             )
             for c in await self._listed(user, slot)
         ]
-
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
-        return None  # IAM makes the password
 
     async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
         if not slot:
@@ -93,9 +98,6 @@ class ServiceCredentials:
             },
             secret=secret,
         )
-
-    def reusable(self, pending: SecretEntry) -> bool:
-        return False  # IAM makes the secret; a pending one is adopted or discarded
 
     def matches(self, credential: Credential, pending: SecretEntry) -> bool:
         return bool(pending.credential_id) and credential.credential_id == pending.credential_id
@@ -126,11 +128,16 @@ class ServiceCredentials:
         except NoSuchEntity:
             return  # already gone
 
-    async def last_used(self, user: str, credential_id: str) -> datetime | None:
-        return None  # IAM does not record when a service-specific credential was used
 
-    async def disable(self, user: str, credential_id: str) -> None:
-        await self.set_status(user, credential_id, Status.INACTIVE)
-
-    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
-        return []
+REGISTRATION = Registration(
+    rule=ServiceCredentialRule,
+    build=ServiceCredentials,
+    iam=IamActions(
+        scoped=(
+            "iam:ListServiceSpecificCredentials",
+            "iam:CreateServiceSpecificCredential",
+            "iam:UpdateServiceSpecificCredential",
+            "iam:DeleteServiceSpecificCredential",
+        )
+    ),
+)

@@ -5,22 +5,26 @@ The new private key and certificate are stored in the sink as *pending* before
 rotation uploads the same material again, or adopts the upload it finds (recognised by the
 certificate's fingerprint). Verification reads the user's certificates back: the new one
 must be listed Active with the same body, and the stored private key must match it.
-IAM does not record when a signing certificate was last used: ``last_used`` is None.
+IAM does not record when a signing certificate was last used, so deactivation is never
+held for use.
+
+Declares the kind once: ``SigningCertificateRule`` (options, and the facts as ``facts``),
+``SigningCertificates`` (the IAM calls) and ``REGISTRATION``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
-from rotator import crypto, crypto_checks
+from rotator import crypto, crypto_checks, issuers
 from rotator.aws import all_pages, aws_errors
 from rotator.errors import InputError, NoSuchEntity, VerificationFailed, WrongIdentity
-from rotator.kinds.base import KindContext
+from rotator.issuers import KeySpec
+from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.kinds.certificate_common import (
     FINGERPRINT,
     NOT_AFTER,
@@ -30,12 +34,32 @@ from rotator.kinds.certificate_common import (
     key_pair_problem,
     read_body,
 )
-from rotator.model import Credential, Holder, Kind, Status, utcnow
-from rotator.policy import Rule
-from rotator.rules import SigningCertificateRule
+from rotator.model import Credential, Kind, KindFacts, Shape, Status, utcnow
+from rotator.policy import Duration, Rule
 from rotator.sinks.base import SecretEntry
 
 CERTIFICATE_ID = "CertificateId"
+
+
+class SigningCertificateRule(Rule):
+    """``kind = "signing-certificate"``: rotator makes the key pair and the X.509 itself."""
+
+    facts: ClassVar[KindFacts] = KindFacts(
+        kind=Kind.SIGNING_CERTIFICATE, shape=Shape.TWO_SLOT, noun="signing certificate", limit=2
+    )
+    kind: Literal[Kind.SIGNING_CERTIFICATE]
+    key: KeySpec = Field(default_factory=KeySpec)
+    subject: str = "CN={user}"
+    validity: Duration = timedelta(days=365)
+    renew_before: Duration = timedelta(days=30)
+
+    @property
+    def renew_window(self) -> timedelta | None:
+        return self.renew_before
+
+    def input_problems(self, now: datetime) -> list[str]:
+        sample = issuers.SAMPLE
+        return issuers.template_problems("subject", self.subject, user=sample, name=sample)
 
 
 def new_material(rule: SigningCertificateRule, user: str, now: datetime) -> SecretEntry:
@@ -66,16 +90,9 @@ def new_material(rule: SigningCertificateRule, user: str, now: datetime) -> Secr
 
 
 class SigningCertificates(MaterialMatching):
-    """``kind = "signing-certificate"``."""
+    """The IAM calls of ``kind = "signing-certificate"``; makes its material."""
 
     kind = Kind.SIGNING_CERTIFICATE
-    per_user = True
-    permissions: tuple[str, ...] = (
-        "iam:ListSigningCertificates",
-        "iam:UploadSigningCertificate",
-        "iam:UpdateSigningCertificate",
-        "iam:DeleteSigningCertificate",
-    )
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -109,9 +126,7 @@ class SigningCertificates(MaterialMatching):
             )
         return found
 
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
-        if not isinstance(rule, SigningCertificateRule):
-            raise InputError(f"rule {rule.name!r} is not a signing-certificate rule")
+    async def make_material(self, rule: SigningCertificateRule, user: str) -> SecretEntry:
         return await asyncio.to_thread(new_material, rule, user, utcnow())
 
     async def create(self, user: str, material: SecretEntry | None, slot: str = "") -> SecretEntry:
@@ -167,11 +182,16 @@ class SigningCertificates(MaterialMatching):
         except NoSuchEntity:
             return  # already gone
 
-    async def last_used(self, user: str, credential_id: str) -> datetime | None:
-        return None  # IAM does not track signing-certificate use
 
-    async def disable(self, user: str, credential_id: str) -> None:
-        await self.set_status(user, credential_id, Status.INACTIVE)
-
-    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
-        return []
+REGISTRATION = Registration(
+    rule=SigningCertificateRule,
+    build=SigningCertificates,
+    iam=IamActions(
+        scoped=(
+            "iam:ListSigningCertificates",
+            "iam:UploadSigningCertificate",
+            "iam:UpdateSigningCertificate",
+            "iam:DeleteSigningCertificate",
+        )
+    ),
+)

@@ -6,6 +6,9 @@ public key is uploaded; a resumed create uploads the same key again (``reusable`
 key uploaded before a crash is adopted (``matches``). ``verify`` reads the key back
 (``GetSSHPublicKey``) and checks it is the one whose private key the sink holds. IAM does
 not track when an SSH key was last used, so deactivation is never held for use.
+
+Declares the kind once: ``SshPublicKeyRule`` (options, and the facts as ``facts``),
+``SshPublicKeys`` (the IAM calls) and ``REGISTRATION``.
 """
 
 from __future__ import annotations
@@ -13,18 +16,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from rotator.aws import all_pages, aws_errors
 from rotator.errors import NoSuchEntity, Permanent, Refused, VerificationFailed, WrongIdentity
-from rotator.kinds.base import KindContext
-from rotator.model import Credential, Holder, Kind, Status, utcnow
+from rotator.kinds.base import IamActions, KindContext, Registration
+from rotator.model import Credential, Kind, KindFacts, Shape, Status, utcnow
 from rotator.policy import Rule
 from rotator.sinks.base import SecretEntry
 
@@ -32,7 +34,6 @@ PRIVATE_KEY = "PrivateKey"
 PUBLIC_KEY = "SSHPublicKeyBody"
 KEY_ID = "SSHPublicKeyId"
 FINGERPRINT = "Fingerprint"
-DEFAULT_KEY_SIZE = 4096
 # A key IAM lists with an UploadDate this much before the pending key was made is not it.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -59,18 +60,27 @@ def same_key(one: str, other: str) -> bool:
     return one.split()[:2] == other.split()[:2]
 
 
+class SshPublicKeyRule(Rule):
+    """``kind = "ssh-public-key"``: rotator makes an RSA key pair (the type IAM accepts)."""
+
+    facts: ClassVar[KindFacts] = KindFacts(
+        kind=Kind.SSH_PUBLIC_KEY, shape=Shape.TWO_SLOT, noun="SSH public key", limit=5
+    )
+    kind: Literal[Kind.SSH_PUBLIC_KEY]
+    key_size: int = 4096
+
+    @field_validator("key_size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value not in (2048, 3072, 4096):
+            raise ValueError(f"key_size {value} is not one of 2048, 3072, 4096")
+        return value
+
+
 class SshPublicKeys:
-    """``kind = "ssh-public-key"``."""
+    """The IAM calls of ``kind = "ssh-public-key"``; makes its material (the key pair)."""
 
     kind = Kind.SSH_PUBLIC_KEY
-    per_user = True
-    permissions: tuple[str, ...] = (
-        "iam:ListSSHPublicKeys",
-        "iam:UploadSSHPublicKey",
-        "iam:GetSSHPublicKey",
-        "iam:UpdateSSHPublicKey",
-        "iam:DeleteSSHPublicKey",
-    )
 
     def __init__(self, ctx: KindContext) -> None:
         self._ctx = ctx
@@ -96,9 +106,8 @@ class SshPublicKeys:
             for k in await self._listed(user)
         ]
 
-    async def make_material(self, rule: Rule, user: str) -> SecretEntry | None:
-        size = int(getattr(rule, "key_size", DEFAULT_KEY_SIZE))
-        private, public, fingerprint = await asyncio.to_thread(key_pair, size)
+    async def make_material(self, rule: SshPublicKeyRule, user: str) -> SecretEntry:
+        private, public, fingerprint = await asyncio.to_thread(key_pair, rule.key_size)
         return SecretEntry(
             kind=self.kind,
             credential_id="",
@@ -176,11 +185,17 @@ class SshPublicKeys:
         except NoSuchEntity:
             return  # already gone
 
-    async def last_used(self, user: str, credential_id: str) -> datetime | None:
-        return None  # IAM does not record when an SSH public key was used
 
-    async def disable(self, user: str, credential_id: str) -> None:
-        await self.set_status(user, credential_id, Status.INACTIVE)
-
-    async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
-        return []
+REGISTRATION = Registration(
+    rule=SshPublicKeyRule,
+    build=SshPublicKeys,
+    iam=IamActions(
+        scoped=(
+            "iam:ListSSHPublicKeys",
+            "iam:UploadSSHPublicKey",
+            "iam:GetSSHPublicKey",
+            "iam:UpdateSSHPublicKey",
+            "iam:DeleteSSHPublicKey",
+        )
+    ),
+)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rotator.errors import InputError, Refused
-from rotator.model import SHAPES, Credential, Holder, Kind, Rotation, Shape
-from rotator.planner import LIMITS, NOUNS
+from rotator.kinds import facts_of
+from rotator.model import Credential, Holder, Kind, Rotation, Shape
 from rotator.policy import Rule
 
 
@@ -66,7 +66,7 @@ def pick_rule(rules: list[Rule], holder: Holder, request: Request) -> Rule:
 
 def choose(holder: Holder, request: Request) -> Choice:
     """Which credential to rotate, checked against what IAM holds now."""
-    noun = NOUNS[request.kind]
+    noun = facts_of(request.kind).noun
     creds = holder.of_kind(request.kind, request.slot)
     active = [c for c in creds if c.active]
     if request.credential_id is not None:
@@ -92,14 +92,15 @@ def choose(holder: Holder, request: Request) -> Choice:
 
 
 def _room(creds: tuple[Credential, ...], old: Credential, request: Request) -> Credential | None:
-    if SHAPES[request.kind] is not Shape.TWO_SLOT or len(creds) < LIMITS[request.kind]:
+    facts = facts_of(request.kind)
+    if facts.shape is not Shape.TWO_SLOT or facts.limit is None or len(creds) < facts.limit:
         return None
     spare = next((c for c in creds if not c.active and c is not old), None)
     if spare is not None:
         return spare
     if request.emergency and request.hold == timedelta(0):
         return old  # deactivated first, then deleted to make room
-    noun = NOUNS[request.kind]
+    noun = facts.noun
     raise InputError(
         f"{old.credential_id}'s user already has {len(creds)} {noun}s, IAM's limit: the new one "
         "needs room. With --emergency and --hold 0s the leaked one is deleted at once; "
@@ -113,7 +114,7 @@ def escalate(rotation: Rotation, request: Request, now: datetime) -> Rotation:
     uses it, and deleted ``request.hold`` after that. Raises ``InputError`` if the request
     does not name the credential, ``Refused`` if the rotation is not retiring it."""
     rid, leaked = rotation.rotation_id, request.credential_id
-    noun = NOUNS[rotation.kind]
+    noun = facts_of(rotation.kind).noun
     if leaked is None:
         raise InputError(
             f"rotation {rid} of {rotation.user}'s {noun} is under way: name the leaked one "

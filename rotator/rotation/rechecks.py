@@ -6,7 +6,8 @@ user blocked while another worker's rotation is merely half-way."""
 from __future__ import annotations
 
 from rotator.journal.base import Journal
-from rotator.model import SHAPES, Decision, Shape
+from rotator.kinds import facts_of
+from rotator.model import Decision, Shape
 from rotator.rotation.session import Session
 
 
@@ -15,14 +16,15 @@ async def changed_since_plan(decision: Decision, sweep: Session, journal: Journa
     listed = await sweep.kinds[decision.kind].list(decision.user, decision.slot)
     active = [c for c in listed if c.active]
     planned = next((c for c in active if c.credential_id == decision.credential_id), None)
-    two_slot = SHAPES[decision.kind] is Shape.TWO_SLOT
+    shape = facts_of(decision.kind).shape
+    two_slot = shape is Shape.TWO_SLOT
     if planned is None or (two_slot and len(active) != 1):
         now_active = ", ".join(c.credential_id for c in active) or "none"
         return f"skipped: credentials changed since planning (active now: {now_active})"
     newest = max(listed, key=lambda c: c.created)
     if newest.created >= sweep.started_at:
         return f"skipped: {newest.credential_id} was created during this sweep"
-    if SHAPES[decision.kind] is Shape.IN_PLACE:  # IAM's dates do not show the change
+    if shape is Shape.IN_PLACE:  # IAM's dates do not show the change
         target = (decision.account, decision.user, decision.kind, decision.slot)
         for done in await journal.list_rotations(user=decision.user, limit=20):
             if done.target == target and done.created_at >= sweep.started_at:

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from rotator import audit
 from rotator.errors import Conflict, InputError, Refused
-from rotator.kinds import CredentialKind
-from rotator.model import ACCOUNT_HELD, Action, Decision, Holder, Kind, Rotation, Step, new_id
+from rotator.kinds import AccountHolders, CredentialKind
+from rotator.model import Action, Decision, Holder, Kind, Rotation, Step, new_id
 from rotator.rotation.emergency import Request, choose, escalate, pick_rule
 from rotator.rotation.report import Report, Result, would
 from rotator.rotation.rotations import Rotations
@@ -119,7 +119,7 @@ class Requests:
     ) -> Holder:
         """The holder an operator named: an IAM user, or (server certificates) one of the
         account's certificates the rules select."""
-        if request.kind not in ACCOUNT_HELD:
+        if not isinstance(kind, AccountHolders):
             return await session.holder(user, kind, request.slot)
         rules = [r for r in self._config.rules if r.kind is request.kind]
         for holder in await kind.account_holders(session.account, rules):

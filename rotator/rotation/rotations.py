@@ -19,7 +19,7 @@ from rotator.aws import Aws
 from rotator.errors import LeaseLost, RotatorError, RuleGone
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind
-from rotator.model import SHAPES, Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
+from rotator.model import Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
 from rotator.rotation.emergency import Request, escalate
@@ -119,7 +119,7 @@ class Rotations:
         """Journal a new rotation (holding its lease from the start) and drive it. Raises
         ``Conflict`` if an unfinished rotation of the same credential exists."""
         now = self.clock()
-        in_place = SHAPES[rule.kind] is Shape.IN_PLACE
+        in_place = rule.facts.shape is Shape.IN_PLACE
         rotation = Rotation.start(
             account=decision.account,
             user=decision.user,

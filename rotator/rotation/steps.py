@@ -26,7 +26,7 @@ from rotator.errors import (
     WrongIdentity,
 )
 from rotator.journal.base import Journal
-from rotator.kinds.base import CredentialKind
+from rotator.kinds.base import CredentialKind, MakesMaterial, TracksLastUse
 from rotator.model import (
     Credential,
     Outcome,
@@ -196,12 +196,13 @@ class Steps:
         """The secret material to create with: material rotator made and stored pending
         before a crash is used again (a console password may already be applied); else new
         material, stored pending before IAM sees it. None when IAM makes the secret."""
+        if not isinstance(self._kind, MakesMaterial):
+            return None
         if pending is not None and pending.kind is rotation.kind and self._kind.reusable(pending):
             return pending
         material = await self._kind.make_material(self._rule, rotation.user)
-        if material is not None:
-            self._guard()
-            await self._sink.put_pending(sink_key(rotation), material)
+        self._guard()
+        await self._sink.put_pending(sink_key(rotation), material)
         return material
 
     async def _store_new(
@@ -354,7 +355,9 @@ class Steps:
                 rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already inactive")
-        used = await self._kind.last_used(rotation.user, old.credential_id)
+        used = None
+        if isinstance(self._kind, TracksLastUse):
+            used = await self._kind.last_used(rotation.user, old.credential_id)
         promoted_at = required(rotation, "promoted_at", rotation.promoted_at)
         if used is not None and used > promoted_at:
             reason = (

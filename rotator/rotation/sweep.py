@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 
 from rotator import audit
-from rotator.errors import AwsError, Conflict, LeaseLost, RotatorError, Transient
+from rotator.errors import AwsError, Conflict, LeaseLost, Refused, RotatorError, Transient
 from rotator.inventory import collect
-from rotator.model import SHAPES, Action, Decision, Inventory, Outcome, Plan, Shape, Step, new_id
+from rotator.kinds import Disables, facts_of
+from rotator.model import Action, Decision, Inventory, Outcome, Plan, Shape, Step, new_id
 from rotator.planner import plan
 from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
 from rotator.rotation.rechecks import changed_since_plan, still_blocked
@@ -187,7 +188,7 @@ class Sweep:
         return await self._rotations.advance(decision, decision.rotation_id, kind)
 
     async def _block(self, decision: Decision, session: Session) -> Report:
-        if decision.rotation_id is None and SHAPES[decision.kind] is Shape.TWO_SLOT:
+        if decision.rotation_id is None and facts_of(decision.kind).shape is Shape.TWO_SLOT:
             changed = await still_blocked(decision, session, self._rotations.journal)
             if changed is not None:
                 return Report(decision=decision, result=Result.STALE, reason=changed)
@@ -215,6 +216,9 @@ class Sweep:
         if session.dry_run:
             reason = f"would disable: {decision.reason}"
             return would(Step.DISABLE, decision, Result.WOULD_DISABLE, reason)
-        await session.kind(decision.kind).disable(decision.user, decision.credential_id)
+        kind = session.kind(decision.kind)
+        if not isinstance(kind, Disables):  # the planner disables only kinds that can
+            raise Refused(f"a {facts_of(decision.kind).noun} cannot be disabled")
+        await kind.disable(decision.user, decision.credential_id)
         audit.step_event(Step.DISABLE, Outcome.DONE, decision=decision, reason=decision.reason)
         return Report(decision=decision, result=Result.DISABLED, reason=decision.reason)

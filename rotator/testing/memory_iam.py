@@ -5,17 +5,20 @@ parses them) and raises IAM's errors as botocore ``ClientError``s with IAM's cod
 statuses, so ``rotator.aws.aws_errors`` converts them exactly as it converts the real
 service's. Methods are coroutines, like an aioboto3 client's. It covers what moto lacks
 (service-specific credentials; enforcing the password policy; a credential report whose
-``GeneratedTime`` and four-hour regeneration rule are real) and is the second
-implementation the kind contract suite runs against.
+``GeneratedTime`` and four-hour regeneration rule are real; validating certificates, their
+duplicates and limits, ``DeleteConflict``) and is the second implementation the kind
+contract suite runs against, for every kind.
 
 Calls: users (Create/Get/List/DeleteUser, TagUser, ListUserTags), access keys
 (Create/List/Update/DeleteAccessKey, GetAccessKeyLastUsed), login profiles
 (Create/Get/Update/DeleteLoginProfile), the account password policy
 (Get/Update/DeleteAccountPasswordPolicy), SSH public keys and service-specific credentials
-(``memory_keys``), the credential report and server certificates (``memory_report``).
+(``memory_keys``), server and signing certificates (``memory_certificates``), the credential
+report (``memory_report``).
 
 Test helpers (not IAM calls): ``use_access_key``, ``use_password``, ``fail_next``,
-``calls`` (a ``Counter`` of every call by action), ``clock`` (replaceable).
+``add_server_certificate``, ``attach_server_certificate`` / ``detach_server_certificate``,
+``calls`` (a ``Counter`` of every call by action), ``clock`` (replaceable), ``page_size``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rotator.testing.memory_certificates import CertificatesMixin
 from rotator.testing.memory_keys import KeysMixin
 from rotator.testing.memory_profiles import ProfilesMixin
 from rotator.testing.memory_report import ReportMixin
@@ -39,7 +43,7 @@ from rotator.testing.memory_state import (
 MAX_ACCESS_KEYS = 2
 
 
-class MemoryIam(KeysMixin, ProfilesMixin, ReportMixin):
+class MemoryIam(KeysMixin, ProfilesMixin, CertificatesMixin, ReportMixin):
     """The twin. ``MemoryIam(account=..., clock=...)``; every method is an IAM call."""
 
     # -- users and tags -----------------------------------------------------------------
@@ -96,7 +100,13 @@ class MemoryIam(KeysMixin, ProfilesMixin, ReportMixin):
     async def delete_user(self, *, UserName: str) -> dict[str, Any]:
         self._call("DeleteUser")
         user = self._user("DeleteUser", UserName)
-        if user.keys or user.profile or user.ssh_keys or user.service_credentials:
+        if (
+            user.keys
+            or user.profile
+            or user.ssh_keys
+            or user.service_credentials
+            or user.signing_certificates
+        ):
             raise client_error(
                 "DeleteUser", "DeleteConflict", "Cannot delete entity, must delete credentials", 409
             )

@@ -1,4 +1,4 @@
-"""The in-memory IAM twin's credential report and server certificates.
+"""The in-memory IAM twin's credential report.
 
 The credential report behaves as IAM documents it: ``GenerateCredentialReport`` starts a
 new report only if none exists or the latest is more than four hours old (answering
@@ -15,15 +15,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rotator.testing.memory_state import (
-    ServerCertificate,
-    State,
-    User,
-    client_error,
-    ok,
-    page,
-    random_id,
-)
+from rotator.testing.memory_state import State, User, client_error, ok
 
 REPORT_LIFETIME = timedelta(hours=4)
 HEADER = (  # the report's first line, as IAM writes it
@@ -56,20 +48,22 @@ def _user_row(user: User) -> dict[str, str]:
     for n in (1, 2):
         key = user.keys[n - 1] if len(user.keys) >= n else None
         used = key.last_used if key else None
+        certs = user.signing_certificates
+        cert = certs[n - 1] if len(certs) >= n else None
         row |= {
             f"access_key_{n}_active": "true" if key and key.status == "Active" else "false",
             f"access_key_{n}_last_rotated": _iso(key.created if key else None),
             f"access_key_{n}_last_used_date": _iso(used),
             f"access_key_{n}_last_used_region": key.last_region if key and used else "N/A",
             f"access_key_{n}_last_used_service": key.last_service if key and used else "N/A",
-            f"cert_{n}_active": "false",
-            f"cert_{n}_last_rotated": "N/A",
+            f"cert_{n}_active": "true" if cert and cert.status == "Active" else "false",
+            f"cert_{n}_last_rotated": _iso(cert.uploaded if cert else None),
         }
     return row
 
 
 class ReportMixin(State):
-    """``GenerateCredentialReport``, ``GetCredentialReport``, ``ListServerCertificates``."""
+    """``GenerateCredentialReport``, ``GetCredentialReport``."""
 
     report_polls = 1  # calls after the start before a report completes (tests may change)
     _report: tuple[datetime, bytes] | None = None  # (GeneratedTime, CSV)
@@ -132,38 +126,3 @@ class ReportMixin(State):
             raise client_error("GetCredentialReport", "ReportExpired", "Report expired", 410)
         generated, content = self._report
         return ok({"Content": content, "ReportFormat": "text/csv", "GeneratedTime": generated})
-
-    # -- server certificates (read-only here: the report's expired-certificate check) ---
-
-    def add_server_certificate(
-        self, name: str, *, expiration: datetime, uploaded: datetime | None = None, path: str = "/"
-    ) -> None:
-        """Test helper: an uploaded server certificate expiring at ``expiration``."""
-        self.server_certificates.append(
-            ServerCertificate(
-                name=name,
-                certificate_id=random_id("ASCA"),
-                path=path,
-                uploaded=uploaded or self.clock(),
-                expiration=expiration,
-            )
-        )
-
-    async def list_server_certificates(
-        self, *, PathPrefix: str = "/", Marker: str | None = None, MaxItems: int | None = None
-    ) -> dict[str, Any]:
-        self._call("ListServerCertificates")
-        found = [c for c in self.server_certificates if c.path.startswith(PathPrefix)]
-        chunk, paging = page(found, Marker, MaxItems)
-        listed = [
-            {
-                "Path": c.path,
-                "ServerCertificateName": c.name,
-                "ServerCertificateId": c.certificate_id,
-                "Arn": f"arn:aws:iam::{self.account}:server-certificate{c.path}{c.name}",
-                "UploadDate": c.uploaded,
-                "Expiration": c.expiration,
-            }
-            for c in chunk
-        ]
-        return ok({"ServerCertificateMetadataList": listed, **paging})

@@ -97,6 +97,14 @@ class ServiceCredential:
 
 
 @dataclass
+class SigningCertificate:
+    certificate_id: str
+    body: str
+    status: str
+    uploaded: datetime
+
+
+@dataclass
 class User:
     name: str
     path: str
@@ -109,6 +117,7 @@ class User:
     password_last_used: datetime | None = None
     ssh_keys: list[SshKey] = field(default_factory=list)
     service_credentials: list[ServiceCredential] = field(default_factory=list)
+    signing_certificates: list[SigningCertificate] = field(default_factory=list)
     mfa_active: bool = False
 
 
@@ -118,7 +127,10 @@ class ServerCertificate:
     certificate_id: str
     path: str
     uploaded: datetime
-    expiration: datetime
+    expiration: datetime  # what the metadata says (IAM: the body's notAfter)
+    body: str = ""  # "" for one added by metadata only (``add_server_certificate``)
+    chain: str | None = None
+    attached_to: str | None = None  # the load balancer using it: IAM refuses to delete it
 
 
 class State:
@@ -131,7 +143,8 @@ class State:
         self.clock = clock
         self.users: dict[str, User] = {}
         self.password_policy: dict[str, Any] | None = None
-        self.server_certificates: list[ServerCertificate] = []
+        self.server_certificates: dict[str, ServerCertificate] = {}  # by name
+        self.page_size = 100  # IAM's default MaxItems (tests make it small to page)
         self.calls: Counter[str] = Counter()  # every API call, by IAM action name
         self._faults: dict[str, deque[ClientError]] = {}
 

@@ -12,8 +12,9 @@ from pydantic import TypeAdapter
 
 from rotator import crypto, crypto_checks, issuers
 from rotator.errors import InputError
+from rotator.kinds import AnyRule
+from rotator.kinds.server_certificate import ServerCertificateRule
 from rotator.model import utcnow
-from rotator.rules import AnyRule, ServerCertificateRule
 from tests.support.certs import DAY, Issued, make_ca, make_leaf, write_ca_files, write_directory
 
 NOW = utcnow()

@@ -32,7 +32,7 @@ class Backend:
     twin: MemoryIam | None = None
 
     def kind(self, kind: Kind) -> CredentialKind:
-        return REGISTRY[kind](self.ctx)
+        return REGISTRY[kind].build(self.ctx)
 
     async def user(self, name: str, *, password: str | None = None) -> None:
         await self.iam.create_user(UserName=name)

@@ -1,6 +1,6 @@
 """Drive a certificate kind through the real protocol (``Driver`` + ``Steps``) against the
-in-memory IAM stub, with a real in-memory journal and sink: what the engine does, minus
-the inventory and the planner."""
+in-memory IAM twin (``rotator.testing.MemoryIam``), with a real in-memory journal and
+sink: what the engine does, minus the inventory and the planner."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from rotator.aws import Aws
 from rotator.journal.memory import MemoryJournal
+from rotator.kinds import AnyRule
 from rotator.kinds.base import CredentialKind, KindContext
 from rotator.model import Kind, Lease, Rotation, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
 from rotator.rotation.steps import StepResult, Steps
-from rotator.rules import AnyRule
 from rotator.settings import RetrySettings, VerifySettings
 from rotator.sinks.base import SinkDocument, SinkKey
 from rotator.sinks.memory import MemorySink
-from tests.kinds.iam_stub import IamStub
+from rotator.testing import MemoryAws, MemoryIam
 
 ACCOUNT = "123456789012"
 SINK = {"type": "memory", "name": "{account}/{name}/{kind}"}
@@ -35,8 +34,10 @@ def rule(**fields: Any) -> Rule:
     return made
 
 
-def context(iam: IamStub) -> KindContext:
-    return KindContext(iam=iam, iam_once=iam, aws=Aws(), account=ACCOUNT, verify=FAST_VERIFY)
+def context(iam: MemoryIam) -> KindContext:
+    return KindContext(
+        iam=iam, iam_once=iam, aws=MemoryAws(iam), account=ACCOUNT, verify=FAST_VERIFY
+    )
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""``ServerCertificates`` against the in-memory IAM stub (IAM's validation and its
-``DeleteConflict``, which moto lacks), driven through the real protocol."""
+"""``ServerCertificates`` against the in-memory IAM twin (IAM's validation, paging and
+``DeleteConflict``, which moto lacks), driven through the real protocol. What every kind
+must do is in ``test_contract.py``, against moto and the twin."""
 
 from __future__ import annotations
 
@@ -13,16 +14,23 @@ from pydantic import SecretStr
 from rotator import crypto, crypto_checks
 from rotator.errors import Refused
 from rotator.kinds.certificate_common import CertificateRejected
-from rotator.kinds.server_certificate import ServerCertificates
+from rotator.kinds.server_certificate import REGISTRATION, ServerCertificates
 from rotator.model import Kind, Outcome, RotationState, Status, utcnow
 from rotator.policy import Rule
 from rotator.sinks.base import SecretEntry
+from rotator.testing import MemoryIam
 from tests.kinds.harness import ACCOUNT, Harness, context, rule
-from tests.kinds.iam_stub import IamStub
 from tests.support.certs import DAY, Issued, make_ca, make_leaf, write_directory
 
 SELF_SIGNED = {"type": "self-signed"}
 TODAY = f"{utcnow():%Y%m%d}"
+FAKE_EXPIRATION = datetime(2010, 5, 8, tzinfo=UTC)  # metadata rotator must never trust
+
+
+def twin() -> MemoryIam:
+    iam = MemoryIam()
+    iam.page_size = 2  # small pages, so pagination is exercised
+    return iam
 
 
 def web_rule(issuer: dict[str, object] | None = None, **fields: object) -> Rule:
@@ -36,16 +44,18 @@ def web_rule(issuer: dict[str, object] | None = None, **fields: object) -> Rule:
     )
 
 
-async def seed(iam: IamStub, name: str, *, days_left: int, path: str = "/lb/") -> Issued:
+async def seed(iam: MemoryIam, name: str, *, days_left: int, path: str = "/lb/") -> Issued:
+    """Upload a certificate as if before rotator, its metadata's Expiration made wrong."""
     leaf = make_leaf(name, not_before=utcnow() - 60 * DAY, not_after=utcnow() + days_left * DAY)
     await iam.upload_server_certificate(
         ServerCertificateName=name, CertificateBody=leaf.pem, PrivateKey=leaf.key_pem, Path=path
     )
+    iam.server_certificates[name].expiration = FAKE_EXPIRATION
     return leaf
 
 
 async def test_holders_group_versions_by_base_with_dates_from_the_body_not_metadata() -> None:
-    iam = IamStub()
+    iam = twin()
     old = await seed(iam, "web", days_left=10)
     await seed(iam, "api-v2", days_left=40)
     new = make_leaf("web", not_before=utcnow() - DAY, not_after=utcnow() + 89 * DAY)
@@ -72,12 +82,12 @@ async def test_holders_group_versions_by_base_with_dates_from_the_body_not_metad
     assert by_id["web"].expires == old.cert.not_valid_after_utc  # not the 2010 metadata
     assert by_id["web-20260101"].not_before == new.cert.not_valid_before_utc
     assert all(c.kind is Kind.SERVER_CERTIFICATE for c in web.credentials)
-    assert iam.calls.count("ListServerCertificates") == 2, "both pages of /lb/ were read"
+    assert iam.calls["ListServerCertificates"] == 2, "both pages of /lb/ were read"
     assert [c.credential_id for c in await kind.list("web")] == ["web", "web-20260101"]
 
 
 async def test_a_directory_rule_offers_its_certificates_not_before(tmp_path: Path) -> None:
-    iam = IamStub()
+    iam = twin()
     await seed(iam, "web", days_left=10)
     ca = make_ca("ACME")
     leaf = make_leaf("web", issuer=ca, not_before=utcnow() - DAY / 24)
@@ -88,14 +98,14 @@ async def test_a_directory_rule_offers_its_certificates_not_before(tmp_path: Pat
 
 
 async def test_a_rotation_uploads_a_version_and_retires_the_old_one() -> None:
-    iam = IamStub()
+    iam = twin()
     await seed(iam, "web", days_left=10)
     harness = Harness(ServerCertificates(context(iam)), web_rule())
     rotation, done = await harness.drive(await harness.start("web", "web"))
     assert rotation.state is RotationState.COMPLETED
     assert [(r.step, r.outcome) for r in done][-1][1] is Outcome.DONE
-    assert list(iam.server) == [f"web-{TODAY}"]
-    held = iam.server[f"web-{TODAY}"]
+    assert list(iam.server_certificates) == [f"web-{TODAY}"]
+    held = iam.server_certificates[f"web-{TODAY}"]
     assert held.path == "/lb/"
     current = (await harness.document("web")).current
     assert current is not None and current.credential_id == f"web-{TODAY}"
@@ -103,12 +113,11 @@ async def test_a_rotation_uploads_a_version_and_retires_the_old_one() -> None:
     key = crypto.load_private_key(current.reveal(crypto.PRIVATE_KEY), "sink")
     assert crypto_checks.key_matches(cert, key)
     assert cert.not_valid_after_utc > utcnow() + 80 * DAY
-    kind = harness.kind
-    assert {f"iam:{call}" for call in iam.calls} <= set(kind.permissions)
+    assert {f"iam:{call}" for call in iam.calls} <= set(REGISTRATION.iam.all)
 
 
 async def test_a_second_renewal_the_same_day_gets_a_suffix() -> None:
-    iam = IamStub()
+    iam = twin()
     await seed(iam, "web", days_left=10)
     harness = Harness(ServerCertificates(context(iam)), web_rule())
     first, _ = await harness.drive(await harness.start("web", "web"))
@@ -116,13 +125,13 @@ async def test_a_second_renewal_the_same_day_gets_a_suffix() -> None:
     second, _ = await harness.drive(await harness.start("web", f"web-{TODAY}"))
     assert second.new_credential_id == f"web-{TODAY}-2"
     assert second.state is RotationState.COMPLETED
-    assert list(iam.server) == [f"web-{TODAY}-2"]
+    assert list(iam.server_certificates) == [f"web-{TODAY}-2"]
 
 
 async def test_a_certificate_attached_to_a_load_balancer_holds_its_retirement() -> None:
-    iam = IamStub()
+    iam = twin()
     await seed(iam, "web", days_left=10)
-    iam.attach("web")
+    iam.attach_server_certificate("web")
     harness = Harness(ServerCertificates(context(iam)), web_rule())
     rotation, done = await harness.drive(await harness.start("web", "web"))
     assert rotation.state is RotationState.DEACTIVATED
@@ -130,16 +139,16 @@ async def test_a_certificate_attached_to_a_load_balancer_holds_its_retirement() 
     assert "still in use, not deleted" in done[-1].reason
     assert "loadbalancer/web" in done[-1].reason
     assert rotation.held_since is not None
-    assert sorted(iam.server) == ["web", f"web-{TODAY}"]
+    assert sorted(iam.server_certificates) == ["web", f"web-{TODAY}"]
 
-    iam.attached.clear()  # the load balancer now uses the new version
+    iam.detach_server_certificate("web")  # the load balancer now uses the new version
     rotation, done = await harness.drive(rotation)
     assert rotation.state is RotationState.COMPLETED
-    assert list(iam.server) == [f"web-{TODAY}"]
+    assert list(iam.server_certificates) == [f"web-{TODAY}"]
 
 
 async def test_an_upload_that_happened_before_a_crash_is_recognised_by_its_fingerprint() -> None:
-    iam = IamStub()
+    iam = twin()
     await seed(iam, "web", days_left=10)
     kind = ServerCertificates(context(iam))
     the_rule = web_rule()
@@ -154,7 +163,7 @@ async def test_an_upload_that_happened_before_a_crash_is_recognised_by_its_finge
 
 
 async def test_iam_rejections_name_the_problem_and_never_the_material() -> None:
-    iam = IamStub()
+    iam = twin()
     kind = ServerCertificates(context(iam))
     leaf, other = make_leaf("web"), make_leaf("other")
     entry = SecretEntry(
@@ -174,7 +183,7 @@ async def test_iam_rejections_name_the_problem_and_never_the_material() -> None:
 
 
 async def test_a_directory_certificate_no_newer_than_iams_is_refused(tmp_path: Path) -> None:
-    iam = IamStub()
+    iam = twin()
     leaf = await seed(iam, "web", days_left=10)
     directory = write_directory(tmp_path, leaf, [])
     kind = ServerCertificates(context(iam))

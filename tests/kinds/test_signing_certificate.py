@@ -1,6 +1,6 @@
-"""``SigningCertificates`` against the in-memory IAM stub (which enforces IAM's
-``DuplicateCertificate``, ``MalformedCertificate`` and two-per-user limit), driven through
-the real protocol."""
+"""``SigningCertificates`` against the in-memory IAM twin (which, unlike moto, enforces
+IAM's ``DuplicateCertificate``), driven through the real protocol. What every kind must do
+is in ``test_contract.py``, against moto and the twin."""
 
 from __future__ import annotations
 
@@ -13,13 +13,18 @@ from pydantic import SecretStr
 
 from rotator import crypto, crypto_checks
 from rotator.errors import InputError, LimitExceeded, VerificationFailed, WrongIdentity
+from rotator.kinds import TracksLastUse
 from rotator.kinds.certificate_common import CertificateRejected
-from rotator.kinds.signing_certificate import SigningCertificates, new_material
+from rotator.kinds.signing_certificate import (
+    REGISTRATION,
+    SigningCertificateRule,
+    SigningCertificates,
+    new_material,
+)
 from rotator.model import RotationState, Status, utcnow
-from rotator.rules import SigningCertificateRule
 from rotator.sinks.base import SecretEntry
+from rotator.testing import MemoryIam
 from tests.kinds.harness import Harness, context, rule
-from tests.kinds.iam_stub import IamStub
 from tests.support.certs import DAY, make_leaf
 
 
@@ -35,10 +40,13 @@ def signing_rule(**fields: object) -> SigningCertificateRule:
     return made
 
 
-async def seeded(user: str = "alice") -> tuple[IamStub, str]:
-    iam = IamStub()
+async def seeded(user: str = "alice") -> tuple[MemoryIam, str]:
+    """A twin where ``user`` has one signing certificate; its calls so far are forgotten."""
+    iam = MemoryIam()
+    await iam.create_user(UserName=user)
     leaf = make_leaf(user, not_before=utcnow() - 300 * DAY, not_after=utcnow() + 20 * DAY)
     made = await iam.upload_signing_certificate(UserName=user, CertificateBody=leaf.pem)
+    iam.calls.clear()
     return iam, made["Certificate"]["CertificateId"]
 
 
@@ -79,16 +87,16 @@ async def test_a_rotation_replaces_the_certificate_and_keeps_the_key_in_the_sink
     harness = Harness(SigningCertificates(context(iam)), signing_rule())
     rotation, done = await harness.drive(await harness.start("alice", old))
     assert rotation.state is RotationState.COMPLETED, [(d.step, d.outcome, d.reason) for d in done]
-    (cert,) = iam.signing["alice"]
-    assert cert.cert_id == rotation.new_credential_id != old
+    (cert,) = iam.users["alice"].signing_certificates
+    assert cert.certificate_id == rotation.new_credential_id != old
     assert cert.status == "Active"
     current = (await harness.document("alice")).current
-    assert current is not None and current.credential_id == cert.cert_id
+    assert current is not None and current.credential_id == cert.certificate_id
     assert crypto_checks.key_matches(
         crypto.load_certificate(cert.body, "iam"),
         crypto.load_private_key(current.reveal(crypto.PRIVATE_KEY), "sink"),
     )
-    assert {f"iam:{call}" for call in iam.calls} <= set(harness.kind.permissions)
+    assert {f"iam:{call}" for call in iam.calls} <= set(REGISTRATION.iam.all)
 
 
 async def test_iams_certificate_errors_become_permanent_errors_that_say_why() -> None:
@@ -144,4 +152,4 @@ async def test_a_resumed_create_reuses_or_adopts_the_stored_material() -> None:
     assert sum(kind.matches(c, pending) for c in listed.values()) == 1
     await kind.delete("alice", uploaded.credential_id)
     await kind.delete("alice", uploaded.credential_id)  # already gone: a no-op
-    assert await kind.last_used("alice", "x") is None
+    assert not isinstance(kind, TracksLastUse), "IAM does not record signing-certificate use"

@@ -18,6 +18,7 @@ import pytest
 from rotator.errors import ProtocolViolation
 from rotator.journal.memory import MemoryJournal
 from rotator.kinds import REGISTRY, KindContext
+from rotator.kinds.access_key import AccessKeyRule
 from rotator.model import Kind, Lease, Outcome, Rotation, RotationState, Status, Step
 from rotator.policy import MemorySinkConfig
 from rotator.rotation.driver import Driver
@@ -35,7 +36,6 @@ from rotator.rotation.protocol import (
     transition,
 )
 from rotator.rotation.steps import StepResult, Steps
-from rotator.rules import AccessKeyRule
 from rotator.settings import RetrySettings, VerifySettings
 from rotator.sinks.memory import MemorySink
 from rotator.testing import MemoryAws, MemoryIam
@@ -147,7 +147,7 @@ class World:
             account=self.iam.account,
             verify=VerifySettings(attempts=1, initial_delay=timedelta(0)),
         )
-        self.kind = REGISTRY[Kind.ACCESS_KEY](ctx)
+        self.kind = REGISTRY[Kind.ACCESS_KEY].build(ctx)
         self.rule = AccessKeyRule.model_validate(
             {"name": "keys", "kind": "access-key", "sink": {"type": "memory"}}
         )
