@@ -93,7 +93,9 @@ def driven(rotation: Rotation, done: Sequence[StepResult]) -> Result:
 @dataclass(frozen=True, kw_only=True)
 class Report:
     """What was done about one decision. ``began`` is True if this run journalled a new
-    rotation; ``error`` is the AWS (or rotator) error code of a failure, if any."""
+    rotation; ``error`` is the AWS (or rotator) error code of a failure, if any;
+    ``stalled`` marks a WAITING rotation whose lease looks expired (its holder may be gone:
+    the sweep then watches it for a lease period and takes it over if it stays silent)."""
 
     decision: Decision
     result: Result
@@ -103,6 +105,7 @@ class Report:
     steps: tuple[StepResult, ...] = ()
     began: bool = False
     error: str | None = None
+    stalled: bool = False
 
     @classmethod
     def of(

@@ -37,11 +37,19 @@ def default_owner() -> str:
     return this_worker()
 
 
-def waiting(decision: Decision, exc: LeaseLost) -> Report:
-    """The report of a decision another worker's lease holds up, naming the holder."""
+def waiting(decision: Decision, exc: LeaseLost, now: datetime | None = None) -> Report:
+    """The report of a decision another worker's lease holds up, naming the holder.
+    ``stalled`` if the lease looks expired at ``now`` (by this machine's clock: a hint only,
+    a takeover still needs a full lease period of silence)."""
     holder = exc.holder or "another worker"
     until = f" until {exc.until}" if exc.until else ""
     reason = f"{holder} holds rotation {exc.rotation_id}{until}; the next sweep continues it"
+    stalled = bool(
+        now is not None
+        and exc.seen is not None
+        and exc.until
+        and datetime.fromisoformat(exc.until) <= now
+    )
     audit.get_logger().info(
         audit.ROTATION_WAITING,
         rotation_id=exc.rotation_id,
@@ -51,7 +59,7 @@ def waiting(decision: Decision, exc: LeaseLost) -> Report:
         until=exc.until,
         reason=reason,
     )
-    return Report(decision=decision, result=Result.WAITING, reason=reason)
+    return Report(decision=decision, result=Result.WAITING, reason=reason, stalled=stalled)
 
 
 class Rotations:
@@ -146,8 +154,20 @@ class Rotations:
         try:
             rotation = await self.driver.take(rotation_id)
         except LeaseLost as exc:
-            return waiting(decision, exc)
+            return waiting(decision, exc, self.clock())
         return await self.drive_held(rotation, kind, decision)
+
+    async def await_silence(
+        self, decision: Decision, rotation_id: str, patience: timedelta
+    ) -> Rotation | Report:
+        """Watch a stalled rotation's lease for a full lease period on this process's
+        clock (at most ``patience``) and take it over if its holder showed no sign of life
+        (``Driver.take_over``); the rotation, now held by this worker, or the WAITING report
+        if the holder is alive or the wait ran out."""
+        try:
+            return await self.driver.take_over(rotation_id, patience, while_silent=True)
+        except LeaseLost as exc:
+            return waiting(decision, exc)
 
     async def drive_held(
         self, rotation: Rotation, kind: CredentialKind, decision: Decision

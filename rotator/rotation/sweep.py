@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from rotator import audit
 from rotator.errors import AwsError, Conflict, LeaseLost, Refused, RotatorError, Transient
@@ -90,6 +91,7 @@ class Sweep:
                         worked.tick()
 
             reports = await asyncio.gather(*(one(d) for d in the_plan))
+            reports = await self._stalled(reports, session, limit, time_left)
         result = SweepResult(
             run_id=run_id,
             account=session.account,
@@ -126,6 +128,38 @@ class Sweep:
         # skips it) but the rotations it started still finish.
         return inventory, plan(inventory, self._config.rules, active, self._rotations.clock())
 
+    async def _stalled(
+        self,
+        reports: list[Report],
+        session: Session,
+        limit: asyncio.Semaphore,
+        time_left: Callable[[], float] | None,
+    ) -> list[Report]:
+        """Rotations whose lease looked expired are watched, all at once and outside the
+        concurrency limit, for a full lease period (within the time left); those whose
+        holder stayed silent are taken over and driven now."""
+        stalled = [i for i, r in enumerate(reports) if r.stalled and r.decision.rotation_id]
+        if not stalled:
+            return reports
+        ttl = self._config.journal.lease_ttl
+        patience = ttl + timedelta(seconds=min(5.0, ttl.total_seconds() / 5))
+        if time_left is not None:
+            patience = min(patience, timedelta(seconds=max(0.0, time_left())))
+
+        async def take(report: Report) -> Report:
+            decision = report.decision
+            rid = decision.rotation_id or ""
+            held = await self._rotations.await_silence(decision, rid, patience)
+            if isinstance(held, Report):
+                return held
+            async with limit:
+                return await self._rotations.drive_held(held, session.kind(held.kind), decision)
+
+        taken = await asyncio.gather(*(take(reports[i]) for i in stalled))
+        for i, report in zip(stalled, taken, strict=True):
+            reports[i] = report
+        return reports
+
     def _deferred(self, decision: Decision) -> Report:
         self._log.info(
             audit.ROTATION_DEFERRED,
@@ -143,7 +177,7 @@ class Sweep:
         try:
             return await self._act(decision, session)
         except LeaseLost as exc:
-            return waiting(decision, exc)
+            return waiting(decision, exc, self._rotations.clock())
         except Transient as exc:
             audit.step_event(Step.PLAN, Outcome.RETRY, decision=decision, reason=str(exc))
             return Report(

@@ -4,6 +4,8 @@ never stops the others."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,10 @@ import pytest
 
 from rotator import audit
 from rotator.journal import MemoryJournal
-from rotator.model import Action, utcnow
+from rotator.model import Action, Step, utcnow
 from rotator.rotation.engine import Engine
 from rotator.rotation.report import Result
-from rotator.settings import Config, RetrySettings, VerifySettings
+from rotator.settings import AwsSettings, Config, JournalSettings, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
 
 
@@ -97,3 +99,69 @@ async def test_a_rotation_another_worker_holds_is_waiting_with_its_holder(tmp_pa
     )
     assert result.ok, "another live worker has it in hand"
     assert result.counts()["waiting"] == 1
+
+
+def short_lease(tmp: Path) -> Config:
+    """deactivate_after 0s and a 1s lease (timeouts cut to match its floor)."""
+    cfg = config(tmp, deactivate_after="0s")
+    return cfg.model_copy(
+        update={
+            "journal": JournalSettings(url="memory://", lease_ttl=timedelta(seconds=1)),
+            "aws": AwsSettings(connect_timeout=0.1, read_timeout=0.1),
+        }
+    )
+
+
+async def held_rotation(twin: MemoryIam, journal: MemoryJournal, cfg: Config) -> str:
+    old = await user_with_old_key(twin, "ci-app")
+    twin.use_access_key(old, at=utcnow() + timedelta(minutes=5))  # still in use: held
+    first = await Engine(config=cfg, journal=journal, aws=MemoryAws(twin)).sweep()
+    assert [r.result for r in first.reports] == [Result.HELD]
+    (rotation,) = await journal.list_active()
+    return rotation.rotation_id
+
+
+async def test_a_silent_workers_lease_is_taken_over_after_a_full_lease_period(
+    tmp_path: Path,
+) -> None:
+    """A worker on another host took the lease and went silent (its lease looks expired):
+    the sweep watches it for a lease period on its own clock, then takes over."""
+    twin, journal = MemoryIam(), MemoryJournal()
+    cfg = short_lease(tmp_path)
+    rid = await held_rotation(twin, journal, cfg)
+    elsewhere = "other-host:4242:99:abc:def:w-1"
+    await journal.acquire(rid, elsewhere, timedelta(seconds=1), utcnow() - timedelta(hours=1))
+    result = await Engine(config=cfg, journal=journal, aws=MemoryAws(twin)).sweep()
+    (report,) = result.reports
+    assert report.result is Result.HELD, "taken over and driven: the old key is still in use"
+    assert report.steps and report.steps[0].step is Step.DEACTIVATE
+    events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    (taken,) = [e for e in events if e["event"] == "rotation.taken_over"]
+    assert taken["holder"] == elsewhere and "full lease period" in taken["reason"]
+
+
+async def test_a_live_worker_is_never_taken_over_even_when_its_clock_is_behind(
+    tmp_path: Path,
+) -> None:
+    """The holder's clock is an hour behind, so its lease always looks expired here; it
+    renews all the same, and the sweep sees that and leaves it alone."""
+    twin, journal = MemoryIam(), MemoryJournal()
+    cfg = short_lease(tmp_path)
+    rid = await held_rotation(twin, journal, cfg)
+    behind = timedelta(hours=1)
+    holder = "other-host:4242:99:abc:def:w-2"
+    held = await journal.acquire(rid, holder, timedelta(seconds=1), utcnow() - behind)
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await journal.renew(held, timedelta(seconds=1), utcnow() - behind)
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        result = await Engine(config=cfg, journal=journal, aws=MemoryAws(twin)).sweep()
+    finally:
+        beating.cancel()
+    (report,) = result.reports
+    assert report.result is Result.WAITING
+    assert (await journal.get(rid)).lease.owner == holder  # type: ignore[union-attr]
