@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.test_certificates import SELF_SIGNED, seed_server, seed_signer
-from tests.e2e.test_crash_matrix import LEASE_TTL, Boundary, killer, recover
+from tests.e2e.test_crash_matrix import Boundary, killer, recover
 from tests.support import tally
 from tests.support.certs import (
     assert_certificate_rotated_once,
@@ -91,7 +91,6 @@ def proxy(aws_env: str) -> Iterator[FaultProxy]:
 @pytest.fixture
 def crash_cli(cli: Cli, proxy: FaultProxy) -> Cli:
     cli.endpoint = proxy.url
-    cli.env["ROTATOR_JOURNAL__LEASE_TTL"] = f"{int(LEASE_TTL)}s"
     # Due by expiry, not by age: the new certificate (valid a year) is then not due again,
     # so a recovery sweep after a kill that landed late has nothing more to rotate.
     write_policy(cli, signing_rule(cli.tmp, max_age="90d"), server_rule(cli.tmp, SELF_SIGNED))
