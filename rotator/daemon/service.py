@@ -107,15 +107,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload)
         try:
             self._start_scheduler()
-            host, port = health.bound(server)
+            host, port = server.address
             self._log.info(DAEMON_STARTED, listen=f"{host}:{port}", jobs=self._jobs())
             await self._stop.wait()
             clean = await self._drain()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            server.close()
-            await server.wait_closed()
+            await server.close()
         self._log.info(DAEMON_STOPPED, clean=clean)
         return 0 if clean else 1
 

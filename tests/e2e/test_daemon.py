@@ -18,7 +18,7 @@ from rotator import app as application
 from rotator.daemon.jobs import scoped
 from rotator.model import Action
 from tests.support.cli import Cli
-from tests.support.daemon import Daemon, named
+from tests.support.daemon import Daemon, IdleFlood, named
 from tests.support.faults import FaultPlan, FaultProxy
 from tests.support.invariants import assert_rotated_once_and_whole
 from tests.support.moto import MotoSandbox
@@ -32,8 +32,8 @@ def start(cli: Cli) -> Iterator[Callable[..., Daemon]]:
     """Start ``rotator daemon`` on the CLI's policy; every daemon is stopped at the end."""
     running: list[Daemon] = []
 
-    def launch(*args: str) -> Daemon:
-        running.append(Daemon.launch(cli, *args))
+    def launch(*args: str, nofile: int | None = None) -> Daemon:
+        running.append(Daemon.launch(cli, *args, nofile=nofile))
         return running[-1]
 
     yield launch
@@ -91,6 +91,50 @@ def test_sweeps_on_schedule_and_serves_health_and_metrics(
 
     assert daemon.stop() == 0, daemon.output
     assert named(daemon.events(), "daemon.stopped")[-1]["clean"] is True
+
+
+def test_idle_connections_cannot_exhaust_the_daemon_s_file_descriptors(
+    cli: Cli, sandbox: MotoSandbox, start: Callable[..., Daemon]
+) -> None:
+    """The issue: with a limit of 256 file descriptors, idle connections to /healthz made
+    sweeps fail with 'Too many open files'. Here 300 idle clients, reconnecting whenever
+    the daemon closes them, hammer a daemon limited to 256 while it sweeps every second:
+    /healthz still answers, the sweeps' own sockets to AWS still open, keys rotate."""
+    policy(cli, 'interval = "1s"')
+    daemon = start(nofile=256)
+    daemon.wait_metric("rotator_sweeps_total", 1, result="ok")
+    baseline = daemon.open_files  # for the message, if it fails
+    with IdleFlood(daemon.address, size=300) as flood:
+        flood.wait_for(closed=256)  # the daemon has already cycled through its limit
+        daemon.tries = 5  # a probe may be made room for before its request is read
+        old = seed(sandbox, ["ci-a", "ci-b", "ci-c"])  # due: the next sweep rotates them
+        most_files = 0
+        for _ in range(10):
+            status, body = daemon.get("/healthz")
+            assert status == 200, body
+            most_files = max(most_files, daemon.open_files)
+        oks = daemon.metric("rotator_sweeps_total", result="ok")
+        assert oks is not None
+        daemon.wait_metric(
+            "rotator_rotations_total", 3, kind="access-key", outcome="completed", timeout=90
+        )
+        daemon.wait_metric("rotator_sweeps_total", oks + 2, result="ok", timeout=90)
+        most_files = max(most_files, daemon.open_files)
+        flood.wait_rounds(1)
+    assert daemon.metric("rotator_sweeps_total", result="crashed") == 0
+    # The endpoint holds at most 32 connections (and accepts 16 at a time), whatever the
+    # clients do: the daemon stays far from its limit, sweeping included.
+    assert most_files <= 128, (baseline, most_files)
+    assert daemon.attempts < 2 * daemon.requests, "most requests were answered at once"
+    assert "Too many open files" not in daemon.output
+    assert named(daemon.events(), "daemon.sweep_crashed") == []
+    account = sandbox.account()
+    for user in old:
+        (key,) = sandbox.keys(user)
+        assert key != old[user]
+        current = cli.sink_document(account, user)["current"]
+        assert sandbox.caller_arn(key, current["SecretAccessKey"]).endswith(f"/{user}")
+    assert daemon.stop() == 0, daemon.output
 
 
 def test_sigterm_mid_sweep_finishes_the_sweep_in_flight_and_exits_0(
