@@ -1,8 +1,8 @@
 """The daemon's HTTP endpoint: ``GET /healthz`` and ``GET /metrics``, on aiohttp's server.
 
 ``/healthz`` answers 200 or 503 with a JSON body saying why; ``/metrics`` is Prometheus'
-exposition. GET and HEAD only, one request per connection (``Connection: close``).
-Nothing secret is served.
+exposition (OpenMetrics if the request's ``Accept`` asks for it). GET and HEAD only, one
+request per connection (``Connection: close``). Nothing secret is served.
 
 It cannot be exhausted: a daemon whose file descriptors all went to idle connections
 could not open the sockets its own sweep needs. So
@@ -50,12 +50,15 @@ class Answer:
 
 # () -> (healthy, details): the details become /healthz's JSON body.
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
-# () -> (exposition, content type)
-MetricsRender = Callable[[], tuple[bytes, str]]
+# (the request's Accept header) -> (exposition, content type)
+MetricsRender = Callable[[str], tuple[bytes, str]]
 
 
-def route(method: str, path: str, health: HealthCheck, metrics: MetricsRender) -> Answer:
-    """The answer to ``method path`` (pure but for the two callbacks)."""
+def route(
+    method: str, path: str, health: HealthCheck, metrics: MetricsRender, accept: str = ""
+) -> Answer:
+    """The answer to ``method path`` (pure but for the two callbacks); ``accept`` is the
+    request's Accept header, for the format of ``/metrics``."""
     if method not in ("GET", "HEAD"):
         return Answer(405, _TEXT, b"only GET and HEAD\n")
     if path == "/healthz":
@@ -63,7 +66,7 @@ def route(method: str, path: str, health: HealthCheck, metrics: MetricsRender) -
         body = json.dumps({"status": "ok" if healthy else "unhealthy", **details}, default=str)
         return Answer(200 if healthy else 503, "application/json", body.encode() + b"\n")
     if path == "/metrics":
-        exposition, content_type = metrics()
+        exposition, content_type = metrics(accept)
         return Answer(200, content_type, exposition)
     if path == "/":
         return Answer(200, _TEXT, b"rotator daemon: /healthz /metrics\n")
@@ -150,7 +153,8 @@ async def serve(
         quiet.propagate = False
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        answer = route(request.method, request.path, health, metrics)
+        accept = request.headers.get("Accept", "")
+        answer = route(request.method, request.path, health, metrics, accept)
         response = web.Response(
             status=answer.status,
             body=answer.body,

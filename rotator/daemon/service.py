@@ -32,7 +32,7 @@ from rotator import audit
 from rotator.daemon import http as health
 from rotator.daemon.jobs import RUN_NOW, Job, jobs, run_now, scoped, trigger
 from rotator.daemon.metrics import Metrics
-from rotator.daemon.notify import Notifier, describe
+from rotator.daemon.notify import Notifier, channel_results, describe
 from rotator.errors import ConfigError, RotatorError
 from rotator.model import Inventory
 from rotator.rotation.report import SweepResult
@@ -57,7 +57,9 @@ class Daemon:
         self.config = config
         self.path = path
         self.run_now = run_now
-        self.metrics = Metrics(kinds={r.kind for r in config.rules})
+        self.metrics = Metrics(
+            kinds={r.kind for r in config.rules}, channels=channel_results(config.notify)
+        )
         self.notifier = Notifier(config.notify, application.make_aws(config))
         self._scheduler = AsyncIOScheduler(timezone=config.daemon.timezone)
         self._lock = asyncio.Lock()
@@ -173,8 +175,9 @@ class Daemon:
             if self._draining:
                 return
             self.metrics.in_progress.set(1)
+            config = self.config  # a reload during the sweep applies to the next one
             try:
-                async with application.open_engine(scoped(self.config, job.rules)) as engine:
+                async with application.open_engine(scoped(config, job.rules)) as engine:
                     result = await engine.sweep()
             except Exception as exc:  # the sweep itself failed: AWS or the journal down
                 self._crashed = describe(exc)
@@ -189,15 +192,18 @@ class Daemon:
             finally:
                 self.metrics.in_progress.set(0)
             self._crashed = None
-            self._finished(job, result)
+            self._finished(job, result, config)
             for delivery in await self.notifier.sweep_finished(result):
                 outcome = "sent" if delivery.ok else "failed"
                 self.metrics.notifications.labels(delivery.channel, outcome).inc()
 
-    def _finished(self, job: Job, result: SweepResult) -> None:
-        # SweepResult.inventory is read if the engine provides it (oldest credential age).
+    def _finished(self, job: Job, result: SweepResult, config: Config) -> None:
+        # SweepResult.inventory: oldest credential age, certificate expiry.
         inventory = result.inventory
         self.metrics.observe_sweep(result, inventory if isinstance(inventory, Inventory) else None)
+        if isinstance(inventory, Inventory):
+            swept = [r for r in config.rules if job.rules is None or r.name in job.rules]
+            self.metrics.expiry.observe(inventory, swept)
         self._last = {
             "job": job.id,
             "run_id": result.run_id,
@@ -274,6 +280,7 @@ class Daemon:
         self.config = config
         self.notifier = Notifier(config.notify, application.make_aws(config))
         self._schedule(config)
+        self.metrics.preset({r.kind for r in config.rules}, channel_results(config.notify))
         self.metrics.reloads.labels("ok").inc()
         self._log.info(
             DAEMON_RELOADED,

@@ -20,7 +20,9 @@ def check() -> tuple[bool, dict[str, Any]]:
     return bool(STATE["healthy"]), {"scheduler": "running" if STATE["healthy"] else "paused"}
 
 
-def metrics() -> tuple[bytes, str]:
+def metrics(accept: str) -> tuple[bytes, str]:
+    if accept.startswith("application/openmetrics-text"):
+        return b"rotator_sweeps_total 1.0\n# EOF\n", "application/openmetrics-text"
     return b"rotator_sweeps_total 1.0\n", "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -73,6 +75,15 @@ async def test_metrics_are_served_with_prometheus_content_type_and_head_has_no_b
     status, headers, body = await ask(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (status, body) == (200, b"")
     assert headers["Content-Length"] == "25"
+
+
+async def test_metrics_are_served_in_the_format_the_accept_header_asks_for(port: int) -> None:
+    accept = b"Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n"
+    status, headers, body = await ask(
+        port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + accept + b"\r\n"
+    )
+    assert (status, headers["Content-Type"]) == (200, "application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
 
 
 @pytest.mark.parametrize(

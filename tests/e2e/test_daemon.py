@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
+import rotator
 from rotator import app as application
 from rotator.daemon.jobs import scoped
 from rotator.model import Action
@@ -82,7 +87,17 @@ def test_sweeps_on_schedule_and_serves_health_and_metrics(
     create = {"kind": "access-key", "step": "create"}
     assert daemon.metric("rotator_step_duration_seconds_count", **create) == 2
     assert daemon.metric("rotator_steps_total", outcome="done", **create) == 2
-    assert daemon.metric("rotator_held", kind="access-key") == 0
+    assert daemon.metric("rotator_held_rotations", kind="access-key") == 0
+    assert daemon.metric("rotator_rotations_total", kind="access-key", outcome="failed") == 0
+    openmetrics = urllib.request.Request(
+        daemon.url + "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"}
+    )
+    with urllib.request.urlopen(openmetrics, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("application/openmetrics-text")
+        exposition = answer.read().decode()
+    families = {f.name: f for f in openmetrics_families(exposition)}
+    (build,) = families["rotator_build"].samples
+    assert build.labels["version"] == rotator.__version__
     assert daemon.metric("rotator_last_successful_sweep_timestamp_seconds") >= began
     assert daemon.get("/nowhere")[0] == 404
     for user in old:
