@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from rotator import app as application
+from rotator.entrypoints.cli_daemon import EXIT_BAD_INPUT
 from rotator.journal.dynamodb_table import PK, SK, TTL_ATTRIBUTE
 from rotator.permissions import policy_document
 from rotator.policy import parse_duration
@@ -196,6 +197,19 @@ def test_the_units_run_rotator_unprivileged_in_a_read_only_system(name: str, com
     argv = shlex.split(service["ExecStart"])
     assert Path(argv[0]).name == "rotator"
     assert argv[1:] == [command, "--config", "/etc/rotator/rotator.toml"]
+
+
+def test_the_daemon_unit_is_notify_with_a_watchdog_and_no_restart_on_a_bad_policy() -> None:
+    """An invalid policy exits 2 (rotator daemon's EXIT_BAD_INPUT): restarting every 30 s
+    cannot fix it. Readiness, reload and stop are notified; the loop feeds the watchdog."""
+    service = unit("rotator-daemon.service")["Service"]
+
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert parse_duration(service["WatchdogSec"].replace("min", "m")) >= parse_duration("1m")
+    assert service["Restart"] == "on-failure"
+    assert str(EXIT_BAD_INPUT) in service["RestartPreventExitStatus"].split()
+    assert "AF_UNIX" in service["RestrictAddressFamilies"].split(), "the notify socket"
 
 
 def test_the_timer_starts_the_sweep_unit() -> None:

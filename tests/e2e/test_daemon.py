@@ -8,7 +8,9 @@ bad), and posts its notifications to a real local webhook.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -273,6 +275,67 @@ def test_sighup_reloads_a_valid_policy_and_keeps_the_old_one_otherwise(
     assert daemon.metric("rotator_policy_reloads_total", result="ok") == 1
     assert daemon.metric("rotator_policy_reloads_total", result="failed") == 1
     assert daemon.stop() == 0, daemon.output
+
+
+def test_under_systemd_it_notifies_ready_reloading_stopping_and_feeds_the_watchdog(
+    cli: Cli, start: Callable[..., Daemon]
+) -> None:
+    """Type=notify: the daemon's datagrams, read from a real notify socket."""
+    name = f"rotator-e2e-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(30)
+        cli.env["NOTIFY_SOCKET"] = "@" + name
+        cli.env["WATCHDOG_USEC"] = "300000"  # WatchdogSec=300ms: a ping every 150 ms
+        pings: list[float] = []
+
+        def next_state(*wanted: str) -> list[str]:
+            """The next datagram that is not a watchdog ping."""
+            while True:
+                fields = notify.recv(4096).decode().split("\n")
+                if fields != ["WATCHDOG=1"]:
+                    assert fields[0] in wanted, fields
+                    return fields
+                pings.append(time.monotonic())
+
+        policy(cli, 'schedule = "0 3 * * *"')
+        daemon = start()
+        ready = next_state("READY=1")
+        (started,) = daemon.wait_count("daemon.started")
+        assert ready == ["READY=1", f"STATUS=serving {started['listen']}; 1 scheduled sweep"]
+        assert daemon.get("/healthz")[0] == 200, "ready means serving"
+
+        daemon.send(signal.SIGHUP)
+        assert next_state("RELOADING=1")[1].startswith("MONOTONIC_USEC=")
+        assert next_state("READY=1")[0] == "READY=1"
+        daemon.wait_count("daemon.reloaded")
+
+        began = time.monotonic()
+        while time.monotonic() - began < 1.0:
+            notify.recv(4096)
+            pings.append(time.monotonic())
+        assert len([p for p in pings if p >= began]) >= 4, "pinged every half period"
+
+        daemon.send(signal.SIGTERM)
+        assert next_state("STOPPING=1")[0] == "STOPPING=1"
+        assert daemon.stop() == 0, daemon.output
+
+
+def test_an_invalid_policy_exits_2_and_is_never_ready(
+    cli: Cli, start: Callable[..., Daemon]
+) -> None:
+    """Exit code 2 is what the unit's RestartPreventExitStatus= names."""
+    name = f"rotator-e2e-bad-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        cli.env["NOTIFY_SOCKET"] = "@" + name
+        policy(cli, 'schedule = "0 3 1 * 1 *"')
+        daemon = start()
+        assert daemon.proc.wait(timeout=60) == 2
+        assert "expected 5 fields" in daemon.output
+        notify.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            notify.recv(4096)
 
 
 def test_notifications_reach_a_local_webhook_one_per_sweep_and_one_per_owner(
