@@ -6,6 +6,7 @@ with the code (the handler's path, the journal's table layout, the example polic
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from rotator import app as application
+from rotator.entrypoints.cli_daemon import EXIT_BAD_INPUT
 from rotator.journal.dynamodb_table import PK, SK, TTL_ATTRIBUTE
 from rotator.permissions import policy_document
 from rotator.policy import parse_duration
@@ -77,7 +79,7 @@ def test_the_sam_template_has_the_function_its_schedule_and_the_journal_table(
     props = function["Properties"]
     module, _, attribute = props["Handler"].rpartition(".")
     assert callable(getattr(import_module(module), attribute)), "the handler exists"
-    assert props["Runtime"] == "python3.11"
+    assert props["Runtime"] in ("python3.12", "python3.13"), "3.11 is deprecated in 2027"
     margin = parse_duration(template["Parameters"]["LambdaMargin"]["Default"])
     assert margin < parse_duration("5m")
     assert props["Timeout"] == 900
@@ -114,8 +116,22 @@ def test_the_journal_table_is_laid_out_as_rotator_journal_init_makes_it(
 def test_the_function_role_is_rotator_iam_policy_scoped_to_the_table_and_its_logs(
     template: dict[str, Any],
 ) -> None:
+    """The role is the template's own: a function with ``Policies`` and no ``Role`` gets
+    a role SAM makes, with AWSLambdaBasicExecutionRole (create and write any log group)."""
     (function,) = resources_of(template, "AWS::Serverless::Function").values()
-    (document,) = function["Properties"]["Policies"]
+    assert "Policies" not in function["Properties"]
+    assert function["Properties"]["Role"] == {"Fn::GetAtt": ["Role", "Arn"]}
+    role = template["Resources"]["Role"]
+    assert role["Type"] == "AWS::IAM::Role"
+    assert "ManagedPolicyArns" not in role["Properties"], "nothing beyond what is listed"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == {
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+    (policy,) = role["Properties"]["Policies"]
+    document = policy["PolicyDocument"]
     granted = [s for s in document["Statement"] if "Sid" in s]  # the !If is the config read
     expected = policy_document(application.load(ROOT / "config" / "lambda.toml"))["Statement"]
     for statement in expected:
@@ -133,6 +149,52 @@ def test_the_function_role_is_rotator_iam_policy_scoped_to_the_table_and_its_log
     condition, statement, otherwise = read_policy["Fn::If"]
     assert (condition, otherwise) == ("ConfigFromSsm", {"Ref": "AWS::NoValue"})
     assert statement["Action"] == ["ssm:GetParameter"]
+    # The function writes the log group the role lets it write: Lambda's own name for it.
+    name = template["Resources"]["Logs"]["Properties"]["LogGroupName"]
+    assert name == {"Fn::Sub": "/aws/lambda/" + function["Properties"]["FunctionName"]["Fn::Sub"]}
+
+
+def test_the_audit_log_outlives_the_stack_and_lambda_failed_raises_an_alarm(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    logs = resources["Logs"]
+    assert logs["DeletionPolicy"] == "Retain"
+    assert logs["UpdateReplacePolicy"] == "Retain"
+
+    (metric_filter,) = resources_of(template, "AWS::Logs::MetricFilter").values()
+    props = metric_filter["Properties"]
+    assert props["LogGroupName"] == {"Ref": "Logs"}
+    assert props["FilterPattern"] == '{ $.event = "lambda.failed" }'
+    (transform,) = props["MetricTransformations"]
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm").values()
+    (failed,) = [a["Properties"] for a in alarms if a["Properties"]["Namespace"] == "rotator"]
+    assert (failed["MetricName"], failed["Namespace"]) == (
+        transform["MetricName"],
+        transform["MetricNamespace"],
+    )
+    assert failed["Statistic"] == "Sum"
+    assert (failed["Threshold"], failed["ComparisonOperator"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert failed["TreatMissingData"] == "notBreaching"
+    assert failed["AlarmActions"]["Fn::If"][0] == "AlarmsNotify"
+
+
+def test_the_metric_filter_matches_the_handler_s_failure_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The line the filter pattern selects is the one the handler writes: a JSON object
+    whose ``event`` is ``lambda.failed`` (CloudWatch reads ``$.event``)."""
+    from rotator.entrypoints import lambda_handler
+
+    monkeypatch.setenv("ROTATOR_CONFIG", str(ROOT / "missing.toml"))
+    answer = lambda_handler.handler({}, None)
+    assert answer["ok"] is False
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in (captured.out + captured.err).splitlines() if line]
+    assert [line["event"] for line in lines if line.get("event") == "lambda.failed"]
 
 
 def test_the_sam_template_passes_cfn_lint() -> None:
@@ -196,6 +258,19 @@ def test_the_units_run_rotator_unprivileged_in_a_read_only_system(name: str, com
     argv = shlex.split(service["ExecStart"])
     assert Path(argv[0]).name == "rotator"
     assert argv[1:] == [command, "--config", "/etc/rotator/rotator.toml"]
+
+
+def test_the_daemon_unit_is_notify_with_a_watchdog_and_no_restart_on_a_bad_policy() -> None:
+    """An invalid policy exits 2 (rotator daemon's EXIT_BAD_INPUT): restarting every 30 s
+    cannot fix it. Readiness, reload and stop are notified; the loop feeds the watchdog."""
+    service = unit("rotator-daemon.service")["Service"]
+
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert parse_duration(service["WatchdogSec"].replace("min", "m")) >= parse_duration("1m")
+    assert service["Restart"] == "on-failure"
+    assert str(EXIT_BAD_INPUT) in service["RestartPreventExitStatus"].split()
+    assert "AF_UNIX" in service["RestrictAddressFamilies"].split(), "the notify socket"
 
 
 def test_the_timer_starts_the_sweep_unit() -> None:

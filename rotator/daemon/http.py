@@ -1,23 +1,42 @@
-"""The daemon's HTTP endpoint: ``GET /healthz`` and ``GET /metrics``, on asyncio streams.
+"""The daemon's HTTP endpoint: ``GET /healthz`` and ``GET /metrics``, on aiohttp's server.
 
-Deliberately tiny: HTTP/1.1 with ``Connection: close``, GET and HEAD only, one request per
-connection, a few seconds to send it. ``/healthz`` answers 200 or 503 with a JSON body
-saying why; ``/metrics`` is Prometheus' text exposition. Nothing secret is served.
+``/healthz`` answers 200 or 503 with a JSON body saying why; ``/metrics`` is Prometheus'
+exposition (OpenMetrics if the request's ``Accept`` asks for it). GET and HEAD only, one
+request per connection (``Connection: close``). Nothing secret is served.
+
+It cannot be exhausted: a daemon whose file descriptors all went to idle connections
+could not open the sockets its own sweep needs. So
+
+* at most ``max_connections`` are open at once; when one more arrives, the oldest is
+  closed to make room (it is the one most likely idle: every request here is answered at
+  once), so a real client is still served while idle clients pile up;
+* every connection is closed ``lifetime`` seconds after it was accepted, whatever it is
+  doing: sending its request slowly, sending nothing, or not reading the answer;
+* the listen queue is short (``BACKLOG``): asyncio accepts up to that many connections at
+  a time before the server sees them, so a burst costs at most that many descriptors more.
+  Clients beyond it wait in the kernel, holding none of the daemon's.
+
+aiohttp parses HTTP (bounded line and header sizes, 400 for garbage); ``route`` decides
+the answer and is pure but for the two callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-REQUEST_TIMEOUT = 5.0  # seconds a client has to send its request line and headers
-MAX_HEADERS = 100
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-_REASONS |= {503: "Service Unavailable"}
+from aiohttp import web
+
+MAX_CONNECTIONS = 32  # open at once; Prometheus and a probe or two need a handful
+# The listen queue, and so how many connections asyncio accepts in one turn of the loop
+# before the server can make room: each is a descriptor until then.
+BACKLOG = 16
+LIFETIME = 10.0  # seconds a connection may stay open, from accept to close
+_TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -31,76 +50,131 @@ class Answer:
 
 # () -> (healthy, details): the details become /healthz's JSON body.
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
-# () -> (exposition, content type)
-MetricsRender = Callable[[], tuple[bytes, str]]
+# (the request's Accept header) -> (exposition, content type)
+MetricsRender = Callable[[str], tuple[bytes, str]]
 
 
-def route(method: str, path: str, health: HealthCheck, metrics: MetricsRender) -> Answer:
-    """The answer to ``method path`` (pure but for the two callbacks)."""
+def route(
+    method: str, path: str, health: HealthCheck, metrics: MetricsRender, accept: str = ""
+) -> Answer:
+    """The answer to ``method path`` (pure but for the two callbacks); ``accept`` is the
+    request's Accept header, for the format of ``/metrics``."""
     if method not in ("GET", "HEAD"):
-        return Answer(405, "text/plain; charset=utf-8", b"only GET and HEAD\n")
+        return Answer(405, _TEXT, b"only GET and HEAD\n")
     if path == "/healthz":
         healthy, details = health()
         body = json.dumps({"status": "ok" if healthy else "unhealthy", **details}, default=str)
         return Answer(200 if healthy else 503, "application/json", body.encode() + b"\n")
     if path == "/metrics":
-        exposition, content_type = metrics()
+        exposition, content_type = metrics(accept)
         return Answer(200, content_type, exposition)
     if path == "/":
-        return Answer(200, "text/plain; charset=utf-8", b"rotator daemon: /healthz /metrics\n")
-    return Answer(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
+        return Answer(200, _TEXT, b"rotator daemon: /healthz /metrics\n")
+    return Answer(404, _TEXT, b"not found: try /healthz or /metrics\n")
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str] | None:
-    """(method, path) of the request, its headers read and ignored; None if malformed."""
-    parts = (await reader.readline()).decode("latin-1").split()
-    for _ in range(MAX_HEADERS):
-        if (await reader.readline()).strip() == b"":
-            break
-    else:
-        return None
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return None
-    return parts[0].upper(), parts[1].split("?", 1)[0]
+class _BoundedServer(web.Server):
+    """aiohttp's low-level server, holding at most ``limit`` connections, each for at
+    most ``lifetime`` seconds (see the module's docstring)."""
+
+    def __init__(self, handler: Any, *, limit: int, lifetime: float, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limit = limit
+        self.lifetime = lifetime
+        # Open connections, oldest first, each with the timer that ends it.
+        self.open: dict[web.RequestHandler, asyncio.TimerHandle] = {}
+
+    def __call__(self) -> web.RequestHandler:
+        while len(self.open) >= self.limit:
+            self._end(next(iter(self.open)))
+        handler = super().__call__()
+        self.open[handler] = asyncio.get_running_loop().call_later(
+            self.lifetime, self._end, handler
+        )
+        return handler
+
+    def connection_lost(
+        self, handler: web.RequestHandler, exc: BaseException | None = None
+    ) -> None:
+        timer = self.open.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(handler, exc)
+
+    def _end(self, handler: web.RequestHandler) -> None:
+        """Close ``handler``'s connection now, discarding what it has not sent."""
+        timer = self.open.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+        if handler.transport is not None:
+            handler.transport.abort()  # the socket is closed on the loop's next turn
+        else:  # accepted, not yet connected: it closes as soon as it is
+            handler.force_close()
 
 
-def _render(answer: Answer, *, head: bool) -> bytes:
-    lines = [
-        f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}",
-        f"Content-Type: {answer.content_type}",
-        f"Content-Length: {len(answer.body)}",
-        "Cache-Control: no-store",
-        "Connection: close",
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else answer.body)
+@dataclass
+class Endpoint:
+    """The listening endpoint; ``close`` it when done."""
+
+    runner: web.ServerRunner
+    server: _BoundedServer
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) it listens on (its first socket)."""
+        host, port = self.runner.addresses[0][:2]
+        return str(host), int(port)
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self.server.open)
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        await self.runner.cleanup()
 
 
 async def serve(
-    host: str, port: int, *, health: HealthCheck, metrics: MetricsRender
-) -> asyncio.Server:
-    """Listen on ``host:port`` (0: any free port; see ``bound``); serves until closed.
+    host: str,
+    port: int,
+    *,
+    health: HealthCheck,
+    metrics: MetricsRender,
+    max_connections: int = MAX_CONNECTIONS,
+    lifetime: float = LIFETIME,
+) -> Endpoint:
+    """Listen on ``host:port`` (0: any free port; see ``Endpoint.address``) until closed.
     Raises ``OSError`` if the address cannot be bound."""
+    # aiohttp logs through the logging module; what matters reaches the audit log.
+    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
+        quiet = logging.getLogger(name)
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT)
-            if request is None:
-                answer, head = Answer(400, "text/plain; charset=utf-8", b"bad request\n"), False
-            else:
-                answer, head = route(*request, health, metrics), request[0] == "HEAD"
-            writer.write(_render(answer, head=head))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
-            pass  # a client that is slow, gone or sends garbage gets nothing
-        finally:
-            writer.close()
-            with suppress(ConnectionError):
-                await writer.wait_closed()
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        accept = request.headers.get("Accept", "")
+        answer = route(request.method, request.path, health, metrics, accept)
+        response = web.Response(
+            status=answer.status,
+            body=answer.body,
+            headers={"Content-Type": answer.content_type, "Cache-Control": "no-store"},
+        )
+        response.force_close()  # one request per connection
+        return response
 
-    return await asyncio.start_server(handle, host, port)
-
-
-def bound(server: asyncio.Server) -> tuple[str, int]:
-    """The (host, port) ``server`` listens on (its first socket)."""
-    host, port = server.sockets[0].getsockname()[:2]
-    return str(host), int(port)
+    server = _BoundedServer(
+        handle,
+        limit=max_connections,
+        lifetime=lifetime,
+        access_log=None,
+        keepalive_timeout=lifetime,
+    )
+    runner = web.ServerRunner(server, shutdown_timeout=lifetime)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return Endpoint(runner, server)

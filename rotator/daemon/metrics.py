@@ -4,11 +4,19 @@ Two feeds: each sweep's ``SweepResult`` (``observe_sweep``; a sweep that raised:
 ``observe_crash``) and the audit log's ``rotation.step`` events, read by a structlog
 processor (``tap``) so step latency comes from the same ``duration_ms`` the audit log
 shows. Labels are bounded enums (kind, step, outcome, result, channel): never a user, a
-credential ID or anything secret.
+credential ID or anything secret — but for the certificate expiry gauge (``expiry``),
+which names the certificates IAM holds, as cert-manager's does.
+
+Following Prometheus' conventions: names say what they count (``rotator_held_rotations``);
+``rotator_build_info`` carries the version; every label value known in advance (the
+policy's kinds, the steps and outcomes a rotation reports, the configured notification
+channels) is there from the start at 0, so ``increase()`` sees the first failure; and
+``render`` speaks the OpenMetrics format to a scraper that asks for it.
 """
 
 from __future__ import annotations
 
+import platform
 from collections import Counter as Tally
 from collections.abc import Iterable
 from contextlib import suppress
@@ -17,18 +25,20 @@ from typing import Any
 
 import structlog
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    Info,
     ProcessCollector,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+import rotator
 from rotator import audit
-from rotator.model import Inventory, Kind, Step
+from rotator.daemon.expiry import CertificateExpiry
+from rotator.model import Inventory, Kind, Outcome, Step
 from rotator.rotation.report import Report, Result, SweepResult
 
 # Steps the driver times (``duration_ms``); plan and disable events carry no latency.
@@ -48,6 +58,23 @@ _COUNTED = frozenset(
         Result.RETRY,
         Result.WAITING,
     }
+)
+ROTATION_OUTCOMES = (
+    "started",
+    "completed",
+    "failed",
+    "held",
+    "blocked",
+    "retry",
+    "waiting",
+    "disabled",
+)
+_ENDINGS = (Outcome.DONE, Outcome.RETRY, Outcome.FAILED)
+# The (step, outcome) pairs a scheduled sweep's rotations report, preset per kind.
+STEP_OUTCOMES = tuple(
+    (str(step), str(outcome))
+    for step in (Step.CREATE, Step.VERIFY, Step.PROMOTE, Step.DEACTIVATE, Step.DELETE, Step.DISABLE)
+    for outcome in (*_ENDINGS, *((Outcome.HELD,) if step is Step.DEACTIVATE else ()))
 )
 
 
@@ -73,12 +100,17 @@ def oldest_ages(inventory: Inventory, now: datetime) -> dict[Kind, float]:
 
 
 class Metrics:
-    """The daemon's metrics; ``render`` gives the Prometheus text exposition."""
+    """The daemon's metrics; ``render`` gives the exposition. ``kinds`` and ``channels``
+    (notification channel -> the results it can report) are preset at 0."""
 
-    def __init__(self, kinds: Iterable[Kind] = ()) -> None:
+    def __init__(
+        self, kinds: Iterable[Kind] = (), channels: dict[str, tuple[str, ...]] | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
+        self.build = Info("rotator_build", "The running rotator's version.", registry=r)
+        self.build.info({"version": rotator.__version__, "python": platform.python_version()})
         self.sweeps = Counter(
             "rotator_sweeps", "Sweeps by result: ok, problems, crashed.", ["result"], registry=r
         )
@@ -103,13 +135,13 @@ class Metrics:
             registry=r,
         )
         self.held = Gauge(
-            "rotator_held",
+            "rotator_held_rotations",
             "Rotations held at the last sweep (old credential still in use).",
             ["kind"],
             registry=r,
         )
         self.blocked = Gauge(
-            "rotator_blocked",
+            "rotator_blocked_credentials",
             "Credentials blocked at the last sweep (a human must act).",
             ["kind"],
             registry=r,
@@ -128,7 +160,9 @@ class Metrics:
         self.last_duration = Gauge(
             "rotator_last_sweep_duration_seconds", "Duration of the last sweep.", registry=r
         )
-        self.in_progress = Gauge("rotator_sweep_in_progress", "1 while a sweep runs.", registry=r)
+        self.in_progress = Gauge(
+            "rotator_sweeps_in_progress", "Sweeps running now (0 or 1).", registry=r
+        )
         self.notifications = Counter(
             "rotator_notifications",
             "Notifications by channel and result.",
@@ -138,13 +172,30 @@ class Metrics:
         self.reloads = Counter(
             "rotator_policy_reloads", "Policy reloads (SIGHUP) by result.", ["result"], registry=r
         )
+        self.expiry = CertificateExpiry()
+        r.register(self.expiry)
         for result in SWEEP_RESULTS:
             self.sweeps.labels(result)
         for result in ("ok", "failed"):
             self.reloads.labels(result)
-        for kind in kinds:
-            self.held.labels(str(kind)).set(0)
-            self.blocked.labels(str(kind)).set(0)
+        self.preset(kinds, channels or {})
+
+    def preset(self, kinds: Iterable[Kind], channels: dict[str, tuple[str, ...]]) -> None:
+        """Create every series these kinds and channels can have, at 0 (a series that
+        exists already keeps its value). Called again when a reload adds some."""
+        for kind in map(str, kinds):
+            for outcome in ROTATION_OUTCOMES:
+                self.rotations.labels(kind, outcome)
+            for step, outcome in STEP_OUTCOMES:
+                self.steps.labels(kind, step, outcome)
+            for step in sorted(TIMED_STEPS - {str(Step.ROLLBACK)}):
+                self.step_seconds.labels(kind, step)
+            if kind not in _known(self.held):
+                self.held.labels(kind).set(0)
+                self.blocked.labels(kind).set(0)
+        for channel, results in channels.items():
+            for result in results:
+                self.notifications.labels(channel, result)
 
     # -- feeds ----------------------------------------------------------------------------
 
@@ -198,9 +249,11 @@ class Metrics:
         processors: list[Any] = list(structlog.get_config()["processors"])
         structlog.configure(processors=[self.tap(), *processors])
 
-    def render(self) -> tuple[bytes, str]:
-        """The text exposition and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition and its content type, in the format the ``Accept`` header asks
+        for: OpenMetrics for ``application/openmetrics-text``, else Prometheus' text."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
 
 def _known(gauge: Gauge) -> set[str]:

@@ -101,6 +101,19 @@ def topic_region(topic_arn: str) -> str:
 Send = Callable[[Message], Awaitable[None]]
 
 
+def channel_results(settings: NotifySettings) -> dict[str, tuple[str, ...]]:
+    """The channels ``settings`` enables, each with the results it can report (for the
+    metrics: a tag lookup is counted only when it fails)."""
+    found: dict[str, tuple[str, ...]] = {}
+    if settings.webhook_url is not None:
+        found["webhook"] = ("sent", "failed")
+    if settings.sns_topic_arn is not None:
+        found["sns"] = ("sent", "failed")
+    if settings.enabled and settings.owner_tag:
+        found["owner-tags"] = ("failed",)
+    return found
+
+
 class Notifier:
     """Sends a sweep's messages to the configured channels."""
 

@@ -32,7 +32,8 @@ from rotator import audit
 from rotator.daemon import http as health
 from rotator.daemon.jobs import RUN_NOW, Job, jobs, run_now, scoped, trigger
 from rotator.daemon.metrics import Metrics
-from rotator.daemon.notify import Notifier, describe
+from rotator.daemon.notify import Notifier, channel_results, describe
+from rotator.daemon.systemd import READY, STOPPING, Systemd
 from rotator.errors import ConfigError, RotatorError
 from rotator.model import Inventory
 from rotator.rotation.report import SweepResult
@@ -53,11 +54,16 @@ _STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused"}
 class Daemon:
     """One daemon process: build it from a validated config, then ``await run()``."""
 
-    def __init__(self, config: Config, *, path: Path, run_now: bool = False) -> None:
+    def __init__(
+        self, config: Config, *, path: Path, run_now: bool = False, systemd: Systemd | None = None
+    ) -> None:
         self.config = config
         self.path = path
         self.run_now = run_now
-        self.metrics = Metrics(kinds={r.kind for r in config.rules})
+        self.systemd = systemd or Systemd()
+        self.metrics = Metrics(
+            kinds={r.kind for r in config.rules}, channels=channel_results(config.notify)
+        )
         self.notifier = Notifier(config.notify, application.make_aws(config))
         self._scheduler = AsyncIOScheduler(timezone=config.daemon.timezone)
         self._lock = asyncio.Lock()
@@ -67,6 +73,7 @@ class Daemon:
         self._draining = False
         self._crashed: str | None = None
         self._last: dict[str, Any] | None = None
+        self._listen = ""  # host:port once listening
         self._log = audit.get_logger()
 
     # -- health ---------------------------------------------------------------------------
@@ -105,19 +112,30 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        watchdog = asyncio.create_task(self.systemd.keep_alive(self._alive), name="watchdog")
         try:
             self._start_scheduler()
-            host, port = health.bound(server)
-            self._log.info(DAEMON_STARTED, listen=f"{host}:{port}", jobs=self._jobs())
+            self._listen = "{}:{}".format(*server.address)
+            self._log.info(DAEMON_STARTED, listen=self._listen, jobs=self._jobs())
+            self.systemd.notify(READY, f"STATUS={self._status()}")
             await self._stop.wait()
             clean = await self._drain()
         finally:
+            watchdog.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            server.close()
-            await server.wait_closed()
+            await server.close()
         self._log.info(DAEMON_STOPPED, clean=clean)
         return 0 if clean else 1
+
+    def _alive(self) -> bool:
+        """For the watchdog: the loop turns (this runs) and the scheduler works."""
+        return self._draining or self._scheduler.state == STATE_RUNNING
+
+    def _status(self) -> str:
+        """systemd's one-line STATUS=."""
+        jobs = len(self._scheduler.get_jobs())
+        return f"serving {self._listen}; {jobs} scheduled sweep{'s' * (jobs != 1)}"
 
     def _start_scheduler(self) -> None:
         # APScheduler logs through the logging module; the audit log reports what matters.
@@ -174,8 +192,9 @@ class Daemon:
             if self._draining:
                 return
             self.metrics.in_progress.set(1)
+            config = self.config  # a reload during the sweep applies to the next one
             try:
-                async with application.open_engine(scoped(self.config, job.rules)) as engine:
+                async with application.open_engine(scoped(config, job.rules)) as engine:
                     result = await engine.sweep()
             except Exception as exc:  # the sweep itself failed: AWS or the journal down
                 self._crashed = describe(exc)
@@ -190,15 +209,18 @@ class Daemon:
             finally:
                 self.metrics.in_progress.set(0)
             self._crashed = None
-            self._finished(job, result)
+            self._finished(job, result, config)
             for delivery in await self.notifier.sweep_finished(result):
                 outcome = "sent" if delivery.ok else "failed"
                 self.metrics.notifications.labels(delivery.channel, outcome).inc()
 
-    def _finished(self, job: Job, result: SweepResult) -> None:
-        # SweepResult.inventory is read if the engine provides it (oldest credential age).
+    def _finished(self, job: Job, result: SweepResult, config: Config) -> None:
+        # SweepResult.inventory: oldest credential age, certificate expiry.
         inventory = result.inventory
         self.metrics.observe_sweep(result, inventory if isinstance(inventory, Inventory) else None)
+        if isinstance(inventory, Inventory):
+            swept = [r for r in config.rules if job.rules is None or r.name in job.rules]
+            self.metrics.expiry.observe(inventory, swept)
         self._last = {
             "job": job.id,
             "run_id": result.run_id,
@@ -222,6 +244,7 @@ class Daemon:
         in_flight = sum(not t.done() for t in self._tasks)
         if self._signals == 1:
             self._log.info(DAEMON_STOPPING, signal=sig.name, sweeps_in_flight=in_flight)
+            self.systemd.notify(STOPPING, f"STATUS=draining {in_flight} sweep(s)")
             self._stop.set()
             return
         self._log.warning(
@@ -260,6 +283,7 @@ class Daemon:
     def _on_reload(self) -> None:
         if self._draining:
             return
+        self.systemd.reloading(f"reloading {self.path}")
         try:
             config = application.load(self.path)
         except ConfigError as exc:
@@ -270,11 +294,13 @@ class Daemon:
                 reason="; ".join(exc.problems),
                 kept="the policy loaded before",
             )
+            self.systemd.notify(READY, f"STATUS={self._status()}; the reload failed")
             return
         restart = _needs_restart(self.config, config)
         self.config = config
         self.notifier = Notifier(config.notify, application.make_aws(config))
         self._schedule(config)
+        self.metrics.preset({r.kind for r in config.rules}, channel_results(config.notify))
         self.metrics.reloads.labels("ok").inc()
         self._log.info(
             DAEMON_RELOADED,
@@ -283,6 +309,7 @@ class Daemon:
             jobs=self._jobs(),
             **({"restart_needed_for": restart} if restart else {}),
         )
+        self.systemd.notify(READY, f"STATUS={self._status()}")
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:

@@ -4,12 +4,14 @@ feed the metrics from it, run the daemon until it is told to stop."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from prometheus_client import disable_created_metrics
 
 from rotator import app as application
 from rotator.daemon.service import Daemon
+from rotator.daemon.systemd import Systemd
 
 
 def run(path: Path, *, run_now: bool = False) -> int:
@@ -20,7 +22,9 @@ def run(path: Path, *, run_now: bool = False) -> int:
     close = application.configure_audit(config)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series
     try:
-        daemon = Daemon(config, path=path, run_now=run_now)
+        # systemd's notification protocol (Type=notify), not a rotator setting.
+        systemd = Systemd.from_environ(os.environ, os.getpid())
+        daemon = Daemon(config, path=path, run_now=run_now, systemd=systemd)
         daemon.metrics.install_tap()
         return asyncio.run(daemon.run())
     finally:

@@ -1,5 +1,5 @@
-"""rotator.cron and rotator.daemon.jobs: crontab read as cron reads it, one job per
-schedule, and sweeps scoped to their rules. Pure: no scheduler runs."""
+"""rotator.daemon.jobs: one job per schedule, each with its trigger, and sweeps scoped to
+their rules. Pure: no scheduler runs. (What a crontab expression means: tests/test_cron.py.)"""
 
 from __future__ import annotations
 
@@ -9,69 +9,10 @@ from pathlib import Path
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from rotator.cron import cron_trigger, weekdays
+from rotator.cron import CrontabTrigger
 from rotator.daemon.jobs import jobs, run_now, scoped, trigger
 from rotator.errors import ConfigError
 from rotator.settings import Config, load_config
-
-THURSDAY = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # 2026-01-01 is a Thursday
-
-
-def next_fire(expr: str, after: datetime = THURSDAY) -> datetime:
-    fired = cron_trigger(expr).get_next_fire_time(None, after)
-    assert fired is not None
-    return fired
-
-
-@pytest.mark.parametrize(
-    ("expr", "expected"),
-    [
-        ("0 3 * * *", datetime(2026, 1, 2, 3, 0, tzinfo=UTC)),
-        ("0 3 * * 0", datetime(2026, 1, 4, 3, 0, tzinfo=UTC)),  # 0 = Sunday, as in cron
-        ("0 3 * * 7", datetime(2026, 1, 4, 3, 0, tzinfo=UTC)),  # 7 = Sunday too
-        ("0 3 * * 1", datetime(2026, 1, 5, 3, 0, tzinfo=UTC)),  # 1 = Monday
-        ("30 13 * * 1-5", datetime(2026, 1, 1, 13, 30, tzinfo=UTC)),
-        ("0 0 * * sat-sun", datetime(2026, 1, 3, 0, 0, tzinfo=UTC)),
-        ("0 0 * * 5-0", datetime(2026, 1, 2, 0, 0, tzinfo=UTC)),  # Friday to Sunday
-        ("*/15 * * * *", datetime(2026, 1, 1, 12, 15, tzinfo=UTC)),
-        ("0 6 1 * *", datetime(2026, 2, 1, 6, 0, tzinfo=UTC)),
-    ],
-)
-def test_crontab_expressions_fire_when_cron_would(expr: str, expected: datetime) -> None:
-    assert next_fire(expr, THURSDAY + timedelta(seconds=1)) == expected
-
-
-@pytest.mark.parametrize(
-    ("field", "expected"),
-    [
-        ("*", "*"),
-        ("0", "sun"),
-        ("1-5", "mon,tue,wed,thu,fri"),
-        ("1,3,5", "mon,wed,fri"),
-        ("*/2", "tue,thu,sat,sun"),
-        ("sat,sun", "sat,sun"),
-        ("0-2", "mon,tue,sun"),
-    ],
-)
-def test_weekday_fields_become_names(field: str, expected: str) -> None:
-    assert weekdays(field) == expected
-
-
-@pytest.mark.parametrize(
-    ("expr", "message"),
-    [
-        ("* * *", "expected 5 fields"),
-        ("61 * * * *", "higher than the maximum"),
-        ("0 0 * * 8", "invalid day of week '8'"),
-        ("0 0 * * 5-2", "the start is after the end"),
-        ("0 0 * * */0", "invalid step"),
-        ("x * * * *", "Unrecognized expression"),
-    ],
-)
-def test_bad_crontab_expressions_are_refused_with_a_reason(expr: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        cron_trigger(expr)
-
 
 POLICY = """\
 [journal]
@@ -140,6 +81,25 @@ def test_an_interval_replaces_the_daemon_cron_and_every_rule_may_have_its_own(
     assert run_now().describe() == "now"
 
 
+def test_a_cron_job_fires_as_cron_does_in_the_daemon_s_zone_with_its_jitter(
+    tmp_path: Path,
+) -> None:
+    cfg = config(
+        tmp_path,
+        daemon='[daemon]\nschedule = "0 3 1 * mon"\ntimezone = "Europe/Berlin"\njitter = "30s"',
+    )
+    (job,) = jobs(cfg)
+    made = trigger(job, cfg.daemon)
+    assert isinstance(made, CrontabTrigger)
+    assert (str(made.timezone), made.jitter) == ("Europe/Berlin", 30)
+    monday = made.get_next_fire_time(None, datetime(2026, 1, 1, 12, tzinfo=UTC))
+    assert monday is not None
+    assert monday.tzinfo == made.timezone
+    fired = monday.replace(second=0, microsecond=0)
+    assert fired.isoformat() == "2026-01-05T03:00:00+01:00", "a Monday: DOM or DOW"
+    assert monday - fired <= timedelta(seconds=30)
+
+
 def test_a_scoped_sweep_keeps_the_other_rules_but_they_select_nobody(tmp_path: Path) -> None:
     cfg = config(tmp_path, c="enabled = false")
     assert scoped(cfg, None) is cfg
@@ -159,6 +119,8 @@ def test_a_scoped_sweep_keeps_the_other_rules_but_they_select_nobody(tmp_path: P
     [
         ('[daemon]\nschedule = "0 3 * *"', "", "daemon.schedule: invalid cron expression"),
         ("", 'schedule = "0 25 * * *"', "rule 'ci-keys': schedule: invalid cron expression"),
+        ("", 'schedule = "0 25 * * *"', "hour 25 is out of range 0-23"),
+        ("", 'schedule = "@reboot"', "@reboot is not a schedule"),
         ('[daemon]\nschedule = "0 3 * * *"\ninterval = "5m"', "", "not both"),
         ('[daemon]\ninterval = "0s"', "", "at least 1s"),
         ('[daemon]\ntimezone = "Mars/Olympus"', "", "unknown time zone"),

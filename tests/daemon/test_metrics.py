@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import platform
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
+import rotator
 from rotator import audit
-from rotator.daemon.metrics import Metrics, oldest_ages, rotation_outcomes
+from rotator.daemon.metrics import (
+    ROTATION_OUTCOMES,
+    STEP_OUTCOMES,
+    Metrics,
+    oldest_ages,
+    rotation_outcomes,
+)
 from rotator.model import (
     Action,
     Credential,
@@ -84,8 +95,8 @@ def test_a_sweep_counts_rotations_by_kind_and_outcome_and_sets_the_gauges() -> N
     }
     assert value(metrics, "rotator_sweeps_total", result="problems") == 1
     assert value(metrics, "rotator_sweeps_total", result="ok") == 0
-    assert value(metrics, "rotator_held", kind="access-key") == 1
-    assert value(metrics, "rotator_blocked", kind="access-key") == 1
+    assert value(metrics, "rotator_held_rotations", kind="access-key") == 1
+    assert value(metrics, "rotator_blocked_credentials", kind="access-key") == 1
     assert value(metrics, "rotator_last_sweep_duration_seconds") == 3.5
     assert value(metrics, "rotator_last_successful_sweep_timestamp_seconds") == (
         result.finished_at.timestamp()
@@ -96,8 +107,8 @@ def test_held_and_blocked_are_gauges_of_the_last_sweep_not_totals() -> None:
     metrics = Metrics(kinds=[Kind.ACCESS_KEY])
     metrics.observe_sweep(sweep(*mixed()))
     metrics.observe_sweep(sweep(rotated("ci-a")))
-    assert value(metrics, "rotator_held", kind="access-key") == 0
-    assert value(metrics, "rotator_blocked", kind="access-key") == 0
+    assert value(metrics, "rotator_held_rotations", kind="access-key") == 0
+    assert value(metrics, "rotator_blocked_credentials", kind="access-key") == 0
     assert value(metrics, "rotator_sweeps_total", result="ok") == 1
     assert value(metrics, "rotator_rotations_total", kind="access-key", outcome="started") == 4
 
@@ -205,8 +216,8 @@ def test_the_exposition_parses_and_names_no_user_or_credential() -> None:
         "rotator_rotations",
         "rotator_steps",
         "rotator_step_duration_seconds",
-        "rotator_held",
-        "rotator_blocked",
+        "rotator_held_rotations",
+        "rotator_blocked_credentials",
         "rotator_oldest_credential_age_seconds",
         "rotator_last_successful_sweep_timestamp_seconds",
         "rotator_notifications",
@@ -215,3 +226,83 @@ def test_the_exposition_parses_and_names_no_user_or_credential() -> None:
     for report in reports:
         assert report.decision.user not in text
         assert str(report.decision.credential_id) not in text
+
+
+def test_build_info_names_the_version() -> None:
+    metrics = Metrics()
+    labels = {"version": rotator.__version__, "python": platform.python_version()}
+    assert value(metrics, "rotator_build_info", **labels) == 1
+
+
+def test_every_known_label_value_is_there_from_the_start_at_zero() -> None:
+    """So that ``increase(...[1h]) > 0`` sees the first failure: a series born at 1 has
+    no increase."""
+    metrics = Metrics(
+        kinds=[Kind.ACCESS_KEY, Kind.SSH_PUBLIC_KEY],
+        channels={"webhook": ("sent", "failed"), "owner-tags": ("failed",)},
+    )
+    for kind in ("access-key", "ssh-public-key"):
+        for outcome in ROTATION_OUTCOMES:
+            assert value(metrics, "rotator_rotations_total", kind=kind, outcome=outcome) == 0
+        for step, outcome in STEP_OUTCOMES:
+            labels = {"kind": kind, "step": step, "outcome": outcome}
+            assert value(metrics, "rotator_steps_total", **labels) == 0
+        for step in ("create", "verify", "promote", "deactivate", "delete"):
+            labels = {"kind": kind, "step": step}
+            assert value(metrics, "rotator_step_duration_seconds_count", **labels) == 0
+        assert value(metrics, "rotator_held_rotations", kind=kind) == 0
+        assert value(metrics, "rotator_blocked_credentials", kind=kind) == 0
+    assert ("deactivate", "held") in STEP_OUTCOMES
+    assert ("create", "failed") in STEP_OUTCOMES
+    for result in ("sent", "failed"):
+        assert value(metrics, "rotator_notifications_total", channel="webhook", result=result) == 0
+    assert value(metrics, "rotator_notifications_total", channel="owner-tags", result="failed") == 0
+    assert value(metrics, "rotator_notifications_total", channel="sns", result="sent") is None
+    for result in ("ok", "problems", "crashed"):
+        assert value(metrics, "rotator_sweeps_total", result=result) == 0
+    for result in ("ok", "failed"):
+        assert value(metrics, "rotator_policy_reloads_total", result=result) == 0
+    assert value(metrics, "rotator_sweeps_in_progress") == 0
+
+
+def test_presetting_again_keeps_what_was_counted() -> None:
+    metrics = Metrics(kinds=[Kind.ACCESS_KEY])
+    metrics.observe_sweep(sweep(*mixed()))
+    metrics.preset([Kind.ACCESS_KEY, Kind.LOGIN_PROFILE], {})  # a reload added a kind
+    assert value(metrics, "rotator_held_rotations", kind="access-key") == 1
+    assert value(metrics, "rotator_rotations_total", kind="access-key", outcome="started") == 3
+    assert value(metrics, "rotator_rotations_total", kind="login-profile", outcome="started") == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("", "text/plain; version=0.0.4; charset=utf-8"),
+        ("text/plain", "text/plain; version=0.0.4; charset=utf-8"),
+        (
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    ],
+)
+def test_the_format_follows_the_accept_header(accept: str, content_type: str) -> None:
+    """Prometheus asks for OpenMetrics first; anything else gets the classic text."""
+    metrics = Metrics(kinds=[Kind.ACCESS_KEY])
+    metrics.observe_sweep(sweep(*mixed()))
+    body, served = metrics.render(accept)
+    assert served.startswith(content_type)
+    text = body.decode()
+    if served.startswith("application/openmetrics-text"):
+        assert text.endswith("# EOF\n")
+        families = {f.name: f for f in openmetrics_families(text)}
+        assert families["rotator_build"].type == "info"
+        assert families["rotator_sweeps"].type == "counter"
+    else:
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+    started = {"kind": "access-key", "outcome": "started"}
+    (sample,) = [
+        s
+        for s in families["rotator_rotations"].samples
+        if s.name == "rotator_rotations_total" and s.labels == started
+    ]
+    assert sample.value == 3

@@ -8,17 +8,24 @@ bad), and posts its notifications to a real local webhook.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
+import rotator
 from rotator import app as application
 from rotator.daemon.jobs import scoped
 from rotator.model import Action
 from tests.support.cli import Cli
-from tests.support.daemon import Daemon, named
+from tests.support.daemon import Daemon, IdleFlood, named
 from tests.support.faults import FaultPlan, FaultProxy
 from tests.support.invariants import assert_rotated_once_and_whole
 from tests.support.moto import MotoSandbox
@@ -32,8 +39,8 @@ def start(cli: Cli) -> Iterator[Callable[..., Daemon]]:
     """Start ``rotator daemon`` on the CLI's policy; every daemon is stopped at the end."""
     running: list[Daemon] = []
 
-    def launch(*args: str) -> Daemon:
-        running.append(Daemon.launch(cli, *args))
+    def launch(*args: str, nofile: int | None = None) -> Daemon:
+        running.append(Daemon.launch(cli, *args, nofile=nofile))
         return running[-1]
 
     yield launch
@@ -82,7 +89,17 @@ def test_sweeps_on_schedule_and_serves_health_and_metrics(
     create = {"kind": "access-key", "step": "create"}
     assert daemon.metric("rotator_step_duration_seconds_count", **create) == 2
     assert daemon.metric("rotator_steps_total", outcome="done", **create) == 2
-    assert daemon.metric("rotator_held", kind="access-key") == 0
+    assert daemon.metric("rotator_held_rotations", kind="access-key") == 0
+    assert daemon.metric("rotator_rotations_total", kind="access-key", outcome="failed") == 0
+    openmetrics = urllib.request.Request(
+        daemon.url + "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"}
+    )
+    with urllib.request.urlopen(openmetrics, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("application/openmetrics-text")
+        exposition = answer.read().decode()
+    families = {f.name: f for f in openmetrics_families(exposition)}
+    (build,) = families["rotator_build"].samples
+    assert build.labels["version"] == rotator.__version__
     assert daemon.metric("rotator_last_successful_sweep_timestamp_seconds") >= began
     assert daemon.get("/nowhere")[0] == 404
     for user in old:
@@ -91,6 +108,50 @@ def test_sweeps_on_schedule_and_serves_health_and_metrics(
 
     assert daemon.stop() == 0, daemon.output
     assert named(daemon.events(), "daemon.stopped")[-1]["clean"] is True
+
+
+def test_idle_connections_cannot_exhaust_the_daemon_s_file_descriptors(
+    cli: Cli, sandbox: MotoSandbox, start: Callable[..., Daemon]
+) -> None:
+    """The issue: with a limit of 256 file descriptors, idle connections to /healthz made
+    sweeps fail with 'Too many open files'. Here 300 idle clients, reconnecting whenever
+    the daemon closes them, hammer a daemon limited to 256 while it sweeps every second:
+    /healthz still answers, the sweeps' own sockets to AWS still open, keys rotate."""
+    policy(cli, 'interval = "1s"')
+    daemon = start(nofile=256)
+    daemon.wait_metric("rotator_sweeps_total", 1, result="ok")
+    baseline = daemon.open_files  # for the message, if it fails
+    with IdleFlood(daemon.address, size=300) as flood:
+        flood.wait_for(closed=256)  # the daemon has already cycled through its limit
+        daemon.tries = 5  # a probe may be made room for before its request is read
+        old = seed(sandbox, ["ci-a", "ci-b", "ci-c"])  # due: the next sweep rotates them
+        most_files = 0
+        for _ in range(10):
+            status, body = daemon.get("/healthz")
+            assert status == 200, body
+            most_files = max(most_files, daemon.open_files)
+        oks = daemon.metric("rotator_sweeps_total", result="ok")
+        assert oks is not None
+        daemon.wait_metric(
+            "rotator_rotations_total", 3, kind="access-key", outcome="completed", timeout=90
+        )
+        daemon.wait_metric("rotator_sweeps_total", oks + 2, result="ok", timeout=90)
+        most_files = max(most_files, daemon.open_files)
+        flood.wait_rounds(1)
+    assert daemon.metric("rotator_sweeps_total", result="crashed") == 0
+    # The endpoint holds at most 32 connections (and accepts 16 at a time), whatever the
+    # clients do: the daemon stays far from its limit, sweeping included.
+    assert most_files <= 128, (baseline, most_files)
+    assert daemon.attempts < 2 * daemon.requests, "most requests were answered at once"
+    assert "Too many open files" not in daemon.output
+    assert named(daemon.events(), "daemon.sweep_crashed") == []
+    account = sandbox.account()
+    for user in old:
+        (key,) = sandbox.keys(user)
+        assert key != old[user]
+        current = cli.sink_document(account, user)["current"]
+        assert sandbox.caller_arn(key, current["SecretAccessKey"]).endswith(f"/{user}")
+    assert daemon.stop() == 0, daemon.output
 
 
 def test_sigterm_mid_sweep_finishes_the_sweep_in_flight_and_exits_0(
@@ -214,6 +275,67 @@ def test_sighup_reloads_a_valid_policy_and_keeps_the_old_one_otherwise(
     assert daemon.metric("rotator_policy_reloads_total", result="ok") == 1
     assert daemon.metric("rotator_policy_reloads_total", result="failed") == 1
     assert daemon.stop() == 0, daemon.output
+
+
+def test_under_systemd_it_notifies_ready_reloading_stopping_and_feeds_the_watchdog(
+    cli: Cli, start: Callable[..., Daemon]
+) -> None:
+    """Type=notify: the daemon's datagrams, read from a real notify socket."""
+    name = f"rotator-e2e-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(30)
+        cli.env["NOTIFY_SOCKET"] = "@" + name
+        cli.env["WATCHDOG_USEC"] = "300000"  # WatchdogSec=300ms: a ping every 150 ms
+        pings: list[float] = []
+
+        def next_state(*wanted: str) -> list[str]:
+            """The next datagram that is not a watchdog ping."""
+            while True:
+                fields = notify.recv(4096).decode().split("\n")
+                if fields != ["WATCHDOG=1"]:
+                    assert fields[0] in wanted, fields
+                    return fields
+                pings.append(time.monotonic())
+
+        policy(cli, 'schedule = "0 3 * * *"')
+        daemon = start()
+        ready = next_state("READY=1")
+        (started,) = daemon.wait_count("daemon.started")
+        assert ready == ["READY=1", f"STATUS=serving {started['listen']}; 1 scheduled sweep"]
+        assert daemon.get("/healthz")[0] == 200, "ready means serving"
+
+        daemon.send(signal.SIGHUP)
+        assert next_state("RELOADING=1")[1].startswith("MONOTONIC_USEC=")
+        assert next_state("READY=1")[0] == "READY=1"
+        daemon.wait_count("daemon.reloaded")
+
+        began = time.monotonic()
+        while time.monotonic() - began < 1.0:
+            notify.recv(4096)
+            pings.append(time.monotonic())
+        assert len([p for p in pings if p >= began]) >= 4, "pinged every half period"
+
+        daemon.send(signal.SIGTERM)
+        assert next_state("STOPPING=1")[0] == "STOPPING=1"
+        assert daemon.stop() == 0, daemon.output
+
+
+def test_an_invalid_policy_exits_2_and_is_never_ready(
+    cli: Cli, start: Callable[..., Daemon]
+) -> None:
+    """Exit code 2 is what the unit's RestartPreventExitStatus= names."""
+    name = f"rotator-e2e-bad-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        cli.env["NOTIFY_SOCKET"] = "@" + name
+        policy(cli, 'schedule = "0 3 1 * 1 *"')
+        daemon = start()
+        assert daemon.proc.wait(timeout=60) == 2
+        assert "expected 5 fields" in daemon.output
+        notify.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            notify.recv(4096)
 
 
 def test_notifications_reach_a_local_webhook_one_per_sweep_and_one_per_owner(
