@@ -54,6 +54,8 @@ class Requests:
             if not any(r.kind is request.kind for r in self._config.rules):
                 raise InputError(f"no rule of kind {request.kind} in the policy")
             kind = session.kind(request.kind)
+            target = (session.account, request.user, request.kind, request.slot)
+            fence = await self._rotations.journal.target_fence(target)  # before IAM is read
             holder = await self._requested_holder(session, request.user, request, kind)
             rule = pick_rule(list(self._config.rules), holder, request)
             if request.emergency and (under_way := await self._under_way(holder, request)):
@@ -78,7 +80,7 @@ class Requests:
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
             try:
                 return await self._rotations.start(
-                    decision, rule, kind, timings, emergency=request.emergency
+                    decision, rule, kind, timings, emergency=request.emergency, expect_fence=fence
                 )
             except Conflict as exc:
                 raise Refused(f"{exc}; finish or roll it back first") from None

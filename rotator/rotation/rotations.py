@@ -123,9 +123,11 @@ class Rotations:
         timings: tuple[timedelta, timedelta],
         *,
         emergency: bool = False,
+        expect_fence: int | None = None,
     ) -> Report:
         """Journal a new rotation (holding its lease from the start) and drive it. Raises
-        ``Conflict`` if an unfinished rotation of the same credential exists."""
+        ``Conflict`` if an unfinished rotation of the same credential exists, or if the
+        target's fence is no longer ``expect_fence`` (it was rotated since it was read)."""
         now = self.clock()
         in_place = rule.facts.shape is Shape.IN_PLACE
         rotation = Rotation.start(
@@ -143,7 +145,7 @@ class Rotations:
             reason=decision.reason,
         )
         lease = Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
-        rotation = await self.journal.add(rotation.evolve(lease=lease))
+        rotation = await self.journal.add(rotation.evolve(lease=lease), expect_fence=expect_fence)
         return await self._drive(rotation, rule, kind, decision, began=True)
 
     # -- a rotation in flight ---------------------------------------------------------------

@@ -233,12 +233,17 @@ class Sweep:
         rule = self._config.rule(decision.rule)
         if rule is None:  # the planner starts rotations only for the rules it was given
             raise ValueError(f"the plan names rule {decision.rule!r}, which the policy lacks")
+        # The target's fence is read before IAM is looked at again: a rotation of the same
+        # credential by another worker after this point moves it, and the journal then
+        # refuses to add ours (in the same write: no check-then-add gap).
+        target = (decision.account, decision.user, decision.kind, decision.slot)
+        fence = await self._rotations.journal.target_fence(target)
         stale = await changed_since_plan(decision, session, self._rotations.journal)
         if stale:
             return Report(decision=decision, result=Result.STALE, reason=stale)
         try:
             return await self._rotations.start(
-                decision, rule, session.kind(rule.kind), rule.timings()
+                decision, rule, session.kind(rule.kind), rule.timings(), expect_fence=fence
             )
         except Conflict as exc:  # another worker journalled it first
             return Report(decision=decision, result=Result.STALE, reason=f"skipped: {exc}")
