@@ -38,6 +38,7 @@ ROTATION_LEASE_LOST = "rotation.lease_lost"  # our lease was taken over mid-rota
 ROTATION_DEFERRED = "rotation.deferred"  # too little time left in this run; next sweep does it
 LEASE_RELEASE_FAILED = "lease.release_failed"  # giving a lease back failed; it simply expires
 LEASE_RENEW_FAILED = "lease.renew_failed"  # a heartbeat could not reach the journal; retried
+ORPHAN_DELETED = "orphan.deleted"  # a late create's orphan found by a sweep, deleted
 ROTATION_COMPENSATED = "rotation.compensated"  # a credential whose secret was lost, deleted
 ROTATION_TAKEN_OVER = "rotation.taken_over"  # a dead or silent worker's lease was taken
 DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on

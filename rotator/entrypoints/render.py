@@ -39,6 +39,7 @@ RESULT_STYLE = {
     Result.ADVANCED: "green",
     Result.DISABLED: "magenta",
     Result.ROLLED_BACK: "green",
+    Result.CLEANED: "magenta",
     Result.HELD: "yellow",
     Result.BLOCKED: "bold red",
     Result.FAILED: "bold red",
@@ -52,6 +53,7 @@ RESULT_STYLE = {
     Result.WOULD_ROTATE: "cyan",
     Result.WOULD_ADVANCE: "cyan",
     Result.WOULD_DISABLE: "cyan",
+    Result.WOULD_CLEAN: "cyan",
 }
 
 

@@ -219,10 +219,21 @@ class Driver:
 
     async def reacquire(self, rotation: Rotation) -> Rotation:
         """The journal's current record with our lease renewed (a failed step may have
-        journalled part of its work, so the copy we hold can be stale)."""
-        return await self.journal.acquire(
+        journalled part of its work, so the copy we hold can be stale). Raises
+        ``LeaseLost`` if the lease we held is gone — even if it is free again: another
+        worker may have taken the rotation over, moved it on and let go meanwhile, and a
+        worker that lost its lease never picks the rotation up again where it left it."""
+        held = rotation.lease
+        renewed = await self.journal.acquire(
             rotation.rotation_id, self.owner, self.lease_ttl, self.clock()
         )
+        if held is not None and (renewed.lease is None or renewed.lease.fence != held.fence):
+            await self.release(renewed)
+            raise LeaseLost(
+                rotation.rotation_id,
+                f"this worker's lease (fence {held.fence}) was taken over and let go meanwhile",
+            )
+        return renewed
 
     async def take_over(
         self, rotation_id: str, patience: timedelta, *, while_silent: bool = False

@@ -5,9 +5,11 @@ user blocked while another worker's rotation is merely half-way."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rotator.journal.base import Journal
 from rotator.kinds import facts_of
-from rotator.model import Decision, Shape
+from rotator.model import Credential, Decision, Shape
 from rotator.rotation.session import Session
 
 
@@ -52,3 +54,40 @@ async def still_blocked(decision: Decision, sweep: Session, journal: Journal) ->
         if await active_count() > 1:
             return None
     return "skipped: credentials changed since planning"
+
+
+async def late_orphan(
+    decision: Decision, sweep: Session, journal: Journal, lease_ttl: timedelta
+) -> Credential | None:
+    """The credential a late create left behind, if the two active credentials of a
+    blocked decision are one that rotator made and one nobody knows of: a worker paused
+    mid-create (or whose answer was lost after its lease ran out) can have its create
+    applied after another worker finished the rotation. Its secret never reached any sink.
+
+    It is recognised, never guessed: no rotation of the target is unfinished; the other
+    active credential is a rotation's new one; this one is referenced by no rotation (not
+    old, new, known or made room for) and was created while one of them was creating, or
+    within a lease period after it finished (a lease period either side, for clock skew).
+    """
+    target = (decision.account, decision.user, decision.kind, decision.slot)
+    rotations = [
+        r for r in await journal.list_rotations(user=decision.user, limit=50) if r.target == target
+    ]
+    if not rotations or any(not r.state.finished for r in rotations):
+        return None
+    known: set[str | None] = set()
+    for r in rotations:
+        known |= {r.old_credential_id, r.new_credential_id, r.delete_first, *r.known_ids}
+    made = {r.new_credential_id for r in rotations if r.new_credential_id}
+    listed = await sweep.kinds[decision.kind].list(decision.user, decision.slot)
+    active = [c for c in listed if c.active]
+    unknown = [c for c in active if c.credential_id not in known]
+    if len(active) != 2 or len(unknown) != 1 or not any(c.credential_id in made for c in active):
+        return None
+    (orphan,) = unknown
+    for r in rotations:
+        if r.creating_at is None or r.finished_at is None:
+            continue
+        if r.creating_at - lease_ttl <= orphan.created <= r.finished_at + 2 * lease_ttl:
+            return orphan
+    return None

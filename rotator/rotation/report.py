@@ -36,6 +36,7 @@ class Result(StrEnum):
     ADVANCED = "advanced"  # a rotation in flight took its due steps; more are due later
     DISABLED = "disabled"  # a credential unused for too long was taken out of service
     ROLLED_BACK = "rolled-back"  # an operator put the old credential back
+    CLEANED = "cleaned"  # a late create's orphan (its secret never stored) was deleted
     HELD = "held"  # not safe yet (old credential still in use); retried next sweep
     BLOCKED = "blocked"  # rotator will not go on without a human; the reason says what to do
     FAILED = "failed"  # a permanent error; the reason carries the error code
@@ -49,6 +50,7 @@ class Result(StrEnum):
     WOULD_ROTATE = "would-rotate"  # dry run: a rotation would start
     WOULD_ADVANCE = "would-advance"  # dry run: a rotation in flight would take its due step
     WOULD_DISABLE = "would-disable"  # dry run: an unused credential would be disabled
+    WOULD_CLEAN = "would-clean"  # dry run: a late create's orphan would be deleted
 
     @property
     def ok(self) -> bool:
@@ -65,7 +67,14 @@ class Result(StrEnum):
 
 _NOT_OK = frozenset({Result.FAILED, Result.BLOCKED, Result.RETRY})
 _CHANGED = frozenset(
-    {Result.ROTATED, Result.COMPLETED, Result.ADVANCED, Result.DISABLED, Result.ROLLED_BACK}
+    {
+        Result.ROTATED,
+        Result.COMPLETED,
+        Result.ADVANCED,
+        Result.DISABLED,
+        Result.ROLLED_BACK,
+        Result.CLEANED,
+    }
 )
 # A step outcome that stops a rotation, and the result it gives the decision.
 _STOPPED_BY = {

@@ -7,6 +7,7 @@ the outcome after. Steps know the kind and the sink only through their ports.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from rotator.errors import (
     DeleteConflict,
     IncompleteRecord,
     LeaseLost,
+    NoSuchEntity,
     ProtocolViolation,
     Refused,
     RotatorError,
@@ -226,7 +228,8 @@ class Steps:
         even that fails the rotation is left unfinished (``Transient``), so the next
         sweep's reconciliation deletes the orphan."""
         try:
-            await self._kind.set_status(rotation.user, credential_id, Status.INACTIVE)
+            with contextlib.suppress(NoSuchEntity):  # already gone (another worker's orphan)
+                await self._kind.set_status(rotation.user, credential_id, Status.INACTIVE)
             await self._kind.delete(rotation.user, credential_id)
         except RotatorError as exc:
             raise Transient(

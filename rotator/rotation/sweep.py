@@ -18,10 +18,21 @@ from rotator import audit
 from rotator.errors import AwsError, Conflict, LeaseLost, Refused, RotatorError, Transient
 from rotator.inventory import collect
 from rotator.kinds import Disables, facts_of
-from rotator.model import Action, Decision, Inventory, Outcome, Plan, Shape, Step, new_id
+from rotator.model import (
+    Action,
+    Credential,
+    Decision,
+    Inventory,
+    Outcome,
+    Plan,
+    Shape,
+    Status,
+    Step,
+    new_id,
+)
 from rotator.planner import plan
 from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
-from rotator.rotation.rechecks import changed_since_plan, still_blocked
+from rotator.rotation.rechecks import changed_since_plan, late_orphan, still_blocked
 from rotator.rotation.report import Report, Result, SweepResult, would
 from rotator.rotation.rotations import Rotations, waiting
 from rotator.rotation.session import Session
@@ -223,11 +234,38 @@ class Sweep:
 
     async def _block(self, decision: Decision, session: Session) -> Report:
         if decision.rotation_id is None and facts_of(decision.kind).shape is Shape.TWO_SLOT:
-            changed = await still_blocked(decision, session, self._rotations.journal)
+            journal = self._rotations.journal
+            changed = await still_blocked(decision, session, journal)
             if changed is not None:
                 return Report(decision=decision, result=Result.STALE, reason=changed)
+            ttl = self._config.journal.lease_ttl
+            orphan = await late_orphan(decision, session, journal, ttl)
+            if orphan is not None:
+                return await self._delete_orphan(decision, session, orphan)
         audit.step_event(Step.PLAN, Outcome.BLOCKED, decision=decision, reason=decision.reason)
         return Report(decision=decision, result=Result.BLOCKED, reason=decision.reason)
+
+    async def _delete_orphan(
+        self, decision: Decision, session: Session, orphan: Credential
+    ) -> Report:
+        """Deactivate and delete a late create's orphan (``late_orphan``)."""
+        reason = (
+            f"{orphan.credential_id} was created by a rotation's create that was answered too "
+            "late (its worker had lost its lease); its secret never reached a sink: deleted"
+        )
+        if session.dry_run:
+            return would(Step.DELETE, decision, Result.WOULD_CLEAN, f"would delete: {reason}")
+        kind = session.kind(decision.kind)
+        await kind.set_status(decision.user, orphan.credential_id, Status.INACTIVE)
+        await kind.delete(decision.user, orphan.credential_id)
+        self._log.warning(
+            audit.ORPHAN_DELETED,
+            user=decision.user,
+            kind=str(decision.kind),
+            credential_id=orphan.credential_id,
+            reason=reason,
+        )
+        return Report(decision=decision, result=Result.CLEANED, reason=reason)
 
     async def _start(self, decision: Decision, session: Session) -> Report:
         rule = self._config.rule(decision.rule)

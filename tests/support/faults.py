@@ -13,8 +13,11 @@ order and under a lock, so the same seed and request sequence inject the same fa
 (applied upstream), then closes the connection without answering.
 
 A one-shot hook registered with ``on()`` overrides the drawn fault of the request it fires
-on; its drop also counts as ``dropped_before`` / ``dropped_after``. Hence ``requests ==
-forwarded + throttled + server_errors + dropped_before + upstream_errors`` (answered 502).
+on; its drop also counts as ``dropped_before`` / ``dropped_after``. A ``hold()`` keeps one
+request waiting — before it is forwarded, or after it was applied and before it is
+answered — until the test releases it (a slow network, or a worker whose reply is late).
+Hence ``requests == forwarded + throttled + server_errors + dropped_before +
+upstream_errors`` (answered 502).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -89,6 +92,29 @@ class _Hook:
     callback: Callable[[], None]
     match: Callable[[Request], bool] | None
     seen: int = 0
+
+
+@dataclass
+class Held:
+    """A request ``hold()`` keeps waiting: ``reached`` is set when it arrives (phase
+    "before") or has been applied upstream (phase "after"); ``release()`` lets it go on."""
+
+    action: str
+    phase: Literal["before", "after"]
+    nth: int
+    match: Callable[[Request], bool] | None
+    seen: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)  # after the release
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the held request has arrived (or raise ``TimeoutError``)."""
+        if not self.reached.wait(timeout):
+            raise TimeoutError(f"no {self.action} request reached the hold in {timeout}s")
 
 
 def parse_request(method: str, path: str, headers: dict[str, str], body: bytes) -> Request:
@@ -151,6 +177,7 @@ class FaultProxy:
         self._plan = plan
         self._rng = random.Random(plan.seed)
         self._hooks: list[_Hook] = []
+        self._holds: list[Held] = []
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
         self._sockets: set[socket.socket] = set()
@@ -168,6 +195,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         """Stop serving, close the listening socket and cut every open client connection."""
+        self.release_all()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -211,6 +239,30 @@ class FaultProxy:
         with self._lock:
             self._hooks.append(_Hook(action, phase, nth, callback, match))
 
+    def hold(
+        self,
+        action: str,
+        *,
+        phase: Literal["before", "after"],
+        nth: int = 1,
+        match: Callable[[Request], bool] | None = None,
+    ) -> Held:
+        """Hold the nth request for ``action`` passing ``match``: "before" forwarding it,
+        or "after" it was applied and before it is answered, until ``release()``."""
+        if nth < 1:
+            raise ValueError(f"nth must be >= 1, not {nth}")
+        held = Held(action, phase, nth, match)
+        with self._lock:
+            self._holds.append(held)
+        return held
+
+    def release_all(self) -> None:
+        """Let every held request go on (the proxy's shutdown does this too)."""
+        with self._lock:
+            holds = list(self._holds)
+        for held in holds:
+            held.release()
+
     def counts(self) -> dict[str, int]:
         """A snapshot of the counters in ``COUNTS`` (connections = client sockets accepted)."""
         with self._lock:
@@ -229,6 +281,16 @@ class FaultProxy:
         with self._lock:
             (self._sockets.add if add else self._sockets.discard)(sock)
             self._counts["connections"] += add
+
+    def _held(self, request: Request) -> Held | None:
+        """The hold this request reaches, if any (each hold catches one request)."""
+        with self._lock:
+            for held in self._holds:
+                if held.action == request.action and (held.match is None or held.match(request)):
+                    held.seen += 1
+                    if held.seen == held.nth:
+                        return held
+        return None
 
     def _decide(self, request: Request) -> tuple[float, Fault, int, _Hook | None]:
         """Count the request and draw its fault; a hook reaching its nth match overrides it."""
@@ -309,13 +371,20 @@ class _Handler(BaseHTTPRequestHandler):
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | tokens]
         request = parse_request(self.command, self.path, {k.lower(): v for k, v in headers}, body)
         delay, fault, status, hook = proxy._decide(request)
+        held = proxy._held(request)
         if delay > 0:
             time.sleep(delay)
+        if held is not None and held.phase == "before":
+            held.reached.set()
+            held.released.wait(300)
         if fault in ("throttle", "server_error"):
             proxy._count(COUNTER[fault])
             self._answer(*error_response(request, 400 if fault == "throttle" else status))
             return
         response = None if fault == "drop_before" else proxy._forward(request, headers)
+        if held is not None and held.phase == "after":
+            held.reached.set()
+            held.released.wait(300)
         if fault in ("drop_before", "drop_after"):
             try:
                 if hook is not None:
@@ -325,6 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
         elif response is not None:
             self._answer(*response)
+        if held is not None:
+            held.answered.set()
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_request
 
