@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import stat
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -167,7 +168,7 @@ def test_dry_run_changes_nothing(cli: Cli, sandbox: MotoSandbox) -> None:
 
 def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) -> None:
     """deactivate_after holds the old key; every run is a new process that resumes."""
-    cli.write_policy(deactivate_after="4s", delete_after="0s")
+    cli.write_policy(deactivate_after="12s", delete_after="0s")
     old = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
     time.sleep(1.1)
     first = cli("run", "--json")
@@ -184,7 +185,9 @@ def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) ->
     assert [r["action"] for r in second.json()["results"]] == ["wait"]
     assert sandbox.keys("ci-app") == keys, "nothing changes before the step is due"
 
-    time.sleep(4.2)
+    (due,) = cli("status", "--json").json()
+    wait = datetime.fromisoformat(due["due_at"]) - datetime.now(UTC)
+    time.sleep(max(0.0, wait.total_seconds()) + 0.2)
     third = cli("run", "--json")
     assert third.code == 0, third.stderr
     (new,) = sandbox.keys("ci-app")
