@@ -171,7 +171,8 @@ class SecretsManagerSinkConfig(_Strict):
 
 
 class MemorySinkConfig(_Strict):
-    """Secrets kept in this process only (tests and ``--dry-run`` experiments)."""
+    """Secrets kept in memory for one sweep or command only (tests and ``--dry-run``
+    experiments)."""
 
     type: Literal["memory"]
     name: Template = "{account}/{user}/{kind}"

@@ -11,7 +11,7 @@ botocore errors with ``rotator.aws.aws_errors`` so callers only see ``rotator.er
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,7 +20,7 @@ from rotator.aws import Aws
 from rotator.model import Credential, Holder, Kind, Status
 from rotator.policy import Rule
 from rotator.settings import VerifySettings
-from rotator.sinks.base import SecretEntry
+from rotator.sinks.base import SecretEntry, SecretSink
 
 # An aioboto3 IAM client, or an object with the same methods and response shapes.
 IamClient = Any
@@ -35,6 +35,7 @@ class KindContext:
     aws: Aws
     account: str
     verify: VerifySettings
+    sink: Callable[[Rule], SecretSink]  # the session's sink of a rule (``Sinks.for_rule``)
 
 
 class CredentialKind(Protocol):

@@ -52,7 +52,6 @@ from rotator.rotation.requests import OnDemand
 from rotator.rotation.session import Session, open_session
 from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import Config
-from rotator.sinks import SecretSink, build_sink
 
 # Decisions that change something: a sweep out of time (Engine.sweep's time_left) starts
 # none of them and reports them with reason DEFERRED.
@@ -76,7 +75,6 @@ class Engine:
         self.aws = aws
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
-        self._sinks: dict[str, SecretSink] = {}
         self.driver = Driver(
             journal=journal,
             owner=self.owner,
@@ -194,11 +192,6 @@ class Engine:
         # skips it) but the rotations it started still finish.
         return inventory, plan(inventory, self.config.rules, active, self.clock())
 
-    def sink(self, rule: Rule) -> SecretSink:
-        if rule.name not in self._sinks:
-            self._sinks[rule.name] = build_sink(rule.sink, self.aws)
-        return self._sinks[rule.name]
-
     # -- one decision ---------------------------------------------------------------------
 
     async def _execute(self, decision: Decision, sweep: Session) -> Report:
@@ -235,7 +228,7 @@ class Engine:
         stale = await changed_since_plan(decision, sweep, self.journal)
         if stale:
             return Report(decision=decision, outcome=None, reason=stale)
-        return await self.begin(decision, rule, kind, rule.timings())
+        return await self.begin(decision, rule, kind, rule.timings(), sweep)
 
     async def begin(
         self,
@@ -243,6 +236,7 @@ class Engine:
         rule: Rule,
         kind: CredentialKind,
         timings: tuple[timedelta, timedelta],
+        sweep: Session,
         *,
         emergency: bool = False,
     ) -> Report:
@@ -271,7 +265,7 @@ class Engine:
             if emergency:
                 raise Refused(f"{exc}; finish or roll it back first") from None
             return Report(decision=decision, reason=f"skipped: {exc}")
-        return await self.drive(rotation, rule, kind, decision)
+        return await self.drive(rotation, rule, kind, decision, sweep)
 
     async def _disable(self, decision: Decision, sweep: Session) -> Report:
         """Take a credential unused for too long out of service (not a rotation)."""
@@ -291,14 +285,19 @@ class Engine:
         except LeaseLost as exc:
             return Report(decision=decision, reason=f"skipped: {exc}")
         rule = self.config.rule(rotation.rule)
-        return await self.drive(rotation, rule, sweep.kinds[rotation.kind], decision)
+        return await self.drive(rotation, rule, sweep.kinds[rotation.kind], decision, sweep)
 
     async def drive(
-        self, rotation: Rotation, rule: Rule | None, kind: CredentialKind, decision: Decision
+        self,
+        rotation: Rotation,
+        rule: Rule | None,
+        kind: CredentialKind,
+        decision: Decision,
+        sweep: Session,
     ) -> Report:
         assert rule is not None
         steps = Steps(
-            journal=self.journal, kind=kind, sink=self.sink(rule), rule=rule, clock=self.clock
+            journal=self.journal, kind=kind, sink=sweep.sink(rule), rule=rule, clock=self.clock
         )
         try:
             rotation, done = await self.driver.drive(rotation, steps)

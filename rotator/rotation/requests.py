@@ -93,7 +93,7 @@ class OnDemand:
                 return would(Step.PLAN, decision, f"would rotate: {decision.reason}")
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
             return await self._engine.begin(
-                decision, rule, kind, timings, emergency=request.emergency
+                decision, rule, kind, timings, sweep, emergency=request.emergency
             )
 
     async def _under_way(self, holder: Holder, request: Request) -> Rotation | None:
@@ -141,7 +141,7 @@ class OnDemand:
             reason=rotation.reason,
         )
         return await self._engine.drive(
-            rotation, self._config.rule(rotation.rule), sweep.kinds[rotation.kind], decision
+            rotation, self._config.rule(rotation.rule), sweep.kinds[rotation.kind], decision, sweep
         )
 
     async def _requested_holder(
@@ -175,7 +175,7 @@ class OnDemand:
             steps = Rollback(
                 journal=self._journal,
                 kind=sweep.kinds[rotation.kind],
-                sink=self._engine.sink(rule),
+                sink=sweep.sink(rule),
                 rule=rule,
                 clock=self._clock,
             )

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rotator.aws import Aws, aws_errors
+from rotator.aws import Clients, aws_errors
 from rotator.errors import AwsError, NoSuchEntity, Permanent, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
@@ -116,9 +116,9 @@ _Slots = dict[str, _Slot]
 class SecretsManagerSink:
     """Secrets in one Secrets Manager secret per holder, named by the template."""
 
-    def __init__(self, config: SecretsManagerSinkConfig, aws: Aws) -> None:
+    def __init__(self, config: SecretsManagerSinkConfig, clients: Clients) -> None:
         self._config = config
-        self._aws = aws
+        self._clients = clients
 
     def location(self, key: SinkKey) -> str:
         """The secret's name."""
@@ -200,12 +200,11 @@ class SecretsManagerSink:
 
     @asynccontextmanager
     async def _client(self, name: str) -> AsyncIterator[Any]:
-        """A Secrets Manager client. Transient AWS errors propagate as ``Transient`` (the
-        step is retried next sweep); permanent ones become ``SinkError``."""
+        """The session's Secrets Manager client. Transient AWS errors propagate as
+        ``Transient`` (the step is retried next sweep); permanent ones become ``SinkError``."""
         try:
             with aws_errors("secretsmanager", secret=name):
-                async with self._aws.client("secretsmanager", region=self._config.region) as c:
-                    yield c
+                yield await self._clients.get("secretsmanager", region=self._config.region)
         except Transient:
             raise
         except AwsError as exc:

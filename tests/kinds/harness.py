@@ -19,7 +19,7 @@ from rotator.rotation.driver import Driver
 from rotator.rotation.steps import StepResult, Steps
 from rotator.rules import AnyRule
 from rotator.settings import RetrySettings, VerifySettings
-from rotator.sinks.base import SinkDocument, SinkKey
+from rotator.sinks.base import SecretSink, SinkDocument, SinkKey
 from rotator.sinks.memory import MemorySink
 from tests.kinds.iam_stub import IamStub
 
@@ -35,8 +35,16 @@ def rule(**fields: Any) -> Rule:
     return made
 
 
+def no_sink(rule: Rule) -> SecretSink:
+    """The kinds driven here (certificates) read no sink through their context: the steps
+    get the harness's own ``sink``."""
+    raise AssertionError(f"a certificate kind asked its context for the sink of {rule.name}")
+
+
 def context(iam: IamStub) -> KindContext:
-    return KindContext(iam=iam, iam_once=iam, aws=Aws(), account=ACCOUNT, verify=FAST_VERIFY)
+    return KindContext(
+        iam=iam, iam_once=iam, aws=Aws(), account=ACCOUNT, verify=FAST_VERIFY, sink=no_sink
+    )
 
 
 @dataclass
