@@ -37,7 +37,7 @@ from rotator.aws import Clients, aws_errors
 from rotator.errors import AwsError, NoSuchEntity, Permanent, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
-from rotator.sinks.memory import next_discard_pending, next_promote, next_rollback
+from rotator.sinks.memory import next_promote, next_rollback
 
 CURRENT = "AWSCURRENT"
 PREVIOUS = "AWSPREVIOUS"
@@ -187,16 +187,6 @@ class SecretsManagerSink:
                 move_to=slots[PREVIOUS].version_id,
                 remove_from=slots[CURRENT].version_id,
             )
-
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Remove AWSPENDING from the pending version if it has ``credential_id``."""
-        name = self.location(key)
-        async with self._client(name) as client:
-            slots = await self._slots(client, name) or {}
-            doc = _document(slots)
-            if next_discard_pending(doc, credential_id) is doc:
-                return
-            await self._label(client, name, PENDING, remove_from=slots[PENDING].version_id)
 
     @asynccontextmanager
     async def _client(self, name: str) -> AsyncIterator[Any]:

@@ -169,14 +169,6 @@ class SsmSink:
             assert doc.previous is not None  # next_rollback checked it
             await self._make_current(client, name, state, doc.previous)
 
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Delete ``NAME/pending`` if it holds ``credential_id``."""
-        name = self._name(key)
-        async with self._client(name) as client:
-            state = await self._state(client, name)
-            if state.pending is not None and state.pending.credential_id == credential_id:
-                await self._delete(client, name + PENDING_SUFFIX)
-
     # -- plumbing -------------------------------------------------------------------------
 
     def _name(self, key: SinkKey) -> str:
