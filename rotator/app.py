@@ -14,7 +14,6 @@ from rotator import audit, issuers
 from rotator.aws import Aws
 from rotator.errors import ConfigError
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
-from rotator.kinds import REGISTRY
 from rotator.model import utcnow
 from rotator.rotation.engine import Engine
 from rotator.settings import Config, load_config, load_config_text
@@ -33,17 +32,10 @@ def load_text(text: str, source: str) -> Config:
 
 
 def check(config: Config, source: str, *, inputs: bool = True) -> Config:
-    """What pydantic cannot check: supported kinds, certificate inputs, the journal URL.
-    Raises ``ConfigError`` (exit code 2) before any AWS call."""
-    problems = [
-        f"rule {r.name!r}: kind: {r.kind} is not supported yet (supported: "
-        f"{', '.join(sorted(REGISTRY))})"
-        for r in config.rules
-        if r.kind not in REGISTRY
-    ]
+    """What pydantic cannot check: certificate inputs, the journal URL. Raises
+    ``ConfigError`` (exit code 2) before any AWS call."""
     # Certificate inputs (issuer files, subjects, name formats) fail here, before any AWS call.
-    if inputs:
-        problems += issuers.config_problems(config.rules, utcnow())
+    problems = issuers.config_problems(config.rules, utcnow()) if inputs else []
     try:
         open_journal(config.journal.url)  # parse only: nothing is opened
     except ValueError as exc:

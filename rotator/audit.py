@@ -31,7 +31,6 @@ from rotator.model import Decision, Outcome, Rotation, Step
 SWEEP_STARTED = "sweep.started"
 SWEEP_FINISHED = "sweep.finished"
 ROTATION_STEP = "rotation.step"
-PLAN_DECISION = "plan.decision"
 NOTICE = "rotator.notice"
 ROTATION_ESCALATED = "rotation.escalated"  # an operator's emergency took over a rotation
 

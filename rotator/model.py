@@ -317,6 +317,3 @@ class Plan:
 
     def __len__(self) -> int:
         return len(self.decisions)
-
-    def with_action(self, *actions: Action) -> tuple[Decision, ...]:
-        return tuple(d for d in self.decisions if d.action in actions)

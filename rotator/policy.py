@@ -276,7 +276,3 @@ def check_rules(rules: list[Rule]) -> list[Rule]:
             raise ValueError(f"two rules are named {rule.name!r}; rule names must be unique")
         seen.add(rule.name)
     return rules
-
-
-def rules_for(rules: list[Rule], kind: Kind) -> list[Rule]:
-    return [r for r in rules if r.kind is kind]
