@@ -19,7 +19,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 import aioboto3
@@ -212,12 +211,7 @@ class Clients:
         self._stack = AsyncExitStack()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         async with self._lock:  # not while another task is opening one
             stack, self._stack = self._stack, None
             self._clients.clear()
