@@ -90,7 +90,7 @@ def to_act_on(holder: Holder, rules: Sequence[Rule], now: datetime) -> set[tuple
     """The (kind, slot)s of ``holder`` the planner would act on (rotate, disable, block)
     by ``now + SCREEN_AHEAD``. Pure; decisions only grow with time, so a credential not
     acted on by then is not acted on now either."""
-    inventory = Inventory(account=holder.account, holders=(holder,), taken_at=now)
+    inventory = Inventory(account=holder.account, holders=(holder,))
     decisions = plan(inventory, rules, [], now + SCREEN_AHEAD)
     return {(d.kind, d.slot) for d in decisions if d.action in _ACTS}
 
@@ -244,4 +244,4 @@ async def collect(
 
     holders = await asyncio.gather(*(one(u) for u in listed))
     found = tuple(h for h in holders if h is not None) + tuple(account_holders)
-    return Inventory(account=account, holders=found, taken_at=now)
+    return Inventory(account=account, holders=found)

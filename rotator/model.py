@@ -113,10 +113,6 @@ class Inventory:
 
     account: str
     holders: tuple[Holder, ...]
-    taken_at: datetime
-
-    def holder(self, name: str) -> Holder | None:
-        return next((h for h in self.holders if h.name == name), None)
 
 
 class RotationState(StrEnum):
@@ -310,7 +306,6 @@ class Plan:
     """Every decision of one planning pass."""
 
     decisions: tuple[Decision, ...]
-    made_at: datetime
 
     def __iter__(self) -> Iterator[Decision]:
         return iter(self.decisions)
