@@ -16,13 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rotator.testing.memory_state import (
-    ServerCertificate,
     State,
     User,
     client_error,
     ok,
     page,
-    random_id,
 )
 
 REPORT_LIFETIME = timedelta(hours=4)
@@ -134,20 +132,6 @@ class ReportMixin(State):
         return ok({"Content": content, "ReportFormat": "text/csv", "GeneratedTime": generated})
 
     # -- server certificates (read-only here: the report's expired-certificate check) ---
-
-    def add_server_certificate(
-        self, name: str, *, expiration: datetime, uploaded: datetime | None = None, path: str = "/"
-    ) -> None:
-        """Test helper: an uploaded server certificate expiring at ``expiration``."""
-        self.server_certificates.append(
-            ServerCertificate(
-                name=name,
-                certificate_id=random_id("ASCA"),
-                path=path,
-                uploaded=uploaded or self.clock(),
-                expiration=expiration,
-            )
-        )
 
     async def list_server_certificates(
         self, *, PathPrefix: str = "/", Marker: str | None = None, MaxItems: int | None = None
