@@ -24,10 +24,11 @@ demo: $(VENV)/.sandbox  ## rotate access keys in a local moto sandbox (no AWS ac
 test: $(VENV)/.dev  ## the test suite: moto server over HTTP, real subprocesses
 	$(BIN)/pytest -n auto
 
-lint: $(VENV)/.dev  ## ruff and mypy --strict
+lint: $(VENV)/.dev  ## ruff, mypy --strict and vulture (dead code)
 	$(BIN)/ruff check rotator tests benchmarks
 	$(BIN)/ruff format --check rotator tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/vulture
 
 check: lint test
 

@@ -32,12 +32,10 @@ def load_text(text: str, source: str) -> Config:
 
 
 def check(config: Config, source: str, *, inputs: bool = True) -> Config:
-    """What pydantic cannot check: certificate inputs, the journal URL.
-    Raises ``ConfigError`` (exit code 2) before any AWS call."""
-    problems: list[str] = []
+    """What pydantic cannot check: certificate inputs, the journal URL. Raises
+    ``ConfigError`` (exit code 2) before any AWS call."""
     # Certificate inputs (issuer files, subjects, name formats) fail here, before any AWS call.
-    if inputs:
-        problems += issuers.config_problems(config.rules, utcnow())
+    problems = issuers.config_problems(config.rules, utcnow()) if inputs else []
     try:
         open_journal(config.journal.url)  # parse only: nothing is opened
     except ValueError as exc:

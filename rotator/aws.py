@@ -5,6 +5,9 @@ environment is honoured because aioboto3/botocore read it themselves: ``AWS_PROF
 ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` (and per service
 ``AWS_ENDPOINT_URL_IAM`` ...), credentials from the environment, files or instance roles.
 
+``Clients`` is a pool for one session: it opens a client per (service, region) the first time
+one is asked for and closes them all when its ``async with`` block ends.
+
 ``aws_errors`` converts ``ClientError`` / ``BotoCoreError`` into the ``rotator.errors``
 tree: throttling, 5xx, dropped connections and ``EntityTemporarilyUnmodifiable`` are
 ``Transient``; everything else is ``Permanent`` (or a named subclass of it).
@@ -12,10 +15,11 @@ tree: throttling, 5xx, dropped connections and ``EntityTemporarilyUnmodifiable``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import aioboto3
 from botocore.config import Config as BotoConfig
@@ -184,3 +188,47 @@ class Aws:
         session = self._session
         async with session.client(service, **kwargs) as client:
             yield client
+
+
+class Clients:
+    """The clients of one session (a sweep, an operator command), opened on first use:
+    one per (service, region), shared by every caller and task, all closed when the
+    ``async with`` block ends. Asking outside the block raises ``RuntimeError``.
+
+    ``async with Clients(aws) as clients: ssm = await clients.get("ssm", region=...)``
+    """
+
+    def __init__(self, aws: Aws) -> None:
+        self._aws = aws
+        self._stack: AsyncExitStack | None = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        # Held while a client is opened, so that tasks asking at once open it only once.
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise RuntimeError("these clients are already open")
+        self._stack = AsyncExitStack()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._lock:  # not while another task is opening one
+            stack, self._stack = self._stack, None
+            self._clients.clear()
+        if stack is not None:
+            await stack.aclose()
+
+    async def get(self, service: str, *, region: str | None = None) -> Any:
+        """The open client for ``service`` in ``region`` (default: the session's region)."""
+        key = (service, region or self._aws.session_region)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        async with self._lock:
+            if self._stack is None:
+                raise RuntimeError(f"{service} client asked for outside its session's block")
+            client = self._clients.get(key)
+            if client is None:
+                opened = self._aws.client(service, region=key[1])
+                client = self._clients[key] = await self._stack.enter_async_context(opened)
+        return client

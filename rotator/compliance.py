@@ -87,10 +87,6 @@ class Row:
     action: str
     reason: str
 
-    @property
-    def passes(self) -> bool:
-        return Verdict.FAIL not in self.verdicts.values()
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "user": self.user,

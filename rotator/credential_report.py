@@ -262,7 +262,7 @@ async def survey(
         )
 
     holders = await asyncio.gather(*(one(u) for u in users))
-    return Inventory(account=account, holders=tuple(holders), taken_at=now)
+    return Inventory(account=account, holders=tuple(holders))
 
 
 async def _listed(user: Mapping[str, Any], kinds: Mapping[Kind, Any]) -> list[Credential]:

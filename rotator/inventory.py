@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rotator import audit, credential_report
-from rotator.aws import all_pages, aws_errors
+from rotator.aws import all_pages
 from rotator.credential_report import CredentialReport, ReportUnavailable
 from rotator.errors import NoSuchEntity
 from rotator.kinds.base import (
@@ -89,7 +89,7 @@ def to_act_on(holder: Holder, rules: Sequence[Rule], now: datetime) -> set[tuple
     """The (kind, slot)s of ``holder`` the planner would act on (rotate, disable, block)
     by ``now + SCREEN_AHEAD``. Pure; decisions only grow with time, so a credential not
     acted on by then is not acted on now either."""
-    inventory = Inventory(account=holder.account, holders=(holder,), taken_at=now)
+    inventory = Inventory(account=holder.account, holders=(holder,))
     decisions = plan(inventory, rules, [], now + SCREEN_AHEAD)
     return {(d.kind, d.slot) for d in decisions if d.action in _ACTS}
 
@@ -252,23 +252,4 @@ async def collect(
 
     holders = await asyncio.gather(*(one(u) for u in listed))
     found = tuple(h for h in holders if h is not None) + tuple(account_holders)
-    return Inventory(account=account, holders=found, taken_at=now)
-
-
-async def holder(
-    *, iam: IamClient, account: str, user: str, kinds: Mapping[Kind, CredentialKind]
-) -> Holder:
-    """One user, fresh from IAM, with credentials of ``kinds``. Raises ``NoSuchEntity``."""
-    with aws_errors("GetUser", user=user):
-        found = (await iam.get_user(UserName=user))["User"]
-    creds: list[Credential] = []
-    for kind in sorted(kinds):
-        creds.extend(await kinds[kind].list(user))
-    return Holder(
-        account=account,
-        name=user,
-        arn=found["Arn"],
-        path=found.get("Path", "/"),
-        tags=await user_tags(iam, user),
-        credentials=tuple(creds),
-    )
+    return Inventory(account=account, holders=found)

@@ -119,10 +119,6 @@ class Inventory:
 
     account: str
     holders: tuple[Holder, ...]
-    taken_at: datetime
-
-    def holder(self, name: str) -> Holder | None:
-        return next((h for h in self.holders if h.name == name), None)
 
 
 class RotationState(StrEnum):
@@ -327,13 +323,9 @@ class Plan:
     """Every decision of one planning pass."""
 
     decisions: tuple[Decision, ...]
-    made_at: datetime
 
     def __iter__(self) -> Iterator[Decision]:
         return iter(self.decisions)
 
     def __len__(self) -> int:
         return len(self.decisions)
-
-    def with_action(self, *actions: Action) -> tuple[Decision, ...]:
-        return tuple(d for d in self.decisions if d.action in actions)

@@ -52,7 +52,6 @@ class PasswordPolicy:
     require_lowercase: bool = False
     require_numbers: bool = False
     require_symbols: bool = False
-    reuse_prevention: int = 0  # IAM refuses the last N passwords (PasswordPolicyViolation)
     custom: bool = False  # False: no policy set; IAM's default (3 of 4 classes) applies
 
     @classmethod
@@ -67,7 +66,6 @@ class PasswordPolicy:
             require_lowercase=bool(policy.get("RequireLowercaseCharacters", False)),
             require_numbers=bool(policy.get("RequireNumbers", False)),
             require_symbols=bool(policy.get("RequireSymbols", False)),
-            reuse_prevention=int(policy.get("PasswordReusePrevention", 0) or 0),
             custom=True,
         )
 
@@ -154,7 +152,3 @@ def problems(password: str, policy: PasswordPolicy) -> list[str]:
     if not policy.custom and len(present) < 3:
         found.append("fewer than 3 of the 4 character classes (IAM's default policy)")
     return found
-
-
-def complies(password: str, policy: PasswordPolicy) -> bool:
-    return not problems(password, policy)

@@ -59,7 +59,7 @@ def plan(
             if decision is not None:
                 covered.add((holder.account, holder.name, rule.kind, rule.slot))
                 decisions.append(decision)
-    return Plan(decisions=tuple(decisions), made_at=now)
+    return Plan(decisions=tuple(decisions))
 
 
 def _in_flight(rotation: Rotation, rules: Sequence[Rule], now: datetime) -> Decision:

@@ -171,7 +171,8 @@ class SecretsManagerSinkConfig(_Strict):
 
 
 class MemorySinkConfig(_Strict):
-    """Secrets kept in this process only (tests and ``--dry-run`` experiments)."""
+    """Secrets kept in memory for one sweep or command only (tests and ``--dry-run``
+    experiments)."""
 
     type: Literal["memory"]
     name: Template = "{account}/{user}/{kind}"
@@ -286,7 +287,3 @@ def check_rules(rules: list[Rule]) -> list[Rule]:
             raise ValueError(f"two rules are named {rule.name!r}; rule names must be unique")
         seen.add(rule.name)
     return rules
-
-
-def rules_for(rules: list[Rule], kind: Kind) -> list[Rule]:
-    return [r for r in rules if r.kind is kind]

@@ -1,13 +1,17 @@
-"""``rotator.aws``: following IAM's ``Marker`` paging and converting its errors."""
+"""``rotator.aws``: following IAM's ``Marker`` paging, converting its errors, and the
+``Clients`` pool a session opens its sinks' clients from."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from rotator.aws import all_pages
+from rotator.aws import Aws, Clients, Credentials, all_pages
 from rotator.errors import NoSuchEntity
 
 
@@ -44,3 +48,70 @@ async def test_all_pages_converts_an_error_naming_the_call_and_the_ids() -> None
 
     assert "ListThings" in str(caught.value)
     assert "alice" in str(caught.value)
+
+
+class CountingAws(Aws):
+    """An ``Aws`` whose clients are plain objects; it records each one opened and closed.
+    Opening yields to the event loop, as aioboto3's does, so racing tasks interleave."""
+
+    def __init__(self) -> None:
+        super().__init__(region="us-east-1")
+        self.opened: list[tuple[str, str | None]] = []
+        self.closed: list[tuple[str, str | None]] = []
+
+    @asynccontextmanager
+    async def client(
+        self,
+        service: str,
+        *,
+        region: str | None = None,
+        credentials: Credentials | None = None,
+        retries: int | None = None,
+    ) -> AsyncIterator[Any]:
+        await asyncio.sleep(0)
+        self.opened.append((service, region))
+        try:
+            yield object()
+        finally:
+            self.closed.append((service, region))
+
+
+async def test_clients_opens_one_client_per_service_and_region_on_first_use() -> None:
+    aws = CountingAws()
+    async with Clients(aws) as clients:
+        assert aws.opened == [], "nothing is opened before it is asked for"
+        ssm = await clients.get("ssm")
+        assert await clients.get("ssm") is ssm
+        assert await clients.get("ssm", region="us-east-1") is ssm, "the default region"
+        assert await clients.get("ssm", region="eu-west-1") is not ssm
+        assert await clients.get("secretsmanager") is not ssm
+        assert aws.closed == []
+
+    assert sorted(aws.opened) == [
+        ("secretsmanager", "us-east-1"),
+        ("ssm", "eu-west-1"),
+        ("ssm", "us-east-1"),
+    ]
+    assert sorted(aws.closed) == sorted(aws.opened), "every client is closed with the block"
+
+
+async def test_clients_asked_for_at_once_by_many_tasks_are_opened_once() -> None:
+    aws = CountingAws()
+    async with Clients(aws) as clients:
+        got = await asyncio.gather(*(clients.get("ssm") for _ in range(20)))
+
+    assert len({id(c) for c in got}) == 1
+    assert aws.opened == [("ssm", "us-east-1")]
+
+
+async def test_clients_refuse_to_open_outside_their_block() -> None:
+    aws = CountingAws()
+    clients = Clients(aws)
+    with pytest.raises(RuntimeError, match="outside"):
+        await clients.get("ssm")
+    async with clients:
+        await clients.get("ssm")
+    with pytest.raises(RuntimeError, match="outside"):
+        await clients.get("ssm")
+
+    assert aws.opened == aws.closed == [("ssm", "us-east-1")]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rotator.aws import Clients
 from rotator.inventory import SCREEN_AHEAD, collect, to_act_on, use_report
 from rotator.kinds import KindContext, build_kinds
 from rotator.kinds.access_key import AccessKeyRule
@@ -18,6 +19,7 @@ from rotator.model import Action, Credential, Holder, Inventory, Kind, Status, u
 from rotator.planner import plan
 from rotator.policy import FileSinkConfig, Rule
 from rotator.settings import VerifySettings
+from rotator.sinks import Sinks
 from rotator.testing import MemoryAws, MemoryIam
 
 PASSWORD = "Initial-Pass1!" + "x" * 8
@@ -39,19 +41,26 @@ def rules(tmp: Path) -> list[Rule]:
 
 
 async def inventory(twin: MemoryIam, tmp: Path, *, report: bool) -> Inventory:
-    ctx = KindContext(
-        iam=twin, iam_once=twin, aws=MemoryAws(twin), account=twin.account, verify=VerifySettings()
-    )
-    kinds = build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
-    return await collect(
-        iam=twin,
-        account=twin.account,
-        rules=rules(tmp),
-        kinds=kinds,
-        max_concurrency=4,
-        now=utcnow(),
-        report=report,
-    )
+    aws = MemoryAws(twin)
+    async with Clients(aws) as clients:
+        ctx = KindContext(
+            iam=twin,
+            iam_once=twin,
+            aws=aws,
+            account=twin.account,
+            verify=VerifySettings(),
+            sink=Sinks(clients).for_rule,
+        )
+        kinds = build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+        return await collect(
+            iam=twin,
+            account=twin.account,
+            rules=rules(tmp),
+            kinds=kinds,
+            max_concurrency=4,
+            now=utcnow(),
+            report=report,
+        )
 
 
 async def seed(twin: MemoryIam, rng: random.Random, users: int) -> None:

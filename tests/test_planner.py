@@ -65,7 +65,7 @@ def holder(name: str, *keys: Credential, path: str = "/ci/", **tags: str) -> Hol
 
 
 def inventory(*holders: Holder) -> Inventory:
-    return Inventory(account=ACCOUNT, holders=holders, taken_at=NOW)
+    return Inventory(account=ACCOUNT, holders=holders)
 
 
 def only(holder_: Holder, rules: list[Rule] | None = None, rotations: tuple[Rotation, ...] = ()):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from rotator.errors import ConfigError
+from rotator.kinds import REGISTRY
+from rotator.model import Kind
 from rotator.policy import format_duration, parse_duration
 from rotator.settings import load_config
 
@@ -110,6 +112,12 @@ sink = { type = "vault", path = "/x/{user}" }
     found = problems(path)
     assert any(p.startswith("rule 'a': kind: unknown kind 'acess-key'") for p in found), found
     assert any(p.startswith("rule 'b': sink: unknown type 'vault'") for p in found), found
+
+
+def test_every_kind_a_policy_file_can_name_is_implemented() -> None:
+    """A kind outside ``Kind`` is refused when the file is read (above); every member has
+    an implementation, so no rule can name a kind rotator cannot rotate."""
+    assert set(REGISTRY) == set(Kind)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from rotator import app as application
 from rotator import compliance, credential_report, inventory
-from rotator.aws import aws_errors
+from rotator.aws import Clients, aws_errors
 from rotator.credential_report import ReportUnavailable
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.entrypoints.render import progress_bar
@@ -28,6 +28,7 @@ from rotator.kinds import KindContext, build_kinds
 from rotator.model import Kind, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.settings import Config
+from rotator.sinks import Sinks
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
@@ -39,11 +40,18 @@ async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> complianc
     aws = application.make_aws(config)
     async with application.open_engine(config) as engine:
         the_plan = await engine.plan(progress=progress)
-    async with aws.client("iam") as iam, aws.client("sts") as sts:
+    async with aws.client("iam") as iam, aws.client("sts") as sts, Clients(aws) as clients:
         with aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
         users = await inventory.list_users(iam, "/")
-        ctx = KindContext(iam=iam, iam_once=iam, aws=aws, account=account, verify=config.verify)
+        ctx = KindContext(
+            iam=iam,
+            iam_once=iam,
+            aws=aws,
+            account=account,
+            verify=config.verify,
+            sink=Sinks(clients).for_rule,
+        )
         kinds = build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
         try:
             report = await credential_report.fetch(iam)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from rotator.aws import Aws
 from rotator.model import Credential, Holder, Kind, KindFacts, Status
 from rotator.policy import Rule
-from rotator.sinks.base import SecretEntry
+from rotator.sinks.base import SecretEntry, SecretSink
 
 if TYPE_CHECKING:  # settings builds the policy's rule union from this package's registry
     from rotator.settings import VerifySettings
@@ -51,6 +51,7 @@ class KindContext:
     aws: Aws
     account: str
     verify: VerifySettings
+    sink: Callable[[Rule], SecretSink]  # the session's sink of a rule (``Sinks.for_rule``)
 
 
 class CredentialKind(Protocol):

@@ -31,7 +31,7 @@ from rotator.errors import NoSuchEntity, Permanent, Refused
 from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.model import Credential, Kind, KindFacts, Shape, Status, new_id, utcnow
 from rotator.policy import Duration, Rule
-from rotator.sinks import SinkKey, build_sink
+from rotator.sinks import SinkKey
 from rotator.sinks.base import SecretEntry
 
 PASSWORD = "Password"  # noqa: S105 (a field name, not a secret)
@@ -182,7 +182,7 @@ class LoginProfiles:
         entry. IAM tells when a password changed only in the credential report (up to four
         hours old; moto never updates it), so this keeps a password rotator has just
         changed from looking due again."""
-        sink = build_sink(rule.sink, self._ctx.aws)
+        sink = self._ctx.sink(rule)
         key = SinkKey(account=self._ctx.account, user=user, kind=self.kind)
         current = (await sink.read(key)).current
         return current.created_at if current is not None else None

@@ -157,11 +157,6 @@ def next_step(rotation: Rotation) -> Due | None:
     return None if row is None else Due(transition=row, at=row.due(rotation))
 
 
-def emergency_deactivation_due(rotation: Rotation) -> bool:
-    """True if an emergency rotation has yet to deactivate the leaked credential."""
-    return transition(rotation) is EMERGENCY_DEACTIVATE
-
-
 def state_after_promote(rotation: Rotation) -> RotationState:
     """Where promotion leads: COMPLETED if there is nothing old to retire, DEACTIVATED if
     the old credential was deactivated first (emergency), else PROMOTED."""

@@ -80,7 +80,12 @@ class Requests:
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
             try:
                 return await self._rotations.start(
-                    decision, rule, kind, timings, emergency=request.emergency, expect_fence=fence
+                    decision,
+                    rule,
+                    session,
+                    timings,
+                    emergency=request.emergency,
+                    expect_fence=fence,
                 )
             except Conflict as exc:
                 raise Refused(f"{exc}; finish or roll it back first") from None
@@ -113,8 +118,7 @@ class Requests:
             return would(
                 Step.PLAN, decision, Result.WOULD_ADVANCE, f"would deactivate at once: {reason}"
             )
-        kind = session.kind(under_way.kind)
-        return await self._rotations.escalate(under_way, request, kind, decision, patience)
+        return await self._rotations.escalate(under_way, request, session, decision, patience)
 
     async def _requested_holder(
         self, session: Session, user: str, request: Request, kind: CredentialKind

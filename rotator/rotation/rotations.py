@@ -18,7 +18,6 @@ from rotator import audit
 from rotator.aws import Aws
 from rotator.errors import LeaseLost, RotatorError, RuleGone
 from rotator.journal.base import Journal
-from rotator.kinds import CredentialKind
 from rotator.model import Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
@@ -29,7 +28,6 @@ from rotator.rotation.rollback import roll_back
 from rotator.rotation.session import Session, open_session
 from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import Config, call_budget
-from rotator.sinks import SecretSink, build_sink
 
 
 def default_owner() -> str:
@@ -87,7 +85,6 @@ class Rotations:
             clock=clock,
             margin=call_budget(config.aws),
         )
-        self._sinks: dict[str, SecretSink] = {}
 
     def session(self, *, dry_run: bool) -> AbstractAsyncContextManager[Session]:
         """The clients and kinds one sweep or one request shares (``open_session``)."""
@@ -107,19 +104,13 @@ class Rotations:
             raise RuleGone(rotation.rotation_id, rotation.rule, emergency=rotation.emergency)
         return rule
 
-    def sink(self, rule: Rule) -> SecretSink:
-        """The sink of ``rule``'s secrets (one per rule for this object's life)."""
-        if rule.name not in self._sinks:
-            self._sinks[rule.name] = build_sink(rule.sink, self.aws)
-        return self._sinks[rule.name]
-
     # -- a new rotation ---------------------------------------------------------------------
 
     async def start(
         self,
         decision: Decision,
         rule: Rule,
-        kind: CredentialKind,
+        session: Session,
         timings: tuple[timedelta, timedelta],
         *,
         emergency: bool = False,
@@ -146,18 +137,18 @@ class Rotations:
         )
         lease = Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
         rotation = await self.journal.add(rotation.evolve(lease=lease), expect_fence=expect_fence)
-        return await self._drive(rotation, rule, kind, decision, began=True)
+        return await self._drive(rotation, rule, session, decision, began=True)
 
     # -- a rotation in flight ---------------------------------------------------------------
 
-    async def advance(self, decision: Decision, rotation_id: str, kind: CredentialKind) -> Report:
+    async def advance(self, decision: Decision, rotation_id: str, session: Session) -> Report:
         """Take the rotation's lease and run every step that is due. Another worker's lease
         gives WAITING; a rule gone from the policy gives BLOCKED."""
         try:
             rotation = await self.driver.take(rotation_id)
         except LeaseLost as exc:
             return waiting(decision, exc, self.clock())
-        return await self.drive_held(rotation, kind, decision)
+        return await self.drive_held(rotation, session, decision)
 
     async def await_silence(
         self, decision: Decision, rotation_id: str, patience: timedelta
@@ -171,9 +162,7 @@ class Rotations:
         except LeaseLost as exc:
             return waiting(decision, exc)
 
-    async def drive_held(
-        self, rotation: Rotation, kind: CredentialKind, decision: Decision
-    ) -> Report:
+    async def drive_held(self, rotation: Rotation, session: Session, decision: Decision) -> Report:
         """Drive a rotation whose lease this worker holds; the lease is released in every
         case. A rule gone from the policy gives BLOCKED."""
         try:
@@ -188,13 +177,13 @@ class Rotations:
                 rotation_id=rotation.rotation_id,
                 state=rotation.state,
             )
-        return await self._drive(rotation, rule, kind, decision)
+        return await self._drive(rotation, rule, session, decision)
 
     async def escalate(
         self,
         under_way: Rotation,
         request: Request,
-        kind: CredentialKind,
+        session: Session,
         decision: Decision,
         patience: timedelta,
     ) -> Report:
@@ -219,7 +208,7 @@ class Rotations:
             hold=str(request.hold),
             reason=rotation.reason,
         )
-        return await self.drive_held(rotation, kind, decision)
+        return await self.drive_held(rotation, session, decision)
 
     async def roll_back(self, rotation_id: str, session: Session) -> StepResult:
         """Roll one rotation back (``rollback.roll_back``), under its lease, journalled and
@@ -232,7 +221,7 @@ class Rotations:
                 rotation,
                 journal=self.journal,
                 kind=session.kind(rotation.kind),
-                sink=None if rule is None else self.sink(rule),
+                sink=None if rule is None else session.sink(rule),
                 clock=self.clock,
             )
         except RotatorError as exc:
@@ -250,13 +239,17 @@ class Rotations:
         self,
         rotation: Rotation,
         rule: Rule,
-        kind: CredentialKind,
+        session: Session,
         decision: Decision,
         *,
         began: bool = False,
     ) -> Report:
         steps = Steps(
-            journal=self.journal, kind=kind, sink=self.sink(rule), rule=rule, clock=self.clock
+            journal=self.journal,
+            kind=session.kind(rotation.kind),
+            sink=session.sink(rule),
+            rule=rule,
+            clock=self.clock,
         )
         try:
             rotation, done = await self.driver.drive(rotation, steps)

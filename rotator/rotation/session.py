@@ -1,5 +1,5 @@
 """What one sweep (or one operator command) shares: the account, the IAM clients and the
-credential kinds bound to them, and the moment it started."""
+credential kinds bound to them, the sinks and their clients, and the moment it started."""
 
 from __future__ import annotations
 
@@ -9,22 +9,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rotator.aws import Aws, aws_errors
+from rotator.aws import Aws, Clients, aws_errors
 from rotator.errors import InputError, NoSuchEntity
 from rotator.inventory import user_tags
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind, KindContext, build_kinds
 from rotator.model import Holder, Kind
+from rotator.policy import Rule
 from rotator.settings import Config
+from rotator.sinks import SecretSink, Sinks
 
 
 @dataclass(frozen=True, kw_only=True)
 class Session:
-    """Clients and kinds for one sweep; valid inside ``open_session``'s block."""
+    """Clients, kinds and sinks for one sweep; valid inside ``open_session``'s block."""
 
     account: str
     iam: Any
     kinds: dict[Kind, CredentialKind]
+    sinks: Sinks
     started_at: datetime
     dry_run: bool
     context: KindContext
@@ -35,6 +38,10 @@ class Session:
         if kind not in self.kinds:
             self.kinds.update(build_kinds(self.context, {kind}))
         return self.kinds[kind]
+
+    def sink(self, rule: Rule) -> SecretSink:
+        """The sink of ``rule`` for this session (on the session's clients)."""
+        return self.sinks.for_rule(rule)
 
     async def owner_of(self, access_key_id: str) -> str:
         """The user an access key belongs to (IAM tells, for keys of this account).
@@ -74,23 +81,32 @@ async def open_session(
     dry_run: bool,
 ) -> AsyncIterator[Session]:
     """Open the IAM clients (one with SDK retries, one without for calls that are not
-    idempotent) and bind every kind the policy or a rotation in flight needs."""
+    idempotent) and bind every kind the policy or a rotation in flight needs. The sinks'
+    clients are opened on first use and closed with the rest when the block ends."""
     async with (
         aws.client("iam") as iam,
         aws.client("iam", retries=1) as iam_once,
         aws.client("sts") as sts,
+        Clients(aws) as clients,
     ):
         with aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
         active = await journal.list_active()
         kinds = {r.kind for r in config.rules} | {r.kind for r in active}
+        sinks = Sinks(clients)
         ctx = KindContext(
-            iam=iam, iam_once=iam_once, aws=aws, account=account, verify=config.verify
+            iam=iam,
+            iam_once=iam_once,
+            aws=aws,
+            account=account,
+            verify=config.verify,
+            sink=sinks.for_rule,
         )
         yield Session(
             account=account,
             iam=iam,
             kinds=build_kinds(ctx, kinds),
+            sinks=sinks,
             started_at=clock(),
             dry_run=dry_run,
             context=ctx,

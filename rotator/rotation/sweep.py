@@ -164,7 +164,7 @@ class Sweep:
             if isinstance(held, Report):
                 return held
             async with limit:
-                return await self._rotations.drive_held(held, session.kind(held.kind), decision)
+                return await self._rotations.drive_held(held, session, decision)
 
         taken = await asyncio.gather(*(take(reports[i]) for i in stalled))
         for i, report in zip(stalled, taken, strict=True):
@@ -229,8 +229,7 @@ class Sweep:
             return await self._start(decision, session)
         if decision.rotation_id is None:  # the planner names the rotation it advances
             raise ValueError(f"an ADVANCE decision for {decision.user} names no rotation")
-        kind = session.kind(decision.kind)
-        return await self._rotations.advance(decision, decision.rotation_id, kind)
+        return await self._rotations.advance(decision, decision.rotation_id, session)
 
     async def _block(self, decision: Decision, session: Session) -> Report:
         if decision.rotation_id is None and facts_of(decision.kind).shape is Shape.TWO_SLOT:
@@ -281,7 +280,7 @@ class Sweep:
             return Report(decision=decision, result=Result.STALE, reason=stale)
         try:
             return await self._rotations.start(
-                decision, rule, session.kind(rule.kind), rule.timings(), expect_fence=fence
+                decision, rule, session, rule.timings(), expect_fence=fence
             )
         except Conflict as exc:  # another worker journalled it first
             return Report(decision=decision, result=Result.STALE, reason=f"skipped: {exc}")

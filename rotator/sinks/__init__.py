@@ -1,11 +1,15 @@
-"""Where secrets go: the ``SecretSink`` port, its implementations, and ``build_sink``.
+"""Where secrets go: the ``SecretSink`` port, its implementations, ``build_sink`` and ``Sinks``.
 
 ``build_sink`` turns a rule's sink settings into a sink, by the settings' ``type``::
 
-    memory          MemorySink          this process only (tests, dry runs)
+    memory          MemorySink          in memory, as long as the sink (tests, dry runs)
     file            FileSink            a JSON document or an AWS credentials profile
     secretsmanager  SecretsManagerSink  a secret whose versions are staged like rotation
     ssm             SsmSink             SSM SecureStrings: latest version current, NAME/pending
+
+The AWS-backed sinks take their clients from a ``rotator.aws.Clients`` and are usable while
+it is open. ``Sinks`` is what a session holds: one sink per rule, built on first use on
+the session's clients, so a sink lives as long as the session (one sweep or command).
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rotator.aws import Aws
+from rotator.aws import Clients
 from rotator.errors import ConfigError
-from rotator.policy import SinkConfig
+from rotator.policy import Rule, SinkConfig
 from rotator.sinks.base import SecretEntry, SecretSink, SinkDocument, SinkKey
 from rotator.sinks.file import FileSink
 from rotator.sinks.memory import MemorySink
@@ -30,22 +34,39 @@ __all__ = [
     "SecretsManagerSink",
     "SinkDocument",
     "SinkKey",
+    "Sinks",
     "SsmSink",
     "build_sink",
 ]
 
 # Each builder receives the settings of its own ``type`` (the policy's discriminator).
-_BUILDERS: Mapping[str, Callable[[Any, Aws], SecretSink]] = {
-    "memory": lambda config, aws: MemorySink(config),
-    "file": lambda config, aws: FileSink(config),
+_BUILDERS: Mapping[str, Callable[[Any, Clients], SecretSink]] = {
+    "memory": lambda config, clients: MemorySink(config),
+    "file": lambda config, clients: FileSink(config),
     "secretsmanager": SecretsManagerSink,
     "ssm": SsmSink,
 }
 
 
-def build_sink(config: SinkConfig, aws: Aws) -> SecretSink:
-    """The sink ``config`` describes; ``aws`` opens clients for the AWS-backed ones."""
+def build_sink(config: SinkConfig, clients: Clients) -> SecretSink:
+    """The sink ``config`` describes; the AWS-backed ones use ``clients`` (and work only
+    while they are open)."""
     builder = _BUILDERS.get(config.type)
     if builder is None:
         raise ConfigError("sink", [f"unknown sink type {config.type!r}"])
-    return builder(config, aws)
+    return builder(config, clients)
+
+
+class Sinks:
+    """The sinks of one session: one per rule (by name), built on first use on the
+    session's ``clients``; valid while those are open."""
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+        self._built: dict[str, SecretSink] = {}
+
+    def for_rule(self, rule: Rule) -> SecretSink:
+        """The sink of ``rule``; the same object every time within this session."""
+        if rule.name not in self._built:
+            self._built[rule.name] = build_sink(rule.sink, self._clients)
+        return self._built[rule.name]

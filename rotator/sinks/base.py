@@ -119,12 +119,6 @@ class SecretEntry:
             secret=secret,
         )
 
-    def same_material(self, other: SecretEntry) -> bool:
-        """True if both hold the same secret values (IDs may differ)."""
-        mine = {k: v.get_secret_value() for k, v in self.secret.items()}
-        theirs = {k: v.get_secret_value() for k, v in other.secret.items()}
-        return mine == theirs
-
 
 @dataclass(frozen=True, kw_only=True)
 class SinkDocument:
@@ -198,9 +192,4 @@ class SecretSink(Protocol):
         """Make the previous entry with ``credential_id`` current again; the current entry
         becomes previous. A no-op if current already has ``credential_id``. Raises
         ``SinkError`` if neither previous nor current holds it."""
-        ...
-
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Drop the pending entry if it has ``credential_id`` ("" matches an entry with no
-        ID yet); a no-op otherwise."""
         ...

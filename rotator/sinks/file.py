@@ -6,9 +6,9 @@ Two formats:
 * ``aws-credentials``: the file is an INI file like ``~/.aws/credentials``. Rotator owns one
   section, ``[profile]``, holding the *current* access key; every other line is kept as it
   was. The three slots live in a sidecar, ``<path>.rotator.json``, in the json format.
-  ``put_pending`` and ``discard_pending`` touch only the sidecar; ``promote`` and
-  ``rollback`` write the sidecar first, then the profile (and repair a profile a crash left
-  behind, since both are idempotent).
+  ``put_pending`` touches only the sidecar; ``promote`` and ``rollback`` write the sidecar
+  first, then the profile (and repair a profile a crash left behind, since both are
+  idempotent).
 
 Each write goes to a temporary file in the same directory, is fsynced and renamed over the
 old one, and the directory is fsynced: a crash leaves the old or the new file, never half of
@@ -38,7 +38,7 @@ from rotator.model import Kind
 from rotator.policy import FileSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
 from rotator.sinks.file_pem import sync_pem_files
-from rotator.sinks.memory import next_discard_pending, next_promote, next_put_pending, next_rollback
+from rotator.sinks.memory import next_promote, next_put_pending, next_rollback
 
 ACCESS_KEY_ID = "AccessKeyId"
 SECRET_ACCESS_KEY = "SecretAccessKey"  # noqa: S105 (a field name, not a secret)
@@ -96,12 +96,6 @@ class FileSink:
         where = self.location(key)
         await self._update(
             key, lambda doc: next_rollback(doc, credential_id, where), sync_profile=True
-        )
-
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Drop the pending entry if it has ``credential_id``."""
-        await self._update(
-            key, lambda doc: next_discard_pending(doc, credential_id), sync_profile=False
         )
 
     def _path(self, key: SinkKey) -> Path:

@@ -62,13 +62,6 @@ def next_rollback(doc: SinkDocument, credential_id: str, where: str) -> SinkDocu
     return SinkDocument(current=doc.previous, previous=doc.current, pending=doc.pending)
 
 
-def next_discard_pending(doc: SinkDocument, credential_id: str) -> SinkDocument:
-    """``doc`` without its pending entry if that has ``credential_id`` ("" matches no ID)."""
-    if doc.pending is None or doc.pending.credential_id != credential_id:
-        return doc
-    return SinkDocument(current=doc.current, previous=doc.previous, pending=None)
-
-
 class MemorySink:
     """Secrets kept in this process: one ``SinkDocument`` per rendered holder name."""
 
@@ -95,10 +88,6 @@ class MemorySink:
     async def rollback(self, key: SinkKey, credential_id: str) -> None:
         """Make previous ``credential_id`` current; raises ``SinkError`` if it is not previous."""
         self._apply(key, lambda doc: next_rollback(doc, credential_id, self.location(key)))
-
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Drop the pending entry if it has ``credential_id``."""
-        self._apply(key, lambda doc: next_discard_pending(doc, credential_id))
 
     def _name(self, key: SinkKey) -> str:
         return self._template.format(**key.fields())

@@ -33,11 +33,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rotator.aws import Aws, aws_errors
+from rotator.aws import Clients, aws_errors
 from rotator.errors import AwsError, NoSuchEntity, Permanent, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
-from rotator.sinks.memory import next_discard_pending, next_promote, next_rollback
+from rotator.sinks.memory import next_promote, next_rollback
 
 CURRENT = "AWSCURRENT"
 PREVIOUS = "AWSPREVIOUS"
@@ -116,9 +116,9 @@ _Slots = dict[str, _Slot]
 class SecretsManagerSink:
     """Secrets in one Secrets Manager secret per holder, named by the template."""
 
-    def __init__(self, config: SecretsManagerSinkConfig, aws: Aws) -> None:
+    def __init__(self, config: SecretsManagerSinkConfig, clients: Clients) -> None:
         self._config = config
-        self._aws = aws
+        self._clients = clients
 
     def location(self, key: SinkKey) -> str:
         """The secret's name."""
@@ -188,24 +188,13 @@ class SecretsManagerSink:
                 remove_from=slots[CURRENT].version_id,
             )
 
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Remove AWSPENDING from the pending version if it has ``credential_id``."""
-        name = self.location(key)
-        async with self._client(name) as client:
-            slots = await self._slots(client, name) or {}
-            doc = _document(slots)
-            if next_discard_pending(doc, credential_id) is doc:
-                return
-            await self._label(client, name, PENDING, remove_from=slots[PENDING].version_id)
-
     @asynccontextmanager
     async def _client(self, name: str) -> AsyncIterator[Any]:
-        """A Secrets Manager client. Transient AWS errors propagate as ``Transient`` (the
-        step is retried next sweep); permanent ones become ``SinkError``."""
+        """The session's Secrets Manager client. Transient AWS errors propagate as
+        ``Transient`` (the step is retried next sweep); permanent ones become ``SinkError``."""
         try:
             with aws_errors("secretsmanager", secret=name):
-                async with self._aws.client("secretsmanager", region=self._config.region) as c:
-                    yield c
+                yield await self._clients.get("secretsmanager", region=self._config.region)
         except Transient:
             raise
         except AwsError as exc:

@@ -39,7 +39,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rotator.aws import Aws, aws_errors, convert
+from rotator.aws import Clients, aws_errors, convert
 from rotator.errors import AwsError, Permanent, SinkError, Transient
 from rotator.policy import SsmSinkConfig
 from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
@@ -116,9 +116,9 @@ class _State:
 class SsmSink:
     """Secrets in SSM Parameter Store SecureStrings, named by the template."""
 
-    def __init__(self, config: SsmSinkConfig, aws: Aws) -> None:
+    def __init__(self, config: SsmSinkConfig, clients: Clients) -> None:
         self._config = config
-        self._aws = aws
+        self._clients = clients
 
     def location(self, key: SinkKey) -> str:
         """The parameter's name (the pending entry lives in ``NAME/pending``)."""
@@ -169,14 +169,6 @@ class SsmSink:
             assert doc.previous is not None  # next_rollback checked it
             await self._make_current(client, name, state, doc.previous)
 
-    async def discard_pending(self, key: SinkKey, credential_id: str) -> None:
-        """Delete ``NAME/pending`` if it holds ``credential_id``."""
-        name = self._name(key)
-        async with self._client(name) as client:
-            state = await self._state(client, name)
-            if state.pending is not None and state.pending.credential_id == credential_id:
-                await self._delete(client, name + PENDING_SUFFIX)
-
     # -- plumbing -------------------------------------------------------------------------
 
     def _name(self, key: SinkKey) -> str:
@@ -190,12 +182,11 @@ class SsmSink:
 
     @asynccontextmanager
     async def _client(self, name: str) -> AsyncIterator[Any]:
-        """An SSM client. Transient AWS errors propagate as ``Transient`` (the step is
-        retried next sweep); permanent ones become ``SinkError`` naming the parameter."""
+        """The session's SSM client. Transient AWS errors propagate as ``Transient`` (the
+        step is retried next sweep); permanent ones become ``SinkError`` naming the parameter."""
         try:
             with aws_errors("ssm", parameter=name):
-                async with self._aws.client("ssm", region=self._config.region) as client:
-                    yield client
+                yield await self._clients.get("ssm", region=self._config.region)
         except Transient:
             raise
         except AwsError as exc:

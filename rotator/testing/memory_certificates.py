@@ -39,18 +39,6 @@ class CertificatesMixin(State):
 
     # -- server certificates ------------------------------------------------------------
 
-    def add_server_certificate(
-        self, name: str, *, expiration: datetime, uploaded: datetime | None = None, path: str = "/"
-    ) -> None:
-        """Test helper: a server certificate known by its metadata only (no body)."""
-        self.server_certificates[name] = ServerCertificate(
-            name=name,
-            certificate_id=random_id("ASCA"),
-            path=path,
-            uploaded=uploaded or self.clock(),
-            expiration=expiration,
-        )
-
     def attach_server_certificate(self, name: str, load_balancer: str = "web") -> None:
         """Test helper: a load balancer now uses the certificate (IAM refuses to delete it)."""
         arn = f"arn:aws:elasticloadbalancing:us-east-1:{self.account}:loadbalancer/{load_balancer}"

@@ -9,15 +9,15 @@ service's. Methods are coroutines, like an aioboto3 client's. It covers what mot
 duplicates and limits, ``DeleteConflict``) and is the second implementation the kind
 contract suite runs against, for every kind.
 
-Calls: users (Create/Get/List/DeleteUser, TagUser, ListUserTags), access keys
+Calls: users (CreateUser, GetUser, ListUsers, ListUserTags), access keys
 (Create/List/Update/DeleteAccessKey, GetAccessKeyLastUsed), login profiles
 (Create/Get/Update/DeleteLoginProfile), the account password policy
-(Get/Update/DeleteAccountPasswordPolicy), SSH public keys and service-specific credentials
+(Get/UpdateAccountPasswordPolicy), SSH public keys and service-specific credentials
 (``memory_keys``), server and signing certificates (``memory_certificates``), the credential
 report (``memory_report``).
 
 Test helpers (not IAM calls): ``use_access_key``, ``use_password``, ``fail_next``,
-``add_server_certificate``, ``attach_server_certificate`` / ``detach_server_certificate``,
+``attach_server_certificate`` / ``detach_server_certificate``,
 ``calls`` (a ``Counter`` of every call by action), ``clock`` (replaceable), ``page_size``.
 """
 
@@ -96,27 +96,6 @@ class MemoryIam(KeysMixin, ProfilesMixin, CertificatesMixin, ReportMixin):
         )
         chunk, paging = page(found, Marker, MaxItems)
         return ok({"Users": [self._user_shape(u) for u in chunk], **paging})
-
-    async def delete_user(self, *, UserName: str) -> dict[str, Any]:
-        self._call("DeleteUser")
-        user = self._user("DeleteUser", UserName)
-        if (
-            user.keys
-            or user.profile
-            or user.ssh_keys
-            or user.service_credentials
-            or user.signing_certificates
-        ):
-            raise client_error(
-                "DeleteUser", "DeleteConflict", "Cannot delete entity, must delete credentials", 409
-            )
-        del self.users[UserName]
-        return ok({})
-
-    async def tag_user(self, *, UserName: str, Tags: list[dict[str, str]]) -> dict[str, Any]:
-        self._call("TagUser")
-        self._user("TagUser", UserName).tags.update({t["Key"]: t["Value"] for t in Tags})
-        return ok({})
 
     async def list_user_tags(
         self, *, UserName: str, Marker: str | None = None, MaxItems: int | None = None

@@ -261,13 +261,3 @@ class KeysMixin(State):
         user = self._user(action, UserName)
         user.service_credentials.remove(self._credential(action, user, ServiceSpecificCredentialId))
         return ok({})
-
-    async def reset_service_specific_credential(
-        self, *, UserName: str, ServiceSpecificCredentialId: str
-    ) -> dict[str, Any]:
-        action = "ResetServiceSpecificCredential"
-        self._call(action)
-        user = self._user(action, UserName)
-        cred = self._credential(action, user, ServiceSpecificCredentialId)
-        cred.password = random_secret(44)
-        return ok({"ServiceSpecificCredential": self._credential_shape(user, cred, secret=True)})

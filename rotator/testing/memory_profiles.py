@@ -166,8 +166,3 @@ class ProfilesMixin(State):
                 policy[number] = int(settings[number])
         self.password_policy = policy
         return ok({})
-
-    async def delete_account_password_policy(self) -> dict[str, Any]:
-        self._call("DeleteAccountPasswordPolicy")
-        self.password_policy = None
-        return ok({})

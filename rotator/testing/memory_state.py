@@ -128,7 +128,7 @@ class ServerCertificate:
     path: str
     uploaded: datetime
     expiration: datetime  # what the metadata says (IAM: the body's notAfter)
-    body: str = ""  # "" for one added by metadata only (``add_server_certificate``)
+    body: str = ""
     chain: str | None = None
     attached_to: str | None = None  # the load balancer using it: IAM refuses to delete it
 

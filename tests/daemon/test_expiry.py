@@ -67,7 +67,7 @@ def user(name: str, path: str, *creds: Credential) -> Holder:
 
 
 def inventory(*holders: Holder) -> Inventory:
-    return Inventory(account=ACCOUNT, taken_at=NOW, holders=holders)
+    return Inventory(account=ACCOUNT, holders=holders)
 
 
 def series(metrics: Metrics) -> dict[tuple[str, str, str], float]:

@@ -133,7 +133,6 @@ def test_the_oldest_active_credential_age_is_kept_per_kind() -> None:
 
     inventory = Inventory(
         account=ACCOUNT,
-        taken_at=NOW,
         holders=(
             Holder(
                 account=ACCOUNT,

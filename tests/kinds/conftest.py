@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from rotator.aws import Aws
+from rotator.aws import Aws, Clients
 from rotator.kinds import REGISTRY, CredentialKind, KindContext
 from rotator.model import Kind
 from rotator.settings import VerifySettings
+from rotator.sinks import Sinks
 from rotator.testing import MemoryAws, MemoryIam
 
 VERIFY = VerifySettings(attempts=3, initial_delay=timedelta(milliseconds=50))
@@ -63,16 +64,35 @@ def moto_user(name: str) -> Any:
 async def _moto(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     request.getfixturevalue("aws_env")
     aws = Aws()
-    async with aws.client("iam") as iam, aws.client("iam", retries=1) as once:
-        ctx = KindContext(iam=iam, iam_once=once, aws=aws, account="123456789012", verify=VERIFY)
+    async with (
+        aws.client("iam") as iam,
+        aws.client("iam", retries=1) as once,
+        Clients(aws) as clients,
+    ):
+        ctx = KindContext(
+            iam=iam,
+            iam_once=once,
+            aws=aws,
+            account="123456789012",
+            verify=VERIFY,
+            sink=Sinks(clients).for_rule,
+        )
         yield Backend(name="moto", iam=iam, ctx=ctx)
 
 
 async def _memory() -> AsyncIterator[Backend]:
     twin = MemoryIam()
     aws = MemoryAws(twin)
-    ctx = KindContext(iam=twin, iam_once=twin, aws=aws, account=twin.account, verify=VERIFY)
-    yield Backend(name="memory", iam=twin, ctx=ctx, twin=twin)
+    async with Clients(aws) as clients:
+        ctx = KindContext(
+            iam=twin,
+            iam_once=twin,
+            aws=aws,
+            account=twin.account,
+            verify=VERIFY,
+            sink=Sinks(clients).for_rule,
+        )
+        yield Backend(name="memory", iam=twin, ctx=ctx, twin=twin)
 
 
 @pytest.fixture(params=["moto", "memory"])

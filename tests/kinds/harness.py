@@ -18,7 +18,7 @@ from rotator.policy import Rule
 from rotator.rotation.driver import Driver
 from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import RetrySettings, VerifySettings
-from rotator.sinks.base import SinkDocument, SinkKey
+from rotator.sinks.base import SecretSink, SinkDocument, SinkKey
 from rotator.sinks.memory import MemorySink
 from rotator.testing import MemoryAws, MemoryIam
 
@@ -34,9 +34,15 @@ def rule(**fields: Any) -> Rule:
     return made
 
 
+def no_sink(rule: Rule) -> SecretSink:
+    """The kinds driven here (certificates) read no sink through their context: the steps
+    get the harness's own ``sink``."""
+    raise AssertionError(f"a certificate kind asked its context for the sink of {rule.name}")
+
+
 def context(iam: MemoryIam) -> KindContext:
     return KindContext(
-        iam=iam, iam_once=iam, aws=MemoryAws(iam), account=ACCOUNT, verify=FAST_VERIFY
+        iam=iam, iam_once=iam, aws=MemoryAws(iam), account=ACCOUNT, verify=FAST_VERIFY, sink=no_sink
     )
 
 

@@ -279,7 +279,7 @@ async def test_the_pending_password_is_applied_and_the_profile_keeps_its_id(
     password = pending.reveal(PASSWORD)
     assert len(password) == 30
     assert isinstance(impl, LoginProfiles)
-    assert passwords.complies(password, await impl.password_policy())
+    assert passwords.problems(password, await impl.password_policy()) == []
     entry = await impl.create("alice", pending, "")
     assert entry == pending
     assert backend.password_of("alice") == password

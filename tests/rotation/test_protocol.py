@@ -146,6 +146,7 @@ class World:
             aws=MemoryAws(self.iam),
             account=self.iam.account,
             verify=VerifySettings(attempts=1, initial_delay=timedelta(0)),
+            sink=lambda rule: self.sink,
         )
         self.kind = REGISTRY[Kind.ACCESS_KEY].build(ctx)
         self.rule = AccessKeyRule.model_validate(

@@ -7,13 +7,15 @@ same settings the policy file holds.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import SecretStr, TypeAdapter
 
-from rotator.aws import Aws
+from rotator.aws import Aws, Clients
 from rotator.errors import SinkError
 from rotator.model import Kind
 from rotator.policy import SinkConfig
@@ -71,11 +73,12 @@ def settings(kind: str, tmp_path: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["memory", "file-json", "file-aws-credentials", "secretsmanager", "ssm"])
-def sink(request: pytest.FixtureRequest, tmp_path: Any) -> SecretSink:
+async def sink(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[SecretSink]:
     if request.param in ("secretsmanager", "ssm"):
         request.getfixturevalue("aws_env")
     config = TypeAdapter(SinkConfig).validate_python(settings(request.param, tmp_path))
-    return build_sink(config, Aws())
+    async with Clients(Aws()) as clients:
+        yield build_sink(config, clients)
 
 
 async def test_a_new_holder_reads_as_an_empty_document(sink: SecretSink) -> None:
@@ -191,35 +194,6 @@ async def test_rollback_to_an_id_that_is_not_previous_raises_and_changes_nothing
     assert await sink.read(ALICE) == before
 
 
-async def test_discard_pending_drops_only_a_pending_entry_with_that_id(sink: SecretSink) -> None:
-    await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
-
-    await sink.discard_pending(ALICE, "AKIA-NOT-STORED-0000")
-    await sink.discard_pending(ALICE, access_key(1).credential_id)  # current, not pending
-    await sink.discard_pending(ALICE, "")
-    assert await sink.read(ALICE) == SinkDocument(current=access_key(1), pending=access_key(2))
-
-    await sink.discard_pending(ALICE, access_key(2).credential_id)
-    assert await sink.read(ALICE) == SinkDocument(current=access_key(1))
-
-    await sink.discard_pending(ALICE, access_key(2).credential_id)
-    assert await sink.read(ALICE) == SinkDocument(current=access_key(1))
-
-
-async def test_discard_pending_with_an_empty_id_drops_material_stored_before_iam_named_it(
-    sink: SecretSink,
-) -> None:
-    await rotate_in(sink, ALICE, access_key(1))
-    unnamed = access_key(2, credential_id="")
-    await sink.put_pending(ALICE, unnamed)
-    assert await sink.read(ALICE) == SinkDocument(current=access_key(1), pending=unnamed)
-
-    await sink.discard_pending(ALICE, "")
-
-    assert await sink.read(ALICE) == SinkDocument(current=access_key(1))
-
-
 async def test_put_pending_replaces_an_older_pending_entry(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
     await sink.put_pending(ALICE, access_key(2))
@@ -269,8 +243,8 @@ async def test_two_holders_do_not_interfere(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
     await sink.put_pending(BOB, access_key(2))
     await rotate_in(sink, ALICE, access_key(3))
+    assert await sink.read(BOB) == SinkDocument(pending=access_key(2))
 
-    await sink.discard_pending(BOB, access_key(2).credential_id)
     await rotate_in(sink, BOB, access_key(4))
 
     assert sink.location(ALICE) != sink.location(BOB)
@@ -292,12 +266,13 @@ async def test_nothing_rendered_shows_a_secret_value(sink: SecretSink) -> None:
         assert secret_of(2) not in text
 
 
-def test_build_sink_dispatches_on_the_settings_type(tmp_path: Any) -> None:
+async def test_build_sink_dispatches_on_the_settings_type(tmp_path: Any) -> None:
     adapter: TypeAdapter[Any] = TypeAdapter(SinkConfig)
-    built = {
-        kind: build_sink(adapter.validate_python(settings(kind, tmp_path)), Aws())
-        for kind in ("memory", "file-json", "file-aws-credentials", "secretsmanager")
-    }
+    async with Clients(Aws()) as clients:
+        built = {
+            kind: build_sink(adapter.validate_python(settings(kind, tmp_path)), clients)
+            for kind in ("memory", "file-json", "file-aws-credentials", "secretsmanager")
+        }
 
     assert isinstance(built["memory"], MemorySink)
     assert isinstance(built["file-json"], FileSink)
@@ -307,3 +282,34 @@ def test_build_sink_dispatches_on_the_settings_type(tmp_path: Any) -> None:
     assert (
         built["file-aws-credentials"].location(ALICE) == f"{tmp_path}/alice/credentials [rotated]"
     )
+
+
+class CountingAws(Aws):
+    """An ``Aws`` that records the service of every client it opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[str] = []
+
+    @asynccontextmanager
+    async def client(self, service: str, **kwargs: Any) -> AsyncIterator[Any]:
+        self.opened.append(service)
+        async with super().client(service, **kwargs) as client:
+            yield client
+
+
+@pytest.mark.parametrize("kind", ["secretsmanager", "ssm"])
+async def test_an_aws_sink_opens_one_client_for_every_call_of_its_session(
+    kind: str, aws_env: str, tmp_path: Any
+) -> None:
+    aws = CountingAws()
+    config = TypeAdapter(SinkConfig).validate_python(settings(kind, tmp_path))
+    async with Clients(aws) as clients:
+        sink = build_sink(config, clients)
+        await rotate_in(sink, ALICE, access_key(1))
+        await rotate_in(sink, BOB, access_key(2))
+        await rotate_in(sink, ALICE, access_key(3))
+        await sink.rollback(ALICE, access_key(1).credential_id)
+        assert await sink.read(ALICE) == SinkDocument(current=access_key(1), previous=access_key(3))
+
+    assert aws.opened == [kind]

@@ -14,7 +14,7 @@ from moto.ssm.exceptions import ValidationException
 from moto.ssm.models import SimpleSystemManagerBackend
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from rotator.aws import Aws
+from rotator.aws import Aws, Clients
 from rotator.errors import SinkError, Transient
 from rotator.model import Kind
 from rotator.policy import SinkConfig, SsmSinkConfig
@@ -29,18 +29,18 @@ NAME = "/rotator/123456789012/alice/access-key"
 PENDING = NAME + "/pending"
 
 
-def ssm_sink(aws: Aws | None = None, **settings: Any) -> SsmSink:
+def ssm_sink(clients: Clients, **settings: Any) -> SsmSink:
     config = TypeAdapter(SinkConfig).validate_python(
         {"type": "ssm", "name": "/rotator/{account}/{user}/{kind}", **settings}
     )
-    sink = build_sink(config, aws or Aws())
+    sink = build_sink(config, clients)
     assert isinstance(sink, SsmSink)
     return sink
 
 
 @pytest.fixture
-def sink(aws_env: str) -> SsmSink:
-    return ssm_sink(kms_key_id="alias/rotator-secrets")
+def sink(clients: Clients) -> SsmSink:
+    return ssm_sink(clients, kms_key_id="alias/rotator-secrets")
 
 
 @pytest.fixture
@@ -134,8 +134,10 @@ async def test_parameters_are_securestrings_under_the_kms_key_tagged_without_sec
         assert secret_of(2) not in metadata
 
 
-async def test_without_a_kms_key_the_account_default_key_is_used(aws_env: str, ssm: Any) -> None:
-    await rotate_in(ssm_sink(), ALICE, access_key(1))
+async def test_without_a_kms_key_the_account_default_key_is_used(
+    clients: Clients, ssm: Any
+) -> None:
+    await rotate_in(ssm_sink(clients), ALICE, access_key(1))
 
     (described,) = ssm.describe_parameters()["Parameters"]
     assert described["KeyId"] == "alias/aws/ssm"  # moto's stand-in for "no KeyId given"
@@ -251,9 +253,9 @@ async def test_a_rollback_interrupted_after_its_write_reads_as_done(
 
 async def test_a_transient_aws_error_propagates_as_transient(aws_env: str) -> None:
     with FaultProxy(aws_env, FaultPlan(throttle=1.0)) as proxy:
-        sink = ssm_sink(aws=Aws(endpoint_url=proxy.url, max_attempts=1))
-        with pytest.raises(Transient):
-            await sink.read(ALICE)
+        async with Clients(Aws(endpoint_url=proxy.url, max_attempts=1)) as clients:
+            with pytest.raises(Transient):
+                await ssm_sink(clients).read(ALICE)
 
 
 async def test_aws_quoting_the_value_in_an_error_never_reaches_the_sink_error(

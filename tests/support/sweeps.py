@@ -99,6 +99,6 @@ def sweep(*reports: Report, seconds: float = 2.0) -> SweepResult:
         dry_run=False,
         started_at=NOW,
         finished_at=NOW + timedelta(seconds=seconds),
-        plan=Plan(decisions=tuple(r.decision for r in reports), made_at=NOW),
+        plan=Plan(decisions=tuple(r.decision for r in reports)),
         reports=tuple(reports),
     )
