@@ -125,13 +125,15 @@ class _Collector:
             return None
         by_slot = {(r.kind, r.slot): r for r in selecting}
         row = self.report.row(name, user.get("CreateDate")) if self.report else None
-        reported = {
-            k for k, r in by_slot.items() if row is not None and r.facts.in_credential_report
-        }
+        reported = (
+            {k for k, r in by_slot.items() if r.facts.in_credential_report}
+            if row is not None
+            else set()
+        )
         creds: dict[tuple[Kind, str], list[Credential]] = {}
-        for key in reported:
-            assert row is not None
-            creds[key] = credential_report.credentials(row, key[0])
+        if row is not None:
+            for key in reported:
+                creds[key] = credential_report.credentials(row, key[0])
         holder = Holder(account=self.account, name=name, arn=user["Arn"], path=path, tags=tags)
         if reported:
             screened = replace(holder, credentials=tuple(c for cs in creds.values() for c in cs))
@@ -220,7 +222,8 @@ async def collect(
     for kind in sorted({r.kind for r in by_account}):
         mine = [r for r in by_account if r.kind is kind]
         held = kinds[kind]
-        assert isinstance(held, AccountHolders)  # its Registration checked it lists holders
+        if not isinstance(held, AccountHolders):  # its Registration checked it lists holders
+            raise TypeError(f"kind {kind} is account-held but cannot list its holders")
         account_holders.extend(await held.account_holders(account, mine))
     listed = await list_users(iam, _common_prefix(rules)) if rules else []
     candidates = {

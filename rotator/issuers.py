@@ -116,7 +116,8 @@ def issue(rule: ServerCertificateRule, base_name: str, now: datetime) -> Materia
         )
         source = f"local CA {crypto.describe(ca_certs[0])}"
         return _checked(cert, crypto.chain_pem(ca_certs), key, now, source)
-    assert isinstance(issuer, SelfSignedIssuer)
+    if not isinstance(issuer, SelfSignedIssuer):  # the Issuer union has three members
+        raise TypeError(f"unknown issuer {type(issuer).__name__}")
     key = crypto.generate_key(issuer.key.type, issuer.key.size)
     cert = crypto.self_signed(
         key, _subject(issuer.subject, base_name), now, issuer.validity, issuer.dns_names
