@@ -50,6 +50,8 @@ COUNTS += ("server_errors", "dropped_before", "dropped_after", "hooks_fired", "u
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "te", "trailers"))
 HOP_BY_HOP |= {"proxy-authorization", "transfer-encoding", "upgrade", "expect", "content-length"}
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+_KEY_ID = re.compile(r"Credential=([A-Z0-9]+)/")
+_CREATED = re.compile(r"<AccessKeyId>([A-Z0-9]+)</AccessKeyId>")
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,16 @@ def error_response(request: Request, status: int) -> Response:
     return status, "", [("Content-Type", content_type)], body
 
 
+def _invalid_token() -> Response:
+    """STS's answer to a key it does not know yet."""
+    body = (
+        "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>"
+        "The security token included in the request is invalid.</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    ).encode()
+    return 403, "Forbidden", [("Content-Type", "text/xml")], body
+
+
 class FaultProxy:
     """Forwards HTTP to ``upstream`` and injects the faults of a ``FaultPlan`` or a hook."""
 
@@ -178,6 +190,8 @@ class FaultProxy:
         self._rng = random.Random(plan.seed)
         self._hooks: list[_Hook] = []
         self._holds: list[Held] = []
+        self._young = 0.0  # reject STS calls signed by access keys younger than this
+        self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
         self._sockets: set[socket.socket] = set()
@@ -255,6 +269,26 @@ class FaultProxy:
         with self._lock:
             self._holds.append(held)
         return held
+
+    def reject_young_keys(self, seconds: float) -> None:
+        """Model IAM's eventual consistency: answer ``InvalidClientTokenId`` (403) to an STS
+        call signed by an access key created less than ``seconds`` ago through this proxy."""
+        with self._lock:
+            self._young = seconds
+
+    def _too_young(self, request: Request) -> bool:
+        match = _KEY_ID.search(request.headers.get("authorization", ""))
+        with self._lock:
+            born = self._born.get(match.group(1)) if match and self._young else None
+            return born is not None and time.monotonic() - born < self._young
+
+    def _saw_created(self, request: Request, response: Response | None) -> None:
+        if request.action != "CreateAccessKey" or response is None or response[0] != 200:
+            return
+        made = _CREATED.search(response[3].decode("utf-8", "replace"))
+        if made:
+            with self._lock:
+                self._born[made.group(1)] = time.monotonic()
 
     def release_all(self) -> None:
         """Let every held request go on (the proxy's shutdown does this too)."""
@@ -381,7 +415,11 @@ class _Handler(BaseHTTPRequestHandler):
             proxy._count(COUNTER[fault])
             self._answer(*error_response(request, 400 if fault == "throttle" else status))
             return
+        if request.service == "sts" and proxy._too_young(request):
+            self._answer(*_invalid_token())
+            return
         response = None if fault == "drop_before" else proxy._forward(request, headers)
+        proxy._saw_created(request, response)
         if held is not None and held.phase == "after":
             held.reached.set()
             held.released.wait(300)
