@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Self
 
 import aioboto3
+from aiobotocore.credentials import AioCredentials
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -131,6 +133,37 @@ class Credentials:
         return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key=***)"
 
 
+_SIGN_AS: ContextVar[Credentials | None] = ContextVar("rotator_sign_as", default=None)
+
+
+@contextmanager
+def signing_as(credentials: Credentials) -> Iterator[None]:
+    """Within the block, calls this task makes on a ``signing_client`` are signed with
+    ``credentials`` (other tasks sharing the client are not affected)."""
+    token = _SIGN_AS.set(credentials)
+    try:
+        yield
+    finally:
+        _SIGN_AS.reset(token)
+
+
+def signing_credentials() -> Credentials | None:
+    """The credentials ``signing_as`` set for this task, if any."""
+    return _SIGN_AS.get()
+
+
+def _sign_as_caller(request: Any, **_: Any) -> None:
+    """botocore's ``before-sign`` hook: sign this request with the calling task's
+    ``signing_as`` credentials (botocore's own per-request credentials)."""
+    credentials = _SIGN_AS.get()
+    if credentials is None:
+        return
+    signing = request.context.setdefault("signing", {})
+    signing["request_credentials"] = AioCredentials(
+        credentials.access_key_id, credentials.secret_access_key
+    )
+
+
 class Aws:
     """Opens aioboto3 clients that share one session and rotator's retry settings."""
 
@@ -187,6 +220,17 @@ class Aws:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
         session = self._session
         async with session.client(service, **kwargs) as client:
+            yield client
+
+    @asynccontextmanager
+    async def signing_client(
+        self, service: str, *, region: str | None = None, retries: int | None = None
+    ) -> AsyncIterator[Any]:
+        """One client that many tasks share, each signing its calls with the credentials
+        it set with ``signing_as`` (else rotator's own): verifying new access keys without a
+        new client — connector, SSL context and all — per key."""
+        async with self.client(service, region=region, retries=retries) as client:
+            client.meta.events.register(f"before-sign.{service}", _sign_as_caller)
             yield client
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from rotator.aws import Aws, Clients, Credentials, all_pages
+from rotator.aws import Aws, Clients, Credentials, all_pages, signing_as
 from rotator.errors import NoSuchEntity
+from rotator.kinds.access_key import is_user_arn
+from tests.support.moto import MotoSandbox
 
 
 async def test_all_pages_follows_the_marker_to_the_last_page() -> None:
@@ -115,3 +117,44 @@ async def test_clients_refuse_to_open_outside_their_block() -> None:
         await clients.get("ssm")
 
     assert aws.opened == aws.closed == [("ssm", "us-east-1")]
+
+
+async def test_one_signing_client_signs_each_tasks_calls_with_that_tasks_key(
+    sandbox: MotoSandbox,
+) -> None:
+    """Verifying many new keys at once shares one STS client: each task's call is signed
+    with its own key (moto answers as that key's user), and the caller's own identity is
+    used outside ``signing_as``."""
+    users = [f"ci-{i}" for i in range(6)]
+    keys = {u: sandbox.create_user(u, keys=1)[0] for u in users}
+
+    async def whoami(sts: Any, user: str) -> str:
+        key = keys[user]
+        with signing_as(
+            Credentials(access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"])
+        ):
+            await asyncio.sleep(0)  # let the other tasks interleave
+            return str((await sts.get_caller_identity())["Arn"])
+
+    async with Aws().signing_client("sts", retries=1) as sts:
+        arns = await asyncio.gather(*(whoami(sts, u) for u in users))
+        own = (await sts.get_caller_identity())["Arn"]
+    assert [arn.rsplit("/", 1)[-1] for arn in arns] == users
+    assert not own.endswith(tuple(f"/{u}" for u in users))
+
+
+@pytest.mark.parametrize(
+    ("arn", "ok"),
+    [
+        ("arn:aws:iam::123456789012:user/ci-app", True),
+        ("arn:aws:iam::123456789012:user/ci/deep/ci-app", True),
+        ("arn:aws-cn:iam::123456789012:user/ci-app", True),
+        ("arn:aws:iam::210987654321:user/ci-app", False),
+        ("arn:aws:iam::123456789012:user/ci-app2", False),
+        ("arn:aws:iam::123456789012:role/ci-app", False),
+        ("arn:aws:sts::123456789012:assumed-role/x/ci-app", False),
+        ("not-an-arn", False),
+    ],
+)
+def test_a_new_key_must_authenticate_as_its_own_user(arn: str, ok: bool) -> None:
+    assert is_user_arn(arn, "123456789012", "ci-app") is ok

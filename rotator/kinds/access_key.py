@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
-from rotator.aws import Credentials, aws_errors
+from rotator.aws import Credentials, aws_errors, signing_as
 from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
 from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.model import Credential, Kind, KindFacts, Shape, Status
@@ -45,6 +45,16 @@ class AccessKeyRule(Rule):
     @property
     def unused_after(self) -> timedelta | None:
         return self.disable_unused_after
+
+
+def is_user_arn(arn: str, account: str, user: str) -> bool:
+    """True if ``arn`` is IAM user ``user`` of ``account`` (any path, any partition):
+    ``arn:PARTITION:iam::ACCOUNT:user/PATH/NAME``. User names are unique in an account."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "iam" or parts[4] != account:
+        return False
+    resource = parts[5]
+    return resource.startswith("user/") and resource.rsplit("/", 1)[-1] == user
 
 
 class AccessKeys:
@@ -87,8 +97,6 @@ class AccessKeys:
         return bool(pending.credential_id) and credential.credential_id == pending.credential_id
 
     async def verify(self, user: str, entry: SecretEntry) -> None:
-        with aws_errors("GetUser", user=user):
-            expected = (await self._iam.get_user(UserName=user))["User"]["Arn"]
         creds = Credentials(
             access_key_id=entry.credential_id, secret_access_key=entry.reveal(SECRET_ACCESS_KEY)
         )
@@ -107,7 +115,7 @@ class AccessKeys:
             except BotoCoreError as exc:
                 detail = type(exc).__name__
                 continue
-            if arn != expected:
+            if not is_user_arn(arn, self._ctx.account, user):
                 raise WrongIdentity(entry.credential_id, user, f"authenticated as {arn}")
             return
         raise VerificationFailed(
@@ -115,8 +123,13 @@ class AccessKeys:
         )
 
     async def _caller_arn(self, creds: Credentials) -> str:
-        async with self._ctx.aws.client("sts", credentials=creds, retries=1) as sts:
-            identity: dict[str, Any] = await sts.get_caller_identity()
+        shared = self._ctx.signed_sts
+        if shared is not None:  # the session's one client, this call signed with the new key
+            with signing_as(creds):
+                identity: dict[str, Any] = await shared.get_caller_identity()
+        else:
+            async with self._ctx.aws.client("sts", credentials=creds, retries=1) as sts:
+                identity = await sts.get_caller_identity()
         return str(identity["Arn"])
 
     async def set_status(self, user: str, credential_id: str, status: Status) -> None:

@@ -52,6 +52,9 @@ class KindContext:
     account: str
     verify: VerifySettings
     sink: Callable[[Rule], SecretSink]  # the session's sink of a rule (``Sinks.for_rule``)
+    # An STS client the session shares, signing each call with the credentials its caller
+    # set with ``aws.signing_as`` (verifying new keys); None: a client per verification.
+    signed_sts: Any = None
 
 
 class CredentialKind(Protocol):

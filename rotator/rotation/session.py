@@ -87,6 +87,7 @@ async def open_session(
         aws.client("iam") as iam,
         aws.client("iam", retries=1) as iam_once,
         aws.client("sts") as sts,
+        aws.signing_client("sts", retries=1) as signed_sts,
         Clients(aws) as clients,
     ):
         with aws_errors("GetCallerIdentity"):
@@ -101,6 +102,7 @@ async def open_session(
             account=account,
             verify=config.verify,
             sink=sinks.for_rule,
+            signed_sts=signed_sts,
         )
         yield Session(
             account=account,

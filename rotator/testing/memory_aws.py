@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from rotator.aws import Aws, Credentials
+from rotator.aws import Aws, Credentials, signing_credentials
 from rotator.testing.memory_iam import MemoryIam
 from rotator.testing.memory_state import client_error, ok
 
@@ -68,3 +68,22 @@ class MemoryAws(Aws):
             yield MemorySts(self.iam, credentials)
         else:
             raise NotImplementedError(f"MemoryAws simulates iam and sts, not {service}")
+
+    @asynccontextmanager
+    async def signing_client(
+        self, service: str, *, region: str | None = None, retries: int | None = None
+    ) -> AsyncIterator[Any]:
+        """STS that answers as the calling task's ``signing_as`` credentials."""
+        if service != "sts":
+            raise NotImplementedError(f"MemoryAws signs as a caller for sts, not {service}")
+        yield _SignedSts(self.iam)
+
+
+class _SignedSts:
+    """``MemorySts`` for whichever credentials the calling task signs with."""
+
+    def __init__(self, iam: MemoryIam) -> None:
+        self._iam = iam
+
+    async def get_caller_identity(self) -> dict[str, Any]:
+        return await MemorySts(self._iam, signing_credentials()).get_caller_identity()
