@@ -13,9 +13,17 @@ from rotator.model import Credential, Decision, Shape
 from rotator.rotation.session import Session
 
 
-async def changed_since_plan(decision: Decision, sweep: Session, journal: Journal) -> str | None:
-    """Why a ROTATE decision no longer holds (another worker got there first), or None."""
+async def changed_since_plan(
+    decision: Decision, sweep: Session, journal: Journal
+) -> tuple[str | None, list[Credential]]:
+    """Why a ROTATE decision no longer holds (another worker got there first), or None;
+    and what IAM holds for the holder now (the rotation's first step starts from it)."""
     listed = await sweep.kinds[decision.kind].list(decision.user, decision.slot)
+    stale = _stale(decision, sweep, listed) or await _rotated_in_place(decision, sweep, journal)
+    return stale, listed
+
+
+def _stale(decision: Decision, sweep: Session, listed: list[Credential]) -> str | None:
     active = [c for c in listed if c.active]
     planned = next((c for c in active if c.credential_id == decision.credential_id), None)
     shape = facts_of(decision.kind).shape
@@ -26,7 +34,11 @@ async def changed_since_plan(decision: Decision, sweep: Session, journal: Journa
     newest = max(listed, key=lambda c: c.created)
     if newest.created >= sweep.started_at:
         return f"skipped: {newest.credential_id} was created during this sweep"
-    if shape is Shape.IN_PLACE:  # IAM's dates do not show the change
+    return None
+
+
+async def _rotated_in_place(decision: Decision, sweep: Session, journal: Journal) -> str | None:
+    if facts_of(decision.kind).shape is Shape.IN_PLACE:  # IAM's dates do not show the change
         target = (decision.account, decision.user, decision.kind, decision.slot)
         for done in await journal.list_rotations(user=decision.user, limit=20):
             if done.target == target and done.created_at >= sweep.started_at:

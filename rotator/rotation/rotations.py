@@ -10,7 +10,7 @@ with its holder and when its lease ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 
@@ -18,7 +18,7 @@ from rotator import audit
 from rotator.aws import Aws
 from rotator.errors import LeaseLost, RotatorError, RuleGone
 from rotator.journal.base import Journal
-from rotator.model import Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
+from rotator.model import Credential, Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
 from rotator.rotation.emergency import Request, escalate
@@ -115,10 +115,12 @@ class Rotations:
         *,
         emergency: bool = False,
         expect_fence: int | None = None,
+        listed: Sequence[Credential] | None = None,
     ) -> Report:
         """Journal a new rotation (holding its lease from the start) and drive it. Raises
         ``Conflict`` if an unfinished rotation of the same credential exists, or if the
-        target's fence is no longer ``expect_fence`` (it was rotated since it was read)."""
+        target's fence is no longer ``expect_fence`` (it was rotated since it was read).
+        ``listed``: what IAM held for the holder a moment ago, if the caller just looked."""
         now = self.clock()
         in_place = rule.facts.shape is Shape.IN_PLACE
         rotation = Rotation.start(
@@ -137,7 +139,7 @@ class Rotations:
         )
         lease = Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
         rotation = await self.journal.add(rotation.evolve(lease=lease), expect_fence=expect_fence)
-        return await self._drive(rotation, rule, session, decision, began=True)
+        return await self._drive(rotation, rule, session, decision, began=True, listed=listed)
 
     # -- a rotation in flight ---------------------------------------------------------------
 
@@ -243,6 +245,7 @@ class Rotations:
         decision: Decision,
         *,
         began: bool = False,
+        listed: Sequence[Credential] | None = None,
     ) -> Report:
         steps = Steps(
             journal=self.journal,
@@ -251,6 +254,8 @@ class Rotations:
             rule=rule,
             clock=self.clock,
         )
+        if listed is not None:
+            steps.seed(listed)
         try:
             rotation, done = await self.driver.drive(rotation, steps)
         except LeaseLost as exc:

@@ -8,8 +8,9 @@ the outcome after. Steps know the kind and the sink only through their ports.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -76,6 +77,12 @@ class StepResult:
         )
 
 
+# How long a listing this drive made (or a change it made itself) stands in for asking IAM
+# again: the steps of one drive follow each other within seconds, and a later sweep's drive
+# starts with no view. Recovery after a crash always asks IAM.
+FRESH = 5.0
+
+
 def _unguarded() -> None:
     """No lease to check (a step run outside ``Driver.drive``, e.g. in a test)."""
 
@@ -113,6 +120,8 @@ class Steps:
         self._clock = clock
         self._row: Transition | None = None
         self._guard: Callable[[], None] = _unguarded
+        # The holder's credentials as this drive last saw them (monotonic time, listing).
+        self._view: tuple[float, list[Credential]] | None = None
 
     async def run(
         self, rotation: Rotation, row: Transition, *, guard: Callable[[], None] | None = None
@@ -145,10 +154,48 @@ class Steps:
             raise ProtocolViolation(rotation.rotation_id, row.name, updated.state)
         return await self._journal.save(updated)
 
+    def seed(self, listed: Sequence[Credential]) -> None:
+        """What IAM held for the rotation's holder a moment ago (the sweep's last look
+        before it journalled the rotation): the first step need not ask again."""
+        self._view = (time.monotonic(), list(listed))
+
+    async def _list(self, rotation: Rotation) -> list[Credential]:
+        """The holder's credentials: this drive's own view while it is fresh (it listed, or
+        changed them itself, less than ``FRESH`` ago), else IAM's."""
+        view = self._view
+        if view is not None and time.monotonic() - view[0] < FRESH:
+            return list(view[1])
+        listed = await self._kind.list(rotation.user, rotation.slot)
+        self._view = (time.monotonic(), list(listed))
+        return listed
+
+    def _changed(self, credential_id: str, status: Status | None) -> None:
+        """Keep the view true after this drive changed a credential (None: deleted)."""
+        if self._view is None:
+            return
+        kept: list[Credential] = []
+        for cred in self._view[1]:
+            if cred.credential_id != credential_id:
+                kept.append(cred)
+            elif status is not None:
+                kept.append(replace(cred, status=status))
+        self._view = (time.monotonic(), kept)
+
+    def _made(self, rotation: Rotation, entry: SecretEntry) -> None:
+        if self._view is not None:
+            made = Credential(
+                kind=rotation.kind,
+                credential_id=entry.credential_id,
+                status=Status.ACTIVE,
+                created=entry.created_at,
+                slot=rotation.slot,
+            )
+            self._view = (time.monotonic(), [*self._view[1], made])
+
     async def _find(self, rotation: Rotation, credential_id: str | None) -> Credential | None:
         if credential_id is None:
             return None
-        listed = await self._kind.list(rotation.user, rotation.slot)
+        listed = await self._list(rotation)
         return next((c for c in listed if c.credential_id == credential_id), None)
 
     # -- create -------------------------------------------------------------------------
@@ -156,9 +203,10 @@ class Steps:
     async def create(self, rotation: Rotation) -> StepResult:
         """Make room, journal the intent, adopt a create that happened before a crash or
         delete its orphan, then create the credential and store its secret as pending."""
-        if rotation.state is RotationState.PLANNED:
+        resumed = rotation.state is not RotationState.PLANNED
+        if not resumed:
             await self._make_room(rotation)
-            listed = await self._kind.list(rotation.user, rotation.slot)
+            listed = await self._list(rotation)
             rotation = await self._save(
                 rotation,
                 state=RotationState.CREATING,
@@ -167,7 +215,10 @@ class Steps:
             )
         key = sink_key(rotation)
         pending = (await self._sink.read(key)).pending
-        adopted, orphans = await self._reconcile(rotation, pending)
+        adopted: Credential | None = None
+        orphans: list[str] = []
+        if resumed:  # a create may have run before a crash: see what IAM holds now
+            adopted, orphans = await self._reconcile(rotation, pending)
         notes = [f"deleted orphan {o} (its secret never reached the sink)" for o in orphans]
         if adopted is not None and pending is not None:
             entry = pending.with_id(adopted.credential_id)
@@ -180,6 +231,7 @@ class Steps:
             self._guard()
             entry = await self._kind.create(rotation.user, material, rotation.slot)
             await self._store_new(rotation, key, entry, made_by_iam=material is None)
+            self._made(rotation, entry)
             outcome = Outcome.DONE
         rotation = await self._save(
             rotation, state=RotationState.CREATED, new_credential_id=entry.credential_id
@@ -268,6 +320,7 @@ class Steps:
             )
         self._guard()
         await self._kind.delete(rotation.user, rotation.delete_first)
+        self._changed(rotation.delete_first, None)
 
     async def _reconcile(
         self, rotation: Rotation, pending: SecretEntry | None
@@ -275,7 +328,8 @@ class Steps:
         """Credentials created since the intent: the one matching the pending secret is
         adopted; any other is an orphan whose secret is lost, and is deleted."""
         known = set(rotation.known_ids)
-        listed = await self._kind.list(rotation.user, rotation.slot)
+        listed = await self._kind.list(rotation.user, rotation.slot)  # always fresh: recovery
+        self._view = None
         adopted: Credential | None = None
         orphans: list[str] = []
         for cred in listed:
@@ -359,8 +413,11 @@ class Steps:
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already inactive")
         used = None
-        if isinstance(self._kind, TracksLastUse):
-            used = await self._kind.last_used(rotation.user, old.credential_id)
+        try:
+            if isinstance(self._kind, TracksLastUse):
+                used = await self._kind.last_used(rotation.user, old.credential_id)
+        except NoSuchEntity:  # deleted since this drive looked
+            return await self._already_deleted(rotation)
         promoted_at = required(rotation, "promoted_at", rotation.promoted_at)
         if used is not None and used > promoted_at:
             reason = (
@@ -372,11 +429,22 @@ class Steps:
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.HELD, reason)
         self._guard()
-        await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
+        try:
+            await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
+        except NoSuchEntity:  # deleted since this drive looked
+            return await self._already_deleted(rotation)
+        self._changed(old.credential_id, Status.INACTIVE)
         rotation = await self._save(
             rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
         )
         return self._result(rotation, Step.DEACTIVATE, Outcome.DONE, "")
+
+    async def _already_deleted(self, rotation: Rotation) -> StepResult:
+        now = self._clock()
+        rotation = await self._save(
+            rotation, state=RotationState.COMPLETED, finished_at=now, deactivated_at=now
+        )
+        return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already deleted")
 
     async def _deactivate_leaked(self, rotation: Rotation) -> StepResult:
         old = await self._find(rotation, rotation.old_credential_id)
@@ -384,6 +452,7 @@ class Steps:
         if old is not None and old.active:
             self._guard()
             await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
+            self._changed(old.credential_id, Status.INACTIVE)
             outcome = Outcome.DONE
         changes: dict[str, object] = {"deactivated_at": self._clock()}
         if rotation.state is RotationState.PROMOTED:  # escalated after the promotion
@@ -411,6 +480,7 @@ class Steps:
             try:
                 self._guard()
                 await self._kind.delete(rotation.user, old.credential_id)
+                self._changed(old.credential_id, None)
             except DeleteConflict as exc:
                 reason = f"still in use, not deleted: {exc.aws_message or exc.code}"
                 rotation = await self._save(

@@ -275,12 +275,12 @@ class Sweep:
         # refuses to add ours (in the same write: no check-then-add gap).
         target = (decision.account, decision.user, decision.kind, decision.slot)
         fence = await self._rotations.journal.target_fence(target)
-        stale = await changed_since_plan(decision, session, self._rotations.journal)
+        stale, listed = await changed_since_plan(decision, session, self._rotations.journal)
         if stale:
             return Report(decision=decision, result=Result.STALE, reason=stale)
         try:
             return await self._rotations.start(
-                decision, rule, session, rule.timings(), expect_fence=fence
+                decision, rule, session, rule.timings(), expect_fence=fence, listed=listed
             )
         except Conflict as exc:  # another worker journalled it first
             return Report(decision=decision, result=Result.STALE, reason=f"skipped: {exc}")

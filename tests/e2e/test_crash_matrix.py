@@ -44,17 +44,16 @@ class Boundary:
 
 
 # The calls of one rotation, in order (file sink): ListAccessKeys #1 inventory, #2 re-check
-# before journalling PLANNED, #3 the IDs recorded with the CREATING intent, #4 reconcile,
-# CreateAccessKey, GetUser + STS (verify), #5 + GetAccessKeyLastUsed + UpdateAccessKey
-# (deactivate), #6 + DeleteAccessKey (delete).
+# (PLANNED, then the CREATING intent, are journalled right after it, from what it showed),
+# CreateAccessKey, GetCallerIdentity #2 (verify, signed with the new key), then
+# GetAccessKeyLastUsed + UpdateAccessKey (deactivate) and DeleteAccessKey (delete).
 IAM_BOUNDARIES = [
-    Boundary("ListAccessKeys", "before", 3, what="PLANNED journalled, nothing done"),
-    Boundary("ListAccessKeys", "before", 4, what="CREATING intent journalled"),
-    Boundary("CreateAccessKey", "before", what="create never reached IAM"),
+    Boundary("ListAccessKeys", "before", 2, what="re-check: nothing journalled yet"),
+    Boundary("CreateAccessKey", "before", what="CREATING journalled, create never reached IAM"),
     Boundary("CreateAccessKey", "after", what="key created, secret lost: orphan"),
-    Boundary("GetUser", "before", what="CREATED: secret pending in the sink"),
-    Boundary("GetCallerIdentity", "before", 2, what="verifying"),
+    Boundary("GetCallerIdentity", "before", 2, what="CREATED: secret pending, verifying"),
     Boundary("GetAccessKeyLastUsed", "before", what="PROMOTED"),
+    Boundary("UpdateAccessKey", "before", what="PROMOTED, last use checked"),
     Boundary("UpdateAccessKey", "after", what="deactivated in IAM, not journalled"),
     Boundary("DeleteAccessKey", "before", what="DEACTIVATED"),
     Boundary("DeleteAccessKey", "after", what="deleted in IAM, not journalled"),

@@ -33,35 +33,32 @@ from tests.support.moto import MotoSandbox
 pytestmark = pytest.mark.e2e
 
 # One signing-certificate rotation calls: ListSigningCertificates #1 inventory, #2 re-check
-# before journalling PLANNED, #3 the IDs journalled with the CREATING intent, #4 reconcile,
-# UploadSigningCertificate, #5 verify, #6 + UpdateSigningCertificate (deactivate),
-# #7 + DeleteSigningCertificate (delete).
+# (PLANNED and the CREATING intent are journalled right after it, from what it showed; the
+# new key is stored pending), UploadSigningCertificate, #3 verify, then
+# UpdateSigningCertificate (deactivate) and DeleteSigningCertificate (delete).
 SIGNING = [
-    Boundary("ListSigningCertificates", "before", 3, what="PLANNED journalled, nothing done"),
-    Boundary("ListSigningCertificates", "before", 4, what="CREATING intent journalled"),
+    Boundary("ListSigningCertificates", "before", 2, what="re-check: nothing journalled yet"),
     Boundary("UploadSigningCertificate", "before", what="key pending in the sink, not uploaded"),
     Boundary("UploadSigningCertificate", "after", what="uploaded, ID never seen: adopt"),
-    Boundary("ListSigningCertificates", "before", 5, what="CREATED: verifying"),
-    Boundary("ListSigningCertificates", "before", 6, what="PROMOTED"),
+    Boundary("ListSigningCertificates", "before", 3, what="CREATED: verifying"),
+    Boundary("UpdateSigningCertificate", "before", what="PROMOTED"),
     Boundary("UpdateSigningCertificate", "after", what="deactivated in IAM, not journalled"),
     Boundary("DeleteSigningCertificate", "before", what="DEACTIVATED"),
     Boundary("DeleteSigningCertificate", "after", what="deleted in IAM, not journalled"),
 ]
 # One server-certificate rotation calls ListServerCertificates (+ GetServerCertificate per
-# version): #1 inventory, #2 re-check, #3 the IDs of the CREATING intent, #4 reconcile,
-# #5 the versions the new material is checked against, #6 the names taken, then
-# UploadServerCertificate, GetServerCertificate #6 (verify), #7 deactivate, #8 delete,
-# DeleteServerCertificate.
+# version): #1 inventory, #2 re-check (PLANNED and the CREATING intent are journalled right
+# after it), #3 the versions the new material is checked against, #4 the names taken, then
+# UploadServerCertificate, GetServerCertificate #4 (verify) and DeleteServerCertificate
+# (the old version retired).
 SERVER = [
-    Boundary("ListServerCertificates", "before", 3, what="PLANNED journalled, nothing done"),
-    Boundary("ListServerCertificates", "before", 4, what="CREATING intent journalled"),
-    Boundary("ListServerCertificates", "before", 6, what="material pending, name not chosen"),
+    Boundary("ListServerCertificates", "before", 2, what="re-check: nothing journalled yet"),
+    Boundary("ListServerCertificates", "before", 3, what="CREATING intent journalled"),
+    Boundary("ListServerCertificates", "before", 4, what="material pending, name not chosen"),
     Boundary("UploadServerCertificate", "before", what="pending in the sink, not uploaded"),
     Boundary("UploadServerCertificate", "after", what="uploaded, never seen: adopt"),
-    Boundary("GetServerCertificate", "before", 6, what="CREATED: verifying"),
-    Boundary("ListServerCertificates", "before", 7, what="PROMOTED"),
-    Boundary("ListServerCertificates", "before", 8, what="DEACTIVATED"),
-    Boundary("DeleteServerCertificate", "before", what="retiring the old version"),
+    Boundary("GetServerCertificate", "before", 4, what="CREATED: verifying"),
+    Boundary("DeleteServerCertificate", "before", what="PROMOTED: retiring the old version"),
     Boundary("DeleteServerCertificate", "after", what="deleted in IAM, not journalled"),
 ]
 CASES = [pytest.param("signing", b, id=f"signing-{b}") for b in SIGNING] + [
