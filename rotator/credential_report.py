@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rotator.aws import all_pages, aws_errors
+from rotator.backoff import delays
 from rotator.errors import AwsError, RotatorError
 from rotator.model import Credential, Holder, Inventory, Kind, Status, utcnow
 
@@ -214,12 +215,12 @@ async def fetch(
         if current is not None and clock() - current.generated < REPORT_LIFETIME:
             return current
         deadline = time.monotonic() + budget.total_seconds()
-        delay = 0.5
+        waits = delays(0.5, 8.0)
         while await _generate(iam) != "COMPLETE":
+            delay = next(waits)
             if time.monotonic() + delay > deadline:
                 raise ReportUnavailable(f"not generated within {budget.total_seconds():.0f}s")
             await sleep(delay)
-            delay = min(delay * 2, 8.0)
         fresh = await _get(iam)
     except AwsError as exc:
         raise ReportUnavailable(str(exc)) from None

@@ -121,7 +121,9 @@ async def test_without_a_report_one_is_generated_and_polled_until_complete(
     report = await fetch(twin, clock=clock, sleep=sleep)
     assert set(report.rows) == {"alice"}
     assert report.generated == clock.now
-    assert slept == [0.5, 1.0, 2.0], "backoff between polls"
+    assert len(slept) == 3, "one wait between polls"
+    for wait, cap in zip(slept, [0.5, 1.0, 2.0], strict=True):
+        assert cap / 2 <= wait <= cap, "jittered exponential backoff between polls"
     assert twin.calls["GenerateCredentialReport"] == 1 + 3
     assert twin.calls["GetCredentialReport"] == 2
 

@@ -10,7 +10,6 @@ user's, retrying with capped exponential backoff while IAM's change propagates
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -18,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from rotator.aws import Credentials, aws_errors, signing_as
+from rotator.backoff import delays, pause
 from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
 from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.model import Credential, Kind, KindFacts, Shape, Status
@@ -101,12 +101,11 @@ class AccessKeys:
             access_key_id=entry.credential_id, secret_access_key=entry.reveal(SECRET_ACCESS_KEY)
         )
         settings = self._ctx.verify
-        delay = settings.initial_delay.total_seconds()
+        waits = delays(settings.initial_delay.total_seconds(), settings.max_delay.total_seconds())
         detail = ""
         for attempt in range(settings.attempts):
             if attempt:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.max_delay.total_seconds())
+                await pause(next(waits))
             try:
                 arn = await self._caller_arn(creds)
             except ClientError as exc:  # not yet valid (eventual consistency): try again

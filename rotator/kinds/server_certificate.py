@@ -31,6 +31,7 @@ from pydantic import model_validator
 
 from rotator import crypto, issuers
 from rotator.aws import all_pages, aws_errors
+from rotator.backoff import delays, pause
 from rotator.errors import InputError, NoSuchEntity, Refused, VerificationFailed, WrongIdentity
 from rotator.issuers import DirectoryIssuer, Issuer
 from rotator.kinds.base import IamActions, KindContext, Registration
@@ -261,11 +262,10 @@ class ServerCertificates(MaterialMatching):
         if problem is not None:
             raise WrongIdentity(entry.credential_id, user, problem)
         settings = self._ctx.verify
-        delay = settings.initial_delay.total_seconds()
+        waits = delays(settings.initial_delay.total_seconds(), settings.max_delay.total_seconds())
         for attempt in range(settings.attempts):
             if attempt:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.max_delay.total_seconds())
+                await pause(next(waits))
             try:
                 info = await self._get(entry.credential_id)
             except NoSuchEntity:

@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr
 
 from rotator import crypto, crypto_checks, issuers
 from rotator.aws import all_pages, aws_errors
+from rotator.backoff import delays, pause
 from rotator.errors import InputError, NoSuchEntity, VerificationFailed, WrongIdentity
 from rotator.issuers import KeySpec
 from rotator.kinds.base import IamActions, KindContext, Registration
@@ -145,12 +146,11 @@ class SigningCertificates(MaterialMatching):
         if problem is not None:
             raise WrongIdentity(entry.credential_id, user, problem)
         settings = self._ctx.verify
-        delay = settings.initial_delay.total_seconds()
+        waits = delays(settings.initial_delay.total_seconds(), settings.max_delay.total_seconds())
         detail = "not listed"
         for attempt in range(settings.attempts):
             if attempt:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.max_delay.total_seconds())
+                await pause(next(waits))
             listed = {c[CERTIFICATE_ID]: c for c in await self._listed(user)}
             cert = listed.get(entry.credential_id)
             if cert is None:

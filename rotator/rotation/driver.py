@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from rotator import audit
+from rotator.backoff import delays, pause
 from rotator.errors import (
     LeaseLost,
     Permanent,
@@ -166,7 +167,9 @@ class Driver:
     ) -> StepResult:
         step = row.step
         guard = hold.check if hold is not None else _unguarded
-        delay = self.retry.initial_delay.total_seconds()
+        waits = delays(
+            self.retry.initial_delay.total_seconds(), self.retry.max_delay.total_seconds()
+        )
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 guard()
@@ -181,8 +184,7 @@ class Driver:
                     return StepResult(
                         rotation=rotation, step=step, outcome=Outcome.RETRY, reason=reason
                     )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry.max_delay.total_seconds())
+                await pause(next(waits))
             except FAILING as exc:
                 rotation = await self.reacquire(rotation)
                 now = self.clock()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from rotator import audit
+from rotator.backoff import holding as _holding
 from rotator.errors import AwsError, Conflict, LeaseLost, Refused, RotatorError, Transient
 from rotator.inventory import collect
 from rotator.kinds import Disables, facts_of
@@ -91,15 +92,17 @@ class Sweep:
             worked = Counter(progress, WORK, sum(1 for d in the_plan if d.action in _WORK))
 
             async def one(decision: Decision) -> Report:
+                # The slot is lent out while the decision's work waits (``backoff.pause``).
                 async with limit:
-                    if decision.action not in _WORK:
-                        return await self._execute(decision, session)
-                    try:
-                        if time_left is not None and time_left() <= 0:
-                            return self._deferred(decision)
-                        return await self._execute(decision, session)
-                    finally:
-                        worked.tick()
+                    with _holding(limit):
+                        if decision.action not in _WORK:
+                            return await self._execute(decision, session)
+                        try:
+                            if time_left is not None and time_left() <= 0:
+                                return self._deferred(decision)
+                            return await self._execute(decision, session)
+                        finally:
+                            worked.tick()
 
             reports = await asyncio.gather(*(one(d) for d in the_plan))
             reports = await self._stalled(reports, session, limit, time_left)
