@@ -50,3 +50,4 @@ _.connections
 # permissions.py: the IAM actions that take no resource ARN; tests/test_permissions.py
 # checks every statement against it.
 _.UNSCOPED
+_.waited_s  # Pacer: read by tests (how long callers queued)
