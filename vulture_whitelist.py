@@ -51,3 +51,4 @@ _.connections
 # checks every statement against it.
 _.UNSCOPED
 _.waited_s  # Pacer: read by tests (how long callers queued)
+_main  # cli.py: the typer callback holding --version

@@ -3,24 +3,32 @@ render. Exit codes: 0 all good, 1 something failed or was blocked, 2 bad input."
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from rotator import app as application
-from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
+from rotator.entrypoints import cli_daemon, cli_deploy, cli_report
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
 from rotator.model import Kind, utcnow
-from rotator.policy import parse_duration
-from rotator.rotation.emergency import Request
-from rotator.rotation.report import Report
-from rotator.settings import Config
+
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rotator import app as application
+    from rotator import policy
+    from rotator.entrypoints import render
+    from rotator.rotation import emergency as emergencies
+    from rotator.rotation.report import Report
+    from rotator.settings import Config
+else:
+    application = lazy("rotator.app")
+    policy = lazy("rotator.policy")
+    render = lazy("rotator.entrypoints.render")
+    emergencies = lazy("rotator.rotation.emergency")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -28,11 +36,31 @@ cli = typer.Typer(
     name="rotator",
     help="Rotate AWS IAM credentials safely, on a schedule and on demand.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from rotator import __version__
+
+        print(f"rotator {__version__} (Python {sys.version.split()[0]})")
+        raise typer.Exit(EXIT_OK)
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Rotate AWS IAM credentials safely, on a schedule and on demand."""
+
 
 T = TypeVar("T")
 
@@ -49,6 +77,8 @@ def _load(path: Path, *, inputs: bool = True) -> Config:
 
 def _run(work: Awaitable[T]) -> T:
     """Run ``work``; rotator errors become a message and an exit code, never a traceback."""
+    import asyncio
+
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
     except (InputError, ConfigError, NotFound) as exc:
@@ -205,11 +235,11 @@ def rotate(
     deactivated before anything else. Works while a daemon runs (leases)."""
     cfg = _load(config)
     try:
-        held = parse_duration(hold)
+        held = policy.parse_duration(hold)
     except ValueError as exc:
         err.print(f"[bold red]error:[/] --hold: {exc}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    request = Request(
+    request = emergencies.Request(
         user=user,
         kind=kind,
         credential_id=credential_id,
@@ -286,7 +316,8 @@ def demo(
     try:
         from rotator.entrypoints import sandbox
     except ImportError as exc:  # moto is the 'sandbox' extra
-        err.print(f"[bold red]the sandbox needs moto:[/] pip install 'rotator[sandbox]' ({exc})")
+        err.print("[bold red]the sandbox needs moto:[/] ", end="")
+        err.print(f"pip install 'iam-rotator[sandbox]' ({exc})", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     ok = sandbox.run_demo(workdir, out, serve=serve)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)

@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rotator import app as application
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
-from rotator.permissions import policy_document, render
+
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rotator import app as application
+    from rotator import permissions
+else:
+    application = lazy("rotator.app")
+    permissions = lazy("rotator.permissions")
 
 EXIT_BAD_INPUT = 2
 
@@ -39,4 +45,6 @@ def iam_policy(
         for problem in exc.problems:
             typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    typer.echo(render(policy_document(cfg, journal_init=journal_init)), nl=False)
+    typer.echo(
+        permissions.render(permissions.policy_document(cfg, journal_init=journal_init)), nl=False
+    )
