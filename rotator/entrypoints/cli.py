@@ -111,8 +111,18 @@ def validate(config: ConfigOpt) -> None:
         )
 
 
+AllOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help="List every decision in the table, also those with nothing to do "
+        "(by default they are counted in one line).",
+    ),
+]
+
+
 @cli.command()
-def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+def plan(config: ConfigOpt, as_json: JsonOpt = False, everything: AllOpt = False) -> None:
     """Show what a sweep would do now and why (changes nothing)."""
     cfg = _load(config)
 
@@ -123,7 +133,7 @@ def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
-            out.print(render.plan_table(the_plan))
+            out.print(render.plan_table(the_plan, everything=everything))
 
     _with_audit(cfg, work)
 
@@ -135,6 +145,7 @@ def run(
         bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
     ] = False,
     as_json: JsonOpt = False,
+    everything: AllOpt = False,
 ) -> None:
     """Run one sweep: advance rotations in flight, start those the policy says are due."""
     cfg = _load(config)
@@ -144,9 +155,9 @@ def run(
             with render.progress_bar(err) as progress:
                 result = await engine.sweep(dry_run=dry_run, progress=progress)
         if as_json:
-            render.print_json(out, result.as_dict())
+            render.print_json(out, render.sweep_document(result))
         else:
-            out.print(render.sweep_table(result))
+            out.print(render.sweep_table(result, everything=everything))
             out.print(render.counts_line(result), highlight=False)
         return result.ok
 

@@ -10,7 +10,6 @@ the journal failed), 2 (bad policy file).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -149,7 +148,7 @@ def register(app: typer.Typer) -> None:
         finally:
             close()
         if as_json:
-            out.print_json(json.dumps(result.as_dict()))
+            render.print_json(out, result.as_dict())
             return
         out.print(table(result))
         for cert in result.certificates:

@@ -193,7 +193,8 @@ class SweepResult:
         """False if anything failed, was blocked, or must be retried."""
         return all(r.ok for r in self.reports)
 
-    def as_dict(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
+        """Everything but the per-decision results."""
         return {
             "run_id": self.run_id,
             "account": self.account,
@@ -202,5 +203,7 @@ class SweepResult:
             "finished_at": self.finished_at.isoformat(),
             "counts": self.counts(),
             "ok": self.ok,
-            "results": [r.as_dict() for r in self.reports],
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.head(), "results": [r.as_dict() for r in self.reports]}

@@ -168,7 +168,9 @@ def test_dry_run_changes_nothing(cli: Cli, sandbox: MotoSandbox) -> None:
 
 def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) -> None:
     """deactivate_after holds the old key; every run is a new process that resumes."""
-    cli.write_policy(deactivate_after="12s", delete_after="0s")
+    # 30s: the second run must start before the step is due, even on a loaded machine
+    # where each CLI process takes seconds to start.
+    cli.write_policy(deactivate_after="30s", delete_after="0s")
     old = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
     time.sleep(1.1)
     first = cli("run", "--json")
