@@ -52,3 +52,5 @@ _.connections
 _.UNSCOPED
 _.waited_s  # Pacer: read by tests (how long callers queued)
 _main  # cli.py: the typer callback holding --version
+_.caption  # rich Table attributes set by render._quiet_note
+_.caption_justify
