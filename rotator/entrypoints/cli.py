@@ -121,8 +121,19 @@ AllOpt = Annotated[
 ]
 
 
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Show long reasons whole (wrapped) instead of cut to one line."),
+]
+
+
 @cli.command()
-def plan(config: ConfigOpt, as_json: JsonOpt = False, everything: AllOpt = False) -> None:
+def plan(
+    config: ConfigOpt,
+    as_json: JsonOpt = False,
+    everything: AllOpt = False,
+    wide: WideOpt = False,
+) -> None:
     """Show what a sweep would do now and why (changes nothing)."""
     cfg = _load(config)
 
@@ -133,7 +144,7 @@ def plan(config: ConfigOpt, as_json: JsonOpt = False, everything: AllOpt = False
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
-            out.print(render.plan_table(the_plan, everything=everything))
+            out.print(render.plan_table(the_plan, everything=everything, wide=wide))
 
     _with_audit(cfg, work)
 
@@ -146,6 +157,7 @@ def run(
     ] = False,
     as_json: JsonOpt = False,
     everything: AllOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run one sweep: advance rotations in flight, start those the policy says are due."""
     cfg = _load(config)
@@ -157,7 +169,7 @@ def run(
         if as_json:
             render.print_json(out, render.sweep_document(result))
         else:
-            out.print(render.sweep_table(result, everything=everything))
+            out.print(render.sweep_table(result, everything=everything, wide=wide))
             out.print(render.counts_line(result), highlight=False)
         return result.ok
 

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
@@ -117,14 +118,20 @@ QUIET_RESULTS = frozenset({Result.SKIPPED, Result.NOT_DUE})
 
 def _table(title: str, columns: Sequence[str], *, wrap: Sequence[str] = ()) -> Table:
     """A table whose IDs, names, kinds, states and dates never wrap (they would break
-    across lines at 80 columns); only the columns in ``wrap`` (free text) fold."""
+    across lines at 80 columns); only the free-text columns in ``wrap`` give way (their
+    cells are ``_free`` text)."""
     table = Table(title=title, title_justify="left")
     for column in columns:
-        if column in wrap:
-            table.add_column(column, overflow="fold", ratio=1)
-        else:
-            table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=column not in wrap, overflow="fold")
     return table
+
+
+def _free(text: str, wide: bool) -> Text:
+    """A free-text cell (a reason, the steps): cut to one line ending in "…", or, when
+    ``wide``, wrapped whole. Plain text: user-supplied characters are never markup."""
+    if wide:
+        return Text(text, overflow="fold")
+    return Text(text, no_wrap=True, overflow="ellipsis")
 
 
 def _quiet_note(table: Table, hidden: Counter[str], what: str) -> None:
@@ -136,8 +143,9 @@ def _quiet_note(table: Table, hidden: Counter[str], what: str) -> None:
         table.caption_justify = "left"
 
 
-def plan_table(plan: Plan, *, everything: bool = False) -> Table:
-    table = _table("Plan", ("user", "kind", "credential", "action", "reason"), wrap=("reason",))
+def plan_table(plan: Plan, *, everything: bool = False, wide: bool = False) -> Table:
+    columns = ("user", "kind", "credential", "action", "reason")
+    table = _table("Plan", columns, wrap=("reason",))
     hidden: Counter[str] = Counter()
     for d in plan:
         if d.action in QUIET_ACTIONS and not everything:
@@ -149,13 +157,13 @@ def plan_table(plan: Plan, *, everything: bool = False) -> Table:
             str(d.kind) + (f" ({escape(d.slot)})" if d.slot else ""),
             d.credential_id or "",
             f"[{style}]{d.action}[/]",
-            escape(d.reason),
+            _free(d.reason, wide),
         )
     _quiet_note(table, hidden, "decisions")
     return table
 
 
-def sweep_table(result: SweepResult, *, everything: bool = False) -> Table:
+def sweep_table(result: SweepResult, *, everything: bool = False, wide: bool = False) -> Table:
     title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
     columns = ("user", "kind", "action", "state", "outcome", "steps", "detail")
     table = _table(title, columns, wrap=("steps", "detail"))
@@ -170,8 +178,8 @@ def sweep_table(result: SweepResult, *, everything: bool = False) -> Table:
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
             str(r.state or ""),
             f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
-            " ".join(f"{s.step}" for s in r.steps),
-            escape(r.reason),
+            _free(" ".join(f"{s.step}" for s in r.steps), wide),
+            _free(r.reason, wide),
         )
     _quiet_note(table, hidden, "decisions")
     return table
