@@ -31,9 +31,10 @@ _TAGS = frozenset(
 def _where(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     """``rules[0].max_age`` -> ``rule 'ci-keys': max_age``."""
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = raw.get("rules") or []
-        name = rules[loc[1]].get("name") if loc[1] < len(rules) else None
-        rule = f"rule {name!r}" if name else f"rules[{loc[1]}]"
+        rules = raw.get("rules")
+        entry = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        rule = f"rule {name!r}" if isinstance(name, str) and name else f"rules[{loc[1]}]"
         # Drop discriminator tags pydantic inserts (e.g. 'file' in sink.file.path).
         rest = [str(p) for p in loc[2:] if p not in _TAGS]
         return f"{rule}: {'.'.join(rest) or '(rule)'}"

@@ -14,19 +14,26 @@ from rich.console import Console
 
 from rotator import app as application
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
+from rotator.entrypoints.exits import (
+    EPILOG,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    fail,
+)
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
-from rotator.errors import ConfigError, InputError, NotFound, RotatorError
+from rotator.errors import ConfigError, RotatorError
 from rotator.model import Kind, utcnow
 from rotator.policy import parse_duration
-from rotator.rotation.emergency import Request
+from rotator.rotation.emergency import Request, access_key_id_problem
 from rotator.rotation.report import Report
 from rotator.settings import Config
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 cli = typer.Typer(
     name="rotator",
     help="Rotate AWS IAM credentials safely, on a schedule and on demand.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,26 +48,23 @@ def _load(path: Path, *, inputs: bool = True) -> Config:
     try:
         return application.load(path, inputs=inputs)
     except ConfigError as exc:
-        err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(exc, err) from None
 
 
 def _run(work: Awaitable[T]) -> T:
     """Run ``work``; rotator errors become a message and an exit code, never a traceback."""
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
-    except (InputError, ConfigError, NotFound) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
     except RotatorError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(exc, err) from None
 
 
 def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
-    close = application.configure_audit(config)
+    try:
+        close = application.configure_audit(config)
+    except OSError as exc:
+        problem = f"audit.file: cannot open {config.audit.file}: {exc.strerror or exc}"
+        raise fail(ConfigError("policy", [problem]), err) from None
     try:
         return _run(work())
     finally:
@@ -191,24 +195,30 @@ def rotate(
         ),
     ] = False,
     hold: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="With --emergency: how long to keep the leaked credential "
-            "(inactive) before deleting it, e.g. 0s, 1h, 7d."
+            "(inactive) before deleting it, e.g. 0s, 1h, 7d (default 0s)."
         ),
-    ] = "0s",
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
-    cfg = _load(config)
+    problems = []
+    if hold is not None and not emergency:
+        problems.append("--hold: only an --emergency rotation holds the old credential")
     try:
-        held = parse_duration(hold)
+        held = parse_duration(hold or "0s")
     except ValueError as exc:
-        err.print(f"[bold red]error:[/] --hold: {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        problems.append(f"--hold: {exc}")
+    if access_key_id is not None and (problem := access_key_id_problem(access_key_id)):
+        problems.append(f"--access-key-id: {problem}")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
+    cfg = _load(config)
     request = Request(
         user=user,
         kind=kind,
@@ -304,4 +314,6 @@ def main() -> None:
         cli()
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except RotatorError as exc:  # one a command did not handle itself
+        sys.exit(fail(exc, err).exit_code)

@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 
 from rotator import app as application
+from rotator.entrypoints.exits import fail
 from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
 from rotator.permissions import policy_document, render
-
-EXIT_BAD_INPUT = 2
 
 
 def register(app: typer.Typer) -> None:
@@ -35,8 +34,5 @@ def iam_policy(
     try:
         cfg = application.load(config)
     except ConfigError as exc:
-        typer.echo(f"invalid policy file {exc.source}:", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(exc) from None
     typer.echo(render(policy_document(cfg, journal_init=journal_init)), nl=False)

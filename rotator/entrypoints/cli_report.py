@@ -21,6 +21,7 @@ from rotator import app as application
 from rotator import compliance, credential_report, inventory
 from rotator.aws import Clients, aws_errors
 from rotator.credential_report import ReportUnavailable
+from rotator.entrypoints.exits import fail
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.entrypoints.render import progress_bar
 from rotator.errors import ConfigError, RotatorError
@@ -30,7 +31,6 @@ from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.settings import Config
 from rotator.sinks import Sinks
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 
 
@@ -112,17 +112,13 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = application.load(config)
         except ConfigError as exc:
-            err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-            for problem in exc.problems:
-                err.print(f"  - {problem}", markup=False, highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+            raise fail(exc, err) from None
         close = application.configure_audit(cfg)
         try:
             with progress_bar(err) as progress:
                 result = asyncio.run(build(cfg, progress))
         except RotatorError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_FAILED) from None
+            raise fail(exc, err) from None
         finally:
             close()
         if as_json:
