@@ -54,6 +54,13 @@ def message(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
+    if kind == "union_tag_not_found":
+        field = str(error.get("ctx", {}).get("discriminator", "'type'")).strip("'")
+        return f"missing key {field!r}"
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
+        return (
+            f"must be a table, not {type(error.get('input')).__name__} {error.get('input')!r:.40}"
+        )
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         field = str(ctx.get("discriminator", "'type'")).strip("'")

@@ -350,12 +350,18 @@ def aws_problems(aws: AwsSettings) -> list[str]:
     setting or variable. Reads the environment and the AWS config files; calls nothing."""
     problems: list[str] = []
     regions = [("aws.region", aws.region)]
-    regions += [(name, os.environ.get(name)) for name in ("AWS_REGION", "AWS_DEFAULT_REGION")]
+    regions += [
+        (f"environment: {k}", os.environ.get(k)) for k in ("AWS_REGION", "AWS_DEFAULT_REGION")
+    ]
     for where, region in regions:
         if region is not None and not _REGION.fullmatch(region):
             problems.append(f"{where}: {region!r} is not an AWS region (e.g. us-east-1)")
     endpoints = [("aws.endpoint_url", aws.endpoint_url)]
-    endpoints += [(k, v) for k, v in sorted(os.environ.items()) if k.startswith("AWS_ENDPOINT_URL")]
+    endpoints += [
+        (f"environment: {k}", v)
+        for k, v in sorted(os.environ.items())
+        if k.startswith("AWS_ENDPOINT_URL")
+    ]
     for where, url in endpoints:
         if url is not None and not _is_url(url):
             problems.append(f"{where}: {url!r} is not an http(s):// URL")
@@ -366,10 +372,12 @@ def aws_problems(aws: AwsSettings) -> list[str]:
             if key
             else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
         )
-        problems.append(f"{missing}: {given} is set but {missing} is not (set both, or neither)")
-    profile_from = "aws.profile" if aws.profile else "AWS_PROFILE"
+        problems.append(
+            f"environment: {missing}: {given} is set but {missing} is not (set both, or neither)"
+        )
+    profile_from = "aws.profile" if aws.profile else "environment: AWS_PROFILE"
     profile = aws.profile or os.environ.get("AWS_PROFILE")
-    if profile and not (key and secret and not aws.profile):
+    if profile:
         known = _profiles()
         if known is not None and profile not in known:
             problems.append(
