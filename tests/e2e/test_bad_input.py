@@ -490,3 +490,118 @@ def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 80
     assert len({c.id for c in CASES}) == len(CASES)
     json.dumps([c.id for c in CASES])
+
+
+# --- the Lambda handler: bad events and settings (in-process, as Lambda runs it) ---------
+
+LAMBDA_POLICY = """\
+[journal]
+url = "dynamodb://rotator-journal"
+
+[audit]
+stream = "none"
+
+[[rules]]
+name = "ci-keys"
+kind = "access-key"
+max_age = "90d"
+deactivate_after = "0s"
+delete_after = "{delete_after}"
+select = {{ path_prefix = "/ci/" }}
+sink = {{ type = "ssm", name = "/rotator/{{account}}/{{user}}/{{kind}}" }}
+"""
+EMERGENCY = {"action": "rotate", "access_key_id": "AKIA0000000000000000", "emergency": True}
+SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+LAMBDA_CASES: list[tuple[str, Any, dict[str, str], str]] = [  # id, event, env, error
+    ("misspelt-key", {"Rotator": EMERGENCY}, {}, "InputError"),
+    ("extra-key", {"rotator": EMERGENCY, "dry_run": True}, {}, "InputError"),
+    ("half-schedule", {"detail-type": "Scheduled Event"}, {}, "InputError"),
+    ("list", [EMERGENCY], {}, "InputError"),
+    ("string", "sweep", {}, "InputError"),
+    ("command-not-object", {"rotator": "sweep"}, {}, "InputError"),
+    ("empty-key", {"rotator": {**EMERGENCY, "access_key_id": ""}}, {}, "InputError"),
+    ("garbage-key", {"rotator": {**EMERGENCY, "access_key_id": "garbage"}}, {}, "InputError"),
+    ("secret-as-key", {"rotator": {**EMERGENCY, "access_key_id": SECRET_LIKE}}, {}, "InputError"),
+    (
+        "hold-no-emergency",
+        {"rotator": {**EMERGENCY, "emergency": False, "hold": "1h"}},
+        {},
+        "InputError",
+    ),
+    ("hold-huge", {"rotator": {**EMERGENCY, "hold": HUGE}}, {}, "InputError"),
+    ("hold-3000000d", {"rotator": {**EMERGENCY, "hold": "3000000d"}}, {}, "InputError"),
+    ("dry-run-str", {"rotator": {"action": "sweep", "dry_run": "maybe"}}, {}, "InputError"),
+    ("margin-huge", SCHEDULE, {"ROTATOR_LAMBDA_MARGIN": HUGE}, "ConfigError"),
+    ("policy-huge", SCHEDULE, {"DELETE_AFTER": HUGE}, "ConfigError"),
+    ("policy-3000000d", SCHEDULE, {"DELETE_AFTER": "3000000d"}, "ConfigError"),
+]
+
+
+@pytest.fixture
+def lambda_proxy(
+    aws_env: str, sandbox: MotoSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    """The Lambda's environment against moto behind the proxy, with a journal table and a
+    user whose key is due: a bad event run as a sweep would rotate it."""
+    import asyncio
+
+    from rotator.journal import create_table
+
+    assert asyncio.run(create_table("rotator-journal", region=None))
+    sandbox.create_user("ci-due", path="/ci/", keys=1)
+    sandbox.age_keys("ci-due", days=100)
+    with FaultProxy(aws_env) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        yield proxy
+
+
+@pytest.mark.parametrize(
+    ("event", "env", "error"),
+    [case[1:] for case in LAMBDA_CASES],
+    ids=[case[0] for case in LAMBDA_CASES],
+)
+def test_a_bad_lambda_event_is_a_bad_request_and_never_a_sweep(
+    lambda_proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    event: Any,
+    env: dict[str, str],
+    error: str,
+) -> None:
+    from rotator.entrypoints.lambda_handler import handler
+
+    policy = tmp_path / "lambda.toml"
+    policy.write_text(LAMBDA_POLICY.format(delete_after=env.get("DELETE_AFTER", "0s")))
+    monkeypatch.setenv("ROTATOR_CONFIG", str(policy))
+    for name, value in env.items():
+        if name.startswith("ROTATOR_"):
+            monkeypatch.setenv(name, value)
+
+    result = handler(event)
+
+    captured = capsys.readouterr()
+    assert (result["ok"], result["error"]) == (False, error), result
+    assert "Transient" not in json.dumps(result)
+    assert "Traceback" not in captured.out + captured.err
+    assert SECRET_LIKE not in json.dumps(result) + captured.out + captured.err
+    actions = lambda_proxy.actions_seen()
+    assert [a for a in actions if is_mutating(a)] == [], actions
+    tally.add(bad_input_cases=1, bad_input_aws_calls=len(actions))
+
+
+def test_the_lambda_control_a_good_schedule_does_rotate(
+    lambda_proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control for the cases above: the same set-up with a well-formed scheduled event
+    changes IAM, so their 0 mutating calls mean something."""
+    from rotator.entrypoints.lambda_handler import handler
+
+    policy = tmp_path / "lambda.toml"
+    policy.write_text(LAMBDA_POLICY.format(delete_after="0s"))
+    monkeypatch.setenv("ROTATOR_CONFIG", str(policy))
+
+    result = handler(SCHEDULE)
+
+    assert result["ok"], result
+    assert "CreateAccessKey" in lambda_proxy.actions_seen()
