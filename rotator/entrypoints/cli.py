@@ -23,11 +23,11 @@ from rotator.entrypoints.exits import (
     fail,
 )
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
-from rotator.errors import ConfigError, RotatorError
+from rotator.errors import ConfigError, CorruptRecord, RotatorError
 from rotator.model import Kind, utcnow
 from rotator.policy import parse_duration
 from rotator.rotation.emergency import Request, access_key_id_problem
-from rotator.rotation.report import Report
+from rotator.rotation.report import Report, corrupt_dict
 from rotator.settings import Config
 
 cli = typer.Typer(
@@ -133,18 +133,24 @@ def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Rotations in flight, their next step and when it is due."""
     cfg = _load(config, inputs=False)
 
-    async def work() -> None:
+    async def work() -> list[CorruptRecord]:
         async with application.open_journal_for(cfg) as journal:
             active = await journal.list_active()
+            corrupt = journal.quarantined()
         now = utcnow()
         if as_json:
-            render.print_json(out, render.status_rows(active, now))
-        elif not active:
+            rows = render.status_rows(active, now) + [corrupt_dict(c) for c in corrupt]
+            render.print_json(out, rows)
+        elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
-            out.print(render.status_table(active, now))
+            out.print(render.status_table(active, now, corrupt))
+        return corrupt
 
-    _run(work())
+    corrupt = _run(work())
+    for bad in corrupt:  # exit 1: a human must fix or delete the row
+        err.print(f"error: {bad}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if corrupt else EXIT_OK)
 
 
 @cli.command()
@@ -160,6 +166,7 @@ def history(
     async def work() -> None:
         async with application.open_journal_for(cfg) as journal:
             rotations = await journal.list_rotations(user=user, limit=limit)
+            corrupt.extend(journal.quarantined())
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
         if as_json:
             render.print_json(out, render.history_rows(items))
@@ -168,7 +175,11 @@ def history(
         else:
             out.print(render.history_table(items))
 
+    corrupt: list[CorruptRecord] = []
     _run(work())
+    for bad in corrupt:  # listed without it; exit 1: a human must fix or delete the row
+        err.print(f"error: {bad}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if corrupt else EXIT_OK)
 
 
 @cli.command()

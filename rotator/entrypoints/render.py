@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rotator.errors import CorruptRecord
 from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.protocol import next_step
@@ -101,7 +103,28 @@ def sweep_table(result: SweepResult) -> Table:
             " ".join(f"{s.step}" for s in r.steps),
             r.reason,
         )
+    for bad in result.corrupt:
+        _corrupt_row(table, bad, width=7)
     return table
+
+
+def _corrupt_row(table: Table, bad: CorruptRecord, *, width: int) -> None:
+    """A quarantined journal row as a table row: its user and kind if readable, the state
+    ``corrupt`` and what is wrong; the other cells empty."""
+    _, user, kind, _ = bad.target or ("", "?", "?", "")
+    cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
+    if width == 7:  # the sweep table: user kind action state outcome steps detail
+        table.add_row(*cells)
+    else:  # the status table: rotation user kind state old→new next due
+        table.add_row(
+            escape(bad.rotation_id),
+            escape(user),
+            escape(kind),
+            "[bold red]corrupt[/]",
+            "",
+            "",
+            escape(f"{bad.field}: {bad.detail}"),
+        )
 
 
 def counts_line(result: SweepResult) -> str:
@@ -141,7 +164,9 @@ def _state(rotation: Rotation) -> str:
     return str(rotation.state)
 
 
-def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
+def status_table(
+    rotations: Sequence[Rotation], now: datetime, corrupt: Sequence[CorruptRecord] = ()
+) -> Table:
     table = Table(title="Rotations in flight", title_justify="left")
     for column in ("rotation", "user", "kind", "state", "old → new", "next step", "due"):
         table.add_column(column, overflow="fold")
@@ -161,6 +186,8 @@ def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
             str(due.step) if due else "",
             when,
         )
+    for bad in corrupt:
+        _corrupt_row(table, bad, width=len(table.columns))
     return table
 
 
