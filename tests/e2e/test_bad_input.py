@@ -234,6 +234,24 @@ CASES += [
     ),
 ]
 
+NO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
+NO_CREDENTIALS |= {"AWS_EC2_METADATA_DISABLED": "true"}
+CASES += [
+    Case(
+        id="run-no-credentials",
+        argv=("run",),
+        names=("AWS credentials", "aws configure"),
+        env=NO_CREDENTIALS,
+    ),
+    Case(id="plan-no-credentials", argv=("plan",), names=("AWS credentials",), env=NO_CREDENTIALS),
+    Case(
+        id="rotate-no-credentials",
+        argv=(*("rotate", "--yes"), "--user", "ci-a"),
+        names=("AWS credentials",),
+        env=NO_CREDENTIALS,
+    ),
+]
+
 # ROTATOR_* variables.
 CASES += [
     validate("env-rules-not-json", ("ROTATOR_RULES",), env={"ROTATOR_RULES": "not json"}),
