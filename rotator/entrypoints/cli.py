@@ -24,6 +24,7 @@ from rotator.entrypoints.exits import (
 )
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, CorruptRecord, RotatorError
+from rotator.journal import open_journal
 from rotator.model import Kind, utcnow
 from rotator.policy import parse_duration
 from rotator.rotation.emergency import Request, access_key_id_problem
@@ -49,6 +50,23 @@ def _load(path: Path, *, inputs: bool = True) -> Config:
         return application.load(path, inputs=inputs)
     except ConfigError as exc:
         raise fail(exc, err) from None
+
+
+def _confirm(question: str) -> None:
+    """Ask; anything but yes exits 2 (nothing was done)."""
+    if not typer.confirm(question, default=False):
+        err.print("error: not confirmed; nothing was done")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _journal_exists(config: Config) -> None:
+    """Exit 2 if the policy's SQLite journal file does not exist: ``status`` and
+    ``history`` read a journal, they never create an empty one at a mistyped path."""
+    journal = open_journal(config.journal.url)
+    path = getattr(journal, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        problem = f"journal.url: no journal at {path} (`rotator journal init` creates one)"
+        raise fail(ConfigError("policy", [problem]), err)
 
 
 def _run(work: Awaitable[T]) -> T:
@@ -132,6 +150,7 @@ def run(
 def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Rotations in flight, their next step and when it is due."""
     cfg = _load(config, inputs=False)
+    _journal_exists(cfg)
 
     async def work() -> list[CorruptRecord]:
         async with application.open_journal_for(cfg) as journal:
@@ -162,6 +181,7 @@ def history(
 ) -> None:
     """Past and current rotations, newest first, with every step's outcome."""
     cfg = _load(config, inputs=False)
+    _journal_exists(cfg)
 
     async def work() -> None:
         async with application.open_journal_for(cfg) as journal:
@@ -244,7 +264,7 @@ def rotate(
             err.print("error: refusing to rotate without --yes (stdin is not a terminal)")
             raise typer.Exit(EXIT_BAD_INPUT)
         first = "DEACTIVATE " if emergency else ""
-        typer.confirm(f"{first}and rotate {what}?", abort=True)
+        _confirm(f"{first}and rotate {what}?")
 
     async def work() -> Report:
         async with application.open_engine(cfg) as engine:
@@ -279,8 +299,11 @@ def rollback(
     """Put the old credential back: reactivate it (while it still exists) and make the
     sink's previous secret current again. The new credential stays active."""
     cfg = _load(config)
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Roll back {rotation_id}?", abort=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print("error: refusing to roll back without --yes (stdin is not a terminal)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        _confirm(f"Roll back {rotation_id}?")
 
     async def work() -> str:
         async with application.open_engine(cfg) as engine:

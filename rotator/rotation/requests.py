@@ -54,6 +54,10 @@ class Requests:
             audit.bind(account=session.account)
             if access_key_id is not None:
                 owner = await session.owner_of(access_key_id)
+                if request.user is not None and request.user != owner:
+                    raise InputError(
+                        f"access key {access_key_id} belongs to {owner}, not {request.user}"
+                    )
                 request = replace(
                     request, user=owner, kind=Kind.ACCESS_KEY, credential_id=access_key_id
                 )

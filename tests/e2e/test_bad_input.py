@@ -344,6 +344,24 @@ CASES += [
     ),
     Case(id="history-limit", argv=("history", "--limit", "0"), names=("--limit",), usage=True),
     Case(id="rollback-unknown", argv=("rollback", "rot-nosuch", "--yes"), names=("rot-nosuch",)),
+    Case(id="rollback-no-yes", argv=("rollback", "rot-nosuch"), names=("--yes",)),
+    Case(
+        id="key-of-another-user",
+        argv=(*ROTATE, "--emergency", "--user", "ci-b", "--access-key-id", "{ci-a-key}"),
+        names=("ci-a", "ci-b"),
+    ),
+    Case(
+        id="status-no-journal",
+        argv=("status",),
+        names=("journal.url", "no journal"),
+        replace=(("/journal.db", "/nosuch/journal.db"),),
+    ),
+    Case(
+        id="history-no-journal",
+        argv=("history",),
+        names=("journal.url", "no journal"),
+        replace=(("/journal.db", "/nosuch/journal.db"),),
+    ),
 ]
 
 # Certificates: a weak key, a missing file.
@@ -428,14 +446,15 @@ def _environment(case: Case, index: int, endpoint: str) -> dict[str, str]:
     return env
 
 
-def _run(case: Case, index: int, tmp: Path, endpoint: str) -> dict[str, Any]:
+def _run(case: Case, index: int, tmp: Path, endpoint: str, key: str) -> dict[str, Any]:
     config = tmp / f"case-{index:03d}" / "rotator.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     if case.binary is not None:
         config.write_bytes(case.binary)
     else:
         config.write_text(case.policy(tmp))
-    argv = [*case.argv, "--config", str(config)] if case.config else list(case.argv)
+    argv = [a.replace("{ci-a-key}", key) for a in case.argv]
+    argv = [*argv, "--config", str(config)] if case.config else argv
     return {"argv": argv, "env": _environment(case, index, endpoint), "cwd": str(tmp)}
 
 
@@ -444,11 +463,12 @@ def corpus(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """Every case's result and the actions its key signed at the proxy."""
     sandbox = MotoSandbox(moto_server)
     sandbox.reset()
-    sandbox.create_user("ci-a", path="/ci/", keys=1)
+    key = sandbox.create_user("ci-a", path="/ci/", keys=1)[0]["AccessKeyId"]
+    sandbox.create_user("ci-b", path="/ci/", keys=1)
     tmp = tmp_path_factory.mktemp("corpus")
     _weak_ca(tmp / "weak")
     with FaultProxy(moto_server) as proxy:
-        runs = [_run(case, i, tmp, proxy.url) for i, case in enumerate(CASES)]
+        runs = [_run(case, i, tmp, proxy.url, key) for i, case in enumerate(CASES)]
         if os.environ.get("ROTATOR_CORPUS_COLD"):
             results = [_cold(run) for run in runs]
         else:
