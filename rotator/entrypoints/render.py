@@ -104,16 +104,16 @@ def sweep_table(result: SweepResult) -> Table:
             r.reason,
         )
     for bad in result.corrupt:
-        _corrupt_row(table, bad, width=7)
+        _corrupt_row(table, bad, status=False)
     return table
 
 
-def _corrupt_row(table: Table, bad: CorruptRecord, *, width: int) -> None:
+def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool) -> None:
     """A quarantined journal row as a table row: its user and kind if readable, the state
     ``corrupt`` and what is wrong; the other cells empty."""
     _, user, kind, _ = bad.target or ("", "?", "?", "")
     cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
-    if width == 7:  # the sweep table: user kind action state outcome steps detail
+    if not status:  # the sweep table: user kind action state outcome steps detail
         table.add_row(*cells)
     else:  # the status table: rotation user kind state old→new next due
         table.add_row(
@@ -187,7 +187,7 @@ def status_table(
             when,
         )
     for bad in corrupt:
-        _corrupt_row(table, bad, width=len(table.columns))
+        _corrupt_row(table, bad, status=True)
     return table
 
 

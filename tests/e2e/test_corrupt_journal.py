@@ -126,7 +126,10 @@ def test_a_corrupt_row_is_quarantined_and_everyone_else_rotates(
 
     table = cli("status")
     assert table.code == 1
-    assert "corrupt" in table.stdout
+    corrupt_lines = [line for line in table.stdout.splitlines() if "corrupt" in line]
+    assert corrupt_lines
+    for row in (c for c in swept["corrupt"]):  # each row starts with its rotation ID
+        assert any(line.lstrip("│ ").startswith(row["rotation_id"]) for line in corrupt_lines)
 
     history = cli("history")
     assert "Traceback" not in history.stdout + history.stderr
