@@ -14,7 +14,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -285,7 +285,21 @@ def load_config_text(text: str, source: str) -> Config:
             else problem(e, raw)
             for e in exc.errors()
         ]
+        # In the same round: what is wrong with the AWS environment and the audit file.
+        problems += aws_problems(_section(AwsSettings, raw.get("aws")))
+        problems += audit_problems(_section(AuditSettings, raw.get("audit")))
         raise ConfigError(source, problems) from None
+
+
+_S = TypeVar("_S", AwsSettings, AuditSettings)
+
+
+def _section(cls: type[_S], raw: object) -> _S:
+    """``raw`` as section ``cls`` if it validates, else the defaults."""
+    try:
+        return cls(**raw) if isinstance(raw, dict) else cls()
+    except (ValidationError, TypeError):
+        return cls()
 
 
 def _from_environment() -> dict[str, str]:

@@ -226,6 +226,12 @@ CASES += [
     validate("aws-max-attempts", ("aws", "max_attempts"), sections="[aws]\nmax_attempts = 0\n"),
     validate("aws-timeout", ("aws", "connect_timeout"), sections="[aws]\nconnect_timeout = -1\n"),
     validate("aws-retry-mode", ("aws", "retry_mode"), sections='[aws]\nretry_mode = "yolo"\n'),
+    validate(
+        "one-round",
+        ("AWS_PROFILE", "max_age", "audit.file"),
+        env={"AWS_PROFILE": "nosuch"},
+        replace=(*rule_value("max_age", '"9x"'), ('/audit.jsonl"', '/"')),
+    ),
     Case(
         id="run-env-profile", argv=("run",), names=("AWS_PROFILE",), env={"AWS_PROFILE": "nosuch"}
     ),
