@@ -497,8 +497,20 @@ def _cold(run: dict[str, Any]) -> dict[str, Any]:
     return {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
+def _count(*, code_ok: bool, traceback: bool, actions: list[str]) -> None:
+    """Add one case to the robustness tally, before its assertions (failures count too)."""
+    tally.add(
+        bad_input_cases=1,
+        bad_input_wrong_exit=int(not code_ok),
+        bad_input_tracebacks=int(traceback),
+        bad_input_mutating_calls=sum(map(is_mutating, actions)),
+        bad_input_read_calls=sum(not is_mutating(a) for a in actions),
+    )
+
+
 def _check(case: Case, result: dict[str, Any], actions: list[str]) -> None:
     out, err = result["stdout"], result["stderr"]
+    _count(code_ok=result["code"] == 2, traceback="Traceback" in out + err, actions=actions)
     assert "Traceback" not in out + err, err
     assert result["code"] == 2, (result["code"], out, err)
     assert SECRET_LIKE not in out + err
@@ -518,7 +530,6 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(index: int, corpus:
     case = CASES[index]
     actions = proxy.actions_signed_by(_key_id(index))
     _check(case, results[index], actions)
-    tally.add(bad_input_cases=1, bad_input_aws_calls=len(actions))
 
 
 @pytest.mark.parametrize("case_id", sorted(COLD))
@@ -625,13 +636,14 @@ def test_a_bad_lambda_event_is_a_bad_request_and_never_a_sweep(
     result = handler(event)
 
     captured = capsys.readouterr()
+    actions = lambda_proxy.actions_seen()
+    traceback = "Traceback" in captured.out + captured.err
+    _count(code_ok=result.get("error") == error, traceback=traceback, actions=actions)
     assert (result["ok"], result["error"]) == (False, error), result
     assert "Transient" not in json.dumps(result)
     assert "Traceback" not in captured.out + captured.err
     assert SECRET_LIKE not in json.dumps(result) + captured.out + captured.err
-    actions = lambda_proxy.actions_seen()
     assert [a for a in actions if is_mutating(a)] == [], actions
-    tally.add(bad_input_cases=1, bad_input_aws_calls=len(actions))
 
 
 def test_the_lambda_control_a_good_schedule_does_rotate(
