@@ -50,3 +50,7 @@ _.connections
 # permissions.py: the IAM actions that take no resource ARN; tests/test_permissions.py
 # checks every statement against it.
 _.UNSCOPED
+_.waited_s  # Pacer: read by tests (how long callers queued)
+_main  # cli.py: the typer callback holding --version
+_.caption  # rich Table attributes set by render._quiet_note
+_.caption_justify

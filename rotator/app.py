@@ -62,6 +62,9 @@ def make_aws(config: Config) -> Aws:
         retry_mode=s.retry_mode,
         connect_timeout=s.connect_timeout,
         read_timeout=s.read_timeout,
+        # Every worker may have a call in flight, plus the sweep's own listing.
+        max_connections=max(10, config.max_concurrency + 2),
+        max_iam_calls_per_second=s.max_iam_calls_per_second,
     )
 
 

@@ -43,6 +43,7 @@ from rotator.errors import (
     Permanent,
     Transient,
 )
+from rotator.pacing import Pacer
 
 TRANSIENT_CODES = frozenset(
     {
@@ -193,9 +194,11 @@ class Aws:
         endpoint_url: str | None = None,
         profile: str | None = None,
         max_attempts: int = 8,
-        retry_mode: str = "adaptive",
+        retry_mode: str = "standard",
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        max_connections: int = 10,
+        max_iam_calls_per_second: float | None = None,
     ) -> None:
         self.region = region
         self.endpoint_url = endpoint_url
@@ -205,7 +208,11 @@ class Aws:
             retries={"total_max_attempts": max_attempts, "mode": retry_mode},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            # botocore's default of 10 would cap the calls in flight below max_concurrency.
+            max_pool_connections=max_connections,
         )
+        # One pace for every IAM client of this account (IAM throttles per account).
+        self.iam_pacer = Pacer(max_iam_calls_per_second)
         self._session = aioboto3.Session(profile_name=profile, region_name=region)
 
     @property
@@ -239,6 +246,8 @@ class Aws:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
         session = self._session
         async with session.client(service, **kwargs) as client:
+            if service == "iam":
+                self.iam_pacer.attach(client, "iam")
             yield client
 
     @asynccontextmanager

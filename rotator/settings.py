@@ -87,9 +87,12 @@ class AwsSettings(_Section):
     profile: str | None = None
     endpoint_url: str | None = None
     max_attempts: int = Field(default=8, ge=1, le=20)
-    retry_mode: Literal["standard", "adaptive", "legacy"] = "adaptive"
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
+    # The most IAM calls per second rotator makes in one account (all workers together);
+    # unset: as many as IAM accepts (the pace adapts when IAM throttles).
+    max_iam_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
 
 
 class VerifySettings(_Section):

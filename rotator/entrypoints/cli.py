@@ -3,17 +3,15 @@ render. Exit codes: 0 all good, 1 something failed or was blocked, 2 bad input."
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from rotator import app as application
-from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
+from rotator.entrypoints import cli_daemon, cli_deploy, cli_report
 from rotator.entrypoints.exits import (
     EPILOG,
     EXIT_BAD_INPUT,
@@ -22,25 +20,58 @@ from rotator.entrypoints.exits import (
     EXIT_OK,
     fail,
 )
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, CorruptRecord, RotatorError
-from rotator.journal import open_journal
 from rotator.model import Kind, utcnow
-from rotator.policy import parse_duration
-from rotator.rotation.emergency import Request, access_key_id_problem
-from rotator.rotation.report import Report, corrupt_dict
-from rotator.settings import Config
+
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rotator import app as application
+    from rotator import journal as journals
+    from rotator import policy
+    from rotator.entrypoints import render
+    from rotator.rotation import emergency as emergencies
+    from rotator.rotation import report as reports
+    from rotator.rotation.report import Report
+    from rotator.settings import Config
+else:
+    application = lazy("rotator.app")
+    journals = lazy("rotator.journal")
+    policy = lazy("rotator.policy")
+    render = lazy("rotator.entrypoints.render")
+    emergencies = lazy("rotator.rotation.emergency")
+    reports = lazy("rotator.rotation.report")
 
 cli = typer.Typer(
     name="rotator",
     help="Rotate AWS IAM credentials safely, on a schedule and on demand.",
     epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from rotator import __version__
+
+        print(f"rotator {__version__} (Python {sys.version.split()[0]})")
+        raise typer.Exit(EXIT_OK)
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Rotate AWS IAM credentials safely, on a schedule and on demand."""
+
 
 T = TypeVar("T")
 
@@ -62,7 +93,7 @@ def _confirm(question: str) -> None:
 def _journal_exists(config: Config) -> None:
     """Exit 2 if the policy's SQLite journal file does not exist: ``status`` and
     ``history`` read a journal, they never create an empty one at a mistyped path."""
-    journal = open_journal(config.journal.url)
+    journal = journals.open_journal(config.journal.url)
     path = getattr(journal, "path", None)
     if isinstance(path, Path) and not path.exists():
         problem = f"journal.url: no journal at {path} (`rotator journal init` creates one)"
@@ -71,6 +102,8 @@ def _journal_exists(config: Config) -> None:
 
 def _run(work: Awaitable[T]) -> T:
     """Run ``work``; rotator errors become a message and an exit code, never a traceback."""
+    import asyncio
+
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
     except RotatorError as exc:
@@ -103,8 +136,29 @@ def validate(config: ConfigOpt) -> None:
         )
 
 
+AllOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help="List every decision in the table, also those with nothing to do "
+        "(by default they are counted in one line).",
+    ),
+]
+
+
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Show long reasons whole (wrapped) instead of cut to one line."),
+]
+
+
 @cli.command()
-def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+def plan(
+    config: ConfigOpt,
+    as_json: JsonOpt = False,
+    everything: AllOpt = False,
+    wide: WideOpt = False,
+) -> None:
     """Show what a sweep would do now and why (changes nothing)."""
     cfg = _load(config)
 
@@ -115,7 +169,7 @@ def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
-            out.print(render.plan_table(the_plan))
+            out.print(render.plan_table(the_plan, everything=everything, wide=wide))
 
     _with_audit(cfg, work)
 
@@ -127,6 +181,8 @@ def run(
         bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
     ] = False,
     as_json: JsonOpt = False,
+    everything: AllOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run one sweep: advance rotations in flight, start those the policy says are due."""
     cfg = _load(config)
@@ -136,9 +192,9 @@ def run(
             with render.progress_bar(err) as progress:
                 result = await engine.sweep(dry_run=dry_run, progress=progress)
         if as_json:
-            render.print_json(out, result.as_dict())
+            render.print_json(out, render.sweep_document(result))
         else:
-            out.print(render.sweep_table(result))
+            out.print(render.sweep_table(result, everything=everything, wide=wide))
             out.print(render.counts_line(result), highlight=False)
         return result.ok
 
@@ -158,7 +214,7 @@ def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
             corrupt = journal.quarantined()
         now = utcnow()
         if as_json:
-            rows = render.status_rows(active, now) + [corrupt_dict(c) for c in corrupt]
+            rows = render.status_rows(active, now) + [reports.corrupt_dict(c) for c in corrupt]
             render.print_json(out, rows)
         elif not (active or corrupt):
             out.print("no rotations in flight")
@@ -242,15 +298,15 @@ def rotate(
     if hold is not None and not emergency:
         problems.append("--hold: only an --emergency rotation holds the old credential")
     try:
-        held = parse_duration(hold or "0s")
+        held = policy.parse_duration(hold or "0s")
     except ValueError as exc:
         problems.append(f"--hold: {exc}")
-    if access_key_id is not None and (problem := access_key_id_problem(access_key_id)):
+    if access_key_id is not None and (problem := emergencies.access_key_id_problem(access_key_id)):
         problems.append(f"--access-key-id: {problem}")
     if problems:
         raise fail(ConfigError("command line", problems), err)
     cfg = _load(config)
-    request = Request(
+    request = emergencies.Request(
         user=user,
         kind=kind,
         credential_id=credential_id,
@@ -330,7 +386,8 @@ def demo(
     try:
         from rotator.entrypoints import sandbox
     except ImportError as exc:  # moto is the 'sandbox' extra
-        err.print(f"[bold red]the sandbox needs moto:[/] pip install 'rotator[sandbox]' ({exc})")
+        err.print("[bold red]the sandbox needs moto:[/] ", end="")
+        err.print(f"pip install 'iam-rotator[sandbox]' ({exc})", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     ok = sandbox.run_demo(workdir, out, serve=serve)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)

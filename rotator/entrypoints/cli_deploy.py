@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rotator import app as application
 from rotator.entrypoints.exits import fail
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
-from rotator.permissions import policy_document, render
+
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rotator import app as application
+    from rotator import permissions
+else:
+    application = lazy("rotator.app")
+    permissions = lazy("rotator.permissions")
 
 
 def register(app: typer.Typer) -> None:
@@ -35,4 +41,6 @@ def iam_policy(
         cfg = application.load(config)
     except ConfigError as exc:
         raise fail(exc) from None
-    typer.echo(render(policy_document(cfg, journal_init=journal_init)), nl=False)
+    typer.echo(
+        permissions.render(permissions.policy_document(cfg, journal_init=journal_init)), nl=False
+    )

@@ -10,26 +10,41 @@ the journal failed), 2 (bad policy file).
 
 from __future__ import annotations
 
-import asyncio
-import json
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from rotator import app as application
-from rotator import compliance, credential_report, inventory
-from rotator.aws import Clients, aws_errors
-from rotator.credential_report import ReportUnavailable
 from rotator.entrypoints.exits import fail
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
-from rotator.entrypoints.render import progress_bar
 from rotator.errors import ConfigError, RotatorError
-from rotator.kinds import KindContext, build_kinds
 from rotator.model import Kind, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
-from rotator.settings import Config
-from rotator.sinks import Sinks
+
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rich.table import Table
+
+    from rotator import app as application
+    from rotator import aws, compliance, credential_report, inventory, kinds, sinks
+    from rotator.entrypoints import render
+    from rotator.settings import Config
+else:
+    application = lazy("rotator.app")
+    aws = lazy("rotator.aws")
+    compliance = lazy("rotator.compliance")
+    credential_report = lazy("rotator.credential_report")
+    inventory = lazy("rotator.inventory")
+    kinds = lazy("rotator.kinds")
+    sinks = lazy("rotator.sinks")
+    render = lazy("rotator.entrypoints.render")
+
+
+def asyncio_run(work: Any) -> Any:
+    import asyncio  # on first use: `rotator --help` does not need it
+
+    return asyncio.run(work)
+
 
 STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 
@@ -37,31 +52,35 @@ STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> compliance.Report:
     """Plan with the policy, survey the whole account, and judge every credential."""
     now = utcnow()
-    aws = application.make_aws(config)
+    session = application.make_aws(config)
     async with application.open_engine(config) as engine:
         the_plan = await engine.plan(progress=progress)
-    async with aws.client("iam") as iam, aws.client("sts") as sts, Clients(aws) as clients:
-        with aws_errors("GetCallerIdentity"):
+    async with (
+        session.client("iam") as iam,
+        session.client("sts") as sts,
+        aws.Clients(session) as clients,
+    ):
+        with aws.aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
         users = await inventory.list_users(iam, "/")
-        ctx = KindContext(
+        ctx = kinds.KindContext(
             iam=iam,
             iam_once=iam,
-            aws=aws,
+            aws=session,
             account=account,
             verify=config.verify,
-            sink=Sinks(clients).for_rule,
+            sink=sinks.Sinks(clients).for_rule,
         )
-        kinds = build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+        bound = kinds.build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
         try:
             report = await credential_report.fetch(iam)
             source = f"credential report generated {report.generated:%Y-%m-%d %H:%M}Z"
-        except ReportUnavailable as exc:
+        except credential_report.ReportUnavailable as exc:
             report, source = None, f"per-user listing (credential report unavailable: {exc})"
         view = await credential_report.survey(
             users=users,
             account=account,
-            kinds=kinds,
+            kinds=bound,
             report=report,
             now=now,
             max_concurrency=config.max_concurrency,
@@ -76,6 +95,8 @@ def _cell(verdict: compliance.Verdict) -> str:
 
 def table(report: compliance.Report) -> Table:
     """The report for people: one row per credential."""
+    from rich.table import Table
+
     out = Table(
         title=f"Compliance, account {report.account} ({report.source})", title_justify="left"
     )
@@ -115,14 +136,14 @@ def register(app: typer.Typer) -> None:
             raise fail(exc, err) from None
         close = application.configure_audit(cfg)
         try:
-            with progress_bar(err) as progress:
-                result = asyncio.run(build(cfg, progress))
+            with render.progress_bar(err) as progress:
+                result = asyncio_run(build(cfg, progress))
         except RotatorError as exc:
             raise fail(exc, err) from None
         finally:
             close()
         if as_json:
-            out.print_json(json.dumps(result.as_dict()))
+            render.print_json(out, result.as_dict())
             return
         out.print(table(result))
         for cert in result.certificates:

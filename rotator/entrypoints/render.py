@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from rotator.errors import CorruptRecord
 from rotator.model import Action, Plan, Rotation, StepRecord
@@ -64,47 +66,125 @@ def _when(value: datetime | None) -> str:
 
 
 def print_json(console: Console, data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+    """``data`` as JSON (two-space indents) on ``console``'s file, written piece by piece as
+    it is encoded, with the standard library: a list or an iterator of 10,000 rows is never
+    held as one string (nor as rich's renderables), and an iterator's rows are built one
+    at a time."""
+    write = console.file.write
+    for chunk in _encode(data, 0):
+        write(chunk)
+    write("\n")
+    console.file.flush()
 
 
-def plan_rows(plan: Plan) -> list[dict[str, Any]]:
+def _encode(value: Any, depth: int) -> Iterator[str]:
+    """JSON text of ``value``: containers at the top two levels stream their members (and
+    iterators are read lazily); anything deeper is one ``json.dumps`` each."""
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if depth < 2 and isinstance(value, dict):
+        if not value:
+            yield "{}"
+            return
+        yield "{"
+        for n, (key, member) in enumerate(value.items()):
+            yield f"{',' if n else ''}\n{inner}{json.dumps(str(key))}: "
+            yield from _encode(member, depth + 1)
+        yield f"\n{pad}}}"
+    elif depth < 2 and isinstance(value, (list, tuple, Iterator)):
+        empty = True
+        for member in value:
+            yield ("[" if empty else ",") + f"\n{inner}"
+            empty = False
+            yield from _encode(member, depth + 1)
+        yield "[]" if empty else f"\n{pad}]"
+    else:
+        text = json.dumps(value, default=str, indent=2)
+        yield text.replace("\n", "\n" + pad) if "\n" in text else text
+
+
+def plan_rows(plan: Plan) -> Iterator[dict[str, Any]]:
     """The ``plan --json`` objects: user, kind, credential_id, action, reason (and more)."""
-    return [d.as_dict() for d in plan]
+    return (d.as_dict() for d in plan)
 
 
-def plan_table(plan: Plan) -> Table:
-    table = Table(title="Plan", title_justify="left")
-    for column in ("user", "kind", "credential", "action", "reason"):
-        table.add_column(column, overflow="fold")
-    for d in plan:
-        style = ACTION_STYLE[d.action]
-        table.add_row(
-            d.user,
-            str(d.kind) + (f" ({d.slot})" if d.slot else ""),
-            d.credential_id or "",
-            f"[{style}]{d.action}[/]",
-            d.reason,
-        )
+def sweep_document(result: SweepResult) -> dict[str, Any]:
+    """The ``run --json`` document; its results are built one at a time as they are written."""
+    return {**result.head(), "results": (r.as_dict() for r in result.reports)}
+
+
+# Rows nobody needs to read one by one: a no-op sweep of 10,000 users is 10,000 of them.
+QUIET_ACTIONS = frozenset({Action.SKIP})
+QUIET_RESULTS = frozenset({Result.SKIPPED, Result.NOT_DUE})
+
+
+def _table(title: str, columns: Sequence[str], *, wrap: Sequence[str] = ()) -> Table:
+    """A table whose IDs, names, kinds, states and dates never wrap (they would break
+    across lines at 80 columns); only the free-text columns in ``wrap`` give way (their
+    cells are ``_free`` text)."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=column not in wrap, overflow="fold")
     return table
 
 
-def sweep_table(result: SweepResult) -> Table:
-    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
-    table = Table(title=title, title_justify="left")
-    for column in ("user", "kind", "action", "state", "outcome", "steps", "detail"):
-        table.add_column(column, overflow="fold")
-    for r in result.reports:
+def _free(text: str, wide: bool) -> Text:
+    """A free-text cell (a reason, the steps): cut to one line ending in "…", or, when
+    ``wide``, wrapped whole. Plain text: user-supplied characters are never markup."""
+    if wide:
+        return Text(text, overflow="fold")
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def _quiet_note(table: Table, hidden: Counter[str], what: str) -> None:
+    if hidden:
+        summary = ", ".join(f"{n} {reason}" for reason, n in hidden.most_common())
+        table.caption = (
+            f"and {sum(hidden.values())} {what} not listed ({summary}); --all lists them"
+        )
+        table.caption_justify = "left"
+
+
+def plan_table(plan: Plan, *, everything: bool = False, wide: bool = False) -> Table:
+    columns = ("user", "kind", "credential", "action", "reason")
+    table = _table("Plan", columns, wrap=("reason",))
+    hidden: Counter[str] = Counter()
+    for d in plan:
+        if d.action in QUIET_ACTIONS and not everything:
+            hidden[str(d.action)] += 1
+            continue
+        style = ACTION_STYLE[d.action]
         table.add_row(
-            r.decision.user,
+            escape(d.user),
+            str(d.kind) + (f" ({escape(d.slot)})" if d.slot else ""),
+            d.credential_id or "",
+            f"[{style}]{d.action}[/]",
+            _free(d.reason, wide),
+        )
+    _quiet_note(table, hidden, "decisions")
+    return table
+
+
+def sweep_table(result: SweepResult, *, everything: bool = False, wide: bool = False) -> Table:
+    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
+    columns = ("user", "kind", "action", "state", "outcome", "steps", "detail")
+    table = _table(title, columns, wrap=("steps", "detail"))
+    hidden: Counter[str] = Counter()
+    for r in result.reports:
+        if r.result in QUIET_RESULTS and not everything:
+            hidden[str(r.result)] += 1
+            continue
+        table.add_row(
+            escape(r.decision.user),
             str(r.decision.kind),
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
             str(r.state or ""),
             f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
-            " ".join(f"{s.step}" for s in r.steps),
-            r.reason,
+            _free(" ".join(f"{s.step}" for s in r.steps), wide),
+            _free(r.reason, wide),
         )
     for bad in result.corrupt:
         _corrupt_row(table, bad, status=False)
+    _quiet_note(table, hidden, "decisions")
     return table
 
 
@@ -167,9 +247,8 @@ def _state(rotation: Rotation) -> str:
 def status_table(
     rotations: Sequence[Rotation], now: datetime, corrupt: Sequence[CorruptRecord] = ()
 ) -> Table:
-    table = Table(title="Rotations in flight", title_justify="left")
-    for column in ("rotation", "user", "kind", "state", "old → new", "next step", "due"):
-        table.add_column(column, overflow="fold")
+    columns = ("rotation", "user", "kind", "state", "old → new", "next step", "due")
+    table = _table("Rotations in flight", columns, wrap=("due",))
     for r in rotations:
         due = next_step(r)
         when = ""
@@ -179,7 +258,7 @@ def status_table(
                 when += f" [yellow](held since {_when(r.held_since)})[/]"
         table.add_row(
             r.rotation_id,
-            r.user,
+            escape(r.user),
             str(r.kind),
             _state(r),
             f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
@@ -222,14 +301,13 @@ def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dic
 
 
 def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
-    table = Table(title="Rotation history", title_justify="left")
-    for column in ("started", "rotation", "user", "kind", "state", "old → new", "steps"):
-        table.add_column(column, overflow="fold")
+    columns = ("started", "rotation", "user", "kind", "state", "old → new", "steps")
+    table = _table("Rotation history", columns, wrap=("steps",))
     for r, steps in items:
         table.add_row(
             _when(r.created_at),
             r.rotation_id,
-            r.user,
+            escape(r.user),
             str(r.kind),
             _state(r),
             f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",

@@ -198,7 +198,8 @@ class SweepResult:
         corrupt."""
         return not self.corrupt and all(r.ok for r in self.reports)
 
-    def as_dict(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
+        """Everything but the per-decision results."""
         return {
             "run_id": self.run_id,
             "account": self.account,
@@ -207,9 +208,11 @@ class SweepResult:
             "finished_at": self.finished_at.isoformat(),
             "counts": self.counts(),
             "ok": self.ok,
-            "results": [r.as_dict() for r in self.reports],
             "corrupt": [corrupt_dict(c) for c in self.corrupt],
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.head(), "results": [r.as_dict() for r in self.reports]}
 
 
 def corrupt_dict(bad: CorruptRecord) -> dict[str, Any]:

@@ -191,6 +191,27 @@ def _invalid_token() -> Response:
     return 403, "Forbidden", [("Content-Type", "text/xml")], body
 
 
+@dataclass
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` held."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = self.burst
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class FaultProxy:
     """Forwards HTTP to ``upstream`` and injects the faults of a ``FaultPlan`` or a hook."""
 
@@ -203,6 +224,7 @@ class FaultProxy:
         self._hooks: list[_Hook] = []
         self._holds: list[Held] = []
         self._young = 0.0  # reject STS calls signed by access keys younger than this
+        self._bucket: _Bucket | None = None  # IAM's per-account token bucket, when modelled
         self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
@@ -288,6 +310,19 @@ class FaultProxy:
         call signed by an access key created less than ``seconds`` ago through this proxy."""
         with self._lock:
             self._young = seconds
+
+    def limit_iam(self, rate: float, burst: float | None = None) -> None:
+        """Model IAM's request quota: a token bucket of ``rate`` calls per second holding
+        at most ``burst`` (default ``rate``); an IAM call finding it empty is answered
+        ``Throttling`` (400), as IAM does, and counted as throttled."""
+        with self._lock:
+            self._bucket = _Bucket(rate, burst if burst is not None else rate)
+
+    def _over_quota(self, request: Request) -> bool:
+        if request.service != "iam":
+            return False
+        with self._lock:
+            return self._bucket is not None and not self._bucket.take()
 
     def _too_young(self, request: Request) -> bool:
         match = _KEY_ID.search(request.headers.get("authorization", ""))
@@ -431,6 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
         if held is not None and held.phase == "before":
             held.reached.set()
             held.released.wait(300)
+        if fault == "none" and hook is None and proxy._over_quota(request):
+            fault = "throttle"
         if fault in ("throttle", "server_error"):
             proxy._count(COUNTER[fault])
             self._answer(*error_response(request, 400 if fault == "throttle" else status))
