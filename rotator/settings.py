@@ -357,7 +357,7 @@ def lambda_settings() -> LambdaSettings:
         raise ConfigError("environment", problems) from None
 
 
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_REGION = re.compile(r"[a-z]{2,5}(-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, eusc-de-east-1
 
 
 def aws_problems(aws: AwsSettings) -> list[str]:
