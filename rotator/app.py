@@ -16,7 +16,13 @@ from rotator.errors import ConfigError
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
 from rotator.model import utcnow
 from rotator.rotation.engine import Engine
-from rotator.settings import Config, load_config, load_config_text
+from rotator.settings import (
+    Config,
+    audit_problems,
+    aws_problems,
+    load_config,
+    load_config_text,
+)
 
 
 def load(path: Path, *, inputs: bool = True) -> Config:
@@ -36,6 +42,7 @@ def check(config: Config, source: str, *, inputs: bool = True) -> Config:
     ``ConfigError`` (exit code 2) before any AWS call."""
     # Certificate inputs (issuer files, subjects, name formats) fail here, before any AWS call.
     problems = issuers.config_problems(config.rules, utcnow()) if inputs else []
+    problems += aws_problems(config.aws) + audit_problems(config.audit)
     try:
         open_journal(config.journal.url)  # parse only: nothing is opened
     except ValueError as exc:

@@ -41,6 +41,7 @@ LEASE_RENEW_FAILED = "lease.renew_failed"  # a heartbeat could not reach the jou
 ORPHAN_DELETED = "orphan.deleted"  # a late create's orphan found by a sweep, deleted
 ROTATION_COMPENSATED = "rotation.compensated"  # a credential whose secret was lost, deleted
 ROTATION_TAKEN_OVER = "rotation.taken_over"  # a dead or silent worker's lease was taken
+JOURNAL_CORRUPT_RECORD = "journal.corrupt_record"  # a row that does not decode: skipped
 DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on
 INVENTORY_REPORT_UNAVAILABLE = "inventory.report_unavailable"  # listing per user instead
 

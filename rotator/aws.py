@@ -25,11 +25,18 @@ from typing import Any, Self
 import aioboto3
 from aiobotocore.credentials import AioCredentials
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from rotator.errors import (
     AccessDenied,
     AwsError,
+    ConfigError,
     DeleteConflict,
     LimitExceeded,
     NoSuchEntity,
@@ -96,8 +103,20 @@ def aws_errors(operation: str, **ids: str) -> Iterator[None]:
     """Convert botocore errors raised inside the block (``operation`` names the call)."""
     try:
         yield
+    except (NoCredentialsError, PartialCredentialsError) as exc:  # bad input: exit 2
+        raise ConfigError("AWS credentials", [f"{type(exc).__name__}: {NO_CREDENTIALS}"]) from None
+    except ProfileNotFound as exc:
+        raise ConfigError(
+            "AWS credentials", [f"{exc}; see `aws configure list-profiles`"]
+        ) from None
     except (ClientError, BotoCoreError) as exc:
         raise convert(exc, operation, ids) from None
+
+
+NO_CREDENTIALS = (
+    "no usable AWS credentials: run `aws configure`, set AWS_PROFILE, or set both "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
 
 
 async def all_pages(

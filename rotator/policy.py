@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,17 +34,50 @@ _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 _PART = re.compile(r"(\d+)([smhdw])")
 
 
+# No duration rotator reads may exceed this: ten years is longer than any credential's
+# sensible life, and far from ``datetime``'s limits (year 9999) when added to "now".
+# Settings with a tighter bound say so with ``at_most``.
+MAX_DURATION = timedelta(days=3650)
+_MAX_TEXT = 40  # characters: no real duration is longer; a huge number is refused unread
+
+
 def parse_duration(value: Any) -> timedelta:
-    """``"90d"``, ``"1h30m"``, ``"0s"`` -> timedelta. Units: s m h d w."""
+    """``"90d"``, ``"1h30m"``, ``"0s"`` -> timedelta. Units: s m h d w. At most
+    ``MAX_DURATION``; ``ValueError`` (never ``OverflowError``) otherwise."""
     if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str) or not _DURATION.match(value.strip()):
+        seconds = value.total_seconds()
+    else:
+        text = value.strip() if isinstance(value, str) else ""
+        if not text or len(text) > _MAX_TEXT or not _DURATION.match(text):
+            shown = (
+                repr(value) if len(repr(value)) <= _MAX_TEXT + 2 else repr(value)[:_MAX_TEXT] + "…"
+            )
+            raise ValueError(
+                f"invalid duration {shown}: use a number and a unit (s, m, h, d, w), "
+                'e.g. "90d", "12h", "1h30m", "0s"'
+            )
+        seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if seconds < 0:
+        raise ValueError("a duration may not be negative")
+    if seconds > MAX_DURATION.total_seconds():
         raise ValueError(
-            f"invalid duration {value!r}: use a number and a unit (s, m, h, d, w), "
-            'e.g. "90d", "12h", "1h30m", "0s"'
+            f"duration {value if isinstance(value, str) else format_duration(value)!r} is "
+            f"longer than the maximum, {format_duration(MAX_DURATION)}"
         )
-    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value.strip()))
-    return timedelta(seconds=seconds)
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def at_most(limit: timedelta) -> AfterValidator:
+    """A tighter upper bound for one duration setting: ``Annotated[Duration, at_most(..)]``."""
+
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise ValueError(
+                f"{format_duration(value)} is longer than the maximum, {format_duration(limit)}"
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 def format_duration(value: timedelta) -> str:

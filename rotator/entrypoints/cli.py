@@ -12,29 +12,40 @@ import typer
 from rich.console import Console
 
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_report
+from rotator.entrypoints.exits import (
+    EPILOG,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    fail,
+)
 from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
-from rotator.errors import ConfigError, InputError, NotFound, RotatorError
+from rotator.errors import ConfigError, CorruptRecord, RotatorError
 from rotator.model import Kind, utcnow
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
+    from rotator import journal as journals
     from rotator import policy
     from rotator.entrypoints import render
     from rotator.rotation import emergency as emergencies
+    from rotator.rotation import report as reports
     from rotator.rotation.report import Report
     from rotator.settings import Config
 else:
     application = lazy("rotator.app")
+    journals = lazy("rotator.journal")
     policy = lazy("rotator.policy")
     render = lazy("rotator.entrypoints.render")
     emergencies = lazy("rotator.rotation.emergency")
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+    reports = lazy("rotator.rotation.report")
 
 cli = typer.Typer(
     name="rotator",
     help="Rotate AWS IAM credentials safely, on a schedule and on demand.",
+    epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -69,10 +80,24 @@ def _load(path: Path, *, inputs: bool = True) -> Config:
     try:
         return application.load(path, inputs=inputs)
     except ConfigError as exc:
-        err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(exc, err) from None
+
+
+def _confirm(question: str) -> None:
+    """Ask; anything but yes exits 2 (nothing was done)."""
+    if not typer.confirm(question, default=False):
+        err.print("error: not confirmed; nothing was done")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _journal_exists(config: Config) -> None:
+    """Exit 2 if the policy's SQLite journal file does not exist: ``status`` and
+    ``history`` read a journal, they never create an empty one at a mistyped path."""
+    journal = journals.open_journal(config.journal.url)
+    path = getattr(journal, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        problem = f"journal.url: no journal at {path} (`rotator journal init` creates one)"
+        raise fail(ConfigError("policy", [problem]), err)
 
 
 def _run(work: Awaitable[T]) -> T:
@@ -81,16 +106,16 @@ def _run(work: Awaitable[T]) -> T:
 
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
-    except (InputError, ConfigError, NotFound) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
     except RotatorError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(exc, err) from None
 
 
 def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
-    close = application.configure_audit(config)
+    try:
+        close = application.configure_audit(config)
+    except OSError as exc:
+        problem = f"audit.file: cannot open {config.audit.file}: {exc.strerror or exc}"
+        raise fail(ConfigError("policy", [problem]), err) from None
     try:
         return _run(work())
     finally:
@@ -181,19 +206,26 @@ def run(
 def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Rotations in flight, their next step and when it is due."""
     cfg = _load(config, inputs=False)
+    _journal_exists(cfg)
 
-    async def work() -> None:
+    async def work() -> list[CorruptRecord]:
         async with application.open_journal_for(cfg) as journal:
             active = await journal.list_active()
+            corrupt = journal.quarantined()
         now = utcnow()
         if as_json:
-            render.print_json(out, render.status_rows(active, now))
-        elif not active:
+            rows = render.status_rows(active, now) + [reports.corrupt_dict(c) for c in corrupt]
+            render.print_json(out, rows)
+        elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
-            out.print(render.status_table(active, now))
+            out.print(render.status_table(active, now, corrupt))
+        return corrupt
 
-    _run(work())
+    corrupt = _run(work())
+    for bad in corrupt:  # exit 1: a human must fix or delete the row
+        err.print(f"error: {bad}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if corrupt else EXIT_OK)
 
 
 @cli.command()
@@ -205,10 +237,12 @@ def history(
 ) -> None:
     """Past and current rotations, newest first, with every step's outcome."""
     cfg = _load(config, inputs=False)
+    _journal_exists(cfg)
 
     async def work() -> None:
         async with application.open_journal_for(cfg) as journal:
             rotations = await journal.list_rotations(user=user, limit=limit)
+            corrupt.extend(journal.quarantined())
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
         if as_json:
             render.print_json(out, render.history_rows(items))
@@ -217,7 +251,11 @@ def history(
         else:
             out.print(render.history_table(items))
 
+    corrupt: list[CorruptRecord] = []
     _run(work())
+    for bad in corrupt:  # listed without it; exit 1: a human must fix or delete the row
+        err.print(f"error: {bad}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if corrupt else EXIT_OK)
 
 
 @cli.command()
@@ -244,24 +282,30 @@ def rotate(
         ),
     ] = False,
     hold: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="With --emergency: how long to keep the leaked credential "
-            "(inactive) before deleting it, e.g. 0s, 1h, 7d."
+            "(inactive) before deleting it, e.g. 0s, 1h, 7d (default 0s)."
         ),
-    ] = "0s",
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
-    cfg = _load(config)
+    problems = []
+    if hold is not None and not emergency:
+        problems.append("--hold: only an --emergency rotation holds the old credential")
     try:
-        held = policy.parse_duration(hold)
+        held = policy.parse_duration(hold or "0s")
     except ValueError as exc:
-        err.print(f"[bold red]error:[/] --hold: {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        problems.append(f"--hold: {exc}")
+    if access_key_id is not None and (problem := emergencies.access_key_id_problem(access_key_id)):
+        problems.append(f"--access-key-id: {problem}")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
+    cfg = _load(config)
     request = emergencies.Request(
         user=user,
         kind=kind,
@@ -276,7 +320,7 @@ def rotate(
             err.print("error: refusing to rotate without --yes (stdin is not a terminal)")
             raise typer.Exit(EXIT_BAD_INPUT)
         first = "DEACTIVATE " if emergency else ""
-        typer.confirm(f"{first}and rotate {what}?", abort=True)
+        _confirm(f"{first}and rotate {what}?")
 
     async def work() -> Report:
         async with application.open_engine(cfg) as engine:
@@ -311,8 +355,11 @@ def rollback(
     """Put the old credential back: reactivate it (while it still exists) and make the
     sink's previous secret current again. The new credential stays active."""
     cfg = _load(config)
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Roll back {rotation_id}?", abort=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print("error: refusing to roll back without --yes (stdin is not a terminal)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        _confirm(f"Roll back {rotation_id}?")
 
     async def work() -> str:
         async with application.open_engine(cfg) as engine:
@@ -358,4 +405,6 @@ def main() -> None:
         cli()
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except RotatorError as exc:  # one a command did not handle itself
+        sys.exit(fail(exc, err).exit_code)

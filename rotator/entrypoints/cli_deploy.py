@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rotator.entrypoints.exits import fail
 from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
@@ -17,8 +18,6 @@ if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
 else:
     application = lazy("rotator.app")
     permissions = lazy("rotator.permissions")
-
-EXIT_BAD_INPUT = 2
 
 
 def register(app: typer.Typer) -> None:
@@ -41,10 +40,7 @@ def iam_policy(
     try:
         cfg = application.load(config)
     except ConfigError as exc:
-        typer.echo(f"invalid policy file {exc.source}:", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(exc) from None
     typer.echo(
         permissions.render(permissions.policy_document(cfg, journal_init=journal_init)), nl=False
     )

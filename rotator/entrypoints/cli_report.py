@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+from rotator.entrypoints.exits import fail
 from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, RotatorError
@@ -37,8 +38,6 @@ else:
     kinds = lazy("rotator.kinds")
     sinks = lazy("rotator.sinks")
     render = lazy("rotator.entrypoints.render")
-
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
 def asyncio_run(work: Any) -> Any:
@@ -134,17 +133,13 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = application.load(config)
         except ConfigError as exc:
-            err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-            for problem in exc.problems:
-                err.print(f"  - {problem}", markup=False, highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+            raise fail(exc, err) from None
         close = application.configure_audit(cfg)
         try:
             with render.progress_bar(err) as progress:
                 result = asyncio_run(build(cfg, progress))
         except RotatorError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_FAILED) from None
+            raise fail(exc, err) from None
         finally:
             close()
         if as_json:

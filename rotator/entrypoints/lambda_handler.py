@@ -5,11 +5,14 @@ policy, build the engine (``rotator.app``), call one function, return its result
 
 Events:
 
-* an EventBridge schedule (any event without a ``rotator`` key) — one sweep;
+* an EventBridge scheduled event (or ``{}``) — one sweep;
 * ``{"rotator": {"action": "sweep", "dry_run": false}}`` — the same, asked for by name;
 * ``{"rotator": {"action": "rotate", "access_key_id": "AKIA…", "emergency": true,
   "hold": "0s"}}`` — ``rotator rotate`` (also ``user``, ``kind``, ``credential_id``,
   ``service``, ``dry_run``): an emergency deactivates the leaked credential first.
+
+Any other shape (a misspelt ``"Rotator"``, extra keys) is refused as ``InputError``, never
+run as a sweep.
 
 The policy comes from a file bundled with the function (``ROTATOR_CONFIG``) or from an SSM
 parameter (``ROTATOR_CONFIG_SSM``); its journal must be ``dynamodb://`` (a Lambda has no
@@ -29,7 +32,15 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rotator import app as application
 from rotator import audit, redaction
@@ -37,7 +48,7 @@ from rotator.aws import Aws, aws_errors
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind
 from rotator.policy import Duration
-from rotator.rotation.emergency import Request
+from rotator.rotation.emergency import Request, access_key_id_problem
 from rotator.settings import Config, LambdaSettings, lambda_settings
 
 LAMBDA_FAILED = "lambda.failed"
@@ -67,17 +78,42 @@ class RotateCommand(_Command):
     hold: Duration = timedelta(0)
     dry_run: bool = False
 
+    @field_validator("access_key_id")
+    @classmethod
+    def _key_id(cls, value: str | None) -> str | None:
+        if value is not None and (problem := access_key_id_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _hold_needs_emergency(self) -> RotateCommand:
+        if "hold" in self.model_fields_set and not self.emergency:
+            raise ValueError("hold: only an emergency rotation holds the old credential")
+        return self
+
 
 Command = Annotated[SweepCommand | RotateCommand, Field(discriminator="action")]
 
 
 def parse_event(event: object) -> SweepCommand | RotateCommand:
-    """The command an event carries: ``event["rotator"]``, else a sweep. ``InputError``
-    names what is wrong with a malformed command."""
-    if event is None or (isinstance(event, Mapping) and "rotator" not in event):
+    """The command an event carries. Three shapes, nothing else: an EventBridge scheduled
+    event (``"source": "aws.events"``, ``"detail-type": "Scheduled Event"``) or an empty
+    one (``{}``, ``null``) is a sweep; ``{"rotator": {...}}`` is the command it holds. Any
+    other shape is an ``InputError`` — never a sweep: a misspelt emergency
+    (``{"Rotator": ...}``) must not run as a scheduled sweep and leave the leaked key
+    active. ``InputError`` names what is wrong with a malformed command."""
+    if event is None or (isinstance(event, Mapping) and not event):
         return SweepCommand()
     if not isinstance(event, Mapping):
         raise InputError("the event must be a JSON object")
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        return SweepCommand()
+    if set(event) != {"rotator"}:
+        keys = ", ".join(repr(str(k)[:40]) for k in sorted(event, key=str)[:8])
+        raise InputError(
+            f"unknown event shape (keys {keys}): expected an EventBridge scheduled event, "
+            '{} or {"rotator": {"action": "sweep" | "rotate", ...}}'
+        )
     try:
         return TypeAdapter(Command).validate_python(event["rotator"])
     except ValidationError as exc:

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from rotator.errors import CorruptRecord
 from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.protocol import next_step
@@ -181,8 +182,29 @@ def sweep_table(result: SweepResult, *, everything: bool = False, wide: bool = F
             _free(" ".join(f"{s.step}" for s in r.steps), wide),
             _free(r.reason, wide),
         )
+    for bad in result.corrupt:
+        _corrupt_row(table, bad, status=False)
     _quiet_note(table, hidden, "decisions")
     return table
+
+
+def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool) -> None:
+    """A quarantined journal row as a table row: its user and kind if readable, the state
+    ``corrupt`` and what is wrong; the other cells empty."""
+    _, user, kind, _ = bad.target or ("", "?", "?", "")
+    cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
+    if not status:  # the sweep table: user kind action state outcome steps detail
+        table.add_row(*cells)
+    else:  # the status table: rotation user kind state old→new next due
+        table.add_row(
+            escape(bad.rotation_id),
+            escape(user),
+            escape(kind),
+            "[bold red]corrupt[/]",
+            "",
+            "",
+            escape(f"{bad.field}: {bad.detail}"),
+        )
 
 
 def counts_line(result: SweepResult) -> str:
@@ -222,7 +244,9 @@ def _state(rotation: Rotation) -> str:
     return str(rotation.state)
 
 
-def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
+def status_table(
+    rotations: Sequence[Rotation], now: datetime, corrupt: Sequence[CorruptRecord] = ()
+) -> Table:
     columns = ("rotation", "user", "kind", "state", "old → new", "next step", "due")
     table = _table("Rotations in flight", columns, wrap=("due",))
     for r in rotations:
@@ -241,6 +265,8 @@ def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
             str(due.step) if due else "",
             when,
         )
+    for bad in corrupt:
+        _corrupt_row(table, bad, status=True)
     return table
 
 

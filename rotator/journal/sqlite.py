@@ -23,8 +23,9 @@ from typing import Any, Self
 
 import aiosqlite
 
-from rotator.errors import Conflict, JournalError, LeaseLost, NotFound
+from rotator.errors import Conflict, CorruptRecord, JournalError, LeaseLost, NotFound
 from rotator.journal.base import (
+    decode_rows,
     rotation_from_record,
     rotation_to_record,
     step_from_record,
@@ -148,6 +149,7 @@ class SqliteJournal:
         self._lock = asyncio.Lock()  # one transaction at a time on this connection
         self._group: _Group | None = None  # the writes of the open transaction
         self._writers_waiting = 0  # writes queued for the lock
+        self._quarantined: list[CorruptRecord] = []
         self._epoch: str | None = None
 
     @property
@@ -261,13 +263,23 @@ class SqliteJournal:
     async def list_active(self) -> list[Rotation]:
         """Every unfinished rotation, oldest first."""
         async with self._transaction(write=False) as db, db.execute(_ACTIVE) as cursor:
-            return [rotation_from_record(_record(row)) async for row in cursor]
+            rows = [_record(row) async for row in cursor]
+        return self._decoded(rows)
 
     async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
         """Up to ``limit`` rotations newest first, optionally only ``user``'s."""
         params = {"user": user, "limit": max(limit, 0)}
         async with self._transaction(write=False) as db, db.execute(_RECENT, params) as cursor:
-            return [rotation_from_record(_record(row)) async for row in cursor]
+            rows = [_record(row) async for row in cursor]
+        return self._decoded(rows)
+
+    def _decoded(self, rows: list[Record]) -> list[Rotation]:
+        good, self._quarantined = decode_rows(rows)
+        return good
+
+    def quarantined(self) -> list[CorruptRecord]:
+        """The rows the last listing skipped (they do not decode)."""
+        return list(self._quarantined)
 
     async def record_step(self, record: StepRecord) -> None:
         """Append one step outcome to a rotation's history."""

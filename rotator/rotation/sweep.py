@@ -16,7 +16,15 @@ from datetime import timedelta
 
 from rotator import audit
 from rotator.backoff import holding as _holding
-from rotator.errors import AwsError, Conflict, LeaseLost, Refused, RotatorError, Transient
+from rotator.errors import (
+    AwsError,
+    Conflict,
+    CorruptRecord,
+    LeaseLost,
+    Refused,
+    RotatorError,
+    Transient,
+)
 from rotator.inventory import collect
 from rotator.kinds import Disables, facts_of
 from rotator.model import (
@@ -88,10 +96,15 @@ class Sweep:
             audit.bind(account=session.account)
             self._log.info(audit.SWEEP_STARTED, rules=len(self._config.rules))
             inventory, the_plan = await self._plan(session, progress)
+            corrupt = self._quarantined(session.account)
+            held = {c.target: c for c in corrupt if c.target is not None}
             limit = asyncio.Semaphore(self._config.max_concurrency)
             worked = Counter(progress, WORK, sum(1 for d in the_plan if d.action in _WORK))
 
             async def one(decision: Decision) -> Report:
+                target = (decision.account, decision.user, str(decision.kind), decision.slot)
+                if (bad := held.get(target)) is not None:  # a human must look at the row
+                    return Report(decision=decision, result=Result.BLOCKED, reason=str(bad))
                 # The slot is lent out while the decision's work waits (``backoff.pause``).
                 async with limit:
                     with _holding(limit):
@@ -115,6 +128,7 @@ class Sweep:
             plan=the_plan,
             reports=tuple(reports),
             inventory=inventory,
+            corrupt=tuple(corrupt),
         )
         self._log.info(
             audit.SWEEP_FINISHED,
@@ -141,6 +155,24 @@ class Sweep:
         # Every rule, disabled ones too: a disabled rule starts nothing new (the planner
         # skips it) but the rotations it started still finish.
         return inventory, plan(inventory, self._config.rules, active, self._rotations.clock())
+
+    def _quarantined(self, account: str) -> list[CorruptRecord]:
+        """The journal rows the last listing skipped, each logged: those of this account,
+        and those whose account cannot be read."""
+        found = [
+            c
+            for c in self._rotations.journal.quarantined()
+            if c.target is None or c.target[0] == account
+        ]
+        for bad in found:
+            self._log.error(
+                audit.JOURNAL_CORRUPT_RECORD,
+                rotation_id=bad.rotation_id,
+                field=bad.field,
+                reason=str(bad),
+                quarantined="skipped: fix or delete the row; the others go on",
+            )
+        return found
 
     async def _stalled(
         self,

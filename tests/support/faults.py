@@ -119,6 +119,18 @@ class Held:
             raise TimeoutError(f"no {self.action} request reached the hold in {timeout}s")
 
 
+READ_PREFIXES = ("Get", "List", "Describe", "GenerateCredentialReport", "Query", "Scan")
+READ_PREFIXES += ("BatchGet", "Simulate")
+
+
+def is_mutating(action: str) -> bool:
+    """Whether an AWS action may change something: anything but reads (``Get*``, ``List*``,
+    ``Describe*``, DynamoDB's ``Query``/``Scan``/``BatchGetItem``, ``Simulate*`` policy
+    checks and ``GenerateCredentialReport``, which only refreshes a report). An action
+    the proxy could not read ('') counts as mutating."""
+    return not action.startswith(READ_PREFIXES)
+
+
 def parse_request(method: str, path: str, headers: dict[str, str], body: bytes) -> Request:
     """A ``Request`` with its action (X-Amz-Target or form/query ``Action=``) and service."""
     target = headers.get("x-amz-target", "")
@@ -216,6 +228,7 @@ class FaultProxy:
         self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
+        self._signed: list[tuple[str, str]] = []  # (access key ID that signed it, action)
         self._sockets: set[socket.socket] = set()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
@@ -342,6 +355,11 @@ class FaultProxy:
         with self._lock:
             return list(self._actions)
 
+    def actions_signed_by(self, key_id: str) -> list[str]:
+        """The actions of the requests signed with access key ``key_id``, in order."""
+        with self._lock:
+            return [action for signer, action in self._signed if signer == key_id]
+
     def _count(self, name: str) -> None:
         with self._lock:
             self._counts[name] += 1
@@ -366,6 +384,8 @@ class FaultProxy:
         with self._lock:
             self._counts["requests"] += 1
             self._actions.append(request.action)
+            signer = _KEY_ID.search(request.headers.get("authorization", ""))
+            self._signed.append((signer.group(1) if signer else "", request.action))
             delay, fault, status = choose(self._plan, self._rng, request.action)
             fired: _Hook | None = None
             for hook in list(self._hooks):
