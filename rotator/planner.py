@@ -121,7 +121,7 @@ def _decide(
     if shape is Shape.IN_PLACE:
         return _in_place(make, creds, rule, now)
     if shape is Shape.VERSIONED:
-        return _versioned(make, creds, rule, now, holder.offered)
+        return _versioned(make, creds, rule, now, holder)
     return _two_slot(make, creds, rule, now)
 
 
@@ -237,7 +237,7 @@ def _versioned(
     creds: Sequence[Credential],
     rule: Rule,
     now: datetime,
-    offered: datetime | None,
+    holder: Holder,
 ) -> Decision:
     if not creds:
         return make(action=Action.SKIP, reason=f"no {rule.facts.noun}")
@@ -248,6 +248,15 @@ def _versioned(
         if len(active) == 1
         else max(creds, key=lambda c: (c.not_before or c.created, c.credential_id))
     )
+    finding = holder.finding
+    if finding is not None:  # the kind judged from what it saw outside IAM
+        return make(
+            action=finding.action,
+            credential_id=current.credential_id,
+            due_at=now if finding.action is Action.ROTATE else None,
+            reason=finding.reason,
+        )
+    offered = holder.offered
     held = current.not_before or current.created
     if offered is not None and offered > held:
         return make(
