@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rotator.model import utcnow
 from tests.support.certs import POLICY_HEAD, SINK
 from tests.support.cli import Cli
 from tests.support.invariants import history
@@ -19,6 +21,7 @@ from tests.support.moto import MotoSandbox
 from tests.support.oidc import OidcServer, ca, leaf, oidc_server, thumbprint
 
 pytestmark = pytest.mark.e2e
+RETIRE = timedelta(seconds=10)
 
 
 @pytest.fixture
@@ -63,12 +66,18 @@ def decisions(cli: Cli) -> list[dict[str, Any]]:
     return [d for d in result.json() if d["kind"] == "oidc-thumbprint"]
 
 
+def providers_in_report(cli: Cli) -> list[dict[str, Any]]:
+    result = cli("report", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    return result.json()["oidc_providers"]  # type: ignore[no-any-return]
+
+
 def test_a_new_intermediate_is_added_then_the_old_thumbprint_retired(
     cli: Cli, sandbox: MotoSandbox, provider: OidcServer
 ) -> None:
     old = thumbprint(provider.intermediate)
     arn = register(sandbox, provider, old)
-    oidc_policy(cli, provider, retire="12s")
+    oidc_policy(cli, provider, retire="10s")
     (decision,) = decisions(cli)
     assert decision["action"] == "skip" and old in decision["reason"]
     assert cli("run", "--json").code == 0
@@ -81,21 +90,33 @@ def test_a_new_intermediate_is_added_then_the_old_thumbprint_retired(
     assert decision["action"] == "rotate", decision
     assert new in decision["reason"] and "Intermediate 2" in decision["reason"]
     assert decision["user"] == provider.url and decision["credential_id"] == old
+    (row,) = providers_in_report(cli)
+    assert row["holder"] == provider.url and row["matches"] is False
+    assert row["action"] == "rotate" and row["credentials"] == [old]
 
+    started = utcnow()
     result = cli("run", "--json")
-    added = time.monotonic()
+    finished = utcnow()
     assert result.code == 0, result.stdout + result.stderr
     assert thumbprints(sandbox, arn) == [old, new], "added beside the current one"
     doc = cli.sink_document(sandbox.account(), provider.url, "oidc-thumbprint")
     assert doc["current"]["CredentialId"] == new
     assert doc["current"]["Thumbprint"] == new
-
-    assert cli("run", "--json").code == 0
-    assert time.monotonic() - added < 12, "too slow a machine for this test's timing"
-    assert thumbprints(sandbox, arn) == [old, new], "kept until retire_after has passed"
+    (row,) = providers_in_report(cli)
+    assert row["matches"] is True and old in row["reason"], "the old one matches nothing"
     status = cli("status", "--json")
     assert status.code == 0 and provider.url in status.stdout, status.stdout
-    time.sleep(max(0.0, 12.2 - (time.monotonic() - added)))
+
+    (decision,) = decisions(cli)  # the old one goes retire_after after the promotion
+    assert decision["rotation_id"] and decision["credential_id"] == old
+    due = datetime.fromisoformat(decision["due_at"])
+    assert started + RETIRE <= due <= finished + RETIRE
+    if utcnow() < due:
+        assert decision["action"] == "wait", decision
+        assert cli("run", "--json").code == 0
+        if utcnow() < due:
+            assert thumbprints(sandbox, arn) == [old, new], "kept until retire_after"
+    time.sleep(max(0.0, (due - utcnow()).total_seconds() + 0.2))
     result = cli("run", "--json")
     assert result.code == 0, result.stdout + result.stderr
     assert thumbprints(sandbox, arn) == [new], "the unmatched one is removed"
@@ -129,6 +150,8 @@ def test_a_chain_that_does_not_verify_is_refused_and_nothing_changes(
     assert "does not verify" in decision["reason"]
     result = cli("run", "--json")
     assert result.code == 1, "a blocked provider is not ok"
+    (row,) = providers_in_report(cli)
+    assert row["matches"] is False and row["action"] == "block"
     assert thumbprints(sandbox, arn) == [old]
     assert [r for r in history(cli) if r["kind"] == "oidc-thumbprint"] == []
 
