@@ -23,6 +23,9 @@ from rotator.rotation.engine import Engine
 from rotator.rotation.report import Result, SweepResult
 from rotator.settings import Config, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
+from tests.support.oidc import ca as oidc_ca
+from tests.support.oidc import oidc_server
+from tests.support.oidc import thumbprint as oidc_thumbprint
 
 CODECOMMIT = "codecommit.amazonaws.com"
 START = "Start-Pass1!" + "x" * 10
@@ -334,3 +337,73 @@ async def test_unused_access_keys_are_disabled_and_used_ones_kept(
     assert twin.calls["GetCredentialReport"] >= 1, "five users: the report is cheaper"
     assert twin.calls["ListAccessKeys"] == 2, "listed per user: only the two it disabled"
     assert twin.calls["GetAccessKeyLastUsed"] == 2
+
+
+# -- OIDC provider thumbprints -----------------------------------------------------------
+
+
+async def test_oidc_thumbprints_follow_the_served_chain_on_a_controlled_clock(
+    twin: MemoryIam, journal: MemoryJournal, tmp_path: Path, audit_file: Path
+) -> None:
+    """A provider moves to a new intermediate: a sweep adds its thumbprint beside the old
+    one (the answer to the update is lost once: the retry adopts it); sweeps before
+    ``retire_after`` keep the old one; the first sweep after removes it."""
+    now = [utcnow()]
+    with oidc_server(tmp_path) as server:
+        old = oidc_thumbprint(server.intermediate)
+        arn = (
+            await twin.create_open_id_connect_provider(
+                Url=f"https://{server.url}", ThumbprintList=[old]
+            )
+        )["OpenIDConnectProviderArn"]
+        rules = [
+            {
+                "name": "oidc",
+                "kind": "oidc-thumbprint",
+                "retire_after": "3d",
+                "ca_bundle": str(server.ca_bundle),
+                "select": {"names": ["127.0.0.1:*"]},
+                "sink": file_sink(tmp_path),
+            }
+        ]
+        config = Config(
+            rules=rules,  # type: ignore[arg-type]
+            retry=RetrySettings(attempts=3, initial_delay=timedelta(0)),
+            verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+        )
+
+        async def sweep_at(days: float) -> SweepResult:
+            now[0] += timedelta(days=days)
+            return await Engine(
+                config=config, journal=journal, aws=MemoryAws(twin), clock=lambda: now[0]
+            ).sweep()
+
+        def held() -> list[str]:
+            return twin.oidc_providers[arn].thumbprints
+
+        first = await sweep_at(1)
+        assert [r.decision.action for r in first.reports] == [Action.SKIP]
+        newer = oidc_ca("Test OIDC Intermediate 2", server.root)
+        server.use(newer)
+        new = oidc_thumbprint(newer)
+        dropped = drop_after(twin, "update_open_id_connect_provider_thumbprint")
+        added = await sweep_at(1)
+        assert dropped == [1], "the first answer was lost"
+        assert added.ok and held() == [old, new]
+        assert steps(added, server.url) == [
+            ("create", "already-done"),  # the retry found it added and adopted it
+            ("verify", "done"),
+            ("promote", "done"),
+            ("deactivate", "already-done"),  # the old one matches no chain served
+        ]
+        for _ in range(2):
+            kept = await sweep_at(1)
+            assert held() == [old, new], "kept until retire_after"
+        assert [r.decision.action for r in kept.reports] == [Action.WAIT]
+        retired = await sweep_at(1.5)
+        assert retired.ok and held() == [new]
+        (rotation,) = await journal.list_rotations(limit=10)
+        assert rotation.state is RotationState.COMPLETED
+        assert (rotation.old_credential_id, rotation.new_credential_id) == (old, new)
+        (after,) = (await sweep_at(1)).reports
+        assert after.decision.action is Action.SKIP
