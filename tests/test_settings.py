@@ -170,3 +170,12 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         write(tmp_path, "[journal]\nurl = 'sqlite:///x.db'\n" + RULE.format(extra=""))
     )
     assert (config.journal.url, config.max_concurrency) == ("memory://", 3)
+
+
+def test_the_oidc_example_is_accepted_as_written() -> None:
+    config = load_config(ROOT / "config" / "oidc.toml")
+    (rule,) = config.rules
+    assert (rule.name, str(rule.kind)) == ("oidc-providers", "oidc-thumbprint")
+    assert rule.timings() == (timedelta(0), timedelta(days=7))
+    assert rule.selects("token.actions.githubusercontent.com", "/", {})
+    assert not rule.selects("accounts.google.com", "/", {})
