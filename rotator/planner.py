@@ -159,6 +159,20 @@ def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, 
                 f"(max_age {format_duration(rule.max_age)})",
             )
         )
+    start, lead = rule.start_age, rule.deadline_lead
+    if start is not None and lead is not None and rule.deadline is not None:
+        starts = cred.created + start
+        inactive = starts + lead - rule.deadline_margin  # at the latest, all going slowly
+        options.append(
+            (
+                starts,
+                f"{noun} {cred.credential_id} is {_age(cred.age(now))} old (deadline "
+                f"{format_duration(rule.deadline)}: rotation starts at "
+                f"{format_duration(start)} old, {starts:%Y-%m-%d %H:%M}Z; the old one is "
+                f"inactive by {inactive:%Y-%m-%d %H:%M}Z, the deadline is "
+                f"{cred.created + rule.deadline:%Y-%m-%d %H:%M}Z)",
+            )
+        )
     window = rule.renew_window
     if window is not None and cred.expires is not None:
         options.append(

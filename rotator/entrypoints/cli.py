@@ -17,7 +17,7 @@ from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
 from rotator.model import Kind, utcnow
-from rotator.policy import parse_duration
+from rotator.policy import format_duration, parse_duration
 from rotator.rotation.emergency import Request
 from rotator.rotation.report import Report
 from rotator.settings import Config
@@ -74,8 +74,14 @@ def validate(config: ConfigOpt) -> None:
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
+        deadline = ""
+        if rule.deadline is not None and rule.start_age is not None:
+            deadline = (
+                f", deadline {format_duration(rule.deadline)} (rotations start at "
+                f"{format_duration(rule.start_age)} old)"
+            )
         out.print(
-            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}, "
+            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
             f"sink {rule.sink.type} {rule.sink.template}{state}",
             highlight=False,
         )
