@@ -6,9 +6,10 @@ or making a second credential."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import pytest
 from botocore.exceptions import ConnectionClosedError
 from cryptography.hazmat.primitives import serialization
 
-from rotator import audit, passwords
+from rotator import audit, compliance, credential_report, passwords
 from rotator.journal import MemoryJournal
-from rotator.model import Action, Outcome, RotationState, utcnow
+from rotator.model import Action, Credential, Kind, Outcome, RotationState, Status, utcnow
 from rotator.rotation.engine import Engine
 from rotator.rotation.report import Result, SweepResult
 from rotator.settings import Config, RetrySettings, VerifySettings
@@ -407,3 +408,71 @@ async def test_oidc_thumbprints_follow_the_served_chain_on_a_controlled_clock(
         assert (rotation.old_credential_id, rotation.new_credential_id) == (old, new)
         (after,) = (await sweep_at(1)).reports
         assert after.decision.action is Action.SKIP
+
+
+# -- compliance deadlines ----------------------------------------------------------------
+
+
+async def test_with_a_deadline_no_key_is_ever_active_past_it_over_simulated_months(
+    journal: MemoryJournal, tmp_path: Path, audit_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deadline 90d, deactivate_after 7d, daily sweeps at 03:00 on a controlled clock for
+    300 days: every old key is inactive before it is 90 days old, so CIS 1.14 passes every
+    day; and each key was rotated at a computed age of at most 83 days minus the margin."""
+    # Each simulated day needs a new credential report: poll for it without real waits.
+    monkeypatch.setattr(credential_report, "delays", lambda *_: itertools.repeat(0.0))
+    now = [datetime(2026, 1, 1, 3, 0, tzinfo=UTC)]
+    twin = MemoryIam(clock=lambda: now[0])
+    for user, age_days in (("fresh", 0), ("month", 30), ("older", 60), ("nearly", 80)):
+        await twin.create_user(UserName=user)
+        await twin.create_access_key(UserName=user)
+        twin.users[user].keys[0].created -= timedelta(days=age_days)
+    rules = [
+        rule(
+            "access-key",
+            tmp_path,
+            max_age="365d",
+            deadline="90d",
+            deactivate_after="7d",
+            delete_after="7d",
+            schedule="0 3 * * *",
+        )
+    ]
+    config = Config(
+        rules=rules,  # type: ignore[arg-type]
+        retry=RetrySettings(attempts=3, initial_delay=timedelta(0)),
+        verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+    )
+    (checked,) = config.rules
+    assert checked.start_age is not None
+    assert checked.start_age <= timedelta(days=83) - checked.deadline_margin
+    rotated_at: list[timedelta] = []
+    for _ in range(300):
+        result = await Engine(
+            config=config, journal=journal, aws=MemoryAws(twin), clock=lambda: now[0]
+        ).sweep()
+        assert result.ok, [r.as_dict() for r in result.reports if not r.ok]
+        for report in result.reports:
+            if report.decision.action is Action.ROTATE:
+                (old,) = [
+                    k
+                    for u in twin.users.values()
+                    for k in u.keys
+                    if k.key_id == report.decision.credential_id
+                ]
+                rotated_at.append(now[0] - old.created)
+        for user in twin.users.values():
+            for key in user.keys:
+                cred = Credential(
+                    kind=Kind.ACCESS_KEY,
+                    credential_id=key.key_id,
+                    status=Status(key.status),
+                    created=key.created,
+                )
+                assert not (cred.active and cred.age(now[0]) >= timedelta(days=90)), (
+                    f"{user.name}'s {key.key_id} is active at {cred.age(now[0])}"
+                )
+                assert compliance.rotated(cred, now[0]) is compliance.Verdict.PASS
+        now[0] += timedelta(days=1)
+    assert len(rotated_at) >= 12, "every user rotated three times or more"
+    assert max(rotated_at) <= timedelta(days=83) - timedelta(days=1)
