@@ -240,6 +240,10 @@ class Rule(_Strict):
     # early enough to meet it (``start_age``). ``deadline_margin`` is kept in hand.
     deadline: Duration | None = None
     deadline_margin: Duration = timedelta(days=1)
+    # An old credential held because it is still used: warn this long before its deadline;
+    # at the deadline "deactivate" it anyway (as the standard demands) or only "alert".
+    deadline_warning: Duration = timedelta(days=7)
+    on_deadline: Literal["deactivate", "alert"] = "alert"
     # What the settings add before the old credential goes inactive: the verification
     # budget and the longest wait for this rule's next sweep (set by ``settings.Config``).
     _overhead: timedelta = PrivateAttr(default=timedelta(0))

@@ -6,6 +6,7 @@ or making a second credential."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Callable
@@ -476,3 +477,83 @@ async def test_with_a_deadline_no_key_is_ever_active_past_it_over_simulated_mont
         now[0] += timedelta(days=1)
     assert len(rotated_at) >= 12, "every user rotated three times or more"
     assert max(rotated_at) <= timedelta(days=83) - timedelta(days=1)
+
+
+@pytest.mark.parametrize("on_deadline", ["deactivate", "alert"])
+async def test_a_held_old_key_is_warned_about_then_handled_at_its_deadline(
+    journal: MemoryJournal,
+    tmp_path: Path,
+    audit_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    on_deadline: str,
+) -> None:
+    """A straggler keeps using the old key after the promotion: the deactivation is held;
+    within ``deadline_warning`` of the deadline each hold warns (``rotation.deadline``);
+    at the deadline the key is deactivated anyway (``on_deadline = "deactivate"``) or
+    stays active with an error (``"alert"``)."""
+    monkeypatch.setattr(credential_report, "delays", lambda *_: itertools.repeat(0.0))
+    now = [datetime(2026, 1, 1, 3, 0, tzinfo=UTC)]
+    twin = MemoryIam(clock=lambda: now[0])
+    await twin.create_user(UserName="app")
+    old = (await twin.create_access_key(UserName="app"))["AccessKey"]["AccessKeyId"]
+    twin.users["app"].keys[0].created -= timedelta(days=80)
+    created = twin.users["app"].keys[0].created
+    rules = [
+        rule(
+            "access-key",
+            tmp_path,
+            max_age="365d",
+            deadline="90d",
+            deadline_warning="3d",
+            on_deadline=on_deadline,
+            deactivate_after="2d",
+            delete_after="7d",
+            schedule="0 3 * * *",
+        )
+    ]
+    config = Config(
+        rules=rules,  # type: ignore[arg-type]
+        retry=RetrySettings(attempts=3, initial_delay=timedelta(0)),
+        verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+    )
+
+    def old_key() -> Any:
+        return next(k for k in twin.users["app"].keys if k.key_id == old)
+
+    async def events() -> list[dict[str, Any]]:
+        text = await asyncio.to_thread(audit_file.read_text)
+        return [json.loads(line) for line in text.splitlines()]
+
+    warned: list[timedelta] = []  # the old key's age at each sweep that warned
+    for _ in range(14):
+        before = len(await events())
+        await Engine(
+            config=config, journal=journal, aws=MemoryAws(twin), clock=lambda: now[0]
+        ).sweep()
+        new = (await events())[before:]
+        age = now[0] - created
+        near = [e for e in new if e["event"] == "rotation.deadline"]
+        if near:
+            warned.append(age)
+            assert all(e["credential_id"] == old for e in near)
+        if on_deadline == "deactivate" and age >= timedelta(days=90):
+            assert old_key().status == "Inactive", "inactive by the deadline"
+        if old_key().status == "Active":
+            twin.use_access_key(old, now[0] + timedelta(hours=1))  # the straggler
+        now[0] += timedelta(days=1)
+    assert warned and min(warned) >= timedelta(days=87), "warned from the lead time on"
+    everything = await events()
+    if on_deadline == "deactivate":
+        assert old_key().status == "Inactive"
+        (done,) = [
+            e
+            for e in everything
+            if e["event"] == "rotation.step"
+            and e["step"] == "deactivate"
+            and e["outcome"] == "done"
+        ]
+        assert "deactivated although" in done["reason"], done
+    else:
+        assert old_key().status == "Active", "alert only: the straggler keeps working"
+        errors = [e for e in everything if e["event"] == "rotation.deadline"]
+        assert any(e["level"] == "error" and "passed" in e["reason"] for e in errors)
