@@ -27,6 +27,7 @@ Declares the kind once: ``OidcThumbprintRule``, ``OidcThumbprints`` and ``REGIST
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -62,6 +63,7 @@ from rotator.policy import Duration, Rule
 from rotator.sinks.base import SecretEntry
 
 MAX_THUMBPRINTS = 5  # IAM's limit per provider
+FETCH_CONCURRENCY = 8  # providers read (IAM, then their HTTPS chains) at once
 THUMBPRINT = "Thumbprint"  # the sink entry's fields (all public)
 SUBJECT = "CertificateSubject"
 JWKS_HOST = "JwksHost"
@@ -189,30 +191,33 @@ class OidcThumbprints:
 
     async def account_holders(self, account: str, rules: Sequence[Rule]) -> Sequence[Holder]:
         self._rules = [r for r in rules if isinstance(r, OidcThumbprintRule) and r.enabled]
-        holders = []
-        for url, arn in sorted((await self._list_arns()).items()):
-            try:
-                provider = await self._provider(url)
-            except NoSuchEntity:
-                continue  # deleted since it was listed
-            tags = {str(t["Key"]): str(t["Value"]) for t in provider.get("Tags", [])}
-            rule = self._rule_for(url, tags)
-            if rule is None:
-                continue
-            served = await self.served(url, rule)
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def one(url: str, arn: str) -> Holder | None:
+            async with limit:
+                try:
+                    provider = await self._provider(url)
+                except NoSuchEntity:
+                    return None  # deleted since it was listed
+                tags = {str(t["Key"]): str(t["Value"]) for t in provider.get("Tags", [])}
+                rule = self._rule_for(url, tags)
+                if rule is None:
+                    return None
+                served = await self.served(url, rule)
             creds = self._credentials(provider, served)
-            holders.append(
-                Holder(
-                    account=account,
-                    name=url,
-                    arn=arn,
-                    tags=tags,
-                    credentials=tuple(creds),
-                    account_held=True,
-                    finding=finding(served, [c.credential_id for c in creds]),
-                )
+            return Holder(
+                account=account,
+                name=url,
+                arn=arn,
+                tags=tags,
+                credentials=tuple(creds),
+                account_held=True,
+                finding=finding(served, [c.credential_id for c in creds]),
             )
-        return holders
+
+        listed = sorted((await self._list_arns()).items())
+        found = await asyncio.gather(*(one(url, arn) for url, arn in listed))
+        return [h for h in found if h is not None]
 
     # -- the rotation -------------------------------------------------------------------
 
