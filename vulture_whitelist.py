@@ -38,6 +38,7 @@ _.update_account_password_policy
 _.use_password
 _.fail_next
 _.attach_server_certificate
+_.create_open_id_connect_provider
 _.detach_server_certificate
 
 # APScheduler asks a trigger for its next fire time (cron.py's CrontabTrigger).

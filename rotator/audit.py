@@ -35,6 +35,7 @@ ROTATION_ESCALATED = "rotation.escalated"  # an operator's emergency took over a
 # Named events that replaced the catch-all ``rotator.notice`` (see CHANGELOG.md):
 ROTATION_WAITING = "rotation.waiting"  # another worker holds the lease (holder, until when)
 ROTATION_LEASE_LOST = "rotation.lease_lost"  # our lease was taken over mid-rotation: stopped
+ROTATION_DEADLINE = "rotation.deadline"  # a held old credential nears or passed its deadline
 ROTATION_DEFERRED = "rotation.deferred"  # too little time left in this run; next sweep does it
 LEASE_RELEASE_FAILED = "lease.release_failed"  # giving a lease back failed; it simply expires
 LEASE_RENEW_FAILED = "lease.renew_failed"  # a heartbeat could not reach the journal; retried

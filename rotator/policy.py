@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -269,6 +270,67 @@ class Rule(_Strict):
     sink: SinkConfig
     # `rotator daemon` sweeps this rule on this crontab schedule (else on [daemon]'s).
     schedule: CronExpr | None = None
+    # The age by which the old credential must be inactive (CIS: 90 days); rotations start
+    # early enough to meet it (``start_age``). ``deadline_margin`` is kept in hand.
+    deadline: Duration | None = None
+    deadline_margin: Duration = timedelta(days=1)
+    # An old credential held because it is still used: warn this long before its deadline;
+    # at the deadline "deactivate" it anyway (as the standard demands) or only "alert".
+    deadline_warning: Duration = timedelta(days=7)
+    on_deadline: Literal["deactivate", "alert"] = "alert"
+    # What the settings add before the old credential goes inactive: the verification
+    # budget and the longest wait for this rule's next sweep (set by ``settings.Config``).
+    _overhead: timedelta = PrivateAttr(default=timedelta(0))
+
+    @model_validator(mode="after")
+    def _deadline_after_deactivation(self) -> Rule:
+        if self.deadline is None:
+            return self
+        deactivate = self.timings()[0]
+        if deactivate >= self.deadline:
+            raise ValueError(
+                f"deactivate_after {format_duration(deactivate)} is not less than deadline "
+                f"{format_duration(self.deadline)}: the old credential stays active for "
+                "deactivate_after after the new one is promoted, so it would still be active "
+                "at the deadline (lower deactivate_after or raise deadline)"
+            )
+        return self
+
+    def set_overhead(self, overhead: timedelta) -> None:
+        """Record the verification budget plus the longest wait for a sweep (the settings
+        know them; the rule alone does not)."""
+        self._overhead = overhead
+
+    @property
+    def deadline_lead(self) -> timedelta | None:
+        """How long before the deadline a rotation must start: deactivate_after, the
+        verification budget, the longest wait for a sweep, and the margin."""
+        if self.deadline is None:
+            return None
+        return self.timings()[0] + self._overhead + self.deadline_margin
+
+    @property
+    def start_age(self) -> timedelta | None:
+        """The age at which a credential's rotation starts so that the old one is inactive
+        by ``deadline`` (None: no deadline)."""
+        lead = self.deadline_lead
+        if self.deadline is None or lead is None:
+            return None
+        return self.deadline - lead
+
+    def deadline_problem(self) -> str | None:
+        """Why the deadline cannot be met with these timings, or None."""
+        start = self.start_age
+        if self.deadline is None or start is None or start > timedelta(0):
+            return None
+        lead = self.deadline_lead or timedelta(0)
+        return (
+            f"deadline {format_duration(self.deadline)} cannot be met: deactivate_after "
+            f"{format_duration(self.timings()[0])} + verification and the wait for the next "
+            f"sweep {format_duration(self._overhead)} + deadline_margin "
+            f"{format_duration(self.deadline_margin)} = {format_duration(lead)}, which leaves "
+            "no time to start the rotation"
+        )
 
     @model_validator(mode="after")
     def _sink_per_holder(self) -> Rule:

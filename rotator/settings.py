@@ -33,6 +33,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from rotator import cron
 from rotator.config_problems import message, problem
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
@@ -196,6 +197,19 @@ def lease_floor(aws: AwsSettings) -> timedelta:
     return timedelta(seconds=math.ceil(2 * call_budget(aws).total_seconds()))
 
 
+def verify_budget(verify: VerifySettings) -> timedelta:
+    """The longest a verification may take: every attempt waiting ``max_delay``."""
+    return verify.attempts * verify.max_delay
+
+
+def sweep_gap(daemon: DaemonSettings, schedule: str | None) -> timedelta:
+    """The longest a due rotation may wait for the next sweep of a rule with ``schedule``
+    (else the daemon's schedule, or its interval)."""
+    if schedule is None and daemon.interval is not None:
+        return daemon.interval
+    return cron.longest_gap(schedule or daemon.default_schedule)
+
+
 class Config(BaseSettings):
     """The whole policy file plus environment overrides."""
 
@@ -221,6 +235,20 @@ class Config(BaseSettings):
     def _unique_rules(cls, rules: list[AnyRule]) -> list[AnyRule]:
         check_rules(list(rules))
         return rules
+
+    @model_validator(mode="after")
+    def _deadlines_can_be_met(self) -> Config:
+        """Each rule with a deadline learns what the settings add before its old credential
+        goes inactive (verification, the wait for its next sweep); one that leaves no time
+        to start a rotation is refused, with the sum."""
+        for rule in self.rules:
+            if rule.deadline is None:
+                continue
+            rule.set_overhead(verify_budget(self.verify) + sweep_gap(self.daemon, rule.schedule))
+            problem = rule.deadline_problem()
+            if problem is not None:
+                raise ValueError(f"rule {rule.name!r}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_a_call(self) -> Config:

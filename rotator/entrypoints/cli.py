@@ -129,8 +129,14 @@ def validate(config: ConfigOpt) -> None:
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
+        deadline = ""
+        if rule.deadline is not None and rule.start_age is not None:
+            deadline = (
+                f", deadline {policy.format_duration(rule.deadline)} (rotations start at "
+                f"{policy.format_duration(rule.start_age)} old)"
+            )
         out.print(
-            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}, "
+            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
             f"sink {rule.sink.type} {rule.sink.template}{state}",
             highlight=False,
         )

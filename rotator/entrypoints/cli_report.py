@@ -1,6 +1,7 @@
 """The ``rotator report`` command: a compliance view of every user's access keys and console
 password (age, last use, CIS 1.12 / 1.13 / 1.14, and 1.19 for server certificates) and what
-rotator will do about each. ``register(app)`` adds it to the ``rotator`` CLI; this module
+rotator will do about each; OIDC providers whose thumbprints do not match what they
+serve. ``register(app)`` adds it to the ``rotator`` CLI; this module
 imports nothing from ``cli.py`` so that ``cli.py`` can import it at the top.
 
 Credentials come from the credential report (a handful of IAM calls), or per user if the
@@ -86,7 +87,23 @@ async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> complianc
             max_concurrency=config.max_concurrency,
         )
         certificates = await credential_report.server_certificates(iam)
-    return compliance.evaluate(view, the_plan, certificates, now, source=source)
+        judged = await _judged(config, ctx, account)
+    return compliance.evaluate(view, the_plan, certificates, now, source=source, judged=judged)
+
+
+async def _judged(
+    config: Config, ctx: kinds.KindContext, account: str
+) -> list[compliance.FindingRow]:
+    """What the account-held kinds with rules found of their holders (OIDC providers whose
+    thumbprints do not match what they serve)."""
+    rules = [r for r in config.rules if r.enabled and r.facts.account_held]
+    bound = kinds.build_kinds(ctx, {r.kind for r in rules})
+    rows: list[compliance.FindingRow] = []
+    for kind, impl in sorted(bound.items()):
+        if isinstance(impl, kinds.AccountHolders):
+            holders = await impl.account_holders(account, [r for r in rules if r.kind is kind])
+            rows.extend(compliance.findings(kind, holders))
+    return rows
 
 
 def _cell(verdict: compliance.Verdict) -> str:
@@ -151,5 +168,9 @@ def register(app: typer.Typer) -> None:
             out.print(
                 f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}"
             )
+        for found in result.findings:
+            verdict = "matches" if found.matches else f"[bold red]{found.action}[/]"
+            out.print(f"{found.kind} {found.holder}: {verdict}: ", end="")
+            out.print(found.reason, markup=False, highlight=False)
         failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
         out.print(f"failures per CIS control: {failures}", highlight=False)
