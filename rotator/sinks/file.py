@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from rotator.errors import SinkError
 from rotator.model import Kind
 from rotator.policy import FileSinkConfig
-from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+from rotator.sinks.base import Fence, SecretEntry, SinkDocument, SinkKey
 from rotator.sinks.file_pem import sync_pem_files
 from rotator.sinks.memory import next_promote, next_put_pending, next_rollback
 
@@ -78,24 +78,46 @@ class FileSink:
         """
         return await asyncio.to_thread(self._read, _resolved(self._path(key)))
 
-    async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
+    async def check(self, key: SinkKey) -> None:
+        """Preflight: the file's directory (or the nearest one that exists) takes a new
+        file, an existing file is a rotator document (or, for aws-credentials, a file whose
+        profile can be rewritten). Raises ``SinkError`` naming the path."""
+        await asyncio.to_thread(self._check_sync, self._path(key))
+
+    def _check_sync(self, path: Path) -> None:
+        target = _resolved(path)
+        directory = target.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        try:
+            if not directory.is_dir():
+                raise SinkError(f"cannot write {path}: {directory} is not a directory")
+            _probe(directory)
+            self._read(target)  # a corrupt document or profile is found now, not at promote
+            if self._profile and target.exists():
+                values = {"aws_access_key_id": "AKIA", "aws_secret_access_key": "x"}
+                with_profile(_read_text(target) or "", self._profile, values, path)
+        except OSError as exc:
+            raise SinkError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+
+    async def put_pending(self, key: SinkKey, entry: SecretEntry, fence: Fence) -> None:
         """Store ``entry`` as pending (in the sidecar for aws-credentials)."""
         if self._profile:
             _profile_values(entry, self.location(key))
-        await self._update(key, lambda doc: next_put_pending(doc, entry), sync_profile=False)
+        await self._update(key, fence, lambda doc: next_put_pending(doc, entry), sync_profile=False)
 
-    async def promote(self, key: SinkKey, credential_id: str) -> None:
+    async def promote(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make pending ``credential_id`` current (and write it to the profile)."""
         where = self.location(key)
         await self._update(
-            key, lambda doc: next_promote(doc, credential_id, where), sync_profile=True
+            key, fence, lambda doc: next_promote(doc, credential_id, where), sync_profile=True
         )
 
-    async def rollback(self, key: SinkKey, credential_id: str) -> None:
+    async def rollback(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make previous ``credential_id`` current again (and write it to the profile)."""
         where = self.location(key)
         await self._update(
-            key, lambda doc: next_rollback(doc, credential_id, where), sync_profile=True
+            key, fence, lambda doc: next_rollback(doc, credential_id, where), sync_profile=True
         )
 
     def _path(self, key: SinkKey) -> Path:
@@ -107,17 +129,25 @@ class FileSink:
     def _document_path(self, path: Path) -> Path:
         return Path(f"{path}{SIDECAR_SUFFIX}") if self._profile else path
 
-    async def _update(self, key: SinkKey, change: _Change, *, sync_profile: bool) -> None:
-        await asyncio.to_thread(self._update_sync, self._path(key), change, sync_profile)
+    async def _update(
+        self, key: SinkKey, fence: Fence, change: _Change, *, sync_profile: bool
+    ) -> None:
+        where = self.location(key)
+        await asyncio.to_thread(
+            self._update_sync, self._path(key), where, fence, change, sync_profile
+        )
 
-    def _update_sync(self, path: Path, change: _Change, sync_profile: bool) -> None:
+    def _update_sync(
+        self, path: Path, where: str, fence: Fence, change: _Change, sync_profile: bool
+    ) -> None:
         target = _resolved(path)
         try:
             _make_parents(target.parent)
             with _locked(target):
                 old = self._read(target)
-                new = change(old)
-                if new is not old:
+                fence.check(old.fence, where)  # under the lock: no writer can slip in
+                new = change(old).fenced(fence)
+                if new != old or new.fence != old.fence:
                     write_atomic(self._document_path(target), new.to_json())
                 if sync_profile and self._profile and new.current is not None:
                     self._sync_profile(target, self._profile, new.current)
@@ -277,6 +307,15 @@ def _make_parents(directory: Path) -> None:
         except FileExistsError:
             continue
         os.chmod(created, DIR_MODE)
+
+
+def _probe(directory: Path) -> None:
+    """Create and remove a file in ``directory``: the only sure test that a write will work
+    there (``os.access`` says yes to root on a read-only mount, and knows no sandboxes)."""
+    probe = directory / f".rotator-probe.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    os.close(os.open(probe, flags, FILE_MODE))
+    os.unlink(probe)
 
 
 def _fsync_dir(directory: Path) -> None:

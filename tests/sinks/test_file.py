@@ -20,7 +20,7 @@ from rotator.errors import SinkError
 from rotator.model import Kind
 from rotator.policy import FileSinkConfig
 from rotator.sinks import FileSink, SecretEntry, SinkDocument, SinkKey
-from tests.sinks.test_contract import ALICE, access_key, rotate_in, secret_of
+from tests.sinks.test_contract import ALICE, FENCE, access_key, rotate_in, secret_of
 
 EXISTING = """\
 # edited by hand
@@ -85,14 +85,17 @@ async def test_aws_credentials_files_are_0600_even_if_the_file_was_not(tmp_path:
     assert mode(tmp_path / "credentials.lock") == 0o600
 
 
-async def test_a_json_file_holds_exactly_current_previous_and_pending(tmp_path: Path) -> None:
+async def test_a_json_file_holds_exactly_current_previous_pending_and_the_fence(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "alice.json"
     await rotate_in(json_sink(path), ALICE, access_key(1))
 
     raw = json.loads(path.read_text())
 
-    assert path.read_text() == SinkDocument(current=access_key(1)).to_json()
-    assert set(raw) == {"current", "previous", "pending"}
+    assert path.read_text() == SinkDocument(current=access_key(1), fence=FENCE).to_json()
+    assert set(raw) == {"current", "previous", "pending", "fence"}
+    assert raw["fence"] == "tests:1"
     assert raw["previous"] is None
     assert raw["pending"] is None
     assert raw["current"] == {
@@ -110,7 +113,7 @@ async def test_a_tilde_in_the_template_is_the_home_directory(
     monkeypatch.setenv("HOME", str(tmp_path))
     sink = json_sink("~/secrets/{account}/{user}.json")
 
-    await sink.put_pending(ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(1), FENCE)
 
     assert sink.location(ALICE) == f"{tmp_path}/secrets/123456789012/alice.json"
     assert (tmp_path / "secrets" / "123456789012" / "alice.json").exists()
@@ -123,10 +126,10 @@ async def test_the_profile_holds_the_current_key_and_other_profiles_are_kept(
     path.write_text(EXISTING)
     sink = profile_sink(path)
 
-    await sink.put_pending(ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(1), FENCE)
     assert path.read_text() == EXISTING  # pending lives in the sidecar only
 
-    await sink.promote(ALICE, access_key(1).credential_id)
+    await sink.promote(ALICE, access_key(1).credential_id, FENCE)
     parser = ini(path)
     assert parser.sections() == ["default", "prod", "rotated"]
     assert dict(parser["rotated"]) == {
@@ -138,7 +141,7 @@ async def test_the_profile_holds_the_current_key_and_other_profiles_are_kept(
     await rotate_in(sink, ALICE, access_key(2))
     assert ini(path)["rotated"]["aws_access_key_id"] == "AKIA0000000000000002"
 
-    await sink.rollback(ALICE, access_key(1).credential_id)
+    await sink.rollback(ALICE, access_key(1).credential_id, FENCE)
     assert ini(path)["rotated"]["aws_access_key_id"] == "AKIA0000000000000001"
     assert path.read_text().startswith(EXISTING)
 
@@ -183,7 +186,7 @@ async def test_a_profile_between_others_is_replaced_in_place_and_its_old_key_kep
     )
     assert (await sink.read(ALICE)).previous == old
 
-    await sink.rollback(ALICE, "AKIADEFAULT000000000")
+    await sink.rollback(ALICE, "AKIADEFAULT000000000", FENCE)
     assert ini(path)["default"]["aws_access_key_id"] == "AKIADEFAULT000000000"
     assert path.read_text().endswith(PROD_BLOCK)
 
@@ -202,11 +205,11 @@ async def test_a_crash_mid_write_leaves_the_old_file_and_no_temp_file(
     with monkeypatch.context() as patched:
         patched.setattr(os, "replace", crash)
         with pytest.raises(SinkError, match=r"alice\.json"):
-            await sink.put_pending(ALICE, access_key(2))
+            await sink.put_pending(ALICE, access_key(2), FENCE)
 
     assert path.read_bytes() == before
     assert listing(tmp_path) == ["alice.json", "alice.json.lock"]
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
     assert (await sink.read(ALICE)).pending == access_key(2)
 
 
@@ -216,7 +219,7 @@ async def test_a_promote_that_crashed_before_the_profile_is_repaired_by_a_replay
     path = tmp_path / "credentials"
     sink = profile_sink(path)
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
     real_replace = os.replace
 
     def crash_on_profile(src: str, dst: str) -> None:
@@ -227,11 +230,11 @@ async def test_a_promote_that_crashed_before_the_profile_is_repaired_by_a_replay
     with monkeypatch.context() as patched:
         patched.setattr(os, "replace", crash_on_profile)
         with pytest.raises(SinkError):
-            await sink.promote(ALICE, access_key(2).credential_id)
+            await sink.promote(ALICE, access_key(2).credential_id, FENCE)
     assert (await sink.read(ALICE)).current == access_key(2)  # the sidecar was written
     assert ini(path)["rotated"]["aws_access_key_id"] == "AKIA0000000000000001"
 
-    await sink.promote(ALICE, access_key(2).credential_id)
+    await sink.promote(ALICE, access_key(2).credential_id, FENCE)
 
     assert ini(path)["rotated"]["aws_access_key_id"] == "AKIA0000000000000002"
     assert not [name for name in listing(tmp_path) if name.endswith(".tmp")]
@@ -253,7 +256,7 @@ async def test_a_corrupt_document_is_a_sink_error_naming_the_path_not_the_conten
     path.write_bytes(content.encode("latin-1"))
     sink = json_sink(path)
 
-    for operation in (sink.read(ALICE), sink.put_pending(ALICE, access_key(1))):
+    for operation in (sink.read(ALICE), sink.put_pending(ALICE, access_key(1), FENCE)):
         with pytest.raises(SinkError) as failed:
             await operation
         assert str(path) in str(failed.value)
@@ -307,7 +310,7 @@ async def test_a_writer_waits_for_another_process_lock_without_blocking_the_loop
     other_process = os.open(f"{path}.lock", os.O_RDWR)  # its own open file: flock conflicts
     try:
         fcntl.flock(other_process, fcntl.LOCK_EX)
-        writer = asyncio.create_task(sink.put_pending(ALICE, access_key(2)))
+        writer = asyncio.create_task(sink.put_pending(ALICE, access_key(2), FENCE))
         await asyncio.sleep(0.3)  # the loop keeps running while the writer waits
         assert not writer.done()
         assert (await sink.read(ALICE)).pending is None
@@ -326,7 +329,7 @@ async def test_concurrent_writers_in_one_process_lose_no_update(
     path = tmp_path / "alice.json"
     sinks = [json_sink(path), json_sink(path)]
     await rotate_in(sinks[0], ALICE, access_key(1))
-    await sinks[0].put_pending(ALICE, access_key(2))
+    await sinks[0].put_pending(ALICE, access_key(2), FENCE)
     real_fsync = os.fsync
 
     def slow_fsync(fd: int) -> None:  # widen the read-modify-write window
@@ -335,8 +338,8 @@ async def test_concurrent_writers_in_one_process_lose_no_update(
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
     promoted, _ = await asyncio.gather(
-        sinks[0].promote(ALICE, access_key(2).credential_id),
-        sinks[1].put_pending(ALICE, access_key(3)),
+        sinks[0].promote(ALICE, access_key(2).credential_id, FENCE),
+        sinks[1].put_pending(ALICE, access_key(3), FENCE),
         return_exceptions=True,
     )
 
@@ -359,7 +362,7 @@ async def test_a_symlinked_credentials_file_is_written_through(tmp_path: Path) -
 
     sink = profile_sink(link)
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
 
     assert link.is_symlink()
     assert ini(real)["rotated"]["aws_access_key_id"] == "AKIA0000000000000001"
@@ -377,7 +380,7 @@ async def test_the_aws_credentials_format_refuses_entries_that_are_not_access_ke
     )
 
     with pytest.raises(SinkError, match="access keys only"):
-        await profile_sink(tmp_path / "credentials").put_pending(ALICE, password)
+        await profile_sink(tmp_path / "credentials").put_pending(ALICE, password, FENCE)
 
     assert listing(tmp_path) == []
 
@@ -387,4 +390,4 @@ async def test_a_holder_rendering_a_dot_dot_path_is_refused(tmp_path: Path) -> N
     sneaky = SinkKey(account="123456789012", user="..", kind=Kind.ACCESS_KEY)
 
     with pytest.raises(SinkError):
-        await sink.put_pending(sneaky, access_key(1))
+        await sink.put_pending(sneaky, access_key(1), FENCE)
