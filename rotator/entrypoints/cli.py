@@ -21,6 +21,7 @@ from rotator.policy import parse_duration
 from rotator.rotation.emergency import Request
 from rotator.rotation.report import Report
 from rotator.settings import Config
+from rotator.sinks import preflight_problems
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -71,6 +72,12 @@ def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
 def validate(config: ConfigOpt) -> None:
     """Check the policy file; exit 2 with every problem named if it is invalid."""
     cfg = _load(config)
+    sink_problems = preflight_problems(cfg.rules)
+    if sink_problems:
+        err.print(f"[bold red]unusable sink[/] {config}:")
+        for problem in sink_problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"

@@ -214,6 +214,9 @@ class Steps:
         """Make room, journal the intent, adopt a create that happened before a crash or
         delete its orphan, then create the credential and store its secret as pending."""
         resumed = rotation.state is not RotationState.PLANNED
+        # Preflight: a sink that cannot take the secret fails the rotation (SinkError)
+        # before IAM is changed at all, rather than after a key exists.
+        await self._sink.check(sink_key(rotation))
         if not resumed:
             await self._make_room(rotation)
             listed = await self._list(rotation)

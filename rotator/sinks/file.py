@@ -100,6 +100,28 @@ class FileSink:
         except OSError as exc:
             raise SinkError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
+    def static_problems(self) -> list[str]:
+        """What ``rotator validate`` can tell without a holder: the fixed part of the
+        template (up to its first ``{``) must lead to a directory this process can write
+        in; a template with no fields is checked like a holder's file (``check``)."""
+        template = self._config.path
+        try:
+            if "{" not in template:
+                self._check_sync(Path(template).expanduser())
+                return []
+            fixed = Path(template.split("{", 1)[0] + "x").expanduser().parent
+            directory = _resolved(fixed)
+            while not directory.exists() and directory != directory.parent:
+                directory = directory.parent
+            if not directory.is_dir():
+                return [f"cannot write under {fixed}: {directory} is not a directory"]
+            _probe(directory)
+        except SinkError as exc:
+            return [str(exc)]
+        except OSError as exc:
+            return [f"cannot write under {template}: {exc.strerror or type(exc).__name__}"]
+        return []
+
     async def put_pending(self, key: SinkKey, entry: SecretEntry, fence: Fence) -> None:
         """Store ``entry`` as pending (in the sidecar for aws-credentials)."""
         if self._profile:
