@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from rotator import audit
-from rotator.errors import AwsError
+from rotator.errors import AwsError, ConfigError
 from rotator.model import Kind
 from rotator.sinks.base import SecretEntry
 
@@ -83,3 +83,18 @@ def test_repr_and_str_of_secret_material_hide_the_value() -> None:
     assert SECRET not in repr(e)
     assert SECRET not in str(e)
     assert SECRET not in repr(e.secret)
+
+
+def test_a_symlinked_audit_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """Issue 11, item 8: rotator (often root) never appends through a planted link."""
+    target = tmp_path / "shadow"
+    target.write_text("root:x:0:0\n")
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(target)
+
+    with pytest.raises(ConfigError) as refused:
+        audit.configure(stream="none", file=link)
+
+    assert "is a symbolic link" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert target.read_text() == "root:x:0:0\n"
