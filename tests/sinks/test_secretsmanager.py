@@ -3,17 +3,20 @@ value consumers read, creation settings, replays and failures."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from rotator.aws import Aws, Clients
-from rotator.errors import SinkError, Transient
+from rotator.errors import LeaseLost, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
 from rotator.sinks import SecretsManagerSink, SinkDocument
+from rotator.sinks.base import Fence
 from rotator.sinks.secretsmanager import version_token
 from tests.sinks.test_contract import ALICE, FENCE, access_key, rotate_in, secret_of
+from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
 
 NAME = "rotator/123456789012/alice/access-key"
@@ -188,3 +191,30 @@ async def test_an_unreachable_endpoint_is_transient_so_the_step_is_retried(
     async with Clients(aws) as clients:
         with pytest.raises(Transient, match="rotator/alice"):
             await SecretsManagerSink(config, clients).read(ALICE)
+
+
+async def test_a_label_another_writer_moved_since_the_fence_check_is_not_taken_from_it(
+    aws_env: str, clients: Clients
+) -> None:
+    """A checks its fence (a pending entry of its own is there), then its PutSecretValue
+    is held; B (newer fence) moves AWSPENDING to its own version meanwhile. A's move of
+    AWSPENDING names the version it saw, which no longer has the label: Secrets Manager
+    refuses it, and A finds B's newer fence and stops."""
+    older = Fence(epoch="tests", value=1, rotation_id="r-a")
+    newer = Fence(epoch="tests", value=2, rotation_id="r-b")
+    await make_sink(clients).put_pending(ALICE, access_key(1), older)
+    with FaultProxy(aws_env) as proxy:
+        held = proxy.hold("PutSecretValue", phase="before")
+        async with Clients(Aws(endpoint_url=proxy.url)) as late_clients:
+            late = asyncio.create_task(
+                make_sink(late_clients).put_pending(ALICE, access_key(3), older)
+            )
+            await asyncio.to_thread(held.wait)
+            await make_sink(clients).put_pending(ALICE, access_key(2), newer)
+            held.release()
+            with pytest.raises(LeaseLost, match="newer than this worker's 1"):
+                await late
+
+    doc = await make_sink(clients).read(ALICE)
+    assert doc == SinkDocument(pending=access_key(2))
+    assert doc.fence == newer

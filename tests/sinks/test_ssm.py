@@ -5,6 +5,7 @@ that name the parameter but never the value. The shared behaviour is in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +16,11 @@ from moto.ssm.models import SimpleSystemManagerBackend
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from rotator.aws import Aws, Clients
-from rotator.errors import SinkError, Transient
+from rotator.errors import LeaseLost, SinkError, Transient
 from rotator.model import Kind
 from rotator.policy import SinkConfig, SsmSinkConfig
 from rotator.sinks import SecretEntry, SinkDocument, SinkKey, SsmSink, build_sink
+from rotator.sinks.base import Fence
 from rotator.sinks.secretsmanager import secret_string
 from rotator.sinks.ssm import permissions
 from tests.sinks.test_contract import ALICE, FENCE, access_key, rotate_in, secret_of
@@ -319,3 +321,28 @@ def test_permissions_cover_the_parameters_and_the_key_through_ssm_only() -> None
     assert "ssm:PutParameter" in parameters["Action"]
     assert key["Condition"]["StringLike"] == {"kms:ViaService": "ssm.*.amazonaws.com"}
     assert key["Condition"]["ForAnyValue:StringEquals"] == {"kms:ResourceAliases": ["alias/rot"]}
+
+
+async def test_a_write_that_slipped_in_with_a_newer_fence_is_put_back_and_the_late_one_refused(
+    aws_env: str, clients: Clients
+) -> None:
+    """A checks its fence, then its PutParameter is held; B (newer fence) stores its
+    pending entry meanwhile. A's put lands on top of B's, so A sees the version jumped,
+    finds B's newer fence, puts B's entry back on top and refuses its own write."""
+    older = Fence(epoch="tests", value=1, rotation_id="r-a")
+    newer = Fence(epoch="tests", value=2, rotation_id="r-b")
+    with FaultProxy(aws_env) as proxy:
+        held = proxy.hold("PutParameter", phase="before")
+        async with Clients(Aws(endpoint_url=proxy.url)) as late_clients:
+            late = asyncio.create_task(
+                ssm_sink(late_clients).put_pending(ALICE, access_key(1), older)
+            )
+            await asyncio.to_thread(held.wait)
+            await ssm_sink(clients).put_pending(ALICE, access_key(2), newer)
+            held.release()
+            with pytest.raises(LeaseLost, match="newer than this worker's 1"):
+                await late
+
+    doc = await ssm_sink(clients).read(ALICE)
+    assert doc == SinkDocument(pending=access_key(2))
+    assert doc.fence == newer
