@@ -490,10 +490,10 @@ def _no_links(root: Path, directory: Path) -> None:
 
 
 def _stat(path: Path) -> os.stat_result | None:
-    """``lstat`` of ``path``, None if it does not exist."""
+    """``lstat`` of ``path``, None if it does not exist (or cannot: a file on its way)."""
     try:
         return os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
