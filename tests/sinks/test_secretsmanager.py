@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from moto.core.exceptions import JsonRESTError
+from moto.secretsmanager.models import SecretsManagerBackend
 
 from rotator.aws import Aws, Clients
 from rotator.errors import LeaseLost, SinkError, Transient
@@ -218,3 +220,20 @@ async def test_a_label_another_writer_moved_since_the_fence_check_is_not_taken_f
     doc = await make_sink(clients).read(ALICE)
     assert doc == SinkDocument(pending=access_key(2))
     assert doc.fence == newer
+
+
+async def test_check_reports_access_denied_before_anything_is_written(
+    clients: Clients, sm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Any, secret_id: str) -> Any:
+        raise JsonRESTError("AccessDeniedException", "not authorized to DescribeSecret")
+
+    monkeypatch.setattr(SecretsManagerBackend, "describe_secret", denied)
+
+    with pytest.raises(SinkError) as refused:
+        await make_sink(clients).check(ALICE)
+
+    assert NAME in str(refused.value)
+    assert "AccessDenied" in str(refused.value)
+    monkeypatch.undo()
+    assert sm.list_secrets()["SecretList"] == []

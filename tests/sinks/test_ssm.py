@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from moto.core.exceptions import JsonRESTError
 from moto.ssm.exceptions import ValidationException
 from moto.ssm.models import SimpleSystemManagerBackend
 from pydantic import SecretStr, TypeAdapter, ValidationError
@@ -346,3 +347,19 @@ async def test_a_write_that_slipped_in_with_a_newer_fence_is_put_back_and_the_la
     doc = await ssm_sink(clients).read(ALICE)
     assert doc == SinkDocument(pending=access_key(2))
     assert doc.fence == newer
+
+
+async def test_check_reports_access_denied_before_anything_is_written(
+    sink: SsmSink, ssm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Any, name: str) -> Any:
+        raise JsonRESTError("AccessDeniedException", "not authorized to GetParameter")
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "get_parameter", denied)
+
+    with pytest.raises(SinkError) as refused:
+        await sink.check(ALICE)
+
+    assert "AccessDenied" in str(refused.value)
+    monkeypatch.undo()
+    assert ssm.describe_parameters()["Parameters"] == []
