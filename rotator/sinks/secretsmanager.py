@@ -21,11 +21,13 @@ as the memory sink's (``rotator.sinks.memory.next_*``).
 Writes are fenced. Each version's JSON also holds ``RotatorFence`` (``epoch:value``, the
 fence of the write that made it); the secret's fence is the highest of its labelled
 versions'. A write whose fence is older is refused (``LeaseLost``) before any call that
-changes the secret, and labels move by compare-and-swap: a new pending version is added
-with a staging label of its own (``ROTATOR_STAGED``), then ``AWSPENDING`` is moved onto it
-with ``RemoveFromVersionId`` naming the version that held it when the fence was checked
-(Secrets Manager refuses the move if another writer moved the label since); ``promote``
-and ``rollback`` move ``AWSCURRENT`` the same way. The ``ClientRequestToken`` of a version
+changes the secret, and labels move by compare-and-swap where one is there to move: a
+version replacing a pending one is added with a staging label of its own
+(``ROTATOR_STAGED``), then ``AWSPENDING`` is moved onto it with ``RemoveFromVersionId``
+naming the version that held it when the fence was checked (Secrets Manager refuses the
+move if another writer moved the label since); ``promote`` and ``rollback`` move
+``AWSCURRENT`` the same way. The first pending version of a rotation (no pending label to
+take) is put with ``AWSPENDING`` directly. The ``ClientRequestToken`` of a version
 derives from the rotation, the fence, the step and the material, so a replay of the same
 write adds no version and a late writer's version can never stand in for another's.
 
@@ -181,10 +183,19 @@ class SecretsManagerSink:
             pending = slots.get(PENDING)
             if pending is not None and pending.version_id == token:
                 return
-            await self._put(client, name, secret_string(entry, fence), token, [STAGED])
-            old = pending.version_id if pending else None
+            value = secret_string(entry, fence)
+            if pending is None:  # nothing to take the label from: one call
+                stages = await self._put(client, name, value, token, [PENDING])
+                if PENDING not in stages:  # the version existed: Secrets Manager kept its labels
+                    await self._label(client, name, PENDING, move_to=token)
+                return
+            # Replacing a pending version: stage the new one under its own label, then move
+            # AWSPENDING from the version seen when the fence was checked (compare-and-swap).
+            await self._put(client, name, value, token, [STAGED])
             try:
-                await self._label(client, name, PENDING, move_to=token, remove_from=old)
+                await self._label(
+                    client, name, PENDING, move_to=token, remove_from=pending.version_id
+                )
             except Permanent:
                 await self._refuse_if_overtaken(client, name, fence)
                 raise

@@ -61,11 +61,9 @@ IAM_BOUNDARIES = [
 SINK_BOUNDARIES = [
     Boundary("CreateSecret", "after", what="secret container made, value not stored"),
     Boundary("PutSecretValue", "before", what="key created, secret never stored: orphan"),
-    Boundary("PutSecretValue", "after", what="version staged, not yet pending: orphan"),
-    Boundary("UpdateSecretVersionStage", "after", 1, what="pending, CREATED not journalled"),
-    Boundary("UpdateSecretVersionStage", "after", 2, what="pending, staging label dropped"),
-    Boundary("UpdateSecretVersionStage", "after", 3, what="AWSCURRENT moved, label left"),
-    Boundary("UpdateSecretVersionStage", "after", 4, what="promoted in the sink only"),
+    Boundary("PutSecretValue", "after", what="secret pending, CREATED not journalled: adopt"),
+    Boundary("UpdateSecretVersionStage", "after", 1, what="AWSCURRENT moved, label left"),
+    Boundary("UpdateSecretVersionStage", "after", 2, what="promoted in the sink only"),
 ]
 CASES = [pytest.param("file", b, id=f"file-{b}") for b in IAM_BOUNDARIES] + [
     pytest.param("secretsmanager", b, id=f"sm-{b}") for b in IAM_BOUNDARIES + SINK_BOUNDARIES
