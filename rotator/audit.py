@@ -15,6 +15,7 @@ Each line::
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -26,6 +27,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import redaction
+from rotator.errors import ConfigError
 from rotator.model import Decision, Outcome, Rotation, Step
 
 SWEEP_STARTED = "sweep.started"
@@ -149,9 +151,23 @@ def _to_tee(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> Any:
 
 
 def _open_file(path: Path) -> TextIO:
+    """The audit file, opened for appending; never through a symbolic link (a planted
+    link would make rotator, often root, append to any file)."""
     path = path.expanduser()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o640)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise ConfigError(
+            "audit.file",
+            [
+                f"{path} is a symbolic link; rotator does not follow links for the "
+                "files it writes: remove it"
+            ],
+        ) from None
     return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
 

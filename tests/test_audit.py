@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from rotator import audit
-from rotator.errors import AwsError
+from rotator.errors import AwsError, ConfigError
 from rotator.model import Kind
 from rotator.sinks.base import SecretEntry
 
@@ -131,3 +131,18 @@ def test_a_pipe_gets_json_lines_with_format_auto() -> None:
     finally:
         sys.stderr = saved
     assert json.loads(pipe.getvalue())["user"] == "bob"
+
+
+def test_a_symlinked_audit_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """Issue 11, item 8: rotator (often root) never appends through a planted link."""
+    target = tmp_path / "shadow"
+    target.write_text("root:x:0:0\n")
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(target)
+
+    with pytest.raises(ConfigError) as refused:
+        audit.configure(stream="none", file=link)
+
+    assert "is a symbolic link" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert target.read_text() == "root:x:0:0\n"

@@ -28,7 +28,7 @@ from rotator.model import Kind, utcnow
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
     from rotator import journal as journals
-    from rotator import policy
+    from rotator import policy, sinks
     from rotator.entrypoints import render
     from rotator.rotation import emergency as emergencies
     from rotator.rotation import report as reports
@@ -38,6 +38,7 @@ else:
     application = lazy("rotator.app")
     journals = lazy("rotator.journal")
     policy = lazy("rotator.policy")
+    sinks = lazy("rotator.sinks")
     render = lazy("rotator.entrypoints.render")
     emergencies = lazy("rotator.rotation.emergency")
     reports = lazy("rotator.rotation.report")
@@ -126,6 +127,10 @@ def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
 def validate(config: ConfigOpt) -> None:
     """Check the policy file; exit 2 with every problem named if it is invalid."""
     cfg = _load(config)
+    sink_problems = sinks.preflight_problems(cfg.rules)
+    if sink_problems:  # one line each: "error: FILE: unusable sink: ..."
+        problems = [f"unusable sink: {problem}" for problem in sink_problems]
+        raise fail(ConfigError(str(config), problems), err)
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"

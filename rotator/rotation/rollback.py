@@ -17,7 +17,7 @@ from rotator.journal.base import Journal
 from rotator.kinds.base import CredentialKind
 from rotator.model import Outcome, Rotation, RotationState, Status, Step
 from rotator.rotation.protocol import ROLLBACK
-from rotator.rotation.steps import StepResult, sink_key
+from rotator.rotation.steps import StepResult, fence_of, sink_key
 from rotator.sinks.base import SecretSink
 
 
@@ -56,7 +56,7 @@ async def roll_back(
         )
     if not old.active:
         await kind.set_status(rotation.user, old_id, Status.ACTIVE)
-    note = await _restore_sink(rotation, old_id, sink)
+    note = await _restore_sink(rotation, old_id, sink, journal)
     note += f"; {rotation.new_credential_id} stays active until you deactivate it"
     now = clock()
     rotation = await journal.save(
@@ -71,7 +71,9 @@ async def roll_back(
     return _result(rotation, Outcome.DONE, note)
 
 
-async def _restore_sink(rotation: Rotation, old_id: str, sink: SecretSink | None) -> str:
+async def _restore_sink(
+    rotation: Rotation, old_id: str, sink: SecretSink | None, journal: Journal
+) -> str:
     if sink is None:
         return (
             f"{old_id} is active again; rule {rotation.rule!r} is no longer in the policy, so "
@@ -83,7 +85,7 @@ async def _restore_sink(rotation: Rotation, old_id: str, sink: SecretSink | None
     if doc.current is not None and doc.current.credential_id == old_id:
         return f"{old_id} is active and already the sink's current secret"
     if doc.previous is not None and doc.previous.credential_id == old_id:
-        await sink.rollback(key, old_id)
+        await sink.rollback(key, old_id, fence_of(journal, rotation))
         return f"{old_id} is active and the sink's current secret again"
     return (
         f"{old_id} is active again; the sink holds no secret for it (it predates rotator), "

@@ -45,7 +45,7 @@ from rotator.rotation.protocol import (
     Transition,
     state_after_promote,
 )
-from rotator.sinks.base import SecretEntry, SecretSink, SinkKey
+from rotator.sinks.base import Fence, SecretEntry, SecretSink, SinkKey
 
 T = TypeVar("T")
 
@@ -101,8 +101,18 @@ def sink_key(rotation: Rotation) -> SinkKey:
     )
 
 
+def fence_of(journal: Journal, rotation: Rotation) -> Fence:
+    """The fence ``rotation``'s sink writes carry: the journal's epoch and the lease's
+    fence (0 without a lease: such a write loses to any fenced one)."""
+    value = rotation.lease.fence if rotation.lease is not None else 0
+    return Fence(epoch=journal.epoch, value=value, rotation_id=rotation.rotation_id)
+
+
 class Steps:
-    """Runs the protocol's steps for rotations of one kind into one sink."""
+    """Runs the protocol's steps for rotations of one kind into one sink. Every sink write
+    carries the rotation's fence (``fence_of``): a worker whose lease was taken over while
+    its write was on its way is refused by the sink (``LeaseLost``), not only by the
+    journal."""
 
     def __init__(
         self,
@@ -204,6 +214,9 @@ class Steps:
         """Make room, journal the intent, adopt a create that happened before a crash or
         delete its orphan, then create the credential and store its secret as pending."""
         resumed = rotation.state is not RotationState.PLANNED
+        # Preflight: a sink that cannot take the secret fails the rotation (SinkError)
+        # before IAM is changed at all, rather than after a key exists.
+        await self._sink.check(sink_key(rotation))
         if not resumed:
             await self._make_room(rotation)
             listed = await self._list(rotation)
@@ -223,7 +236,7 @@ class Steps:
         if adopted is not None and pending is not None:
             entry = pending.with_id(adopted.credential_id)
             self._guard()
-            await self._sink.put_pending(key, entry)
+            await self._sink.put_pending(key, entry, fence_of(self._journal, rotation))
             outcome = Outcome.ALREADY_DONE
             notes.insert(0, f"adopted {adopted.credential_id} created before a restart")
         else:
@@ -256,7 +269,9 @@ class Steps:
             return pending
         material = await self._kind.make_material(self._rule, rotation.user)
         self._guard()
-        await self._sink.put_pending(sink_key(rotation), material)
+        await self._sink.put_pending(
+            sink_key(rotation), material, fence_of(self._journal, rotation)
+        )
         return material
 
     async def _store_new(
@@ -268,7 +283,7 @@ class Steps:
         active with a secret nobody has; the user is left as before."""
         try:
             self._guard()
-            await self._sink.put_pending(key, entry)
+            await self._sink.put_pending(key, entry, fence_of(self._journal, rotation))
         except Exception as exc:
             if not made_by_iam:
                 raise  # rotator's own material is in the sink already: a resume adopts it
@@ -282,7 +297,7 @@ class Steps:
         try:
             with contextlib.suppress(NoSuchEntity):  # already gone (another worker's orphan)
                 await self._kind.set_status(rotation.user, credential_id, Status.INACTIVE)
-            await self._kind.delete(rotation.user, credential_id)
+                await self._kind.delete(rotation.user, credential_id)
         except RotatorError as exc:
             raise Transient(
                 "compensate",
@@ -379,7 +394,7 @@ class Steps:
         """The sink's current becomes the new secret; the old one stays as previous."""
         new_id = required(rotation, "new_credential_id", rotation.new_credential_id)
         self._guard()
-        await self._sink.promote(sink_key(rotation), new_id)
+        await self._sink.promote(sink_key(rotation), new_id, fence_of(self._journal, rotation))
         now = self._clock()
         state = state_after_promote(rotation)
         rotation = await self._save(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from rotator import audit
@@ -23,6 +24,7 @@ from rotator.errors import (
     LeaseLost,
     Refused,
     RotatorError,
+    SinkError,
     Transient,
 )
 from rotator.inventory import collect
@@ -45,6 +47,7 @@ from rotator.rotation.rechecks import changed_since_plan, late_orphan, still_blo
 from rotator.rotation.report import Report, Result, SweepResult, would
 from rotator.rotation.rotations import Rotations, waiting
 from rotator.rotation.session import Session
+from rotator.sinks.base import SinkKey
 
 # Decisions that change something: a sweep out of time (``time_left``) starts none of them.
 _WORK = frozenset({Action.ROTATE, Action.ADVANCE, Action.DISABLE})
@@ -73,7 +76,28 @@ class Sweep:
     async def plan(self, *, progress: ProgressFn = NO_PROGRESS) -> Plan:
         """What a sweep would do now, changing nothing."""
         async with self._rotations.session(dry_run=True) as session:
-            return (await self._plan(session, progress))[1]
+            the_plan = (await self._plan(session, progress))[1]
+            return await self._preflight(the_plan, session)
+
+    async def _preflight(self, the_plan: Plan, session: Session) -> Plan:
+        """The plan with every rotation whose sink could not take the secret (``check``)
+        shown blocked, with the sink's reason: found now, before any key is made."""
+
+        async def one(decision: Decision) -> Decision:
+            rule = self._config.rule(decision.rule)
+            if decision.action is not Action.ROTATE or rule is None:
+                return decision
+            key = SinkKey(
+                account=decision.account, user=decision.user, kind=decision.kind, slot=decision.slot
+            )
+            try:
+                await session.sink(rule).check(key)
+            except SinkError as exc:
+                reason = f"the sink cannot store the new secret: {exc}"
+                return replace(decision, action=Action.BLOCK, reason=reason)
+            return decision
+
+        return Plan(decisions=tuple(await asyncio.gather(*(one(d) for d in the_plan))))
 
     async def run(
         self,

@@ -19,7 +19,7 @@ from typing import Any
 
 from rotator.aws import Clients
 from rotator.errors import ConfigError
-from rotator.policy import Rule, SinkConfig
+from rotator.policy import FileSinkConfig, Rule, SinkConfig
 from rotator.sinks.base import SecretEntry, SecretSink, SinkDocument, SinkKey
 from rotator.sinks.file import FileSink
 from rotator.sinks.memory import MemorySink
@@ -37,6 +37,7 @@ __all__ = [
     "Sinks",
     "SsmSink",
     "build_sink",
+    "preflight_problems",
 ]
 
 # Each builder receives the settings of its own ``type`` (the policy's discriminator).
@@ -70,3 +71,17 @@ class Sinks:
         if rule.name not in self._built:
             self._built[rule.name] = build_sink(rule.sink, self._clients)
         return self._built[rule.name]
+
+
+def preflight_problems(rules: list[Rule]) -> list[str]:
+    """What ``rotator validate`` finds wrong with the rules' sinks without AWS and without
+    a holder: a file sink whose directory cannot be written (``FileSink.static_problems``).
+    The full check of each holder's sink (``SecretSink.check``) runs in ``plan`` and before
+    every create."""
+    problems: list[str] = []
+    for rule in rules:
+        if isinstance(rule.sink, FileSinkConfig):
+            problems += [
+                f"rules.{rule.name}.sink: {p}" for p in FileSink(rule.sink).static_problems()
+            ]
+    return problems

@@ -9,25 +9,77 @@ moves secrets through it like Secrets Manager's rotation stages:
 
 Each method is idempotent, so a rotation replayed after a crash can call it again. Every
 implementation (memory, file, secretsmanager, ...) passes ``tests/sinks/test_contract.py``.
+
+Every mutating call carries a ``Fence``: the journal's epoch and the writer's lease fence.
+A sink keeps the highest fence it has seen with the holder's document and refuses a write
+whose fence is older (``LeaseLost``): a worker whose lease was taken over while its call
+was in flight cannot overwrite what the new owner stored. Nothing of a refused write is kept.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 from rotator import redaction
+from rotator.errors import LeaseLost
 from rotator.model import Kind
 
 # Keys of a stored entry that rotator itself adds beside the kind's own fields.
 CREDENTIAL_ID = "CredentialId"
 CREATED_AT = "CreatedAt"
 KIND = "Kind"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fence:
+    """Who may write a holder's document: ``value`` is the writer's lease fence, which grows
+    per holder (target) across rotations and takeovers; ``epoch`` names the journal it comes
+    from. Fences compare only within one epoch: a write from another journal (a new
+    journal, a migration) is not refused, and its fence replaces the one held.
+    ``rotation_id`` says whose write it is (for messages and request tokens)."""
+
+    epoch: str
+    value: int
+    rotation_id: str = field(default="", compare=False)
+
+    def older_than(self, held: Fence | None) -> bool:
+        """True if ``held`` is from the same journal and newer: this write must be refused."""
+        return held is not None and held.epoch == self.epoch and self.value < held.value
+
+    def newest(self, held: Fence | None) -> Fence:
+        """The fence a document keeps after this write is accepted."""
+        if held is not None and held.epoch == self.epoch and held.value > self.value:
+            return held
+        return self
+
+    def text(self) -> str:
+        """``epoch:value``, as the AWS sinks store it."""
+        return f"{self.epoch}:{self.value}"
+
+    @classmethod
+    def parse(cls, text: object) -> Fence | None:
+        """The inverse of ``text``; None for anything else (no fence stored)."""
+        if not isinstance(text, str) or ":" not in text:
+            return None
+        epoch, _, value = text.rpartition(":")
+        return cls(epoch=epoch, value=int(value)) if value.isdigit() and epoch else None
+
+    def check(self, held: Fence | None, where: str) -> None:
+        """Raise ``LeaseLost`` if ``held`` (the document's fence) is newer than this one."""
+        if self.older_than(held):
+            assert held is not None
+            raise LeaseLost(
+                self.rotation_id or "this rotation",
+                f"{where} was written with fence {held.value}, newer than this worker's "
+                f"{self.value}: another worker took over; this write was refused and nothing "
+                "of it kept",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,11 +174,17 @@ class SecretEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class SinkDocument:
-    """The three slots of one holder."""
+    """The three slots of one holder, and the highest fence that wrote it (not part of the
+    document's value: two documents with the same slots are equal)."""
 
     current: SecretEntry | None = None
     previous: SecretEntry | None = None
     pending: SecretEntry | None = None
+    fence: Fence | None = field(default=None, compare=False)
+
+    def fenced(self, fence: Fence) -> SinkDocument:
+        """This document as written under ``fence`` (which must not be older)."""
+        return replace(self, fence=fence.newest(self.fence))
 
     def to_json(self) -> str:
         """The document as the file sink writes it (contains secrets: sinks only)."""
@@ -134,15 +192,14 @@ class SinkDocument:
         def one(entry: SecretEntry | None) -> dict[str, str] | None:
             return entry.to_document() if entry else None
 
-        return json.dumps(
-            {
-                "current": one(self.current),
-                "previous": one(self.previous),
-                "pending": one(self.pending),
-            },
-            indent=2,
-            sort_keys=True,
-        )
+        raw: dict[str, Any] = {
+            "current": one(self.current),
+            "previous": one(self.previous),
+            "pending": one(self.pending),
+        }
+        if self.fence is not None:
+            raw["fence"] = self.fence.text()
+        return json.dumps(raw, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> SinkDocument:
@@ -155,6 +212,7 @@ class SinkDocument:
             current=one(raw.get("current")),
             previous=one(raw.get("previous")),
             pending=one(raw.get("pending")),
+            fence=Fence.parse(raw.get("fence")),
         )
 
     def find(self, credential_id: str) -> SecretEntry | None:
@@ -177,19 +235,28 @@ class SecretSink(Protocol):
         Raises ``SinkError`` if it exists but cannot be read."""
         ...
 
-    async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
-        """Store ``entry`` as pending, replacing any pending entry. Current and previous are
-        untouched. Storing the same entry again is a no-op. Raises ``SinkError``."""
+    async def check(self, key: SinkKey) -> None:
+        """Preflight: raise ``SinkError`` (one line, naming the place) if this sink cannot
+        store ``key``'s secrets (a directory that is not writable, a profile that cannot be
+        rewritten, access denied). Writes nothing; called before any credential is made."""
         ...
 
-    async def promote(self, key: SinkKey, credential_id: str) -> None:
+    async def put_pending(self, key: SinkKey, entry: SecretEntry, fence: Fence) -> None:
+        """Store ``entry`` as pending, replacing any pending entry. Current and previous are
+        untouched. Storing the same entry again is a no-op. Raises ``SinkError``, or
+        ``LeaseLost`` if the document was written with a newer ``fence``."""
+        ...
+
+    async def promote(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make the pending entry with ``credential_id`` current; the old current becomes
         previous and pending is emptied. A no-op if current already has ``credential_id``.
-        Raises ``SinkError`` if neither pending nor current holds ``credential_id``."""
+        Raises ``SinkError`` if neither pending nor current holds ``credential_id``,
+        ``LeaseLost`` if the document was written with a newer ``fence``."""
         ...
 
-    async def rollback(self, key: SinkKey, credential_id: str) -> None:
+    async def rollback(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make the previous entry with ``credential_id`` current again; the current entry
         becomes previous. A no-op if current already has ``credential_id``. Raises
-        ``SinkError`` if neither previous nor current holds it."""
+        ``SinkError`` if neither previous nor current holds it, ``LeaseLost`` if the
+        document was written with a newer ``fence``."""
         ...

@@ -13,7 +13,7 @@ from typing import Any
 
 from rotator.errors import SinkError
 from rotator.policy import MemorySinkConfig
-from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+from rotator.sinks.base import Fence, SecretEntry, SinkDocument, SinkKey
 
 
 def permissions(config: MemorySinkConfig) -> list[dict[str, Any]]:
@@ -77,21 +77,28 @@ class MemorySink:
         """The holder's document; an empty one if nothing was stored yet."""
         return self._documents.get(self._name(key), SinkDocument())
 
-    async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
+    async def check(self, key: SinkKey) -> None:
+        """Nothing can stop a write to memory."""
+
+    async def put_pending(self, key: SinkKey, entry: SecretEntry, fence: Fence) -> None:
         """Store ``entry`` as pending, replacing any pending entry."""
-        self._apply(key, lambda doc: next_put_pending(doc, entry))
+        self._apply(key, fence, lambda doc: next_put_pending(doc, entry))
 
-    async def promote(self, key: SinkKey, credential_id: str) -> None:
+    async def promote(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make pending ``credential_id`` current; raises ``SinkError`` if it is not pending."""
-        self._apply(key, lambda doc: next_promote(doc, credential_id, self.location(key)))
+        self._apply(key, fence, lambda doc: next_promote(doc, credential_id, self.location(key)))
 
-    async def rollback(self, key: SinkKey, credential_id: str) -> None:
+    async def rollback(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make previous ``credential_id`` current; raises ``SinkError`` if it is not previous."""
-        self._apply(key, lambda doc: next_rollback(doc, credential_id, self.location(key)))
+        self._apply(key, fence, lambda doc: next_rollback(doc, credential_id, self.location(key)))
 
     def _name(self, key: SinkKey) -> str:
         return self._template.format(**key.fields())
 
-    def _apply(self, key: SinkKey, change: Callable[[SinkDocument], SinkDocument]) -> None:
+    def _apply(
+        self, key: SinkKey, fence: Fence, change: Callable[[SinkDocument], SinkDocument]
+    ) -> None:
         name = self._name(key)
-        self._documents[name] = change(self._documents.get(name, SinkDocument()))
+        old = self._documents.get(name, SinkDocument())
+        fence.check(old.fence, self.location(key))
+        self._documents[name] = change(old).fenced(fence)

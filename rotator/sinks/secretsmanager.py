@@ -18,6 +18,19 @@ asks, so a new secret is created holding ``{}`` (no credential yet) and ``read``
 removes the stale label. Which slot a decision concerns is decided by the same functions
 as the memory sink's (``rotator.sinks.memory.next_*``).
 
+Writes are fenced. Each version's JSON also holds ``RotatorFence`` (``epoch:value``, the
+fence of the write that made it); the secret's fence is the highest of its labelled
+versions'. A write whose fence is older is refused (``LeaseLost``) before any call that
+changes the secret, and labels move by compare-and-swap where one is there to move: a
+version replacing a pending one is added with a staging label of its own
+(``ROTATOR_STAGED``), then ``AWSPENDING`` is moved onto it with ``RemoveFromVersionId``
+naming the version that held it when the fence was checked (Secrets Manager refuses the
+move if another writer moved the label since); ``promote`` and ``rollback`` move
+``AWSCURRENT`` the same way. The first pending version of a rotation (no pending label to
+take) is put with ``AWSPENDING`` directly. The ``ClientRequestToken`` of a version
+derives from the rotation, the fence, the step and the material, so a replay of the same
+write adds no version and a late writer's version can never stand in for another's.
+
 Transient AWS errors (throttling, 5xx) propagate as ``rotator.errors.Transient`` so the
 step is retried; every other failure is a ``SinkError`` naming the secret (never its
 value), raised from the ``Permanent`` error of the call that failed.
@@ -36,12 +49,14 @@ from typing import Any
 from rotator.aws import Clients, aws_errors
 from rotator.errors import AwsError, NoSuchEntity, Permanent, SinkError, Transient
 from rotator.policy import SecretsManagerSinkConfig
-from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+from rotator.sinks.base import Fence, SecretEntry, SinkDocument, SinkKey
 from rotator.sinks.memory import next_promote, next_rollback
 
 CURRENT = "AWSCURRENT"
 PREVIOUS = "AWSPREVIOUS"
 PENDING = "AWSPENDING"
+STAGED = "ROTATOR_STAGED"  # a new version's own label until AWSPENDING moves onto it
+FENCE_FIELD = "RotatorFence"
 EMPTY = "{}"  # the value of a new secret's first version: no credential yet
 MANAGED_BY_TAG = {"Key": "managed-by", "Value": "rotator"}
 _NAMESPACE = uuid.UUID("5d0b7f3c-2f43-4c56-9a1e-6a8f0c3e9b27")
@@ -87,19 +102,25 @@ def kms_statement(key_id: str, *, service: str) -> dict[str, Any]:
     }
 
 
-def secret_string(entry: SecretEntry) -> str:
-    """The ``SecretString`` of ``entry``'s version (stable: keys sorted)."""
-    return json.dumps(entry.to_document(), sort_keys=True)
+def secret_string(entry: SecretEntry, fence: Fence | None = None) -> str:
+    """The ``SecretString`` of ``entry``'s version (stable: keys sorted), with the fence of
+    the write that stores it."""
+    doc = entry.to_document()
+    if fence is not None:
+        doc[FENCE_FIELD] = fence.text()
+    return json.dumps(doc, sort_keys=True)
 
 
-def version_token(entry: SecretEntry) -> str:
-    """The ``ClientRequestToken`` (= ``VersionId``) of ``entry``'s version.
+def version_token(entry: SecretEntry, fence: Fence, step: str = "put_pending") -> str:
+    """The ``ClientRequestToken`` (= ``VersionId``) of ``entry``'s version, written by
+    ``fence``'s rotation in ``step``.
 
-    The same entry always gets the same token, so storing it again adds no version; the
+    The same write always gets the same token, so storing it again adds no version; the
     material is hashed first, so the token (visible in the version list) reveals nothing.
     """
     material = hashlib.sha256(secret_string(entry).encode()).hexdigest()
-    return str(uuid.uuid5(_NAMESPACE, f"{entry.credential_id}:{material}"))
+    who = f"{fence.rotation_id}:{fence.text()}:{step}"
+    return str(uuid.uuid5(_NAMESPACE, f"{who}:{entry.credential_id}:{material}"))
 
 
 @dataclass(frozen=True)
@@ -108,9 +129,20 @@ class _Slot:
 
     version_id: str
     entry: SecretEntry | None
+    fence: Fence | None = None
 
 
 _Slots = dict[str, _Slot]
+
+
+def _held(slots: _Slots) -> Fence | None:
+    """The secret's fence: the newest of its labelled versions' (per epoch, the last seen
+    epoch's when they differ)."""
+    held: Fence | None = None
+    for slot in slots.values():
+        if slot.fence is not None:
+            held = slot.fence.newest(held)
+    return held
 
 
 class SecretsManagerSink:
@@ -131,30 +163,55 @@ class SecretsManagerSink:
             slots = await self._slots(client, name)
         return _document(slots or {})
 
-    async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
+    async def check(self, key: SinkKey) -> None:
+        """Preflight: the secret can be described and its versions read (a missing secret
+        is fine: the first write creates it). Raises ``SinkError`` (e.g. AccessDenied)."""
+        await self.read(key)
+
+    async def put_pending(self, key: SinkKey, entry: SecretEntry, fence: Fence) -> None:
         """Add ``entry`` as a version labelled AWSPENDING (creating the secret if needed)."""
         name = self.location(key)
-        token = version_token(entry)
+        token = version_token(entry, fence)
         async with self._client(name) as client:
             slots = await self._slots(client, name)
             if slots is None:
                 await self._create(client, name)
                 slots = await self._slots(client, name) or {}
+            fence.check(_held(slots), f"secret {name}")
             if CURRENT not in slots:  # a secret without versions: its first one gets AWSCURRENT
                 await self._put(client, name, EMPTY, _empty_token(name), [CURRENT])
             pending = slots.get(PENDING)
             if pending is not None and pending.version_id == token:
                 return
-            stages = await self._put(client, name, secret_string(entry), token, [PENDING])
-            if PENDING not in stages:  # the version existed: Secrets Manager kept its labels
-                old = pending.version_id if pending else None
-                await self._label(client, name, PENDING, move_to=token, remove_from=old)
+            value = secret_string(entry, fence)
+            if pending is None:  # nothing to take the label from: one call
+                stages = await self._put(client, name, value, token, [PENDING])
+                if PENDING not in stages:  # the version existed: Secrets Manager kept its labels
+                    await self._label(client, name, PENDING, move_to=token)
+                return
+            # Replacing a pending version: stage the new one under its own label, then move
+            # AWSPENDING from the version seen when the fence was checked (compare-and-swap).
+            await self._put(client, name, value, token, [STAGED])
+            try:
+                await self._label(
+                    client, name, PENDING, move_to=token, remove_from=pending.version_id
+                )
+            except Permanent:
+                await self._refuse_if_overtaken(client, name, fence)
+                raise
+            await self._label(client, name, STAGED, remove_from=token)
 
-    async def promote(self, key: SinkKey, credential_id: str) -> None:
+    async def _refuse_if_overtaken(self, client: Any, name: str, fence: Fence) -> None:
+        """After a label move failed: ``LeaseLost`` if a newer fence wrote meanwhile."""
+        slots = await self._slots(client, name) or {}
+        fence.check(_held(slots), f"secret {name}")
+
+    async def promote(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Move AWSCURRENT to the pending ``credential_id`` and drop AWSPENDING."""
         name = self.location(key)
         async with self._client(name) as client:
             slots = await self._slots(client, name) or {}
+            fence.check(_held(slots), f"secret {name}")
             doc = _document(slots)
             current, pending = slots.get(CURRENT), slots.get(PENDING)
             if next_promote(doc, credential_id, name) is doc:
@@ -162,31 +219,40 @@ class SecretsManagerSink:
                     # A promote interrupted after moving AWSCURRENT: finish it.
                     await self._label(client, name, PENDING, remove_from=pending.version_id)
                 return
-            await self._label(
-                client,
-                name,
-                CURRENT,
-                move_to=slots[PENDING].version_id,
-                remove_from=current.version_id if current else None,
-            )
+            try:
+                await self._label(
+                    client,
+                    name,
+                    CURRENT,
+                    move_to=slots[PENDING].version_id,
+                    remove_from=current.version_id if current else None,
+                )
+            except Permanent:
+                await self._refuse_if_overtaken(client, name, fence)
+                raise
             await self._label(client, name, PENDING, remove_from=slots[PENDING].version_id)
 
-    async def rollback(self, key: SinkKey, credential_id: str) -> None:
+    async def rollback(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Move AWSCURRENT back to the previous ``credential_id`` (the current one becomes
         AWSPREVIOUS)."""
         name = self.location(key)
         async with self._client(name) as client:
             slots = await self._slots(client, name) or {}
+            fence.check(_held(slots), f"secret {name}")
             doc = _document(slots)
             if next_rollback(doc, credential_id, name) is doc:
                 return
-            await self._label(
-                client,
-                name,
-                CURRENT,
-                move_to=slots[PREVIOUS].version_id,
-                remove_from=slots[CURRENT].version_id,
-            )
+            try:
+                await self._label(
+                    client,
+                    name,
+                    CURRENT,
+                    move_to=slots[PREVIOUS].version_id,
+                    remove_from=slots[CURRENT].version_id,
+                )
+            except Permanent:
+                await self._refuse_if_overtaken(client, name, fence)
+                raise
 
     @asynccontextmanager
     async def _client(self, name: str) -> AsyncIterator[Any]:
@@ -214,7 +280,7 @@ class SecretsManagerSink:
             for version_id, stages in (described.get("VersionIdsToStages") or {}).items()
             for stage in stages
         }
-        entries: dict[str, SecretEntry | None] = {}
+        entries: dict[str, tuple[SecretEntry | None, Fence | None]] = {}
         slots: _Slots = {}
         for stage in (CURRENT, PREVIOUS, PENDING):
             version_id = labels.get(stage)
@@ -224,7 +290,8 @@ class SecretsManagerSink:
                 with aws_errors("GetSecretValue", secret=name, stage=stage):
                     got = await client.get_secret_value(SecretId=name, VersionId=version_id)
                 entries[version_id] = _parse(got.get("SecretString"), name, stage)
-            slots[stage] = _Slot(version_id, entries[version_id])
+            entry, fence = entries[version_id]
+            slots[stage] = _Slot(version_id, entry, fence)
         return slots
 
     async def _create(self, client: Any, name: str) -> None:
@@ -300,17 +367,20 @@ def _document(slots: _Slots) -> SinkDocument:
         current=current.entry if current else None,
         previous=previous.entry if previous else None,
         pending=None if stale or pending is None else pending.entry,
+        fence=_held(slots),
     )
 
 
-def _parse(text: str | None, name: str, stage: str) -> SecretEntry | None:
+def _parse(text: str | None, name: str, stage: str) -> tuple[SecretEntry | None, Fence | None]:
+    """A version's entry (None for ``{}``) and the fence of the write that made it."""
     try:
         raw = json.loads(text) if text is not None else None
         if raw == {}:
-            return None
+            return None, None
         if not isinstance(raw, dict):
             raise TypeError
-        return SecretEntry.from_document(raw)
+        fence = Fence.parse(raw.pop(FENCE_FIELD, None))
+        return SecretEntry.from_document(raw), fence
     except (ValueError, KeyError, TypeError):
         # ``from None``: a JSON error carries the whole text, secrets included.
         raise SinkError(f"secret {name} ({stage}) does not hold a rotator entry") from None

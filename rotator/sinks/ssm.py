@@ -19,6 +19,14 @@ version is the previous one. Every write first settles the labels to that rule, 
 ``read`` reports it. A pending entry equal to the current one (a promotion that did not
 get to delete it) is reported as no pending entry.
 
+Writes are fenced: each value's JSON also holds ``RotatorFence`` (the fence of the write
+that made it) and the holder's fence is the newest of its latest, labelled and pending
+versions'. A write with an older fence is refused (``LeaseLost``) before it is made. SSM has
+no conditional put, so each put is checked after the fact: the version it made must be
+exactly one above the version seen when the fence was checked. If other writes slipped in
+between and one of them carries a newer fence, that write is put back on top (and
+labelled current) and this one is refused: nothing of the late write is kept.
+
 Values up to 4 KB are Standard parameters, larger ones Advanced (and an Advanced parameter
 stays so); above 8 KB is a ``SinkError``. ``kms_key_id`` is the ``KeyId`` of every write.
 New parameters are tagged ``managed-by=rotator``; descriptions and tags never hold a
@@ -42,9 +50,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rotator.aws import Clients, aws_errors, convert
 from rotator.errors import AwsError, Permanent, SinkError, Transient
 from rotator.policy import SsmSinkConfig
-from rotator.sinks.base import SecretEntry, SinkDocument, SinkKey
+from rotator.sinks.base import Fence, SecretEntry, SinkDocument, SinkKey
 from rotator.sinks.memory import next_promote, next_put_pending, next_rollback
-from rotator.sinks.secretsmanager import MANAGED_BY_TAG, kms_statement, secret_string
+from rotator.sinks.secretsmanager import FENCE_FIELD, MANAGED_BY_TAG, kms_statement, secret_string
 
 CURRENT = "current"
 PREVIOUS = "previous"
@@ -84,6 +92,7 @@ class _Version:
 
     number: int
     entry: SecretEntry
+    fence: Fence | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,20 @@ class _State:
     latest: _Version | None
     current: _Version | None  # the version labelled ``current``
     previous: _Version | None  # the version labelled ``previous``
-    pending: SecretEntry | None  # ``NAME/pending`` as stored
+    pending_version: _Version | None  # ``NAME/pending`` as stored
+
+    @property
+    def pending(self) -> SecretEntry | None:
+        return self.pending_version.entry if self.pending_version else None
+
+    @property
+    def fence(self) -> Fence | None:
+        """The holder's fence: the newest its versions carry."""
+        held: Fence | None = None
+        for version in (self.previous, self.current, self.latest, self.pending_version):
+            if version is not None and version.fence is not None:
+                held = version.fence.newest(held)
+        return held
 
     @property
     def settled(self) -> bool:
@@ -109,7 +131,10 @@ class _State:
         previous = before.entry if before and current else None
         stale = self.pending is not None and self.pending == current
         return SinkDocument(
-            current=current, previous=previous, pending=None if stale else self.pending
+            current=current,
+            previous=previous,
+            pending=None if stale else self.pending,
+            fence=self.fence,
         )
 
 
@@ -131,43 +156,52 @@ class SsmSink:
             state = await self._state(client, name)
         return state.document()
 
-    async def put_pending(self, key: SinkKey, entry: SecretEntry) -> None:
+    async def check(self, key: SinkKey) -> None:
+        """Preflight: the parameters can be read (missing ones are fine: the first write
+        makes them). Raises ``SinkError`` (e.g. AccessDenied, an invalid name)."""
+        await self.read(key)
+
+    async def put_pending(self, key: SinkKey, entry: SecretEntry, fence: Fence) -> None:
         """Write ``entry`` to ``NAME/pending``; a no-op if it is already there."""
         name = self._name(key)
         async with self._client(name) as client:
             state = await self._state(client, name)
+            fence.check(state.fence, f"parameter {name}")
             doc = state.document()
-            if next_put_pending(doc, entry) is doc:
-                return
-            await self._put(client, name + PENDING_SUFFIX, entry, exists=state.pending is not None)
+            stored = state.pending_version
+            if next_put_pending(doc, entry) is doc and stored and stored.fence == fence:
+                return  # the same write again
+            await self._put(client, name + PENDING_SUFFIX, entry, fence, state.pending_version)
 
-    async def promote(self, key: SinkKey, credential_id: str) -> None:
+    async def promote(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make the pending ``credential_id`` the latest, ``current`` version; the old current
         version becomes ``previous``; ``NAME/pending`` is deleted."""
         name = self._name(key)
         async with self._client(name) as client:
             state = await self._state(client, name)
+            fence.check(state.fence, f"parameter {name}")
             doc = state.document()
             if next_promote(doc, credential_id, name) is doc:
                 await self._settle(client, name, state)
             else:
                 assert doc.pending is not None  # next_promote checked it
-                await self._make_current(client, name, state, doc.pending)
+                await self._make_current(client, name, state, doc.pending, fence)
             if state.pending is not None and state.pending.credential_id == credential_id:
                 await self._delete(client, name + PENDING_SUFFIX)
 
-    async def rollback(self, key: SinkKey, credential_id: str) -> None:
+    async def rollback(self, key: SinkKey, credential_id: str, fence: Fence) -> None:
         """Make the previous ``credential_id`` current again (written as the latest version);
         the current one becomes previous. A pending entry is left alone."""
         name = self._name(key)
         async with self._client(name) as client:
             state = await self._state(client, name)
+            fence.check(state.fence, f"parameter {name}")
             doc = state.document()
             if next_rollback(doc, credential_id, name) is doc:
                 await self._settle(client, name, state)
                 return
             assert doc.previous is not None  # next_rollback checked it
-            await self._make_current(client, name, state, doc.previous)
+            await self._make_current(client, name, state, doc.previous, fence)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -199,12 +233,7 @@ class SsmSink:
             self._get(client, f"{name}:{PREVIOUS}"),
             self._get(client, name + PENDING_SUFFIX),
         )
-        return _State(
-            latest=latest,
-            current=current,
-            previous=previous,
-            pending=pending.entry if pending else None,
-        )
+        return _State(latest=latest, current=current, previous=previous, pending_version=pending)
 
     async def _get(self, client: Any, selector: str) -> _Version | None:
         """The version ``selector`` (a name, ``name:label``) names; None if there is none."""
@@ -216,14 +245,15 @@ class SsmSink:
                 return None
             raise
         parameter = got["Parameter"]
-        return _Version(int(parameter["Version"]), _parse(parameter.get("Value"), selector))
+        entry, fence = _parse(parameter.get("Value"), selector)
+        return _Version(int(parameter["Version"]), entry, fence)
 
     async def _make_current(
-        self, client: Any, name: str, state: _State, entry: SecretEntry
+        self, client: Any, name: str, state: _State, entry: SecretEntry, fence: Fence
     ) -> None:
         """Write ``entry`` as the latest version and move the labels onto it."""
         await self._settle(client, name, state)
-        number = await self._put(client, name, entry, exists=state.latest is not None)
+        number = await self._put(client, name, entry, fence, state.latest)
         if state.latest is not None:
             await self._label(client, name, state.latest.number, PREVIOUS)
         await self._label(client, name, number, CURRENT)
@@ -236,10 +266,52 @@ class SsmSink:
             await self._label(client, name, state.current.number, PREVIOUS)
         await self._label(client, name, state.latest.number, CURRENT)
 
-    async def _put(self, client: Any, name: str, entry: SecretEntry, *, exists: bool) -> int:
-        """Write ``entry`` as a new version of ``name`` (creating it, tagged, if it does not
-        exist); returns the version number."""
-        value = secret_string(entry)
+    async def _put(
+        self, client: Any, name: str, entry: SecretEntry, fence: Fence, seen: _Version | None
+    ) -> int:
+        """Write ``entry`` under ``fence`` as a new version of ``name`` (creating it,
+        tagged, if it does not exist); ``seen`` is its latest version when the fence was
+        checked. Returns the version number; raises ``LeaseLost`` (with the newer write put
+        back on top) if a write with a newer fence slipped in between."""
+        number = await self._put_value(
+            client, name, secret_string(entry, fence), entry, exists=seen is not None
+        )
+        expected = 1 if seen is None else seen.number + 1
+        if number != expected:
+            await self._refuse_if_overtaken(client, name, fence, range(expected, number))
+        return number
+
+    async def _refuse_if_overtaken(
+        self, client: Any, name: str, fence: Fence, between: range
+    ) -> None:
+        """Versions ``between`` were written by others after this writer checked its fence;
+        if one carries a newer fence, put the newest of them back on top and refuse."""
+        newest: tuple[Fence, str] | None = None
+        for number in between:
+            try:
+                with aws_errors("GetParameter", parameter=name, version=str(number)):
+                    got = await client.get_parameter(Name=f"{name}:{number}", WithDecryption=True)
+            except Permanent as exc:
+                if exc.code in _NOT_FOUND:
+                    continue
+                raise
+            value = str(got["Parameter"].get("Value"))
+            _, other = _parse(value, name)
+            newer = other is not None and fence.older_than(other)
+            if other is not None and newer and (newest is None or newest[0].value < other.value):
+                newest = (other, value)
+        if newest is None:
+            return
+        entry, _ = _parse(newest[1], name)
+        restored = await self._put_value(client, name, newest[1], entry, exists=True)
+        if not name.endswith(PENDING_SUFFIX):
+            await self._label(client, name, restored, CURRENT)
+        fence.check(newest[0], f"parameter {name}")
+
+    async def _put_value(
+        self, client: Any, name: str, value: str, entry: SecretEntry, *, exists: bool
+    ) -> int:
+        """Write ``value`` (``entry``'s) as a new version of ``name``; its number."""
         size = len(value.encode())
         if size > ADVANCED_LIMIT:
             raise SinkError(
@@ -298,12 +370,14 @@ async def _put_parameter(client: Any, kwargs: dict[str, Any]) -> int:
     return int(response["Version"])
 
 
-def _parse(text: str | None, where: str) -> SecretEntry:
+def _parse(text: str | None, where: str) -> tuple[SecretEntry, Fence | None]:
+    """A value's entry and the fence of the write that made it."""
     try:
         raw = json.loads(text) if text is not None else None
         if not isinstance(raw, dict):
             raise TypeError
-        return SecretEntry.from_document(raw)
+        fence = Fence.parse(raw.pop(FENCE_FIELD, None))
+        return SecretEntry.from_document(raw), fence
     except (ValueError, KeyError, TypeError):
         # ``from None``: a JSON error carries the whole text, secrets included.
         raise SinkError(f"parameter {where} does not hold a rotator entry") from None

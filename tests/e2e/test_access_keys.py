@@ -88,7 +88,7 @@ def test_a_zero_duration_sweep_runs_the_whole_cycle(cli: Cli, sandbox: MotoSandb
         (new_id,) = now
         assert now[new_id] == "Active"
         doc = cli.sink_document(account, user)
-        assert set(doc) == {"current", "previous", "pending"}
+        assert set(doc) == {"current", "previous", "pending", "fence"}
         assert doc["pending"] is None
         assert doc["current"]["AccessKeyId"] == new_id
         arn = sandbox.caller_arn(doc["current"]["AccessKeyId"], doc["current"]["SecretAccessKey"])
@@ -278,6 +278,7 @@ def test_aws_credentials_profile_sink(
     """A host rotating the key it uses itself: the profile file always holds a working key."""
     creds = cli.tmp / "credentials"
     creds.write_text("[other]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = x\n")
+    creds.chmod(0o640)  # the application's file: its mode is kept
     cli.write_policy(
         sink=f'{{ type = "file", path = "{creds}", format = "aws-credentials", profile = "ci" }}'
     )
@@ -291,7 +292,7 @@ def test_aws_credentials_profile_sink(
     key = session.get_credentials()
     assert sandbox.caller_arn(key.access_key, key.secret_key).endswith("/ci-app")
     assert "[other]" in creds.read_text()
-    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o640
 
 
 def test_demo_runs_the_sandbox_end_to_end(tmp_path: Path) -> None:

@@ -8,12 +8,16 @@ secrets, 0 extra keys, 0 double rotations, on SQLite and DynamoDB.
   takes nothing over, because the holder keeps renewing.
 * A sweep that acts on a plan made before another worker rotated the same key all the way:
   the journal refuses it (the target's fence moved), in the same write as the add.
+* A worker whose sink write is on its way when its lease is taken over (race 1 of issue
+  11, past the lease guard): the sink sees the new owner's newer fence and refuses the late
+  write, so the new owner's secret survives.
 * A lease shorter than two AWS calls is refused by ``validate``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +34,7 @@ from rotator.rotation.engine import Engine
 from rotator.rotation.report import Result
 from tests.support import tally
 from tests.support.cli import Cli
-from tests.support.faults import FaultProxy
+from tests.support.faults import FaultProxy, Request
 from tests.support.invariants import assert_rotated_once_and_whole, history, sink_current
 from tests.support.moto import MotoSandbox
 
@@ -38,6 +42,10 @@ pytestmark = pytest.mark.e2e
 
 LEASE = 6.0  # seconds: the floor for 1 s connect + 2 s read timeouts
 JOURNALS = ["sqlite", "dynamodb"]
+SM_SINK = '{ type = "secretsmanager", name = "rotator/{account}/{user}/{kind}" }'
+# The DescribeSecret calls of A's create step: the sink's preflight, the look for a pending
+# entry, then the first call of put_pending (the one held).
+PUT_PENDING_DESCRIBE = 3
 
 
 @pytest.fixture
@@ -68,11 +76,11 @@ def seed(sandbox: MotoSandbox) -> dict[str, str]:
     return {"ci-app": key}
 
 
-def count_race(cli: Cli, sandbox: MotoSandbox) -> None:
+def count_race(cli: Cli, sandbox: MotoSandbox, sink: str = "file") -> None:
     """Add this race's outcome to the robustness tally (0s expected everywhere)."""
     keys = sandbox.keys("ci-app")
     rotations = [r for r in history(cli) if r["state"] == "completed"]
-    current = sink_current(cli, sandbox, "ci-app", "file")
+    current = sink_current(cli, sandbox, "ci-app", sink)
     works = current is not None and sandbox.caller_arn(
         current["AccessKeyId"], current["SecretAccessKey"]
     ).endswith("/ci-app")
@@ -140,6 +148,63 @@ def test_a_paused_worker_never_leaves_an_extra_key_nor_loses_a_secret(
         assert "deleted orphan" in b_create[-1]["reason"]
     assert_rotated_once_and_whole(cli, sandbox, ["ci-app"], sink="file", originals=originals)
     count_race(cli, sandbox)
+
+
+def signed_with_a_new_key(request: Request) -> bool:
+    """A request signed with a key other than the test's own: a verification."""
+    return "Credential=testing/" not in request.headers.get("authorization", "")
+
+
+@pytest.mark.parametrize("journal", JOURNALS)
+def test_a_late_sink_write_after_a_takeover_is_refused_by_the_sink(
+    cli: Cli, sandbox: MotoSandbox, proxy: FaultProxy, journal: str
+) -> None:
+    """Race 1 of issue 11, past the lease guard. A has checked its lease and sent the
+    first call of its put_pending (held) when it is paused long past its lease. B watches a
+    full lease period, takes over, deletes A's key as an orphan, creates K_B and stores it
+    pending; B is held at the answer of its verification. A wakes and its write goes on:
+    the sink holds B's newer fence and refuses it (LeaseLost), so B's pending entry is
+    intact and B promotes it. Without the sink's fence A's entry would replace K_B's, B's
+    promote would fail ("neither pending nor current") and K_B's secret would be lost."""
+    cli = race_cli(cli, proxy, journal)
+    cli.write_policy(max_age="90d", sink=SM_SINK)
+    originals = seed(sandbox)
+    held_a = proxy.hold("DescribeSecret", phase="before", nth=PUT_PENDING_DESCRIBE)
+    held_b = proxy.hold("GetCallerIdentity", phase="after", match=signed_with_a_new_key)
+    a = cli.popen("run", "--json", "--config", str(cli.config))
+    b = None
+    try:
+        held_a.wait()
+        os.kill(a.pid, signal.SIGSTOP)
+        time.sleep(LEASE + 0.5)  # A's lease now looks expired: B will watch it
+        # B's verification is held while A's late write goes on: B must not time out.
+        lease_a = cli.env["ROTATOR_JOURNAL__LEASE_TTL"]
+        cli.env.update(ROTATOR_AWS__READ_TIMEOUT="10", ROTATOR_JOURNAL__LEASE_TTL="22s")
+        b = cli.popen("run", "--json", "--config", str(cli.config))
+        cli.env.update(ROTATOR_AWS__READ_TIMEOUT="2", ROTATOR_JOURNAL__LEASE_TTL=lease_a)
+        held_b.wait(90)  # B took over and stored K_B pending
+        held_a.release()
+        held_a.answered.wait(10)
+        os.kill(a.pid, signal.SIGCONT)
+        out, err = a.communicate(timeout=60)
+    finally:
+        held_a.release()
+        held_b.release()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(a.pid, signal.SIGCONT)
+    assert b is not None
+    b_out, b_err = b.communicate(timeout=60)
+    assert b.returncode == 0, b_out + b_err
+    (report,) = json.loads(b_out)["results"]
+    assert report["outcome"] == "completed", report  # K_B's pending entry was intact
+    assert_rotated_once_and_whole(
+        cli, sandbox, ["ci-app"], sink="secretsmanager", originals=originals
+    )
+    count_race(cli, sandbox, "secretsmanager")
+    assert a.returncode == 0, out + err
+    (late,) = json.loads(out)["results"]
+    assert late["outcome"] == "waiting", late
+    assert "newer than this worker's" in late["detail"], late  # the sink refused it
 
 
 @pytest.mark.parametrize("journal", JOURNALS)

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr, TypeAdapter
 
 from rotator.aws import Aws, Clients
-from rotator.errors import SinkError
+from rotator.errors import LeaseLost, SinkError
 from rotator.model import Kind
 from rotator.policy import SinkConfig
 from rotator.sinks import (
@@ -29,9 +29,11 @@ from rotator.sinks import (
     SinkKey,
     build_sink,
 )
+from rotator.sinks.base import Fence
 
 ALICE = SinkKey(account="123456789012", user="alice", kind=Kind.ACCESS_KEY)
 BOB = SinkKey(account="123456789012", user="bob", kind=Kind.ACCESS_KEY)
+FENCE = Fence(epoch="tests", value=1, rotation_id="r-tests")
 
 
 def secret_of(n: int) -> str:
@@ -53,8 +55,8 @@ def access_key(n: int, *, credential_id: str | None = None) -> SecretEntry:
 
 async def rotate_in(sink: SecretSink, key: SinkKey, entry: SecretEntry) -> None:
     """Store ``entry`` as pending and promote it."""
-    await sink.put_pending(key, entry)
-    await sink.promote(key, entry.credential_id)
+    await sink.put_pending(key, entry, FENCE)
+    await sink.promote(key, entry.credential_id, FENCE)
 
 
 def settings(kind: str, tmp_path: Any) -> dict[str, Any]:
@@ -88,10 +90,10 @@ async def test_a_new_holder_reads_as_an_empty_document(sink: SecretSink) -> None
 async def test_promoting_the_first_entry_makes_it_current_with_no_previous(
     sink: SecretSink,
 ) -> None:
-    await sink.put_pending(ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(1), FENCE)
     assert await sink.read(ALICE) == SinkDocument(pending=access_key(1))
 
-    await sink.promote(ALICE, access_key(1).credential_id)
+    await sink.promote(ALICE, access_key(1).credential_id, FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(current=access_key(1))
 
@@ -100,7 +102,7 @@ async def test_put_pending_leaves_current_and_previous_alone(sink: SecretSink) -
     await rotate_in(sink, ALICE, access_key(1))
     await rotate_in(sink, ALICE, access_key(2))
 
-    await sink.put_pending(ALICE, access_key(3))
+    await sink.put_pending(ALICE, access_key(3), FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(
         current=access_key(2), previous=access_key(1), pending=access_key(3)
@@ -109,9 +111,9 @@ async def test_put_pending_leaves_current_and_previous_alone(sink: SecretSink) -
 
 async def test_promote_moves_pending_to_current_and_current_to_previous(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
 
-    await sink.promote(ALICE, access_key(2).credential_id)
+    await sink.promote(ALICE, access_key(2).credential_id, FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(current=access_key(2), previous=access_key(1))
 
@@ -120,7 +122,7 @@ async def test_promote_again_is_a_no_op(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
     await rotate_in(sink, ALICE, access_key(2))
 
-    await sink.promote(ALICE, access_key(2).credential_id)
+    await sink.promote(ALICE, access_key(2).credential_id, FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(current=access_key(2), previous=access_key(1))
 
@@ -139,18 +141,18 @@ async def test_promote_of_an_id_that_is_not_pending_raises_and_changes_nothing(
     """Unknown, previous (entry 1) and "" (no ID yet) cannot be promoted."""
     await rotate_in(sink, ALICE, access_key(1))
     await rotate_in(sink, ALICE, access_key(2))
-    await sink.put_pending(ALICE, access_key(3, credential_id=""))
+    await sink.put_pending(ALICE, access_key(3, credential_id=""), FENCE)
     before = await sink.read(ALICE)
 
     with pytest.raises(SinkError):
-        await sink.promote(ALICE, credential_id)
+        await sink.promote(ALICE, credential_id, FENCE)
 
     assert await sink.read(ALICE) == before
 
 
 async def test_promote_on_an_empty_holder_raises(sink: SecretSink) -> None:
     with pytest.raises(SinkError):
-        await sink.promote(ALICE, access_key(1).credential_id)
+        await sink.promote(ALICE, access_key(1).credential_id, FENCE)
 
 
 async def test_rollback_swaps_current_and_previous_back_and_is_idempotent(
@@ -159,19 +161,19 @@ async def test_rollback_swaps_current_and_previous_back_and_is_idempotent(
     await rotate_in(sink, ALICE, access_key(1))
     await rotate_in(sink, ALICE, access_key(2))
 
-    await sink.rollback(ALICE, access_key(1).credential_id)
+    await sink.rollback(ALICE, access_key(1).credential_id, FENCE)
     assert await sink.read(ALICE) == SinkDocument(current=access_key(1), previous=access_key(2))
 
-    await sink.rollback(ALICE, access_key(1).credential_id)
+    await sink.rollback(ALICE, access_key(1).credential_id, FENCE)
     assert await sink.read(ALICE) == SinkDocument(current=access_key(1), previous=access_key(2))
 
 
 async def test_rollback_leaves_a_pending_entry_alone(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
     await rotate_in(sink, ALICE, access_key(2))
-    await sink.put_pending(ALICE, access_key(3))
+    await sink.put_pending(ALICE, access_key(3), FENCE)
 
-    await sink.rollback(ALICE, access_key(1).credential_id)
+    await sink.rollback(ALICE, access_key(1).credential_id, FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(
         current=access_key(1), previous=access_key(2), pending=access_key(3)
@@ -185,20 +187,20 @@ async def test_rollback_to_an_id_that_is_not_previous_raises_and_changes_nothing
     """Unknown, pending (entry 3) and "" cannot be rolled back to."""
     await rotate_in(sink, ALICE, access_key(1))
     await rotate_in(sink, ALICE, access_key(2))
-    await sink.put_pending(ALICE, access_key(3))
+    await sink.put_pending(ALICE, access_key(3), FENCE)
     before = await sink.read(ALICE)
 
     with pytest.raises(SinkError):
-        await sink.rollback(ALICE, credential_id)
+        await sink.rollback(ALICE, credential_id, FENCE)
 
     assert await sink.read(ALICE) == before
 
 
 async def test_put_pending_replaces_an_older_pending_entry(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
 
-    await sink.put_pending(ALICE, access_key(3))
+    await sink.put_pending(ALICE, access_key(3), FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(current=access_key(1), pending=access_key(3))
 
@@ -207,24 +209,24 @@ async def test_put_pending_with_the_id_iam_assigned_replaces_the_unnamed_materia
     sink: SecretSink,
 ) -> None:
     unnamed = access_key(2, credential_id="")
-    await sink.put_pending(ALICE, unnamed)
+    await sink.put_pending(ALICE, unnamed, FENCE)
 
-    await sink.put_pending(ALICE, unnamed.with_id(access_key(2).credential_id))
-    await sink.promote(ALICE, access_key(2).credential_id)
+    await sink.put_pending(ALICE, unnamed.with_id(access_key(2).credential_id), FENCE)
+    await sink.promote(ALICE, access_key(2).credential_id, FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(current=access_key(2))
 
 
 async def test_storing_the_same_pending_entry_again_is_a_no_op(sink: SecretSink) -> None:
-    await sink.put_pending(ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(1), FENCE)
+    await sink.put_pending(ALICE, access_key(1), FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(pending=access_key(1))
 
 
 async def test_entries_round_trip_every_field(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
 
     doc = await sink.read(ALICE)
 
@@ -241,7 +243,7 @@ async def test_entries_round_trip_every_field(sink: SecretSink) -> None:
 
 async def test_two_holders_do_not_interfere(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(BOB, access_key(2))
+    await sink.put_pending(BOB, access_key(2), FENCE)
     await rotate_in(sink, ALICE, access_key(3))
     assert await sink.read(BOB) == SinkDocument(pending=access_key(2))
 
@@ -254,10 +256,10 @@ async def test_two_holders_do_not_interfere(sink: SecretSink) -> None:
 
 async def test_nothing_rendered_shows_a_secret_value(sink: SecretSink) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
     doc = await sink.read(ALICE)
     with pytest.raises(SinkError) as failed:
-        await sink.promote(ALICE, "AKIA-NOT-STORED-0000")
+        await sink.promote(ALICE, "AKIA-NOT-STORED-0000", FENCE)
 
     rendered = [repr(doc), str(doc), repr(doc.current), str(doc.pending), sink.location(ALICE)]
     rendered += [str(failed.value), repr(failed.value)]
@@ -309,7 +311,102 @@ async def test_an_aws_sink_opens_one_client_for_every_call_of_its_session(
         await rotate_in(sink, ALICE, access_key(1))
         await rotate_in(sink, BOB, access_key(2))
         await rotate_in(sink, ALICE, access_key(3))
-        await sink.rollback(ALICE, access_key(1).credential_id)
+        await sink.rollback(ALICE, access_key(1).credential_id, FENCE)
         assert await sink.read(ALICE) == SinkDocument(current=access_key(1), previous=access_key(3))
 
     assert aws.opened == [kind]
+
+
+# -- fencing ---------------------------------------------------------------------------
+
+NEWER = Fence(epoch="tests", value=2, rotation_id="r-newer")
+OLDER = Fence(epoch="tests", value=1, rotation_id="r-older")
+
+
+async def test_a_put_pending_with_an_older_fence_is_refused_and_changes_nothing(
+    sink: SecretSink,
+) -> None:
+    """Race 1 of issue 11: a worker whose lease was taken over stores its late pending
+    entry after the new owner stored its own; the new owner's secret must survive."""
+    await sink.put_pending(ALICE, access_key(1), OLDER)
+    await sink.promote(ALICE, access_key(1).credential_id, OLDER)
+    await sink.put_pending(ALICE, access_key(2), NEWER)
+    before = await sink.read(ALICE)
+
+    with pytest.raises(LeaseLost) as refused:
+        await sink.put_pending(ALICE, access_key(3), OLDER)
+
+    assert (
+        await sink.read(ALICE)
+        == before
+        == SinkDocument(current=access_key(1), pending=access_key(2))
+    )
+    assert "r-older" in str(refused.value)
+    assert secret_of(3) not in str(refused.value)
+
+
+async def test_a_promote_with_an_older_fence_is_refused_and_changes_nothing(
+    sink: SecretSink,
+) -> None:
+    await rotate_in(sink, ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(2), OLDER)
+    await sink.put_pending(ALICE, access_key(3), NEWER)
+    before = await sink.read(ALICE)
+
+    with pytest.raises(LeaseLost):
+        await sink.promote(ALICE, access_key(3).credential_id, OLDER)
+
+    assert (
+        await sink.read(ALICE)
+        == before
+        == SinkDocument(current=access_key(1), pending=access_key(3))
+    )
+
+
+async def test_a_rollback_with_an_older_fence_is_refused_and_changes_nothing(
+    sink: SecretSink,
+) -> None:
+    await rotate_in(sink, ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(2), NEWER)
+    await sink.promote(ALICE, access_key(2).credential_id, NEWER)
+    before = await sink.read(ALICE)
+
+    with pytest.raises(LeaseLost):
+        await sink.rollback(ALICE, access_key(1).credential_id, OLDER)
+
+    assert (
+        await sink.read(ALICE)
+        == before
+        == SinkDocument(current=access_key(2), previous=access_key(1))
+    )
+
+
+async def test_the_same_or_a_newer_fence_writes_and_the_document_keeps_the_newest(
+    sink: SecretSink,
+) -> None:
+    await sink.put_pending(ALICE, access_key(1), OLDER)
+    await sink.put_pending(ALICE, access_key(1), OLDER)  # the same writer again
+    await sink.put_pending(ALICE, access_key(2), NEWER)  # a takeover
+    await sink.promote(ALICE, access_key(2).credential_id, NEWER)
+
+    doc = await sink.read(ALICE)
+
+    assert doc == SinkDocument(current=access_key(2))
+    assert doc.fence == NEWER
+
+
+async def test_a_fence_of_another_journal_is_not_compared(sink: SecretSink) -> None:
+    """Fences count per journal: after a move to a new journal (a new epoch) its first
+    rotation's low fence is not refused."""
+    await sink.put_pending(ALICE, access_key(1), Fence(epoch="old-journal", value=40))
+    fresh = Fence(epoch="new-journal", value=1)
+
+    await sink.put_pending(ALICE, access_key(2), fresh)
+    await sink.promote(ALICE, access_key(2).credential_id, fresh)
+
+    assert await sink.read(ALICE) == SinkDocument(current=access_key(2))
+
+
+async def test_check_passes_for_a_usable_holder_and_writes_nothing(sink: SecretSink) -> None:
+    await sink.check(ALICE)
+    assert await sink.read(ALICE) == SinkDocument()

@@ -14,10 +14,13 @@ from rotator import crypto
 from rotator.model import Kind
 from rotator.policy import FileSinkConfig
 from rotator.sinks import FileSink, SecretEntry, SinkKey
+from rotator.sinks.base import Fence
 from rotator.sinks.file_pem import pem_contents, pem_paths
 from tests.support.certs import make_ca, make_leaf
 
 KEY = SinkKey(account="123456789012", user="web", kind=Kind.SERVER_CERTIFICATE)
+
+FENCE = Fence(epoch="tests", value=1)
 
 
 def cert_entry(credential_id: str, *, chain: bool) -> SecretEntry:
@@ -62,9 +65,9 @@ async def test_promote_writes_the_current_certificate_chain_and_key_0600(
     sink: FileSink, tmp_path: Path
 ) -> None:
     entry = cert_entry("web-20260301", chain=True)
-    await sink.put_pending(KEY, entry)
+    await sink.put_pending(KEY, entry, FENCE)
     assert not files(tmp_path)[".cert.pem"].exists(), "pending material gets no PEM files"
-    await sink.promote(KEY, "web-20260301")
+    await sink.promote(KEY, "web-20260301", FENCE)
     paths = files(tmp_path)
     assert paths[".cert.pem"].read_text() == entry.public[crypto.CERTIFICATE_BODY] + "\n"
     assert paths[".chain.pem"].read_text() == entry.public[crypto.CERTIFICATE_CHAIN]
@@ -79,10 +82,10 @@ async def test_rollback_puts_back_the_previous_files_and_drops_a_chain_it_lacks(
 ) -> None:
     first, second = cert_entry("web-1", chain=False), cert_entry("web-2", chain=True)
     for entry in (first, second):
-        await sink.put_pending(KEY, entry)
-        await sink.promote(KEY, entry.credential_id)
+        await sink.put_pending(KEY, entry, FENCE)
+        await sink.promote(KEY, entry.credential_id, FENCE)
     assert files(tmp_path)[".chain.pem"].exists()
-    await sink.rollback(KEY, "web-1")
+    await sink.rollback(KEY, "web-1", FENCE)
     paths = files(tmp_path)
     assert paths[".key.pem"].read_text() == first.reveal(crypto.PRIVATE_KEY)
     assert not paths[".chain.pem"].exists()
@@ -92,12 +95,12 @@ async def test_a_replayed_promote_repairs_files_a_crash_left_stale(
     sink: FileSink, tmp_path: Path
 ) -> None:
     entry = cert_entry("web-1", chain=True)
-    await sink.put_pending(KEY, entry)
-    await sink.promote(KEY, "web-1")
+    await sink.put_pending(KEY, entry, FENCE)
+    await sink.promote(KEY, "web-1", FENCE)
     paths = files(tmp_path)
     paths[".key.pem"].unlink()
     paths[".cert.pem"].write_text("stale")
-    await sink.promote(KEY, "web-1")  # the document is unchanged: a no-op for it
+    await sink.promote(KEY, "web-1", FENCE)  # the document is unchanged: a no-op for it
     assert paths[".key.pem"].read_text() == entry.reveal(crypto.PRIVATE_KEY)
     assert paths[".cert.pem"].read_text().startswith("-----BEGIN CERTIFICATE-----")
 
@@ -117,6 +120,6 @@ async def test_entries_without_a_certificate_leave_pem_files_alone(
         secret={"SecretAccessKey": SecretStr("s" * 40)},
     )
     assert pem_contents(access_key) is None
-    await sink.put_pending(key, access_key)
-    await sink.promote(key, "AKIA1")
+    await sink.put_pending(key, access_key, FENCE)
+    await sink.promote(key, "AKIA1", FENCE)
     assert bystander.read_text() == "someone else's"

@@ -5,23 +5,26 @@ that name the parameter but never the value. The shared behaviour is in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from moto.core.exceptions import JsonRESTError
 from moto.ssm.exceptions import ValidationException
 from moto.ssm.models import SimpleSystemManagerBackend
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from rotator.aws import Aws, Clients
-from rotator.errors import SinkError, Transient
+from rotator.errors import LeaseLost, SinkError, Transient
 from rotator.model import Kind
 from rotator.policy import SinkConfig, SsmSinkConfig
 from rotator.sinks import SecretEntry, SinkDocument, SinkKey, SsmSink, build_sink
+from rotator.sinks.base import Fence
 from rotator.sinks.secretsmanager import secret_string
 from rotator.sinks.ssm import permissions
-from tests.sinks.test_contract import ALICE, access_key, rotate_in, secret_of
+from tests.sinks.test_contract import ALICE, FENCE, access_key, rotate_in, secret_of
 from tests.support.faults import FaultPlan, FaultProxy
 from tests.support.moto import MotoSandbox
 
@@ -82,7 +85,7 @@ async def test_pending_waits_in_its_own_parameter_and_consumers_see_only_current
     sink: SsmSink, ssm: Any
 ) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
 
     assert versions(ssm) == [(1, ["current"], access_key(1).credential_id)]
     assert versions(ssm, PENDING) == [(1, [], access_key(2).credential_id)]
@@ -93,24 +96,24 @@ async def test_pending_waits_in_its_own_parameter_and_consumers_see_only_current
 
 async def test_labels_and_versions_after_promote_and_rollback(sink: SsmSink, ssm: Any) -> None:
     one, two, three = (access_key(n).credential_id for n in (1, 2, 3))
-    await sink.put_pending(ALICE, access_key(1))
+    await sink.put_pending(ALICE, access_key(1), FENCE)
     assert not exists(ssm, NAME)
 
-    await sink.promote(ALICE, one)
+    await sink.promote(ALICE, one, FENCE)
     assert versions(ssm) == [(1, ["current"], one)]
     assert not exists(ssm, PENDING)
 
     await rotate_in(sink, ALICE, access_key(2))
     assert versions(ssm) == [(1, ["previous"], one), (2, ["current"], two)]
 
-    await sink.put_pending(ALICE, access_key(3))
-    await sink.rollback(ALICE, one)  # written again as the latest version
+    await sink.put_pending(ALICE, access_key(3), FENCE)
+    await sink.rollback(ALICE, one, FENCE)  # written again as the latest version
     assert versions(ssm) == [(1, [], one), (2, ["previous"], two), (3, ["current"], one)]
     assert versions(ssm, PENDING) == [(1, [], three)]
     latest = ssm.get_parameter(Name=NAME, WithDecryption=True)["Parameter"]
     assert json.loads(latest["Value"])["CredentialId"] == one
 
-    await sink.rollback(ALICE, one)  # idempotent: no new version
+    await sink.rollback(ALICE, one, FENCE)  # idempotent: no new version
     assert [v for v, _, _ in versions(ssm)] == [1, 2, 3]
 
 
@@ -118,7 +121,7 @@ async def test_parameters_are_securestrings_under_the_kms_key_tagged_without_sec
     sink: SsmSink, ssm: Any
 ) -> None:
     await rotate_in(sink, ALICE, access_key(1))
-    await sink.put_pending(ALICE, access_key(2))
+    await sink.put_pending(ALICE, access_key(2), FENCE)
 
     for name in (NAME, PENDING):
         (described,) = ssm.describe_parameters(
@@ -151,8 +154,8 @@ async def test_an_entry_over_4kb_is_an_advanced_parameter(sink: SsmSink, ssm: An
     assert len(secret_string(large).encode()) > 4096
 
     await rotate_in(sink, ALICE, small)
-    await sink.put_pending(ALICE, large)
-    await sink.promote(ALICE, large.credential_id)
+    await sink.put_pending(ALICE, large, FENCE)
+    await sink.promote(ALICE, large.credential_id, FENCE)
 
     history = ssm.get_parameter_history(Name=NAME)["Parameters"]
     assert [p["Tier"] for p in history] == ["Standard", "Advanced"]
@@ -165,7 +168,7 @@ async def test_an_entry_over_8kb_is_refused_without_writing_or_quoting_it(
     huge = big_entry(1, 9000)
 
     with pytest.raises(SinkError, match=r"at most 8192") as refused:
-        await sink.put_pending(ALICE, huge)
+        await sink.put_pending(ALICE, huge, FENCE)
 
     assert NAME in str(refused.value)
     assert secret_of(1) not in str(refused.value)
@@ -188,9 +191,9 @@ async def test_an_advanced_parameter_stays_advanced_for_a_small_entry(
     monkeypatch.setattr(SimpleSystemManagerBackend, "put_parameter", aws_rule)
     large, small = big_entry(1, 5000), big_entry(2, 100)
     await rotate_in(sink, ALICE, large)
-    await sink.put_pending(ALICE, small)
+    await sink.put_pending(ALICE, small, FENCE)
 
-    await sink.promote(ALICE, small.credential_id)
+    await sink.promote(ALICE, small.credential_id, FENCE)
 
     history = ssm.get_parameter_history(Name=NAME)["Parameters"]
     assert [p["Tier"] for p in history] == ["Advanced", "Advanced"]
@@ -214,7 +217,7 @@ async def test_a_promote_interrupted_between_its_calls_reads_as_done_and_replays
 ) -> None:
     one, two = access_key(1), access_key(2)
     await rotate_in(sink, ALICE, one)
-    await sink.put_pending(ALICE, two)
+    await sink.put_pending(ALICE, two, FENCE)
     put_raw(ssm, two)
     if interrupted == "after-previous-label":
         ssm.label_parameter_version(Name=NAME, ParameterVersion=1, Labels=["previous"])
@@ -222,7 +225,7 @@ async def test_a_promote_interrupted_between_its_calls_reads_as_done_and_replays
         put_raw(ssm, two)
 
     assert await sink.read(ALICE) == SinkDocument(current=two, previous=one)
-    await sink.promote(ALICE, two.credential_id)
+    await sink.promote(ALICE, two.credential_id, FENCE)
 
     assert await sink.read(ALICE) == SinkDocument(current=two, previous=one)
     labelled = {v: labels for v, labels, _ in versions(ssm) if labels}
@@ -240,7 +243,7 @@ async def test_a_rollback_interrupted_after_its_write_reads_as_done(
     put_raw(ssm, one)
 
     assert await sink.read(ALICE) == SinkDocument(current=one, previous=two)
-    await sink.rollback(ALICE, one.credential_id)
+    await sink.rollback(ALICE, one.credential_id, FENCE)
 
     assert versions(ssm)[1:] == [
         (2, ["previous"], two.credential_id),
@@ -267,7 +270,7 @@ async def test_aws_quoting_the_value_in_an_error_never_reaches_the_sink_error(
     monkeypatch.setattr(SimpleSystemManagerBackend, "put_parameter", quoting)
 
     with pytest.raises(SinkError) as failed:
-        await sink.put_pending(ALICE, access_key(1))
+        await sink.put_pending(ALICE, access_key(1), FENCE)
 
     assert PENDING in str(failed.value)
     assert "ValidationException" in str(failed.value)
@@ -319,3 +322,44 @@ def test_permissions_cover_the_parameters_and_the_key_through_ssm_only() -> None
     assert "ssm:PutParameter" in parameters["Action"]
     assert key["Condition"]["StringLike"] == {"kms:ViaService": "ssm.*.amazonaws.com"}
     assert key["Condition"]["ForAnyValue:StringEquals"] == {"kms:ResourceAliases": ["alias/rot"]}
+
+
+async def test_a_write_that_slipped_in_with_a_newer_fence_is_put_back_and_the_late_one_refused(
+    aws_env: str, clients: Clients
+) -> None:
+    """A checks its fence, then its PutParameter is held; B (newer fence) stores its
+    pending entry meanwhile. A's put lands on top of B's, so A sees the version jumped,
+    finds B's newer fence, puts B's entry back on top and refuses its own write."""
+    older = Fence(epoch="tests", value=1, rotation_id="r-a")
+    newer = Fence(epoch="tests", value=2, rotation_id="r-b")
+    with FaultProxy(aws_env) as proxy:
+        held = proxy.hold("PutParameter", phase="before")
+        async with Clients(Aws(endpoint_url=proxy.url)) as late_clients:
+            late = asyncio.create_task(
+                ssm_sink(late_clients).put_pending(ALICE, access_key(1), older)
+            )
+            await asyncio.to_thread(held.wait)
+            await ssm_sink(clients).put_pending(ALICE, access_key(2), newer)
+            held.release()
+            with pytest.raises(LeaseLost, match="newer than this worker's 1"):
+                await late
+
+    doc = await ssm_sink(clients).read(ALICE)
+    assert doc == SinkDocument(pending=access_key(2))
+    assert doc.fence == newer
+
+
+async def test_check_reports_access_denied_before_anything_is_written(
+    sink: SsmSink, ssm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Any, name: str) -> Any:
+        raise JsonRESTError("AccessDeniedException", "not authorized to GetParameter")
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "get_parameter", denied)
+
+    with pytest.raises(SinkError) as refused:
+        await sink.check(ALICE)
+
+    assert "AccessDenied" in str(refused.value)
+    monkeypatch.undo()
+    assert ssm.describe_parameters()["Parameters"] == []
