@@ -1,0 +1,136 @@
+"""``rotator rotate-profile PROFILE`` end to end: the real CLI against the moto server, with
+no policy file — only a shared credentials file and the user's state directory."""
+
+from __future__ import annotations
+
+import configparser
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import Cli, Result
+from tests.support.moto import MotoSandbox
+
+USER = "dev-laptop"
+HEAD = (
+    "# my credentials\n"
+    "[default]\n"
+    "aws_access_key_id = AKIADEFAULTEXAMPLE\n"
+    "aws_secret_access_key = untouched\n"
+    "region = eu-west-1\n"
+    "\n"
+)
+TAIL = "\n; a comment after the profile\n[later]\naws_access_key_id = AKIALATEREXAMPLE\n"
+
+
+@pytest.fixture
+def profile(cli: Cli, sandbox: MotoSandbox) -> tuple[Path, str]:
+    """A user whose one key is profile [work] of a credentials file between two others."""
+    (key,) = sandbox.create_user(USER, keys=1)
+    creds = cli.tmp / "aws" / "credentials"
+    creds.parent.mkdir()
+    creds.write_text(
+        HEAD
+        + f"[work]\naws_access_key_id = {key['AccessKeyId']}\n"
+        + f"aws_secret_access_key = {key['SecretAccessKey']}\n"
+        + TAIL
+    )
+    cli.env.update(AWS_SHARED_CREDENTIALS_FILE=str(creds), XDG_STATE_HOME=str(cli.tmp / "state"))
+    # AWS_ACCESS_KEY_ID stays set (Cli's "testing"): the named profile must win over it.
+    return creds, key["AccessKeyId"]
+
+
+def _run(cli: Cli, *args: str) -> Result:
+    return cli("rotate-profile", *args, config=False)
+
+
+def _read(creds: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(creds.read_text())
+    return parser
+
+
+def test_rotates_the_profile_key_in_one_command(
+    cli: Cli, sandbox: MotoSandbox, profile: tuple[Path, str]
+) -> None:
+    creds, old = profile
+    result = _run(cli, "work", "--yes", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    doc = result.json()
+    assert (doc["state"], doc["profile"], doc["file"]) == ("completed", "work", str(creds))
+    parser = _read(creds)
+    new = parser.get("work", "aws_access_key_id")
+    assert new != old
+    secret = parser.get("work", "aws_secret_access_key")
+    assert sandbox.caller_arn(new, secret).endswith(f"/{USER}")
+    assert sandbox.keys(USER) == {new: "Active"}  # one key active, the old one deleted
+    text = creds.read_text()
+    assert text.startswith(HEAD) and text.endswith(TAIL)  # the rest of the file as it was
+    assert (cli.tmp / "state" / "rotator" / "journal.db").exists()
+    assert secret not in result.stdout + result.stderr
+    assert secret not in (cli.tmp / "state" / "rotator" / "audit.jsonl").read_text()
+
+
+def test_a_person_reads_one_line(cli: Cli, sandbox: MotoSandbox, profile: tuple[Path, str]) -> None:
+    creds, old = profile
+    result = _run(cli, "work", "--yes")
+    assert result.code == 0, result.stdout + result.stderr
+    new = _read(creds).get("work", "aws_access_key_id")
+    assert f"{old} -> {new}" in result.stdout
+    assert f"{old} is deleted" in result.stdout
+
+
+def test_dry_run_changes_nothing(cli: Cli, sandbox: MotoSandbox, profile: tuple[Path, str]) -> None:
+    creds, old = profile
+    before = creds.read_text()
+    result = _run(cli, "work", "--dry-run", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.json()["outcome"] == "would-rotate"
+    assert creds.read_text() == before
+    assert sandbox.keys(USER) == {old: "Active"}
+
+
+def test_keep_old_finishes_on_the_next_run(
+    cli: Cli, sandbox: MotoSandbox, profile: tuple[Path, str]
+) -> None:
+    creds, old = profile
+    first = _run(cli, "work", "--yes", "--keep-old", "2s", "--json")
+    assert first.code == 0, first.stdout + first.stderr
+    assert first.json()["state"] == "promoted"
+    new = _read(creds).get("work", "aws_access_key_id")
+    assert sandbox.keys(USER) == {old: "Active", new: "Active"}
+    time.sleep(2.1)
+    second = _run(cli, "work", "--yes", "--keep-old", "2s", "--json")
+    assert second.code == 0, second.stdout + second.stderr
+    assert second.json()["state"] == "completed"
+    assert sandbox.keys(USER) == {new: "Active"}
+    assert _read(creds).get("work", "aws_access_key_id") == new
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nosuch", "--yes"), "no profile [nosuch] in"),
+        (("work", "--yes", "--keep-old", "soon"), "--keep-old"),
+        (("work",), "refusing to rotate without --yes"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    cli: Cli, sandbox: MotoSandbox, profile: tuple[Path, str], args: tuple[str, ...], message: str
+) -> None:
+    creds, old = profile
+    before = creds.read_text()
+    result = _run(cli, *args)
+    assert result.code == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert creds.read_text() == before
+    assert sandbox.keys(USER) == {old: "Active"}
+
+
+def test_no_credentials_file_exits_2(cli: Cli, tmp_path: Path) -> None:
+    cli.env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "missing"))
+    result = _run(cli, "work", "--yes")
+    assert result.code == 2
+    assert "no credentials file at" in result.stderr
