@@ -4,12 +4,16 @@ no policy file — only a shared credentials file and the user's state directory
 from __future__ import annotations
 
 import configparser
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import Cli, Result
+from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
 
 USER = "dev-laptop"
@@ -134,3 +138,47 @@ def test_no_credentials_file_exits_2(cli: Cli, tmp_path: Path) -> None:
     result = _run(cli, "work", "--yes")
     assert result.code == 2
     assert "no credentials file at" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("action", "phase"),
+    [
+        ("CreateAccessKey", "after"),  # key made, its secret lost: an orphan
+        ("GetCallerIdentity", "before"),  # verifying the new key (pending in the sidecar)
+        ("UpdateAccessKey", "before"),  # promoted: the profile holds the new key
+        ("DeleteAccessKey", "after"),  # deleted in IAM, not journalled
+    ],
+)
+def test_a_run_killed_midway_is_finished_by_the_next(
+    cli: Cli,
+    sandbox: MotoSandbox,
+    profile: tuple[Path, str],
+    aws_env: str,
+    action: str,
+    phase: str,
+) -> None:
+    creds, old = profile
+    with FaultProxy(aws_env) as proxy:
+        cli.endpoint = proxy.url
+        box: dict[str, subprocess.Popen[str]] = {}
+        nth = 3 if action == "GetCallerIdentity" else 1  # 1: whose user, 2: the session's
+        proxy.on(
+            action,
+            phase=phase,  # type: ignore[arg-type]
+            nth=nth,
+            callback=lambda: os.kill(box["proc"].pid, signal.SIGKILL),
+        )
+        box["proc"] = cli.popen("rotate-profile", "work", "--yes")
+        box["proc"].communicate(timeout=60)
+        assert proxy.counts()["hooks_fired"] == 1, f"never reached {phase}-{action}"
+        assert box["proc"].returncode == -signal.SIGKILL
+    cli.endpoint = aws_env
+    result = _run(cli, "work", "--yes", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    new = _read(creds).get("work", "aws_access_key_id")
+    assert new != old
+    assert sandbox.keys(USER) == {new: "Active"}  # no orphan, the old key gone
+    secret = _read(creds).get("work", "aws_secret_access_key")
+    assert sandbox.caller_arn(new, secret).endswith(f"/{USER}")
+    text = creds.read_text()
+    assert text.startswith(HEAD) and text.endswith(TAIL)

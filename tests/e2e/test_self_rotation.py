@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tests.support.cli import Cli
+from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
 
 USER = "ci-app"
@@ -109,3 +110,44 @@ def test_an_application_still_on_the_old_key_holds_it_as_ever(
     (held,) = [e for e in cli.audit_events() if e.get("outcome") == "held"]
     assert "consumers have not switched" in held["reason"]
     assert sandbox.keys(USER)[old] == "Active"
+
+
+def test_after_the_promotion_every_call_is_signed_with_the_new_key(
+    cli: Cli, sandbox: MotoSandbox, aws_env: str
+) -> None:
+    """Seen at the wire (a proxy in front of moto records which key signed each call): the
+    deactivate and delete calls — after the promotion — are signed with the new key, and
+    the old key signs nothing after it."""
+    with FaultProxy(aws_env) as proxy:
+        cli.endpoint = proxy.url
+        creds, old = _self_rotating(cli, sandbox, deactivate_after="0s")
+        result = cli("run")
+        assert result.code == 0, result.stdout + result.stderr
+        new = _profile_key(creds)
+        by_old, by_new = proxy.actions_signed_by(old), proxy.actions_signed_by(new)
+    assert "CreateAccessKey" in by_old
+    for action in ("GetAccessKeyLastUsed", "UpdateAccessKey", "DeleteAccessKey"):
+        assert action in by_new
+        assert action not in by_old
+
+
+def test_a_rotator_whose_credentials_stay_on_the_old_key_holds_rather_than_lock_itself_out(
+    cli: Cli, sandbox: MotoSandbox
+) -> None:
+    """rotator's credentials come from the environment (the old key), the sink is a JSON
+    file: the first run switches in memory after the promotion, but the next run starts on
+    the old key again, and deactivating it would lock rotator out: held, with the reason."""
+    (key,) = sandbox.create_user(USER, path="/ci/", keys=1)
+    cli.write_policy(deactivate_after="1s")
+    cli.config.write_text(cli.config.read_text().replace('users = ["*"]', f'users = ["{USER}"]'))
+    cli.env.update(
+        AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"]
+    )
+    time.sleep(1.1)
+    assert cli("run").code == 0
+    time.sleep(1.1)
+    cli("run")
+    assert cli.steps(USER)[-1] == ("deactivate", "held")
+    (held,) = [e for e in cli.audit_events() if e.get("outcome") == "held"]
+    assert "rotator itself still signs with the old key" in held["reason"]
+    assert sandbox.keys(USER)[key["AccessKeyId"]] == "Active"
