@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import Cli
 from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
@@ -112,23 +114,32 @@ def test_an_application_still_on_the_old_key_holds_it_as_ever(
     assert sandbox.keys(USER)[old] == "Active"
 
 
+@pytest.mark.parametrize("journal", ["sqlite", "dynamodb"])
 def test_after_the_promotion_every_call_is_signed_with_the_new_key(
-    cli: Cli, sandbox: MotoSandbox, aws_env: str
+    cli: Cli, sandbox: MotoSandbox, aws_env: str, journal: str
 ) -> None:
     """Seen at the wire (a proxy in front of moto records which key signed each call): the
     deactivate and delete calls — after the promotion — are signed with the new key, and
-    the old key signs nothing after it."""
+    the old key signs nothing after it. With a DynamoDB journal its clients switch too
+    (else the lease renewals and saves would keep the old key in use)."""
     with FaultProxy(aws_env) as proxy:
         cli.endpoint = proxy.url
         creds, old = _self_rotating(cli, sandbox, deactivate_after="0s")
+        if journal == "dynamodb":
+            cli.env["ROTATOR_JOURNAL__URL"] = "dynamodb://rotator-journal"
+            init = cli("journal", "init")
+            assert init.code == 0, init.stderr
         result = cli("run")
         assert result.code == 0, result.stdout + result.stderr
         new = _profile_key(creds)
         by_old, by_new = proxy.actions_signed_by(old), proxy.actions_signed_by(new)
+    assert cli.steps(USER)[-2:] == [("deactivate", "done"), ("delete", "done")]
     assert "CreateAccessKey" in by_old
     for action in ("GetAccessKeyLastUsed", "UpdateAccessKey", "DeleteAccessKey"):
         assert action in by_new
         assert action not in by_old
+    if journal == "dynamodb":  # the journal's writes after the promotion
+        assert {"UpdateItem", "PutItem", "TransactWriteItems"} & set(by_new), by_new
 
 
 def test_a_rotator_whose_credentials_stay_on_the_old_key_holds_rather_than_lock_itself_out(
