@@ -162,3 +162,18 @@ def test_a_rotator_whose_credentials_stay_on_the_old_key_holds_rather_than_lock_
     (held,) = [e for e in cli.audit_events() if e.get("outcome") == "held"]
     assert "rotator itself still signs with the old key" in held["reason"]
     assert sandbox.keys(USER)[key["AccessKeyId"]] == "Active"
+
+
+def test_an_emergency_for_the_key_rotator_signs_with_is_refused(
+    cli: Cli, sandbox: MotoSandbox
+) -> None:
+    """An emergency deactivates the leaked key first: with rotator's own key that would
+    lock rotator out before the new key exists (real IAM refuses an inactive key; moto does
+    not, so the refusal is checked before any change)."""
+    creds, old = _self_rotating(cli, sandbox, deactivate_after="0s")
+    before = creds.read_text()
+    result = cli("rotate", "--access-key-id", old, "--emergency", "--yes")
+    assert result.code == 2, result.stdout + result.stderr
+    assert f"rotator itself signs with {old}" in result.stderr
+    assert sandbox.keys(USER) == {old: "Active"}
+    assert creds.read_text() == before
