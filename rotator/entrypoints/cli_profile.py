@@ -39,7 +39,10 @@ def register(app: typer.Typer) -> None:
 
 def rotate_profile(
     profile: Annotated[
-        str, typer.Argument(help="The profile of the credentials file, e.g. default.")
+        str,
+        typer.Argument(
+            metavar="PROFILE", help="The profile of the credentials file, e.g. default."
+        ),
     ],
     keep_old: Annotated[
         str,
