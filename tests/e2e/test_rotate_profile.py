@@ -182,3 +182,32 @@ def test_a_run_killed_midway_is_finished_by_the_next(
     assert sandbox.caller_arn(new, secret).endswith(f"/{USER}")
     text = creds.read_text()
     assert text.startswith(HEAD) and text.endswith(TAIL)
+
+
+def test_a_second_inactive_key_makes_room_and_two_active_ones_are_refused(
+    cli: Cli, sandbox: MotoSandbox, profile: tuple[Path, str]
+) -> None:
+    creds, old = profile
+    spare = sandbox.iam.create_access_key(UserName=USER)["AccessKey"]["AccessKeyId"]
+    before = creds.read_text()
+    refused = _run(cli, "work", "--yes")
+    assert refused.code == 2, refused.stdout + refused.stderr
+    assert "will not guess" in refused.stderr
+    assert creds.read_text() == before
+    sandbox.iam.update_access_key(UserName=USER, AccessKeyId=spare, Status="Inactive")
+    result = _run(cli, "work", "--yes")
+    assert result.code == 0, result.stdout + result.stderr
+    new = _read(creds).get("work", "aws_access_key_id")
+    assert new not in (old, spare)
+    assert sandbox.keys(USER) == {new: "Active"}  # the spare deleted first, the old one after
+
+
+def test_temporary_credentials_cannot_be_rotated(cli: Cli, tmp_path: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        "[sso]\naws_access_key_id = ASIAEXAMPLE\naws_secret_access_key = s\naws_session_token = t\n"
+    )
+    cli.env.update(AWS_SHARED_CREDENTIALS_FILE=str(creds))
+    result = _run(cli, "sso", "--yes")
+    assert result.code == 2
+    assert "temporary credentials" in result.stderr
