@@ -71,7 +71,10 @@ def make_aws(config: Config) -> Aws:
 def configure_audit(config: Config) -> Callable[[], None]:
     """Point the audit log where the config says; returns a function closing the file."""
     return audit.configure(
-        stream=config.audit.stream, file=config.audit.file, level=config.audit.level
+        stream=config.audit.stream,
+        file=config.audit.file,
+        level=config.audit.level,
+        console=config.audit.format,
     )
 
 

@@ -100,27 +100,53 @@ def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDi
 
 
 class _Tee:
-    """A structlog logger that writes each rendered line to a stream and/or a file.
+    """A structlog logger that writes each event to a stream and/or a file: the file always
+    gets a JSON line; the stream gets a JSON line too, or a line for people (structlog's
+    console renderer) when ``console`` says so.
 
     The stream (``sys.stdout`` or ``sys.stderr``) is looked up at each write, so that
     whoever stands in for it then (the CLI's progress bar, which prints lines above
     itself) gets the line."""
 
-    def __init__(self, stream: str | None, file: TextIO | None) -> None:
+    def __init__(self, stream: str | None, file: TextIO | None, console: str = "json") -> None:
         self._stream = stream
         self._file = file
+        self._console = console  # "json", "console", or "auto": console at a terminal
+        self._json = structlog.processors.JSONRenderer(sort_keys=False)
+        self._people: structlog.dev.ConsoleRenderer | None = None
         self._lock = threading.Lock()
 
-    def msg(self, message: str) -> None:
-        line = redaction.scrub(message) + "\n"
+    def _for_people(self, stream: TextIO) -> bool:
+        if self._console == "auto":
+            isatty = getattr(stream, "isatty", None)
+            return bool(isatty and isatty())
+        return self._console == "console"
+
+    def msg(self, event_dict: EventDict) -> None:
         stream = getattr(sys, self._stream) if self._stream else None
+        line = redaction.scrub(str(self._json(None, "", dict(event_dict)))) + "\n"
+        if stream is not None and self._for_people(stream):
+            if self._people is None:
+                colors = self._console == "auto" or bool(getattr(stream, "isatty", bool)())
+                self._people = structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False)
+            shown = redaction.scrub(str(self._people(None, "", dict(event_dict)))) + "\n"
+        else:
+            shown = line
         with self._lock:
-            for out in (stream, self._file):
-                if out is not None:
-                    out.write(line)
-                    out.flush()
+            if stream is not None:
+                stream.write(shown)
+                stream.flush()
+            if self._file is not None:
+                self._file.write(line)
+                self._file.flush()
 
     log = debug = info = warning = warn = error = critical = exception = msg
+
+
+def _to_tee(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> Any:
+    """structlog's last processor: hand the event itself to ``_Tee`` (which renders it
+    once per destination) as the one positional argument of its method."""
+    return (event_dict,), {}
 
 
 def _open_file(path: Path) -> TextIO:
@@ -131,12 +157,18 @@ def _open_file(path: Path) -> TextIO:
 
 
 def configure(
-    *, stream: str = "stderr", file: Path | None = None, level: str = "info"
+    *,
+    stream: str = "stderr",
+    file: Path | None = None,
+    level: str = "info",
+    console: str = "json",
 ) -> Callable[[], None]:
     """Send audit events to ``stream`` ("stdout", "stderr" or "none") and ``file``.
+    ``console`` is how the stream shows them: "json" lines, "console" lines for people, or
+    "auto" (for people at a terminal, JSON otherwise); the file is always JSON lines.
     Returns a function that closes the file."""
     handle = _open_file(file) if file is not None else None
-    tee = _Tee(stream if stream in ("stdout", "stderr") else None, handle)
+    tee = _Tee(stream if stream in ("stdout", "stderr") else None, handle, console)
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -144,7 +176,7 @@ def configure(
         structlog.processors.format_exc_info,
         redact,
         order_fields,
-        structlog.processors.JSONRenderer(sort_keys=False),
+        _to_tee,
     ]
     structlog.configure(
         processors=processors,

@@ -79,6 +79,9 @@ class AuditSettings(_Section):
     file: Path | None = None
     stream: Literal["stdout", "stderr", "none"] = "stderr"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # How the stream shows events: "auto" (lines for people at a terminal, JSON lines
+    # otherwise), "json" or "console". The file is always JSON lines.
+    format: Literal["auto", "json", "console"] = "auto"
 
 
 class AwsSettings(_Section):

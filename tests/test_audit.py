@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,3 +84,50 @@ def test_repr_and_str_of_secret_material_hide_the_value() -> None:
     assert SECRET not in repr(e)
     assert SECRET not in str(e)
     assert SECRET not in repr(e.secret)
+
+
+def test_at_a_terminal_the_stream_shows_lines_for_people_and_the_file_keeps_json(
+    tmp_path: Path,
+) -> None:
+    """``format = "auto"``: a terminal gets structlog's console lines, the file JSON lines;
+    a registered secret is scrubbed from both."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    from rotator import redaction
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    redaction.register(secret)
+    terminal = Terminal()
+    saved = sys.stderr
+    sys.stderr = terminal
+    try:
+        close = audit.configure(stream="stderr", file=tmp_path / "a.jsonl", console="auto")
+        audit.get_logger().info("rotation.step", user="alice", reason=f"oops {secret}")
+        close()
+    finally:
+        sys.stderr = saved
+    shown = terminal.getvalue()
+    assert "rotation.step" in shown and "alice" in shown
+    assert not shown.lstrip().startswith("{"), "not JSON at a terminal"
+    (line,) = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert json.loads(line)["user"] == "alice"
+    assert secret not in shown + line
+
+
+def test_a_pipe_gets_json_lines_with_format_auto() -> None:
+    import io
+
+    pipe = io.StringIO()
+    saved = sys.stderr
+    sys.stderr = pipe
+    try:
+        close = audit.configure(stream="stderr", console="auto")
+        audit.get_logger().info("rotation.step", user="bob")
+        close()
+    finally:
+        sys.stderr = saved
+    assert json.loads(pipe.getvalue())["user"] == "bob"

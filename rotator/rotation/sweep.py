@@ -117,7 +117,21 @@ class Sweep:
                         finally:
                             worked.tick()
 
-            reports = await asyncio.gather(*(one(d) for d in the_plan))
+            # Most decisions of a large account have nothing to do: they are reported at
+            # once, without a task each (10,000 of them would be 10,000 tasks and frames).
+            slots: list[Report | None] = [
+                None
+                if d.action not in _NOTHING_TO_DO
+                or (d.account, d.user, str(d.kind), d.slot) in held
+                else Report(decision=d, result=_NOTHING_TO_DO[d.action], reason=d.reason)
+                for d in the_plan
+            ]
+            decisions = list(the_plan)
+            busy = [n for n, report in enumerate(slots) if report is None]
+            done = await asyncio.gather(*(one(decisions[n]) for n in busy))
+            for n, report in zip(busy, done, strict=True):
+                slots[n] = report
+            reports = [r for r in slots if r is not None]
             reports = await self._stalled(reports, session, limit, time_left)
         result = SweepResult(
             run_id=run_id,
