@@ -98,6 +98,9 @@ async def init_journal(config: Config) -> str:
 
 @asynccontextmanager
 async def open_engine(config: Config, *, owner: str | None = None) -> AsyncIterator[Engine]:
-    """An engine with its journal open; everything is closed when the block ends."""
-    async with open_journal_for(config) as journal:
-        yield Engine(config=config, journal=journal, aws=make_aws(config), owner=owner)
+    """An engine with its journal open; everything is closed when the block ends. The
+    journal's clients (DynamoDB) and the engine's share one ``Aws``: when rotator rotates
+    the key it signs with, all of them switch to the new key (``rotation.own_key``)."""
+    aws = make_aws(config)
+    async with open_journal(config.journal.url, aws) as journal:
+        yield Engine(config=config, journal=journal, aws=aws, owner=owner)

@@ -47,6 +47,7 @@ ROTATION_TAKEN_OVER = "rotation.taken_over"  # a dead or silent worker's lease w
 JOURNAL_CORRUPT_RECORD = "journal.corrupt_record"  # a row that does not decode: skipped
 DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on
 INVENTORY_REPORT_UNAVAILABLE = "inventory.report_unavailable"  # listing per user instead
+OWN_KEY_SWITCHED = "own_key.switched"  # rotator rotated the key it signs with: now the new one
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 

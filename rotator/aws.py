@@ -185,7 +185,13 @@ def _sign_as_caller(request: Any, **_: Any) -> None:
 
 
 class Aws:
-    """Opens aioboto3 clients that share one session and rotator's retry settings."""
+    """Opens aioboto3 clients that share one session and rotator's retry settings.
+
+    Rotator's own credentials are the session's (the standard AWS chain) until
+    ``switch_to`` replaces them: from then on every client opened without explicit
+    ``credentials`` — those already open too — signs its calls with the new ones. That is
+    how a rotator that just rotated the access key it signs with goes on with the new key
+    (``own_access_key_id`` tells which key that is)."""
 
     def __init__(
         self,
@@ -214,6 +220,34 @@ class Aws:
         # One pace for every IAM client of this account (IAM throttles per account).
         self.iam_pacer = Pacer(max_iam_calls_per_second)
         self._session = aioboto3.Session(profile_name=profile, region_name=region)
+        self._own: Credentials | None = None  # set by ``switch_to``
+
+    async def own_access_key_id(self) -> str | None:
+        """The access key ID rotator's own calls are signed with now (after ``switch_to``,
+        the new one); None without credentials. Not a secret."""
+        if self._own is not None:
+            return self._own.access_key_id
+        with aws_errors("credentials"):
+            found = await self._session.get_credentials()
+            if found is None:
+                return None
+            frozen = await found.get_frozen_credentials()
+        return str(frozen.access_key) if frozen.access_key else None
+
+    def switch_to(self, credentials: Credentials) -> None:
+        """Sign rotator's own calls with ``credentials`` from now on, in every client of
+        this ``Aws`` that was opened without explicit credentials (already open or not)."""
+        self._own = credentials
+
+    def _sign_as_own(self, request: Any, **_: Any) -> None:
+        """botocore's ``before-sign`` hook of rotator's own clients: after ``switch_to``,
+        sign with the credentials switched to (a task's ``signing_as``, registered after
+        this hook on a ``signing_client``, still wins)."""
+        own = self._own
+        if own is None:
+            return
+        signing = request.context.setdefault("signing", {})
+        signing["request_credentials"] = AioCredentials(own.access_key_id, own.secret_access_key)
 
     @property
     def session_region(self) -> str:
@@ -246,6 +280,8 @@ class Aws:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
         session = self._session
         async with session.client(service, **kwargs) as client:
+            if credentials is None:
+                client.meta.events.register(f"before-sign.{service}", self._sign_as_own)
             if service == "iam":
                 self.iam_pacer.attach(client, "iam")
             yield client

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from rotator.entrypoints import cli_daemon, cli_deploy, cli_report
+from rotator.entrypoints import cli_daemon, cli_deploy, cli_profile, cli_report
 from rotator.entrypoints.exits import (
     EPILOG,
     EXIT_BAD_INPUT,
@@ -408,6 +408,7 @@ def demo(
 cli_daemon.register(cli)
 cli_deploy.register(cli)
 cli_report.register(cli)
+cli_profile.register(cli)
 
 
 def main() -> None:

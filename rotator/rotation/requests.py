@@ -70,6 +70,8 @@ class Requests:
             fence = await self._rotations.journal.target_fence(target)  # before IAM is read
             holder = await self._requested_holder(session, request.user, request, kind)
             rule = pick_rule(list(self._config.rules), holder, request)
+            if request.emergency:
+                await self._not_own_key(session, request)
             if request.emergency and (under_way := await self._under_way(holder, request)):
                 wait = self._config.journal.lease_ttl if patience is None else patience
                 return await self._escalate(under_way, request, session, wait)
@@ -101,6 +103,19 @@ class Requests:
                 )
             except Conflict as exc:
                 raise Refused(f"{exc}; finish or roll it back first") from None
+
+    @staticmethod
+    async def _not_own_key(session: Session, request: Request) -> None:
+        """Refuse an emergency for the access key rotator itself signs with: it deactivates
+        that key first, which would lock rotator out before it made the new one."""
+        if request.kind is not Kind.ACCESS_KEY or request.credential_id is None:
+            return
+        if await session.own.current() == request.credential_id:
+            raise InputError(
+                f"rotator itself signs with {request.credential_id}: an emergency deactivates "
+                "it first, which would lock rotator out before it made the new key; run the "
+                "emergency with other credentials (another profile, a role)"
+            )
 
     async def _under_way(self, holder: Holder, request: Request) -> Rotation | None:
         """The unfinished rotation of the requested credential's holder, if any."""

@@ -253,6 +253,7 @@ class Rotations:
             sink=session.sink(rule),
             rule=rule,
             clock=self.clock,
+            own=session.own,
         )
         if listed is not None:
             steps.seed(listed)

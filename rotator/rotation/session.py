@@ -16,7 +16,8 @@ from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind, KindContext, build_kinds
 from rotator.model import Holder, Kind
 from rotator.policy import Rule
-from rotator.settings import Config
+from rotator.rotation.own_key import OwnKey
+from rotator.settings import Config, call_budget
 from rotator.sinks import SecretSink, Sinks
 
 
@@ -31,6 +32,7 @@ class Session:
     started_at: datetime
     dry_run: bool
     context: KindContext
+    own: OwnKey  # the access key rotator signs with, switched when it rotates that key
 
     def kind(self, kind: Kind) -> CredentialKind:
         """The credential kind ``kind`` bound to this session's clients (built on first
@@ -112,4 +114,5 @@ async def open_session(
             started_at=clock(),
             dry_run=dry_run,
             context=ctx,
+            own=OwnKey(aws, call_budget(config.aws)),
         )

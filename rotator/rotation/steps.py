@@ -40,6 +40,7 @@ from rotator.model import (
     StepRecord,
 )
 from rotator.policy import Rule
+from rotator.rotation.own_key import OwnKey
 from rotator.rotation.protocol import (
     EMERGENCY_DEACTIVATE,
     Transition,
@@ -122,8 +123,10 @@ class Steps:
         sink: SecretSink,
         rule: Rule,
         clock: Callable[[], datetime],
+        own: OwnKey | None = None,
     ) -> None:
         self._journal = journal
+        self._own = own  # the key rotator signs with (``own_key``); None: not tracked
         self._kind = kind
         self._sink = sink
         self._rule = rule
@@ -394,7 +397,13 @@ class Steps:
         """The sink's current becomes the new secret; the old one stays as previous."""
         new_id = required(rotation, "new_credential_id", rotation.new_credential_id)
         self._guard()
-        await self._sink.promote(sink_key(rotation), new_id, fence_of(self._journal, rotation))
+        key = sink_key(rotation)
+        await self._sink.promote(key, new_id, fence_of(self._journal, rotation))
+        own = self._own
+        if own is not None and await own.is_old_key_of(rotation):
+            # Before the promotion time is stamped: rotator's own calls with the old key
+            # were all sent before ``promoted_at`` (see ``own_key``).
+            await own.follow(rotation, (await self._sink.read(key)).find(new_id))
         now = self._clock()
         state = state_after_promote(rotation)
         rotation = await self._save(
@@ -427,6 +436,17 @@ class Steps:
                 rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
             )
             return self._result(rotation, Step.DEACTIVATE, Outcome.ALREADY_DONE, "already inactive")
+        own = self._own
+        if own is not None and not rotation.emergency and await own.is_old_key_of(rotation):
+            reason = (
+                f"rotator itself still signs with the old key {old.credential_id} (its "
+                "credentials do not come from this rotation's sink): point them at the new "
+                "key, or deactivating the old one would lock rotator out"
+            )
+            rotation = await self._save(
+                rotation, held_since=rotation.held_since or now, reason=reason
+            )
+            return self._result(rotation, Step.DEACTIVATE, Outcome.HELD, reason)
         used = None
         try:
             if isinstance(self._kind, TracksLastUse):
@@ -435,7 +455,9 @@ class Steps:
             return await self._already_deleted(rotation)
         promoted_at = required(rotation, "promoted_at", rotation.promoted_at)
         done_reason = ""
-        if used is not None and used > promoted_at:
+        if used is not None and used > promoted_at and own is not None:
+            done_reason = await own.own_use(rotation, used, promoted_at)
+        if used is not None and used > promoted_at and not done_reason:
             reason = (
                 f"old credential used at {used:%Y-%m-%d %H:%M:%S}Z, after the promotion at "
                 f"{promoted_at:%Y-%m-%d %H:%M:%S}Z: consumers have not switched"

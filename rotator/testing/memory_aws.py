@@ -52,6 +52,11 @@ class MemoryAws(Aws):
         super().__init__(region=region)
         self.iam = iam
 
+    async def own_access_key_id(self) -> str | None:
+        """The key ``switch_to`` set, if any: the twin's own principal (``user/rotator``)
+        signs with no access key of the twin, and no credential chain is asked."""
+        return self._own.access_key_id if self._own is not None else None
+
     @asynccontextmanager
     async def client(
         self,

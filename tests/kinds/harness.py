@@ -16,6 +16,7 @@ from rotator.kinds.base import CredentialKind, KindContext
 from rotator.model import Kind, Lease, Rotation, utcnow
 from rotator.policy import Rule
 from rotator.rotation.driver import Driver
+from rotator.rotation.own_key import OwnKey
 from rotator.rotation.steps import StepResult, Steps
 from rotator.settings import RetrySettings, VerifySettings
 from rotator.sinks.base import SecretSink, SinkDocument, SinkKey
@@ -55,10 +56,16 @@ class Harness:
     journal: MemoryJournal = field(default_factory=MemoryJournal)
     sink: MemorySink = field(default_factory=MemorySink)
     clock: Any = utcnow
+    own: OwnKey | None = None  # the key rotator signs with (self-rotation), if tracked
 
     def steps(self) -> Steps:
         return Steps(
-            journal=self.journal, kind=self.kind, sink=self.sink, rule=self.rule, clock=self.clock
+            journal=self.journal,
+            kind=self.kind,
+            sink=self.sink,
+            rule=self.rule,
+            clock=self.clock,
+            own=self.own,
         )
 
     def driver(self) -> Driver:

@@ -57,6 +57,7 @@ class Cli:
     tmp: Path
     endpoint: str
     env: dict[str, str] = field(default_factory=dict)
+    unset: set[str] = field(default_factory=set)  # variables the subprocess must not see
 
     @property
     def config(self) -> Path:
@@ -96,6 +97,8 @@ class Cli:
             NO_COLOR="1",
         )
         env.update(self.env)
+        for name in self.unset:
+            env.pop(name, None)
         return env
 
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
