@@ -59,6 +59,8 @@ class StepResult:
     outcome: Outcome
     reason: str = ""
     credential_id: str | None = None
+    # A verify step that succeeded: seconds until the new credential answered everywhere.
+    propagation_s: float | None = None
 
     @property
     def advanced(self) -> bool:
@@ -355,6 +357,7 @@ class Steps:
         entry = doc.find(new_id)
         if entry is None:
             raise SinkError(f"the secret of {new_id} is missing from {key}")
+        started = time.monotonic()
         try:
             await self._kind.verify(rotation.user, entry)
         except WrongIdentity:
@@ -367,12 +370,14 @@ class Steps:
                 reason=str(exc),
                 credential_id=rotation.new_credential_id,
             )
+        propagation = round(time.monotonic() - started, 3)
         rotation = await self._save(rotation, state=RotationState.VERIFIED)
         return StepResult(
             rotation=rotation,
             step=Step.VERIFY,
             outcome=Outcome.DONE,
             credential_id=rotation.new_credential_id,
+            propagation_s=propagation,
         )
 
     async def promote(self, rotation: Rotation) -> StepResult:
