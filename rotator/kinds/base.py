@@ -121,6 +121,16 @@ class MakesMaterial(Protocol[R_contra]):
 
 
 @runtime_checkable
+class CreatesPerRule(Protocol[R_contra]):
+    """A kind whose IAM create takes options from the rule (a Bedrock API key's
+    ``CredentialAgeDays``); the engine creates through ``create_for`` then."""
+
+    async def create_for(self, rule: R_contra, user: str, slot: str = "") -> SecretEntry:
+        """``create`` with the rule's options. Raises ``LimitExceeded``."""
+        ...
+
+
+@runtime_checkable
 class TracksLastUse(Protocol):
     """A kind whose last use IAM records (access keys, console passwords): deactivating an
     old one is held while it is still used, and ``disable_unused_after`` can judge it."""

@@ -29,7 +29,7 @@ from rotator.errors import (
     WrongIdentity,
 )
 from rotator.journal.base import Journal
-from rotator.kinds.base import CredentialKind, MakesMaterial, TracksLastUse
+from rotator.kinds.base import CreatesPerRule, CredentialKind, MakesMaterial, TracksLastUse
 from rotator.model import (
     Credential,
     Outcome,
@@ -231,7 +231,10 @@ class Steps:
         else:
             material = await self._material(rotation, pending)
             self._guard()
-            entry = await self._kind.create(rotation.user, material, rotation.slot)
+            if material is None and isinstance(self._kind, CreatesPerRule):
+                entry = await self._kind.create_for(self._rule, rotation.user, rotation.slot)
+            else:
+                entry = await self._kind.create(rotation.user, material, rotation.slot)
             await self._store_new(rotation, key, entry, made_by_iam=material is None)
             self._made(rotation, entry)
             outcome = Outcome.DONE
