@@ -231,3 +231,39 @@ async def test_an_expired_key_makes_room_for_the_rotation_of_the_live_one(
     assert new.status_at(twin.clock()) == "Active"
     listed = await twin.list_service_specific_credentials(UserName="dev")
     assert [Status(c["Status"]) for c in listed["ServiceSpecificCredentials"]] == [Status.ACTIVE]
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+async def test_report_lists_expired_keys_and_what_a_delete_expired_rule_does(
+    twin: MemoryIam, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rotator import app
+    from rotator.entrypoints import cli_report
+    from rotator.settings import Config
+    from rotator.testing import MemoryAws
+
+    await twin.create_user(UserName="dev")
+    await twin.create_user(UserName="ops")
+    expired = (await bedrock_key(twin, "dev", 10))["ServiceSpecificCredentialId"]
+    shift(twin, "dev", 11)
+    await bedrock_key(twin, "dev", 30)
+    await bedrock_key(twin, "ops", 30)
+    monkeypatch.setattr(app, "make_aws", lambda config: MemoryAws(twin))
+
+    def config(**extra: Any) -> Config:
+        return Config(
+            journal={"url": "memory://"},  # type: ignore[arg-type]
+            rules=[bedrock_rule(tmp_path, credential_age=30, **extra)],  # type: ignore[list-item]
+        )
+
+    report = await cli_report.build(config())
+    [row] = report.expired
+    assert (row.user, row.service, row.credential_id) == ("dev", BEDROCK, expired)
+    assert row.action == "none" and "delete_expired" in row.reason
+    assert report.as_dict()["expired_service_credentials"][0]["credential_id"] == expired
+    cleaning = await cli_report.build(config(delete_expired=True))
+    [row] = cleaning.expired
+    assert row.action == "disable" and "expired on" in row.reason
+    assert len(twin.users["dev"].service_credentials) == 2  # a report changes nothing
