@@ -13,8 +13,8 @@ planes are regional and a key may work in one seconds before another.
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any, ClassVar, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -108,7 +108,7 @@ class AccessKeys:
             access_key_id=entry.credential_id, secret_access_key=entry.reveal(SECRET_ACCESS_KEY)
         )
         settings = self._ctx.verify
-        deadline = time.monotonic() + (settings.attempts * settings.max_delay).total_seconds()
+        deadline = monotonic() + (settings.attempts * settings.max_delay).total_seconds()
         found = await asyncio.gather(
             *(self._answers(region, user, creds, deadline) for region in self._ctx.verify_regions)
         )
@@ -149,9 +149,10 @@ class AccessKeys:
                     return None
             if failures >= settings.attempts:
                 return f"{region}: {failures} attempts failed (last: {detail})"
-            # The answers of a run are spaced half the first back-off apart.
+            # The answers of a run are spaced half the first back-off apart. Only a wait
+            # can pass the time limit (``attempts`` and ``consecutive`` bound the calls).
             wait = initial / 2 if streak else next(waits)
-            if time.monotonic() + wait > deadline:
+            if wait > 0 and monotonic() + wait > deadline:
                 return (
                     f"{region}: {streak} of {settings.consecutive} answers in a row when "
                     f"the time ran out after {failures} failed attempts (last: {detail or 'none'})"
