@@ -20,9 +20,9 @@ from typing import Any, ClassVar, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
-from rotator.aws import Credentials, aws_errors, signing_as
+from rotator.aws import Credentials, aws_errors, convert, signing_as
 from rotator.backoff import delays, pause
-from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
+from rotator.errors import NoSuchEntity, Transient, VerificationFailed, WrongIdentity
 from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.model import Credential, Kind, KindFacts, Shape, Status
 from rotator.policy import Duration, Rule
@@ -123,35 +123,42 @@ class AccessKeys:
         self, region: str, user: str, creds: Credentials, deadline: float
     ) -> str | WrongIdentity | None:
         """None once the key answered as ``user`` in ``region`` ``consecutive`` times in a
-        row; else what went wrong there. A failure resets the run; after ``attempts``
-        failures, or when the next wait would pass ``deadline``, the region gives up."""
+        row; else what went wrong there. A refusal of the key (``InvalidClientTokenId``, any
+        other 4xx) resets the run; a transient failure (throttling, 5xx, a dropped
+        connection) says nothing about the key and only costs a wait. After ``attempts``
+        failures of either sort, or when the next wait would pass ``deadline``, the region
+        gives up."""
         settings = self._ctx.verify
         initial = settings.initial_delay.total_seconds()
         waits = delays(initial, settings.max_delay.total_seconds())
         streak = failures = 0
         detail = ""
         while True:
+            failed = True
             try:
                 arn = await self._caller_arn(creds, region)
             except ClientError as exc:  # not yet valid (eventual consistency): try again
                 detail = str(exc.response.get("Error", {}).get("Code", "ClientError"))
-                streak, failures = 0, failures + 1
+                if not isinstance(convert(exc, "GetCallerIdentity", {}), Transient):
+                    streak = 0
             except BotoCoreError as exc:
                 detail = type(exc).__name__
-                streak, failures = 0, failures + 1
             else:
                 if not is_user_arn(arn, self._ctx.account, user):
                     return WrongIdentity(
                         creds.access_key_id, user, f"authenticated as {arn} in {region}"
                     )
+                failed = False
                 streak += 1
                 if streak >= settings.consecutive:
                     return None
+            failures += failed
             if failures >= settings.attempts:
                 return f"{region}: {failures} attempts failed (last: {detail})"
-            # The answers of a run are spaced half the first back-off apart. Only a wait
-            # can pass the time limit (``attempts`` and ``consecutive`` bound the calls).
-            wait = initial / 2 if streak else next(waits)
+            # After a failure, back off; the answers of a run are spaced half the first
+            # back-off apart. Only a wait can pass the time limit (``attempts`` and
+            # ``consecutive`` bound the calls).
+            wait = next(waits) if failed else initial / 2
             if wait > 0 and monotonic() + wait > deadline:
                 return (
                     f"{region}: {streak} of {settings.consecutive} answers in a row when "

@@ -32,7 +32,8 @@ NEW_KEY = "AKIANEWKEY0000000001"
 
 class ScriptedSts:
     """One region's STS: answers ``script`` in order ('ok', 'no' = InvalidClientTokenId,
-    'other' = another user's ARN), then keeps answering its last entry."""
+    'slow' = Throttling, 'other' = another user's ARN), then keeps answering its last
+    entry."""
 
     def __init__(self, script: str) -> None:
         self.script = script.split()
@@ -46,6 +47,9 @@ class ScriptedSts:
         self.calls += 1
         if answer == "no":
             error = {"Code": "InvalidClientTokenId", "Message": "The token is invalid."}
+            raise ClientError({"Error": error}, "GetCallerIdentity")
+        if answer == "slow":
+            error = {"Code": "Throttling", "Message": "Rate exceeded"}
             raise ClientError({"Error": error}, "GetCallerIdentity")
         user = "other" if answer == "other" else "app"
         return {"Arn": f"arn:aws:iam::{ACCOUNT}:user/ci/{user}", "Account": ACCOUNT}
@@ -99,6 +103,18 @@ async def test_every_region_must_answer_consecutive_times_in_a_row() -> None:
     # A refusal after a success starts the run again.
     assert calls == {"us-east-1": 2, "eu-west-1": 6, "ap-southeast-2": 3}
     assert all(set(sts.signers) == {NEW_KEY} for sts in regions.values())
+
+
+async def test_throttling_costs_an_attempt_but_does_not_break_the_run() -> None:
+    """A throttled call says nothing about the key: the run goes on after it."""
+    regions = {"eu-west-1": ScriptedSts("ok slow ok"), "us-east-1": ScriptedSts("ok no ok ok")}
+    await kind(regions, attempts=3).verify("app", entry())
+    assert [sts.calls for sts in regions.values()] == [3, 4]
+    throttled = {"eu-west-1": ScriptedSts("ok slow slow")}
+    with pytest.raises(
+        VerificationFailed, match=r"eu-west-1: 2 attempts failed \(last: Throttling\)"
+    ):
+        await kind(throttled, attempts=2).verify("app", entry())
 
 
 async def test_consecutive_three_asks_three_answers_even_when_all_is_well() -> None:
