@@ -87,6 +87,7 @@ FIELD_ORDER = (
     "reason",
     "dry_run",
     "duration_ms",
+    "propagation_s",
 )
 
 
@@ -236,8 +237,11 @@ def step_event(
     credential_id: str | None = None,
     reason: str = "",
     duration_ms: int = 0,
+    propagation_s: float | None = None,
 ) -> None:
-    """Log one ``rotation.step`` event about a rotation (or, before one exists, a decision)."""
+    """Log one ``rotation.step`` event about a rotation (or, before one exists, a decision).
+    ``propagation_s``: a verify step's seconds until the new credential answered in every
+    verification region."""
     source: Any = rotation or decision
     fields: dict[str, Any] = {
         "rotation_id": rotation.rotation_id if rotation else decision and decision.rotation_id,
@@ -256,6 +260,8 @@ def step_event(
         fields["state"] = str(rotation.state)
     if reason:
         fields["reason"] = reason
+    if propagation_s is not None:
+        fields["propagation_s"] = propagation_s
     level = {
         Outcome.HELD: "warning",
         Outcome.RETRY: "warning",

@@ -16,7 +16,8 @@ strictly more than the limit):
   (``iam_no_expired_server_certificates_stored``).
 
 Beside the controls, the report lists the holders a kind judged from outside IAM (OIDC
-providers: whether their thumbprints match the chain they serve, ``FindingRow``).
+providers: whether their thumbprints match the chain they serve, ``FindingRow``), and the
+service-specific credentials past their expiry (Bedrock API keys, ``ExpiredRow``).
 
 Each row also says what rotator will do about the credential: the plan's decision for that
 user and kind, or that no rule covers it.
@@ -30,7 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from rotator.model import Credential, Decision, Holder, Inventory, Kind, Plan
+from rotator.model import Credential, Decision, Holder, Inventory, Kind, Plan, Status
 
 UNUSED_DAYS = 45
 ROTATED_DAYS = 90
@@ -162,6 +163,59 @@ def findings(kind: Kind, holders: Sequence[Holder]) -> tuple[FindingRow, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExpiredRow:
+    """A service-specific credential past its expiry (IAM lists it ``Expired``)."""
+
+    user: str
+    service: str
+    credential_id: str
+    expired: datetime | None
+    action: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "service": self.service,
+            "credential_id": self.credential_id,
+            "expired": self.expired.isoformat() if self.expired else None,
+            "rotator_action": self.action,
+            "rotator_reason": self.reason,
+        }
+
+
+def expired_credentials(
+    holders: Sequence[Holder], plan: Plan | None, now: datetime
+) -> tuple[ExpiredRow, ...]:
+    """The service-specific credentials of ``holders`` that IAM lists as ``Expired`` (or
+    whose expiry has passed), with what the plan does about each (a ``delete_expired``
+    rule: ``disable``)."""
+    rows: list[ExpiredRow] = []
+    for holder in sorted(holders, key=lambda h: h.name):
+        mine = (c for c in holder.credentials if c.kind is Kind.SERVICE_CREDENTIAL)
+        for cred in sorted(mine, key=lambda c: (c.slot, c.created, c.credential_id)):
+            gone = cred.expires is not None and cred.expires <= now
+            if cred.status is not Status.EXPIRED and not gone:
+                continue
+            decision = _decision(plan, holder, cred)
+            if decision is not None and decision.credential_id != cred.credential_id:
+                decision = None  # the plan acts on another credential of this user
+            rows.append(
+                ExpiredRow(
+                    user=holder.name,
+                    service=cred.slot,
+                    credential_id=cred.credential_id,
+                    expired=cred.expires,
+                    action=str(decision.action) if decision else "none",
+                    reason=decision.reason
+                    if decision
+                    else "expired: a rule with delete_expired = true deletes it",
+                )
+            )
+    return tuple(rows)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Report:
     """Every row, and the count of failures per control."""
 
@@ -171,6 +225,7 @@ class Report:
     rows: tuple[Row, ...]
     certificates: tuple[CertificateRow, ...]
     findings: tuple[FindingRow, ...] = ()  # OIDC providers, judged by what they serve
+    expired: tuple[ExpiredRow, ...] = ()  # service-specific credentials past their expiry
 
     def failures(self) -> dict[str, int]:
         counts = {c: sum(r.verdicts[c] is Verdict.FAIL for r in self.rows) for c in CONTROLS}
@@ -186,6 +241,7 @@ class Report:
             "credentials": [r.as_dict() for r in self.rows],
             "server_certificates": [c.as_dict() for c in self.certificates],
             "oidc_providers": [f.as_dict() for f in self.findings],
+            "expired_service_credentials": [e.as_dict() for e in self.expired],
         }
 
 
@@ -206,6 +262,7 @@ def evaluate(
     *,
     source: str = "",
     judged: Sequence[FindingRow] = (),
+    expired: Sequence[ExpiredRow] = (),
 ) -> Report:
     """The verdicts for every access key and console password in ``inventory`` and every
     server certificate in ``certificates``, joined with ``plan``'s decisions."""
@@ -248,4 +305,5 @@ def evaluate(
         rows=tuple(rows),
         certificates=certs,
         findings=tuple(judged),
+        expired=tuple(expired),
     )

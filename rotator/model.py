@@ -70,6 +70,7 @@ class Status(StrEnum):
 
     ACTIVE = "Active"
     INACTIVE = "Inactive"
+    EXPIRED = "Expired"  # service-specific credentials with a lifetime (Bedrock API keys)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +82,7 @@ class Credential:
     status: Status
     created: datetime
     last_used: datetime | None = None
-    expires: datetime | None = None  # certificates: notAfter, read from the PEM
+    expires: datetime | None = None  # certificates: notAfter; Bedrock API keys: ExpirationDate
     not_before: datetime | None = None  # certificates: notBefore
     slot: str = ""  # the service of a service credential; "" for other kinds
 

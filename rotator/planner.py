@@ -29,6 +29,7 @@ from rotator.model import (
     Plan,
     Rotation,
     Shape,
+    Status,
 )
 from rotator.policy import Rule, format_duration
 from rotator.rotation.protocol import next_step
@@ -113,7 +114,7 @@ def _decide(
     if excluded is not None:
         return make(action=Action.EXCLUDE, reason=excluded)
     creds = holder.of_kind(rule.kind, rule.slot)
-    unused = _unused(creds, rule, now)
+    unused = _expired(creds, rule) or _unused(creds, rule, now)
     if unused is not None:
         cred, reason = unused
         return make(action=Action.DISABLE, credential_id=cred.credential_id, reason=reason)
@@ -123,6 +124,18 @@ def _decide(
     if shape is Shape.VERSIONED:
         return _versioned(make, creds, rule, now, holder)
     return _two_slot(make, creds, rule, now)
+
+
+def _expired(creds: Sequence[Credential], rule: Rule) -> tuple[Credential, str] | None:
+    """The first credential IAM lists as Expired, with the reason, if the rule cleans them
+    up (``delete_expired``); None otherwise."""
+    if not rule.cleans_expired:
+        return None
+    for cred in creds:
+        if cred.status is Status.EXPIRED:
+            when = f" on {cred.expires:%Y-%m-%d}" if cred.expires else ""
+            return cred, (f"{rule.facts.noun} {cred.credential_id} expired{when} (delete_expired)")
+    return None
 
 
 def _unused(

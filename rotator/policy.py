@@ -364,6 +364,11 @@ class Rule(_Strict):
         """Disable a credential unused for this long (opt-in), else None."""
         return None
 
+    @property
+    def cleans_expired(self) -> bool:
+        """Take credentials IAM lists as Expired out of the way (opt-in; Bedrock API keys)."""
+        return False
+
     def timings(self) -> tuple[timedelta, timedelta]:
         """(deactivate_after, delete_after) for the old credential."""
         return self.deactivate_after, self.delete_after

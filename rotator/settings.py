@@ -52,6 +52,11 @@ def default_journal_url() -> str:
     return f"sqlite://{state_dir() / 'journal.db'}"  # sqlite:///home/... (absolute)
 
 
+_REGION = re.compile(r"[a-z]{2,5}(-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, eusc-de-east-1
+
+MAX_VERIFY_REGIONS = 32
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,6 +111,21 @@ class VerifySettings(_Section):
     attempts: int = Field(default=8, ge=1, le=30)
     initial_delay: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=1)
     max_delay: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=15)
+    # The regional STS endpoints a new access key must answer from (empty: the session's
+    # region); IAM's data planes are regional and a key may work in one before another.
+    regions: tuple[str, ...] = Field(default=(), max_length=MAX_VERIFY_REGIONS)
+    # Answers in a row each region must give (a lone success may be a lucky replica).
+    consecutive: int = Field(default=2, ge=1, le=10)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [r for r in value if not _REGION.fullmatch(r)]
+        if bad:
+            raise ValueError(f"not AWS region names: {', '.join(map(repr, bad))} (e.g. us-east-1)")
+        if len(set(value)) != len(value):
+            raise ValueError("a region is listed twice")
+        return value
 
 
 class RetrySettings(_Section):
@@ -386,9 +406,6 @@ def lambda_settings() -> LambdaSettings:
             for e in exc.errors()
         ]
         raise ConfigError("environment", problems) from None
-
-
-_REGION = re.compile(r"[a-z]{2,5}(-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, eusc-de-east-1
 
 
 def aws_problems(aws: AwsSettings) -> list[str]:

@@ -15,7 +15,14 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedErro
 
 from rotator.aws import convert
 from rotator.errors import Transient
-from tests.support.faults import FaultPlan, FaultProxy, Request, choose
+from tests.support.faults import (
+    FaultPlan,
+    FaultProxy,
+    Request,
+    choose,
+    parse_request,
+    request_region,
+)
 from tests.support.moto import MotoSandbox
 
 
@@ -369,3 +376,55 @@ def test_stop_cuts_kept_alive_connections(proxy: FaultProxy) -> None:
 def test_impossible_plans_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must"):
         FaultPlan(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("host", "authorization", "region"),
+    [
+        ("sts.eu-west-1.amazonaws.com", "", "eu-west-1"),
+        (
+            "127.0.0.1:4566",
+            "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261202/ap-south-1/sts/aws4_request, "
+            "SignedHeaders=host, Signature=abc",
+            "ap-south-1",
+        ),
+        ("127.0.0.1:4566", "", ""),
+    ],
+)
+def test_a_requests_region_is_its_regional_host_or_its_credential_scope(
+    host: str, authorization: str, region: str
+) -> None:
+    headers = {"host": host, "authorization": authorization}
+    assert (
+        request_region(parse_request("POST", "/", headers, b"Action=GetCallerIdentity")) == region
+    )
+
+
+def test_young_keys_are_rejected_only_in_the_region_told(sandbox: MotoSandbox) -> None:
+    sandbox.create_user("lagging")
+    with FaultProxy(sandbox.url) as proxy:
+        proxy.reject_young_keys(60, region="eu-west-1")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=proxy.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        key = iam.create_access_key(UserName="lagging")["AccessKey"]
+
+        def whoami(region: str) -> str:
+            sts = boto3.client(
+                "sts",
+                endpoint_url=proxy.url,
+                region_name=region,
+                aws_access_key_id=key["AccessKeyId"],
+                aws_secret_access_key=key["SecretAccessKey"],
+                config=Config(retries={"total_max_attempts": 1}),
+            )
+            return str(sts.get_caller_identity()["Arn"])
+
+        assert whoami("us-east-1").endswith("user/lagging")
+        with pytest.raises(ClientError, match="InvalidClientTokenId"):
+            whoami("eu-west-1")
+        assert proxy.sts_answers(key["AccessKeyId"]) == [("us-east-1", 200), ("eu-west-1", 403)]

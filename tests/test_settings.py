@@ -95,6 +95,29 @@ def test_rule_mistakes_name_the_rule_and_field(tmp_path: Path, extra: str, expec
     assert any(p.startswith(expected) for p in found), found
 
 
+def test_verification_regions_default_to_the_session_and_are_checked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, RULE.format(extra="")))
+    assert (config.verify.regions, config.verify.consecutive) == ((), 2)
+    good = '[verify]\nregions = ["us-east-1", "eu-west-1"]\nconsecutive = 3\n'
+    config = load_config(write(tmp_path, good + RULE.format(extra="")))
+    assert (config.verify.regions, config.verify.consecutive) == (("us-east-1", "eu-west-1"), 3)
+
+
+@pytest.mark.parametrize(
+    ("verify", "expected"),
+    [
+        ('regions = ["us-east-1", "Europe"]', "verify.regions: not AWS region names: 'Europe'"),
+        ('regions = ["eu-west-1", "eu-west-1"]', "verify.regions: a region is listed twice"),
+        (f"regions = {[f'us-east-{i}' for i in range(33)]}", "verify.regions:"),
+        ("consecutive = 0", "verify.consecutive:"),
+        ("consecutive = 11", "verify.consecutive:"),
+    ],
+)
+def test_verification_region_mistakes_are_named(tmp_path: Path, verify: str, expected: str) -> None:
+    found = problems(write(tmp_path, f"[verify]\n{verify}\n" + RULE.format(extra="")))
+    assert any(p.startswith(expected) for p in found), found
+
+
 def test_unknown_kind_and_sink_type(tmp_path: Path) -> None:
     path = write(
         tmp_path,

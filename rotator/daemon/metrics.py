@@ -3,7 +3,8 @@
 Two feeds: each sweep's ``SweepResult`` (``observe_sweep``; a sweep that raised:
 ``observe_crash``) and the audit log's ``rotation.step`` events, read by a structlog
 processor (``tap``) so step latency comes from the same ``duration_ms`` the audit log
-shows. Labels are bounded enums (kind, step, outcome, result, channel): never a user, a
+shows, and verification time (``rotator_verification_seconds``) from its
+``propagation_s``. Labels are bounded enums (kind, step, outcome, result, channel): never a user, a
 credential ID or anything secret — but for the certificate expiry gauge (``expiry``),
 which names the certificates IAM holds, as cert-manager's does.
 
@@ -46,6 +47,8 @@ TIMED_STEPS = frozenset(
     str(s) for s in (Step.CREATE, Step.VERIFY, Step.PROMOTE, Step.DEACTIVATE, Step.DELETE)
 ) | {str(Step.ROLLBACK)}
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# IAM's regional propagation: peers see 3-20 s, sometimes a minute.
+VERIFICATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 SWEEP_RESULTS = ("ok", "problems", "crashed")
 # Results counted in ``rotator_rotations_total`` (each under its own name).
 _COUNTED = frozenset(
@@ -134,6 +137,14 @@ class Metrics:
             buckets=STEP_BUCKETS,
             registry=r,
         )
+        self.verification_seconds = Histogram(
+            "rotator_verification_seconds",
+            "Time a new credential took to answer in every [verify] region, consecutive "
+            "times in a row (verify steps that succeeded; the audit event's propagation_s).",
+            ["kind"],
+            buckets=VERIFICATION_BUCKETS,
+            registry=r,
+        )
         self.held = Gauge(
             "rotator_held_rotations",
             "Rotations held at the last sweep (old credential still in use).",
@@ -190,6 +201,7 @@ class Metrics:
                 self.steps.labels(kind, step, outcome)
             for step in sorted(TIMED_STEPS - {str(Step.ROLLBACK)}):
                 self.step_seconds.labels(kind, step)
+            self.verification_seconds.labels(kind)
             if kind not in _known(self.held):
                 self.held.labels(kind).set(0)
                 self.blocked.labels(kind).set(0)
@@ -230,6 +242,9 @@ class Metrics:
         duration = event.get("duration_ms")
         if step in TIMED_STEPS and isinstance(duration, int | float):
             self.step_seconds.labels(kind, step).observe(duration / 1000)
+        propagation = event.get("propagation_s")
+        if step == str(Step.VERIFY) and isinstance(propagation, int | float):
+            self.verification_seconds.labels(kind).observe(propagation)
 
     def tap(self) -> Processor:
         """A structlog processor feeding ``observe_step``; it never changes or drops an

@@ -1,8 +1,9 @@
 """The ``rotator report`` command: a compliance view of every user's access keys and console
 password (age, last use, CIS 1.12 / 1.13 / 1.14, and 1.19 for server certificates) and what
 rotator will do about each; OIDC providers whose thumbprints do not match what they
-serve. ``register(app)`` adds it to the ``rotator`` CLI; this module
-imports nothing from ``cli.py`` so that ``cli.py`` can import it at the top.
+serve; service-specific credentials past their expiry (Bedrock API keys).
+``register(app)`` adds it to the ``rotator`` CLI; this module imports nothing from
+``cli.py`` so that ``cli.py`` can import it at the top.
 
 Credentials come from the credential report (a handful of IAM calls), or per user if the
 report is unavailable. Exit codes: 0 (the report was made, whatever it found), 1 (AWS or
@@ -20,15 +21,18 @@ from rotator.entrypoints.exits import fail
 from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt, JsonOpt
 from rotator.errors import ConfigError, RotatorError
-from rotator.model import Kind, utcnow
+from rotator.model import Holder, Kind, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from datetime import datetime
+
     from rich.table import Table
 
     from rotator import app as application
     from rotator import aws, compliance, credential_report, inventory, kinds, sinks
     from rotator.entrypoints import render
+    from rotator.model import Plan
     from rotator.settings import Config
 else:
     application = lazy("rotator.app")
@@ -88,7 +92,42 @@ async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> complianc
         )
         certificates = await credential_report.server_certificates(iam)
         judged = await _judged(config, ctx, account)
-    return compliance.evaluate(view, the_plan, certificates, now, source=source, judged=judged)
+        expired = await _expired(config, ctx, account, users, the_plan, now)
+    return compliance.evaluate(
+        view, the_plan, certificates, now, source=source, judged=judged, expired=expired
+    )
+
+
+async def _expired(
+    config: Config,
+    ctx: kinds.KindContext,
+    account: str,
+    users: list[dict[str, Any]],
+    the_plan: Plan,
+    now: datetime,
+) -> tuple[compliance.ExpiredRow, ...]:
+    """Service-specific credentials past their expiry, when a rule covers the kind (IAM
+    lists them per user; an account without such rules is not asked)."""
+    if not any(r.enabled and r.kind is Kind.SERVICE_CREDENTIAL for r in config.rules):
+        return ()
+    import asyncio  # on first use, as in asyncio_run
+
+    kind = kinds.build_kinds(ctx, {Kind.SERVICE_CREDENTIAL})[Kind.SERVICE_CREDENTIAL]
+    gate = asyncio.Semaphore(config.max_concurrency)
+
+    async def holder(user: dict[str, Any]) -> Holder:
+        async with gate:
+            listed = await kind.list(str(user["UserName"]))
+        return Holder(
+            account=account,
+            name=str(user["UserName"]),
+            arn=str(user.get("Arn", "")),
+            path=str(user.get("Path", "/")),
+            credentials=tuple(listed),
+        )
+
+    holders = await asyncio.gather(*(holder(u) for u in users))
+    return compliance.expired_credentials(holders, the_plan, now)
 
 
 async def _judged(
@@ -168,6 +207,14 @@ def register(app: typer.Typer) -> None:
             out.print(
                 f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}"
             )
+        for gone in result.expired:
+            when = f" on {gone.expired:%Y-%m-%d}" if gone.expired else ""
+            out.print(
+                f"[bold red]expired[/] {gone.service} credential {gone.credential_id} of "
+                f"{gone.user}{when}: {gone.action}: ",
+                end="",
+            )
+            out.print(gone.reason, markup=False, highlight=False)
         for found in result.findings:
             verdict = "matches" if found.matches else f"[bold red]{found.action}[/]"
             out.print(f"{found.kind} {found.holder}: {verdict}: ", end="")

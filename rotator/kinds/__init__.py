@@ -34,6 +34,7 @@ from rotator.kinds import (
 )
 from rotator.kinds.base import (
     AccountHolders,
+    CreatesPerRule,
     CredentialKind,
     Disables,
     KindContext,
@@ -90,6 +91,7 @@ __all__ = [
     "REGISTRY",
     "AccountHolders",
     "AnyRule",
+    "CreatesPerRule",
     "CredentialKind",
     "Disables",
     "KindContext",

@@ -5,20 +5,24 @@ Declares the kind once: ``AccessKeyRule`` (options, and the facts as ``facts``),
 
 Verification signs ``sts:GetCallerIdentity`` with the new key and checks the ARN is the
 user's, retrying with capped exponential backoff while IAM's change propagates
-(``InvalidClientTokenId`` / ``SignatureDoesNotMatch`` for a few seconds after create).
+(``InvalidClientTokenId`` / ``SignatureDoesNotMatch`` for a few seconds after create) — in
+every region of ``[verify] regions``, each ``consecutive`` times in a row: IAM's data
+planes are regional and a key may work in one seconds before another.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any, ClassVar, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
-from rotator.aws import Credentials, aws_errors, signing_as
+from rotator.aws import Credentials, aws_errors, convert, signing_as
 from rotator.backoff import delays, pause
-from rotator.errors import NoSuchEntity, VerificationFailed, WrongIdentity
+from rotator.errors import NoSuchEntity, Transient, VerificationFailed, WrongIdentity
 from rotator.kinds.base import IamActions, KindContext, Registration
 from rotator.model import Credential, Kind, KindFacts, Shape, Status
 from rotator.policy import Duration, Rule
@@ -97,37 +101,80 @@ class AccessKeys:
         return bool(pending.credential_id) and credential.credential_id == pending.credential_id
 
     async def verify(self, user: str, entry: SecretEntry) -> None:
+        """The new key must answer ``sts:GetCallerIdentity`` as ``user`` from the STS
+        endpoint of every ``[verify] regions`` (else the session's region), ``consecutive``
+        times in a row in each, within ``attempts x max_delay``. Regions are tried at once."""
         creds = Credentials(
             access_key_id=entry.credential_id, secret_access_key=entry.reveal(SECRET_ACCESS_KEY)
         )
         settings = self._ctx.verify
-        waits = delays(settings.initial_delay.total_seconds(), settings.max_delay.total_seconds())
+        deadline = monotonic() + (settings.attempts * settings.max_delay).total_seconds()
+        found = await asyncio.gather(
+            *(self._answers(region, user, creds, deadline) for region in self._ctx.verify_regions)
+        )
+        for problem in found:  # a wrong identity anywhere outranks a region still propagating
+            if isinstance(problem, WrongIdentity):
+                raise problem
+        problems = [p for p in found if isinstance(p, str)]
+        if problems:
+            raise VerificationFailed(entry.credential_id, user, "; ".join(problems))
+
+    async def _answers(
+        self, region: str, user: str, creds: Credentials, deadline: float
+    ) -> str | WrongIdentity | None:
+        """None once the key answered as ``user`` in ``region`` ``consecutive`` times in a
+        row; else what went wrong there. A refusal of the key (``InvalidClientTokenId``, any
+        other 4xx) resets the run; a transient failure (throttling, 5xx, a dropped
+        connection) says nothing about the key and only costs a wait. After ``attempts``
+        failures of either sort, or when the next wait would pass ``deadline``, the region
+        gives up."""
+        settings = self._ctx.verify
+        initial = settings.initial_delay.total_seconds()
+        waits = delays(initial, settings.max_delay.total_seconds())
+        streak = failures = 0
         detail = ""
-        for attempt in range(settings.attempts):
-            if attempt:
-                await pause(next(waits))
+        while True:
+            failed = True
             try:
-                arn = await self._caller_arn(creds)
+                arn = await self._caller_arn(creds, region)
             except ClientError as exc:  # not yet valid (eventual consistency): try again
                 detail = str(exc.response.get("Error", {}).get("Code", "ClientError"))
-                continue
+                if not isinstance(convert(exc, "GetCallerIdentity", {}), Transient):
+                    streak = 0
             except BotoCoreError as exc:
                 detail = type(exc).__name__
-                continue
-            if not is_user_arn(arn, self._ctx.account, user):
-                raise WrongIdentity(entry.credential_id, user, f"authenticated as {arn}")
-            return
-        raise VerificationFailed(
-            entry.credential_id, user, f"{settings.attempts} attempts failed (last: {detail})"
-        )
+            else:
+                if not is_user_arn(arn, self._ctx.account, user):
+                    return WrongIdentity(
+                        creds.access_key_id, user, f"authenticated as {arn} in {region}"
+                    )
+                failed = False
+                streak += 1
+                if streak >= settings.consecutive:
+                    return None
+            failures += failed
+            if failures >= settings.attempts:
+                return f"{region}: {failures} attempts failed (last: {detail})"
+            # After a failure, back off; the answers of a run are spaced half the first
+            # back-off apart. Only a wait can pass the time limit (``attempts`` and
+            # ``consecutive`` bound the calls).
+            wait = next(waits) if failed else initial / 2
+            if wait > 0 and monotonic() + wait > deadline:
+                return (
+                    f"{region}: {streak} of {settings.consecutive} answers in a row when "
+                    f"the time ran out after {failures} failed attempts (last: {detail or 'none'})"
+                )
+            await pause(wait)
 
-    async def _caller_arn(self, creds: Credentials) -> str:
-        shared = self._ctx.signed_sts
+    async def _caller_arn(self, creds: Credentials, region: str) -> str:
+        shared = self._ctx.signed_sts.get(region)
         if shared is not None:  # the session's one client, this call signed with the new key
             with signing_as(creds):
                 identity: dict[str, Any] = await shared.get_caller_identity()
         else:
-            async with self._ctx.aws.client("sts", credentials=creds, retries=1) as sts:
+            async with self._ctx.aws.client(
+                "sts", region=region, credentials=creds, retries=1
+            ) as sts:
                 identity = await sts.get_caller_identity()
         return str(identity["Arn"])
 

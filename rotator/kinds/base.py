@@ -23,8 +23,8 @@ errors with ``rotator.aws.aws_errors`` so callers only see ``rotator.errors``.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -52,9 +52,16 @@ class KindContext:
     account: str
     verify: VerifySettings
     sink: Callable[[Rule], SecretSink]  # the session's sink of a rule (``Sinks.for_rule``)
-    # An STS client the session shares, signing each call with the credentials its caller
-    # set with ``aws.signing_as`` (verifying new keys); None: a client per verification.
-    signed_sts: Any = None
+    # STS clients the session shares, one per verification region, each signing a call
+    # with the credentials its caller set with ``aws.signing_as`` (verifying new keys);
+    # a region missing here: a client per verification.
+    signed_sts: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def verify_regions(self) -> tuple[str, ...]:
+        """The regions whose STS endpoints a new key must answer from: ``[verify]
+        regions``, else the session's region."""
+        return self.verify.regions or (self.aws.session_region,)
 
 
 class CredentialKind(Protocol):
@@ -110,6 +117,16 @@ class MakesMaterial(Protocol[R_contra]):
         """True if ``pending`` is material rotator made that a resumed create should use
         again (rather than make new): it was stored before IAM saw it and IAM holds no
         credential made from it."""
+        ...
+
+
+@runtime_checkable
+class CreatesPerRule(Protocol[R_contra]):
+    """A kind whose IAM create takes options from the rule (a Bedrock API key's
+    ``CredentialAgeDays``); the engine creates through ``create_for`` then."""
+
+    async def create_for(self, rule: R_contra, user: str, slot: str = "") -> SecretEntry:
+        """``create`` with the rule's options. Raises ``LimitExceeded``."""
         ...
 
 

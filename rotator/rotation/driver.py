@@ -158,6 +158,7 @@ class Driver:
             credential_id=result.credential_id,
             reason=result.reason,
             duration_ms=int((time.monotonic() - started) * 1000),
+            propagation_s=result.propagation_s,
         )
         await self.journal.record_step(result.record(audit.current("run_id")))
         return result

@@ -4,7 +4,7 @@ credential kinds bound to them, the sinks and their clients, and the moment it s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,9 +89,17 @@ async def open_session(
         aws.client("iam") as iam,
         aws.client("iam", retries=1) as iam_once,
         aws.client("sts") as sts,
-        aws.signing_client("sts", retries=1) as signed_sts,
         Clients(aws) as clients,
+        AsyncExitStack() as stack,
     ):
+        # One shared signing client per verification region (regional STS endpoints).
+        regions = config.verify.regions or (aws.session_region,)
+        signed_sts = {
+            region: await stack.enter_async_context(
+                aws.signing_client("sts", region=region, retries=1)
+            )
+            for region in regions
+        }
         with aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
         active = await journal.list_active()

@@ -29,7 +29,7 @@ from rotator.errors import (
     WrongIdentity,
 )
 from rotator.journal.base import Journal
-from rotator.kinds.base import CredentialKind, MakesMaterial, TracksLastUse
+from rotator.kinds.base import CreatesPerRule, CredentialKind, MakesMaterial, TracksLastUse
 from rotator.model import (
     Credential,
     Outcome,
@@ -60,6 +60,8 @@ class StepResult:
     outcome: Outcome
     reason: str = ""
     credential_id: str | None = None
+    # A verify step that succeeded: seconds until the new credential answered everywhere.
+    propagation_s: float | None = None
 
     @property
     def advanced(self) -> bool:
@@ -245,7 +247,10 @@ class Steps:
         else:
             material = await self._material(rotation, pending)
             self._guard()
-            entry = await self._kind.create(rotation.user, material, rotation.slot)
+            if material is None and isinstance(self._kind, CreatesPerRule):
+                entry = await self._kind.create_for(self._rule, rotation.user, rotation.slot)
+            else:
+                entry = await self._kind.create(rotation.user, material, rotation.slot)
             await self._store_new(rotation, key, entry, made_by_iam=material is None)
             self._made(rotation, entry)
             outcome = Outcome.DONE
@@ -373,6 +378,7 @@ class Steps:
         entry = doc.find(new_id)
         if entry is None:
             raise SinkError(f"the secret of {new_id} is missing from {key}")
+        started = time.monotonic()
         try:
             await self._kind.verify(rotation.user, entry)
         except WrongIdentity:
@@ -385,12 +391,14 @@ class Steps:
                 reason=str(exc),
                 credential_id=rotation.new_credential_id,
             )
+        propagation = round(time.monotonic() - started, 3)
         rotation = await self._save(rotation, state=RotationState.VERIFIED)
         return StepResult(
             rotation=rotation,
             step=Step.VERIFY,
             outcome=Outcome.DONE,
             credential_id=rotation.new_credential_id,
+            propagation_s=propagation,
         )
 
     async def promote(self, rotation: Rotation) -> StepResult:

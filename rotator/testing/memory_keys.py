@@ -3,14 +3,18 @@
 SSH keys: IAM accepts ``ssh-rsa`` keys of at least 2048 bits (OpenSSH or PEM encoding),
 five per user, and refuses the same key twice (``DuplicateSSHPublicKey``); its fingerprint
 is the MD5 of the key blob in colon-separated hex. Service-specific credentials: two per
-service per user, for the services IAM supports (``NotSupportedService`` otherwise); the
-password is returned only by Create and Reset.
+service per user (expired ones count until deleted), for the services IAM supports
+(``NotSupportedService`` otherwise); the password is returned only by Create and Reset.
+Bedrock API keys are named by a ``ServiceCredentialAlias`` and return a
+``ServiceCredentialSecret``; ``CredentialAgeDays`` (1-36600, Bedrock only) gives them an
+``ExpirationDate``, past which they are listed ``Expired`` (by the twin's clock).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -30,7 +34,9 @@ from rotator.testing.memory_state import (
 
 MAX_SSH_KEYS = 5
 MAX_SERVICE_CREDENTIALS = 2  # per service, per user
-SERVICES = frozenset({"codecommit.amazonaws.com", "cassandra.amazonaws.com"})
+BEDROCK = "bedrock.amazonaws.com"
+SERVICES = frozenset({"codecommit.amazonaws.com", "cassandra.amazonaws.com", BEDROCK})
+MAX_CREDENTIAL_AGE_DAYS = 36600
 
 
 def _parse_ssh_key(action: str, body: str) -> rsa.RSAPublicKey:
@@ -188,25 +194,36 @@ class KeysMixin(State):
     def _credential_shape(
         self, user: User, cred: ServiceCredential, *, secret: bool
     ) -> dict[str, Any]:
+        bedrock = cred.service == BEDROCK
         shape: dict[str, Any] = {
             "UserName": user.name,
-            "Status": cred.status,
-            "ServiceUserName": cred.service_user,
+            "Status": cred.status_at(self.clock()),
             "CreateDate": cred.created,
             "ServiceSpecificCredentialId": cred.credential_id,
             "ServiceName": cred.service,
+            ("ServiceCredentialAlias" if bedrock else "ServiceUserName"): cred.service_user,
         }
+        if cred.expires is not None:
+            shape["ExpirationDate"] = cred.expires
         if secret:
-            shape["ServicePassword"] = cred.password
+            shape["ServiceCredentialSecret" if bedrock else "ServicePassword"] = cred.password
         return shape
 
     async def create_service_specific_credential(
-        self, *, UserName: str, ServiceName: str
+        self, *, UserName: str, ServiceName: str, CredentialAgeDays: int | None = None
     ) -> dict[str, Any]:
         action = "CreateServiceSpecificCredential"
         self._call(action)
         user = self._user(action, UserName)
         self._service(action, ServiceName)
+        if CredentialAgeDays is not None and not (
+            ServiceName == BEDROCK and 1 <= CredentialAgeDays <= MAX_CREDENTIAL_AGE_DAYS
+        ):
+            raise client_error(
+                action,
+                "ValidationError",
+                f"CredentialAgeDays must be 1-{MAX_CREDENTIAL_AGE_DAYS}, for {BEDROCK} only",
+            )
         same = [c for c in user.service_credentials if c.service == ServiceName]
         if len(same) >= MAX_SERVICE_CREDENTIALS:
             raise client_error(
@@ -219,11 +236,17 @@ class KeysMixin(State):
         cred = ServiceCredential(
             credential_id=random_id("ACCA", 17),
             service=ServiceName,
-            service_user=f"{UserName}-at-{self.account}",
+            service_user=(
+                f"BedrockAPIKey-{random_id('', 6).lower()}"
+                if ServiceName == BEDROCK
+                else f"{UserName}-at-{self.account}"
+            ),
             password=random_secret(44),
             status="Active",
             created=self.clock(),
         )
+        if CredentialAgeDays is not None:
+            cred.expires = cred.created + timedelta(days=CredentialAgeDays)
         user.service_credentials.append(cred)
         return ok({"ServiceSpecificCredential": self._credential_shape(user, cred, secret=True)})
 

@@ -94,6 +94,11 @@ class ServiceCredential:
     password: str
     status: str
     created: datetime
+    expires: datetime | None = None  # Bedrock API keys made with CredentialAgeDays
+
+    def status_at(self, now: datetime) -> str:
+        """The status IAM reports: ``Expired`` once past ``expires``, whatever was set."""
+        return "Expired" if self.expires is not None and now >= self.expires else self.status
 
 
 @dataclass

@@ -186,6 +186,29 @@ def test_step_events_feed_step_counts_and_latency_and_are_still_logged(tmp_path:
     assert lines[0]["duration_ms"] == 1500
 
 
+def test_a_verified_credential_feeds_the_verification_histogram(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    close = audit.configure(stream="none", file=log)
+    metrics = Metrics(kinds=[Kind.ACCESS_KEY])
+    metrics.install_tap()
+    rotation = Rotation.start(
+        account=ACCOUNT, user="ci-a", kind=Kind.ACCESS_KEY, rule="ci-keys", now=NOW
+    )
+    audit.step_event(
+        Step.VERIFY, Outcome.DONE, rotation=rotation, duration_ms=12500, propagation_s=12.4
+    )
+    audit.step_event(Step.VERIFY, Outcome.RETRY, rotation=rotation, duration_ms=60000)
+    close()
+    labels = {"kind": "access-key"}
+    assert value(metrics, "rotator_verification_seconds_count", **labels) == 1
+    assert value(metrics, "rotator_verification_seconds_sum", **labels) == pytest.approx(12.4)
+    assert value(metrics, "rotator_verification_seconds_bucket", le="10.0", **labels) == 0
+    assert value(metrics, "rotator_verification_seconds_bucket", le="20.0", **labels) == 1
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["propagation_s"] == 12.4
+    assert "propagation_s" not in lines[1]
+
+
 def test_a_broken_metrics_feed_never_stops_the_audit_log(tmp_path: Path) -> None:
     class Broken(Metrics):
         def observe_step(self, event: object) -> None:
@@ -251,6 +274,7 @@ def test_every_known_label_value_is_there_from_the_start_at_zero() -> None:
             assert value(metrics, "rotator_step_duration_seconds_count", **labels) == 0
         assert value(metrics, "rotator_held_rotations", kind=kind) == 0
         assert value(metrics, "rotator_blocked_credentials", kind=kind) == 0
+        assert value(metrics, "rotator_verification_seconds_count", kind=kind) == 0
     assert ("deactivate", "held") in STEP_OUTCOMES
     assert ("create", "failed") in STEP_OUTCOMES
     for result in ("sent", "failed"):

@@ -45,13 +45,15 @@ class Boundary:
 
 # The calls of one rotation, in order (file sink): ListAccessKeys #1 inventory, #2 re-check
 # (PLANNED, then the CREATING intent, are journalled right after it, from what it showed),
-# CreateAccessKey, GetCallerIdentity #2 (verify, signed with the new key), then
+# CreateAccessKey, GetCallerIdentity #2 and #3 (verify, signed with the new key: two
+# answers in a row, [verify] consecutive), then
 # GetAccessKeyLastUsed + UpdateAccessKey (deactivate) and DeleteAccessKey (delete).
 IAM_BOUNDARIES = [
     Boundary("ListAccessKeys", "before", 2, what="re-check: nothing journalled yet"),
     Boundary("CreateAccessKey", "before", what="CREATING journalled, create never reached IAM"),
     Boundary("CreateAccessKey", "after", what="key created, secret lost: orphan"),
     Boundary("GetCallerIdentity", "before", 2, what="CREATED: secret pending, verifying"),
+    Boundary("GetCallerIdentity", "before", 3, what="CREATED: one answer of two in a row"),
     Boundary("GetAccessKeyLastUsed", "before", what="PROMOTED"),
     Boundary("UpdateAccessKey", "before", what="PROMOTED, last use checked"),
     Boundary("UpdateAccessKey", "after", what="deactivated in IAM, not journalled"),

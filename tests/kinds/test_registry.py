@@ -17,6 +17,7 @@ from rotator.kinds import (
     REGISTRY,
     AccountHolders,
     AnyRule,
+    CreatesPerRule,
     Disables,
     MakesMaterial,
     TracksLastUse,
@@ -38,10 +39,12 @@ CAPABILITIES: dict[Kind, set[type]] = {
     Kind.SERVER_CERTIFICATE: {MakesMaterial, AccountHolders},
     Kind.LOGIN_PROFILE: {MakesMaterial, TracksLastUse, Disables, TracksRotations},
     Kind.SSH_PUBLIC_KEY: {MakesMaterial},
-    Kind.SERVICE_CREDENTIAL: set(),  # IAM makes the secret
+    # IAM makes the secret; Bedrock's lifetime comes from the rule; expired ones are deleted.
+    Kind.SERVICE_CREDENTIAL: {CreatesPerRule, Disables},
     Kind.OIDC_THUMBPRINT: {MakesMaterial, AccountHolders},  # the thumbprint of what it serves
 }
 ALL_CAPABILITIES = {MakesMaterial, TracksLastUse, Disables, AccountHolders, TracksRotations}
+ALL_CAPABILITIES |= {CreatesPerRule}
 
 
 def test_every_kind_is_registered_once_under_its_own_name() -> None:
@@ -72,11 +75,13 @@ def test_each_kind_has_exactly_its_capabilities(kind: Kind) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_rule_can_disable_unused_credentials_only_of_kinds_that_can(kind: Kind) -> None:
-    """``disable_unused_after`` needs IAM's last use and a way to disable."""
+    """``disable_unused_after`` needs IAM's last use and a way to disable;
+    ``delete_expired`` (Bedrock API keys) a way to disable."""
     implementation = REGISTRY[kind].build
     assert isinstance(implementation, type)
-    offered = "disable_unused_after" in REGISTRY[kind].rule.model_fields
-    assert offered == issubclass(implementation, Disables)
+    fields = REGISTRY[kind].rule.model_fields
+    offered = "disable_unused_after" in fields
+    assert (offered or "delete_expired" in fields) == issubclass(implementation, Disables)
     assert not offered or issubclass(implementation, TracksLastUse)
 
 

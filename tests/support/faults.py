@@ -51,6 +51,8 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "te", 
 HOP_BY_HOP |= {"proxy-authorization", "transfer-encoding", "upgrade", "expect", "content-length"}
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 _KEY_ID = re.compile(r"Credential=([A-Z0-9]+)/")
+_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/[^/]+/aws4_request")
+_STS_HOST = re.compile(r"^sts\.([a-z0-9-]+)\.amazonaws\.com")
 _CREATED = re.compile(r"<AccessKeyId>([A-Z0-9]+)</AccessKeyId>")
 
 
@@ -145,6 +147,17 @@ def parse_request(method: str, path: str, headers: dict[str, str], body: bytes) 
     return Request(method, path, headers, body, action, scope.group(1) if scope else "")
 
 
+def request_region(request: Request) -> str:
+    """The region a request is for: a regional STS endpoint's host
+    (``sts.eu-west-1.amazonaws.com``), else its SigV4 credential scope
+    (``Credential=AKID/DATE/REGION/SERVICE/aws4_request``); '' if neither says."""
+    host = _STS_HOST.match(request.headers.get("host", ""))
+    if host:
+        return host.group(1)
+    scope = _REGION.search(request.headers.get("authorization", ""))
+    return scope.group(1) if scope else ""
+
+
 def choose(plan: FaultPlan, rng: random.Random, action: str) -> tuple[float, Fault, int]:
     """Draw (latency, fault, 5xx status) for one request: always three draws from ``rng``."""
     delay = rng.uniform(*plan.latency)
@@ -223,12 +236,14 @@ class FaultProxy:
         self._rng = random.Random(plan.seed)
         self._hooks: list[_Hook] = []
         self._holds: list[Held] = []
-        self._young = 0.0  # reject STS calls signed by access keys younger than this
+        # Reject STS calls signed by access keys younger than this, per region (None: any).
+        self._young: dict[str | None, float] = {}
         self._bucket: _Bucket | None = None  # IAM's per-account token bucket, when modelled
         self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
         self._signed: list[tuple[str, str]] = []  # (access key ID that signed it, action)
+        self._sts: list[tuple[str, str, int]] = []  # (signing key ID, region, status)
         self._sockets: set[socket.socket] = set()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
@@ -305,11 +320,13 @@ class FaultProxy:
             self._holds.append(held)
         return held
 
-    def reject_young_keys(self, seconds: float) -> None:
+    def reject_young_keys(self, seconds: float, *, region: str | None = None) -> None:
         """Model IAM's eventual consistency: answer ``InvalidClientTokenId`` (403) to an STS
-        call signed by an access key created less than ``seconds`` ago through this proxy."""
+        call signed by an access key created less than ``seconds`` ago through this proxy —
+        in ``region`` only (its regional endpoint: the request's host, else the region of
+        its SigV4 credential scope), or in every region not given its own time (None)."""
         with self._lock:
-            self._young = seconds
+            self._young[region] = seconds
 
     def limit_iam(self, rate: float, burst: float | None = None) -> None:
         """Model IAM's request quota: a token bucket of ``rate`` calls per second holding
@@ -326,9 +343,11 @@ class FaultProxy:
 
     def _too_young(self, request: Request) -> bool:
         match = _KEY_ID.search(request.headers.get("authorization", ""))
+        region = request_region(request)
         with self._lock:
-            born = self._born.get(match.group(1)) if match and self._young else None
-            return born is not None and time.monotonic() - born < self._young
+            young = self._young.get(region, self._young.get(None, 0.0))
+            born = self._born.get(match.group(1)) if match and young else None
+            return born is not None and time.monotonic() - born < young
 
     def _saw_created(self, request: Request, response: Response | None) -> None:
         if request.action != "CreateAccessKey" or response is None or response[0] != 200:
@@ -359,6 +378,18 @@ class FaultProxy:
         """The actions of the requests signed with access key ``key_id``, in order."""
         with self._lock:
             return [action for signer, action in self._signed if signer == key_id]
+
+    def sts_answers(self, key_id: str) -> list[tuple[str, int]]:
+        """(region, HTTP status) of each STS request signed with ``key_id``, in order."""
+        with self._lock:
+            return [(region, status) for signer, region, status in self._sts if signer == key_id]
+
+    def _answered(self, request: Request, status: int) -> None:
+        if request.service != "sts":
+            return
+        signer = _KEY_ID.search(request.headers.get("authorization", ""))
+        with self._lock:
+            self._sts.append((signer.group(1) if signer else "", request_region(request), status))
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -473,9 +504,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(*error_response(request, 400 if fault == "throttle" else status))
             return
         if request.service == "sts" and proxy._too_young(request):
+            proxy._answered(request, 403)
             self._answer(*_invalid_token())
             return
         response = None if fault == "drop_before" else proxy._forward(request, headers)
+        if response is not None and fault == "none":
+            proxy._answered(request, response[0])
         proxy._saw_created(request, response)
         if held is not None and held.phase == "after":
             held.reached.set()
