@@ -50,13 +50,3 @@ _.connections
 # permissions.py: the IAM actions that take no resource ARN; tests/test_permissions.py
 # checks every statement against it.
 _.UNSCOPED
-
-# TEMPORARY (issue 12, step 1): the [accounts] policy is used by the organization sweep of
-# the next commits; these lines go when it lands.
-_.max_accounts
-_.per_account_concurrency
-_.role_for
-_.select_accounts
-_.hub
-_.applies_to
-_.naming_accounts

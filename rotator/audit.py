@@ -43,6 +43,12 @@ ROTATION_COMPENSATED = "rotation.compensated"  # a credential whose secret was l
 ROTATION_TAKEN_OVER = "rotation.taken_over"  # a dead or silent worker's lease was taken
 DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on
 INVENTORY_REPORT_UNAVAILABLE = "inventory.report_unavailable"  # listing per user instead
+# An organization sweep (rotation/org.py): its start and end, the accounts found and left
+# out, and an account that could not be swept (no role, AccessDenied ...): the others go on.
+ORG_STARTED = "org.started"
+ORG_FINISHED = "org.finished"
+ACCOUNT_SKIPPED = "account.skipped"
+ACCOUNT_FAILED = "account.failed"
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 

@@ -20,10 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 import aioboto3
-from aiobotocore.credentials import AioCredentials
+from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
+from aiobotocore.session import AioSession
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -177,17 +179,70 @@ class Aws:
         retry_mode: str = "adaptive",
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        botocore_session: AioSession | None = None,
     ) -> None:
         self.region = region
         self.endpoint_url = endpoint_url
         self.profile = profile
+        self._retry = (max_attempts, retry_mode)
+        self._timeouts = (connect_timeout, read_timeout)
         self._config = BotoConfig(
             # total_max_attempts counts the first call too (botocore's max_attempts does not).
             retries={"total_max_attempts": max_attempts, "mode": retry_mode},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
-        self._session = aioboto3.Session(profile_name=profile, region_name=region)
+        if botocore_session is not None:
+            self._session = aioboto3.Session(botocore_session=botocore_session, region_name=region)
+        else:
+            self._session = aioboto3.Session(profile_name=profile, region_name=region)
+
+    async def assume_role(
+        self,
+        role_arn: str,
+        *,
+        session_name: str = "rotator",
+        external_id: str | None = None,
+        duration: timedelta = timedelta(hours=1),
+    ) -> Aws:
+        """An ``Aws`` acting as ``role_arn`` (another account's role), through this one.
+        The role is assumed at once (an ``AccessDenied``, a missing role, fails here) and
+        again, with this ``Aws``'s own credentials, before the credentials expire
+        (botocore's refreshable credentials: from 15 minutes before the expiry)."""
+        kwargs: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": int(duration.total_seconds()),
+        }
+        if external_id is not None:
+            kwargs["ExternalId"] = external_id
+
+        async def fetch() -> dict[str, str]:
+            async with self.client("sts") as sts:
+                with aws_errors("AssumeRole", role=role_arn):
+                    got = (await sts.assume_role(**kwargs))["Credentials"]
+            expiry = got["Expiration"]
+            return {
+                "access_key": got["AccessKeyId"],
+                "secret_key": got["SecretAccessKey"],
+                "token": got["SessionToken"],
+                "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
+            }
+
+        credentials = AioRefreshableCredentials.create_from_metadata(
+            await fetch(), fetch, "assume-role"
+        )
+        core = AioSession()
+        core._credentials = credentials  # a botocore session's credentials, refreshable
+        return Aws(
+            region=self.session_region,
+            endpoint_url=self.endpoint_url,
+            botocore_session=core,
+            max_attempts=self._retry[0],
+            retry_mode=self._retry[1],
+            connect_timeout=self._timeouts[0],
+            read_timeout=self._timeouts[1],
+        )
 
     @property
     def session_region(self) -> str:

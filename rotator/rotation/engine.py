@@ -12,6 +12,7 @@ from rotator.journal.base import Journal
 from rotator.model import Plan, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.emergency import Request
+from rotator.rotation.org import OrgSweep
 from rotator.rotation.report import Report, SweepResult
 from rotator.rotation.requests import Requests
 from rotator.rotation.rotations import Rotations
@@ -21,7 +22,8 @@ from rotator.settings import Config
 
 
 class Engine:
-    """Sweeps and operator requests for one policy against one account."""
+    """Sweeps and operator requests for one policy: against the caller's account, and with
+    ``[accounts]`` over many (``org``)."""
 
     def __init__(
         self,
@@ -37,6 +39,12 @@ class Engine:
         )
         self._sweep = Sweep(self.rotations)
         self._requests = Requests(self.rotations)
+        # With [accounts]: the sweep over every account, each on its own session.
+        self.org = (
+            OrgSweep(config=config, journal=journal, aws=aws, clock=clock, owner=owner)
+            if config.accounts is not None
+            else None
+        )
 
     async def plan(self, *, progress: ProgressFn = NO_PROGRESS) -> Plan:
         """What a sweep would do now, changing nothing."""

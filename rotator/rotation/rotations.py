@@ -71,10 +71,16 @@ class Rotations:
         aws: Aws,
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
+        hub: Aws | None = None,
+        account: str | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.aws = aws
+        # An organization sweep's member account: the account ``aws`` must act in, and the
+        # hub's ``Aws`` for the sinks kept there.
+        self.hub = hub
+        self.account = account
         self.clock = clock
         self.owner = owner or default_owner()
         self.driver = Driver(
@@ -94,6 +100,8 @@ class Rotations:
             config=self.config,
             clock=self.clock,
             dry_run=dry_run,
+            hub=self.hub,
+            expect_account=self.account,
         )
 
     def rule_of(self, rotation: Rotation) -> Rule:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from moto.iam.models import iam_backends
@@ -122,3 +123,19 @@ class Org:
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],
         )
+
+    def user(self, account: str, name: str, *, keys: int = 1, age_days: int = 100) -> list[str]:
+        """A user in ``account`` with ``keys`` active access keys aged ``age_days``
+        (moto's backend, in this process: IAM has no way to backdate a key). Works for an
+        account without the member role too."""
+        backend = iam_backends[account]["aws"]
+        backend.create_user("us-east-1", name, path="/ci/")
+        made = [backend.create_access_key(name) for _ in range(keys)]
+        for key in made:
+            key.create_date = key.create_date - timedelta(days=age_days)
+        return [key.access_key_id for key in made]
+
+    def keys(self, account: str, user: str) -> dict[str, str]:
+        """``{AccessKeyId: Status}`` of a user's keys in ``account``."""
+        backend = iam_backends[account]["aws"]
+        return {k.access_key_id: k.status for k in backend.users[user].access_keys}
