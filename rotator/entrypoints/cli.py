@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -14,10 +15,10 @@ from rich.console import Console
 
 from rotator import app as application
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
-from rotator.entrypoints.options import ConfigOpt, JsonOpt
+from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
 from rotator.errors import ConfigError, InputError, NotFound, RotatorError
-from rotator.model import Kind, utcnow
-from rotator.policy import parse_duration
+from rotator.model import Kind, Plan, utcnow
+from rotator.policy import check_account_id, check_ou, parse_duration
 from rotator.rotation.emergency import Request
 from rotator.rotation.report import Report
 from rotator.settings import Config
@@ -81,15 +82,74 @@ def validate(config: ConfigOpt) -> None:
         )
 
 
+def _filters(cfg: Config, accounts: list[str] | None, ous: list[str] | None) -> Filters:
+    """The ``--account`` / ``--ou`` filters, checked: exit 2 on a malformed ID or OU, or
+    ``--ou`` without ``[accounts]``."""
+    try:
+        only = [check_account_id(a) for a in accounts or []]
+        within = [check_ou(o) for o in ous or []]
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if within and cfg.accounts is None:
+        err.print("[bold red]error:[/] --ou needs an [accounts] section in the policy")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return Filters(only, within)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """An operator's ``--account`` / ``--ou`` filters (empty: everything)."""
+
+    accounts: list[str]
+    ous: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.accounts or self.ous)
+
+
+async def _account_ids(cfg: Config, filters: Filters) -> set[str] | None:
+    """The account IDs ``filters`` keep (None: no filter). ``--ou`` asks Organizations."""
+    if not filters:
+        return None
+    if not filters.ous:
+        return set(filters.accounts)
+    async with application.open_engine(cfg) as engine:
+        assert engine.org is not None  # _filters refuses --ou without [accounts]
+        found = await engine.org.accounts(filters.accounts, filters.ous)
+    render.ACCOUNT_NAMES.update({a.id: a.name for a in found.selected if a.name})
+    return {a.id for a in found.selected}
+
+
 @cli.command()
-def plan(config: ConfigOpt, as_json: JsonOpt = False) -> None:
-    """Show what a sweep would do now and why (changes nothing)."""
+def plan(
+    config: ConfigOpt,
+    as_json: JsonOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
+) -> None:
+    """Show what a sweep would do now and why (changes nothing). With [accounts]: in
+    every account (--account / --ou: some of them)."""
     cfg = _load(config)
+    filters = _filters(cfg, account, ou)
 
     async def work() -> None:
         async with application.open_engine(cfg) as engine:
+            if engine.org is not None:
+                with render.progress_bar(err) as progress:
+                    planned = await engine.org.plan(
+                        progress=progress, only=filters.accounts, ous=filters.ous
+                    )
+                if as_json:
+                    render.print_json(out, render.org_plan_rows(planned))
+                else:
+                    out.print(render.org_plan_table(planned))
+                return
             with render.progress_bar(err) as progress:
                 the_plan = await engine.plan(progress=progress)
+        if filters.accounts:
+            kept = tuple(d for d in the_plan if d.account in filters.accounts)
+            the_plan = Plan(decisions=kept)
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
@@ -105,14 +165,37 @@ def run(
         bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
     ] = False,
     as_json: JsonOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
 ) -> None:
-    """Run one sweep: advance rotations in flight, start those the policy says are due."""
+    """Run one sweep: advance rotations in flight, start those the policy says are due.
+    With [accounts]: every account on its own session; an account that cannot be swept is
+    reported and the others go on (exit 1)."""
     cfg = _load(config)
+    filters = _filters(cfg, account, ou)
 
     async def work() -> bool:
         async with application.open_engine(cfg) as engine:
+            if engine.org is not None:
+                with render.progress_bar(err) as progress:
+                    org = await engine.org.run(
+                        dry_run=dry_run, progress=progress, only=filters.accounts, ous=filters.ous
+                    )
+                if as_json:
+                    render.print_json(out, org.as_dict())
+                else:
+                    out.print(render.org_sweep_table(org))
+                    for line in render.org_counts_lines(org):
+                        out.print(line, highlight=False)
+                return org.ok
             with render.progress_bar(err) as progress:
                 result = await engine.sweep(dry_run=dry_run, progress=progress)
+        if filters.accounts and result.account not in filters.accounts:
+            err.print(
+                f"[yellow]note:[/] --account: this policy has no [accounts]; it swept the "
+                f"caller's account {result.account}",
+                highlight=False,
+            )
         if as_json:
             render.print_json(out, result.as_dict())
         else:
@@ -125,13 +208,20 @@ def run(
 
 
 @cli.command()
-def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
-    """Rotations in flight, their next step and when it is due."""
+def status(
+    config: ConfigOpt,
+    as_json: JsonOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
+) -> None:
+    """Rotations in flight, their account, next step and when it is due."""
     cfg = _load(config, inputs=False)
+    filters = _filters(cfg, account, ou)
 
     async def work() -> None:
+        keep = await _account_ids(cfg, filters)
         async with application.open_journal_for(cfg) as journal:
-            active = await journal.list_active()
+            active = [r for r in await journal.list_active() if keep is None or r.account in keep]
         now = utcnow()
         if as_json:
             render.print_json(out, render.status_rows(active, now))
@@ -149,13 +239,21 @@ def history(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
     as_json: JsonOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
 ) -> None:
-    """Past and current rotations, newest first, with every step's outcome."""
+    """Past and current rotations, newest first, with their account and every step's
+    outcome."""
     cfg = _load(config, inputs=False)
+    filters = _filters(cfg, account, ou)
 
     async def work() -> None:
+        keep = await _account_ids(cfg, filters)
         async with application.open_journal_for(cfg) as journal:
-            rotations = await journal.list_rotations(user=user, limit=limit)
+            # With an account filter, read more and keep the newest ``limit`` that match.
+            read = limit if keep is None else max(limit * 20, 1000)
+            rotations = await journal.list_rotations(user=user, limit=read)
+            rotations = [r for r in rotations if keep is None or r.account in keep][:limit]
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
         if as_json:
             render.print_json(out, render.history_rows(items))

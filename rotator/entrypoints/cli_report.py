@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,14 +22,16 @@ from rich.table import Table
 
 from rotator import app as application
 from rotator import compliance, credential_report, inventory
-from rotator.aws import Clients, aws_errors
+from rotator.aws import Aws, Clients, aws_errors
 from rotator.credential_report import ReportUnavailable
-from rotator.entrypoints.options import ConfigOpt, JsonOpt
+from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
 from rotator.entrypoints.render import progress_bar
 from rotator.errors import ConfigError, RotatorError
 from rotator.kinds import KindContext, build_kinds
-from rotator.model import Kind, utcnow
+from rotator.model import Kind, Plan, utcnow
+from rotator.policy import Account, check_account_id, check_ou
 from rotator.progress import NO_PROGRESS, ProgressFn
+from rotator.rotation.org import AccountResult, config_for
 from rotator.settings import Config
 from rotator.sinks import Sinks
 
@@ -36,10 +41,14 @@ STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 
 async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> compliance.Report:
     """Plan with the policy, survey the whole account, and judge every credential."""
-    now = utcnow()
-    aws = application.make_aws(config)
     async with application.open_engine(config) as engine:
         the_plan = await engine.plan(progress=progress)
+    return await survey(config, application.make_aws(config), the_plan)
+
+
+async def survey(config: Config, aws: Aws, the_plan: Plan | None) -> compliance.Report:
+    """Every credential of the account ``aws`` acts in, judged and joined with the plan."""
+    now = utcnow()
     async with aws.client("iam") as iam, aws.client("sts") as sts, Clients(aws) as clients:
         with aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
@@ -68,6 +77,88 @@ async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> complianc
         )
         certificates = await credential_report.server_certificates(iam)
     return compliance.evaluate(view, the_plan, certificates, now, source=source)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountReport:
+    """One account's compliance report, or why it could not be made."""
+
+    account: Account
+    report: compliance.Report | None = None
+    error: str | None = None
+    reason: str = ""
+
+    def totals(self) -> dict[str, Any]:
+        """The account's totals: credentials, failures per CIS control."""
+        out: dict[str, Any] = {**self.account.as_dict(), "error": self.error}
+        if self.report is not None:
+            out["credentials"] = len(self.report.rows)
+            out["failures"] = self.report.failures()
+        else:
+            out["reason"] = self.reason
+        return out
+
+
+async def build_org(
+    config: Config, only: Sequence[str], ous: Sequence[str], progress: ProgressFn = NO_PROGRESS
+) -> list[AccountReport]:
+    """``build`` in every account of ``[accounts]`` (each on its own session); an account
+    that cannot be surveyed gets its error, the others their reports."""
+    async with application.open_engine(config) as engine:
+        org = engine.org
+        assert org is not None
+        planned = await org.plan(progress=progress, only=only, ous=ous)
+        limit = asyncio.Semaphore(org.settings.max_accounts)
+
+        async def one(planned_one: AccountResult) -> AccountReport:
+            account = planned_one.account
+            if planned_one.plan is None:
+                return AccountReport(
+                    account=account, error=planned_one.error, reason=planned_one.reason
+                )
+            async with limit:
+                try:
+                    aws = await org.aws_for(account)
+                    report = await survey(config_for(config, account), aws, planned_one.plan)
+                except Exception as exc:
+                    failed = org.failed(account, exc)
+                    return AccountReport(account=account, error=failed.error, reason=failed.reason)
+            return AccountReport(account=account, report=report)
+
+        return list(await asyncio.gather(*(one(p) for p in planned)))
+
+
+def org_table(reports: Sequence[AccountReport]) -> Table:
+    """Per-account totals: credentials and failures per CIS control."""
+    out = Table(title="Compliance per account", title_justify="left")
+    for column in ("account", "OU", "credentials", *CONTROLS_ALL, "note"):
+        out.add_column(column, overflow="fold")
+    for one in reports:
+        if one.report is None:
+            out.add_row(
+                one.account.label,
+                one.account.ou_path,
+                "",
+                *("" for _ in CONTROLS_ALL),
+                f"[bold red]account-failed[/] ({one.error}) {one.reason}",
+            )
+            continue
+        failures = one.report.failures()
+        out.add_row(
+            one.account.label,
+            one.account.ou_path,
+            str(len(one.report.rows)),
+            *(_count(failures[c]) for c in CONTROLS_ALL),
+            "",
+        )
+    return out
+
+
+CONTROLS_ALL = (*compliance.CONTROLS, "1.19")
+
+
+def _count(n: int) -> str:
+    return f"[bold red]{n}[/]" if n else "[green]0[/]"
 
 
 def _cell(verdict: compliance.Verdict) -> str:
@@ -104,10 +195,13 @@ def register(app: typer.Typer) -> None:
     def report(
         config: ConfigOpt,
         as_json: JsonOpt = False,
+        account: AccountsOpt = None,
+        ou: OusOpt = None,
     ) -> None:
         """Compliance per user and credential: age, last use, CIS 1.12 (unused), 1.13 (one
         active key), 1.14 (rotated within 90 days), 1.19 (no expired server certificates),
-        and what rotator will do about it. Changes nothing."""
+        and what rotator will do about it. With [accounts]: every account, with per-account
+        totals (exit 1 if an account could not be surveyed). Changes nothing."""
         out, err = Console(), Console(stderr=True)
         try:
             cfg = application.load(config)
@@ -116,23 +210,70 @@ def register(app: typer.Typer) -> None:
             for problem in exc.problems:
                 err.print(f"  - {problem}", markup=False, highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        try:
+            only = [check_account_id(a) for a in account or []]
+            ous = [check_ou(o) for o in ou or []]
+        except ValueError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        if (only or ous) and cfg.accounts is None:
+            err.print("[bold red]error:[/] --account and --ou need an [accounts] section")
+            raise typer.Exit(EXIT_BAD_INPUT)
         close = application.configure_audit(cfg)
         try:
             with progress_bar(err) as progress:
-                result = asyncio.run(build(cfg, progress))
+                if cfg.accounts is not None:
+                    reports = asyncio.run(build_org(cfg, only, ous, progress))
+                else:
+                    result = asyncio.run(build(cfg, progress))
         except RotatorError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(EXIT_FAILED) from None
         finally:
             close()
+        if cfg.accounts is not None:
+            _print_org(out, reports, as_json=as_json)
+            if any(r.report is None for r in reports):
+                raise typer.Exit(EXIT_FAILED)
+            return
         if as_json:
             out.print_json(json.dumps(result.as_dict()))
             return
-        out.print(table(result))
-        for cert in result.certificates:
-            expires = f"{cert.expires:%Y-%m-%d}"
-            out.print(
-                f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}"
-            )
-        failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
-        out.print(f"failures per CIS control: {failures}", highlight=False)
+        _print_one(out, result)
+
+
+def _print_one(out: Console, result: compliance.Report) -> None:
+    out.print(table(result))
+    for cert in result.certificates:
+        expires = f"{cert.expires:%Y-%m-%d}"
+        out.print(f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}")
+    failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
+    out.print(f"failures per CIS control: {failures}", highlight=False)
+
+
+def _print_org(out: Console, reports: Sequence[AccountReport], *, as_json: bool) -> None:
+    if as_json:
+        data = {
+            "accounts": [
+                {**r.totals(), **({"report": r.report.as_dict()} if r.report else {})}
+                for r in reports
+            ],
+            "failures": _sum(reports),
+        }
+        out.print_json(json.dumps(data))
+        return
+    for one in reports:
+        if one.report is not None:
+            out.print(table(one.report))
+    out.print(org_table(reports))
+    total = ", ".join(f"{c}: {n}" for c, n in _sum(reports).items())
+    out.print(f"failures per CIS control, all accounts: {total}", highlight=False)
+
+
+def _sum(reports: Sequence[AccountReport]) -> dict[str, int]:
+    totals = dict.fromkeys(CONTROLS_ALL, 0)
+    for one in reports:
+        if one.report is not None:
+            for control, n in one.report.failures().items():
+                totals[control] += n
+    return totals

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
+from rotator.rotation.org import AccountResult, OrgResult
 from rotator.rotation.protocol import next_step
 from rotator.rotation.report import Report, Result, SweepResult
 
@@ -57,6 +58,18 @@ RESULT_STYLE = {
 }
 
 
+_ACCOUNT: dict[bool, tuple[str, ...]] = {True: ("account",), False: ()}
+# Account names (by ID) for the account column, where [accounts] knows them.
+ACCOUNT_NAMES: dict[str, str] = {}
+
+
+def _account_cell(shown: bool, account: str) -> tuple[str, ...]:
+    if not shown:
+        return ()
+    name = ACCOUNT_NAMES.get(account)
+    return (f"{name} ({account})" if name else account,)
+
+
 def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M}Z" if value else ""
 
@@ -70,13 +83,15 @@ def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     return [d.as_dict() for d in plan]
 
 
-def plan_table(plan: Plan) -> Table:
+def plan_table(plan: Plan, *, accounts: bool = False) -> Table:
+    """The plan; ``accounts``: with an account column (a sweep over many accounts)."""
     table = Table(title="Plan", title_justify="left")
-    for column in ("user", "kind", "credential", "action", "reason"):
+    for column in (*_ACCOUNT[accounts], "user", "kind", "credential", "action", "reason"):
         table.add_column(column, overflow="fold")
     for d in plan:
         style = ACTION_STYLE[d.action]
         table.add_row(
+            *_account_cell(accounts, d.account),
             d.user,
             str(d.kind) + (f" ({d.slot})" if d.slot else ""),
             d.credential_id or "",
@@ -86,13 +101,15 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def sweep_table(result: SweepResult) -> Table:
-    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
+def sweep_table(result: SweepResult, *, accounts: bool = False, title: str | None = None) -> Table:
+    title = title or ("Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}")
     table = Table(title=title, title_justify="left")
-    for column in ("user", "kind", "action", "state", "outcome", "steps", "detail"):
+    columns = (*_ACCOUNT[accounts], "user", "kind", "action", "state", "outcome", "steps")
+    for column in (*columns, "detail"):
         table.add_column(column, overflow="fold")
     for r in result.reports:
         table.add_row(
+            *_account_cell(accounts, r.decision.account),
             r.decision.user,
             str(r.decision.kind),
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
@@ -108,6 +125,81 @@ def counts_line(result: SweepResult) -> str:
     counts = result.counts()
     shown = [f"{k}={v}" for k, v in counts.items() if v and k != "decisions"]
     return f"account {result.account}: {counts['decisions']} decisions; " + ", ".join(shown)
+
+
+def org_sweep_table(result: OrgResult) -> Table:
+    """An organization sweep: every decision of every account, with its account."""
+    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
+    table = Table(title=title, title_justify="left")
+    for column in ("account", "user", "kind", "action", "state", "outcome", "steps", "detail"):
+        table.add_column(column, overflow="fold")
+    for one in result.accounts:
+        cell = one.account.label
+        if one.sweep is None:
+            table.add_row(cell, "", "", "", "", "[bold red]account-failed[/]", "", one.reason)
+            continue
+        for r in one.sweep.reports:
+            table.add_row(
+                cell,
+                r.decision.user,
+                str(r.decision.kind),
+                f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
+                str(r.state or ""),
+                f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
+                " ".join(f"{s.step}" for s in r.steps),
+                r.reason,
+            )
+    return table
+
+
+def org_counts_lines(result: OrgResult) -> list[str]:
+    """One line per account (its totals, or why it failed), then the totals over all."""
+    lines = []
+    for one in result.accounts:
+        if one.sweep is None:
+            lines.append(f"account {one.account.label}: FAILED ({one.error}) {one.reason}")
+        else:
+            lines.append(counts_line(one.sweep).replace(one.account.id, one.account.label, 1))
+    for skipped in result.skipped:
+        lines.append(f"account {skipped.account.label}: skipped, {skipped.reason}")
+    counts = result.counts()
+    shown = [f"{k}={v}" for k, v in counts.items() if v and k not in ("decisions", "accounts")]
+    lines.append(
+        f"{counts['accounts']} accounts, {counts['decisions']} decisions; " + ", ".join(shown)
+    )
+    return lines
+
+
+def org_plan_rows(planned: Sequence[AccountResult]) -> list[dict[str, Any]]:
+    """``plan --json`` over many accounts: every decision (with its account and the
+    account's name), and an ``account-failed`` row for an account that could not be read."""
+    rows: list[dict[str, Any]] = []
+    for one in planned:
+        if one.plan is None:
+            rows.append(
+                {
+                    "account": one.account.id,
+                    "account_name": one.account.name,
+                    "action": "account-failed",
+                    "error": one.error,
+                    "reason": one.reason,
+                }
+            )
+            continue
+        rows.extend({**d.as_dict(), "account_name": one.account.name} for d in one.plan)
+    return rows
+
+
+def org_plan_table(planned: Sequence[AccountResult]) -> Table:
+    decisions = [d for one in planned if one.plan is not None for d in one.plan]
+    for one in planned:
+        if one.account.name:
+            ACCOUNT_NAMES[one.account.id] = one.account.name
+    table = plan_table(Plan(decisions=tuple(decisions)), accounts=True)
+    for one in planned:
+        if one.plan is None:
+            table.add_row(one.account.label, "", "", "", "[bold red]account-failed[/]", one.reason)
+    return table
 
 
 def status_rows(rotations: Sequence[Rotation], now: datetime) -> list[dict[str, Any]]:
@@ -143,7 +235,8 @@ def _state(rotation: Rotation) -> str:
 
 def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
     table = Table(title="Rotations in flight", title_justify="left")
-    for column in ("rotation", "user", "kind", "state", "old → new", "next step", "due"):
+    columns = ("rotation", "account", "user", "kind", "state", "old → new", "next step", "due")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r in rotations:
         due = next_step(r)
@@ -154,6 +247,7 @@ def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
                 when += f" [yellow](held since {_when(r.held_since)})[/]"
         table.add_row(
             r.rotation_id,
+            *_account_cell(True, r.account),
             r.user,
             str(r.kind),
             _state(r),
@@ -196,12 +290,14 @@ def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dic
 
 def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
     table = Table(title="Rotation history", title_justify="left")
-    for column in ("started", "rotation", "user", "kind", "state", "old → new", "steps"):
+    columns = ("started", "rotation", "account", "user", "kind", "state", "old → new", "steps")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r, steps in items:
         table.add_row(
             _when(r.created_at),
             r.rotation_id,
+            *_account_cell(True, r.account),
             r.user,
             str(r.kind),
             _state(r),

@@ -251,22 +251,25 @@ class OrgSweep:
                             account=account, plan=await sweep.plan(progress=progress)
                         )
                 except Exception as exc:
-                    return self._failed(account, exc)
+                    return self.failed(account, exc)
 
         return list(await asyncio.gather(*(one(a) for a in found.selected)))
 
-    async def _rotations(self, account: Account) -> Rotations:
-        """The ``Rotations`` of one account: its own session (the member role's, assumed
-        now and again before it expires; the hub's own for the hub account)."""
+    async def aws_for(self, account: Account) -> Aws:
+        """How to act in ``account``: the member role (assumed now, and again before it
+        expires), or the hub's own credentials for the hub's account."""
         if account.hub:
-            aws = self.hub
-        else:
-            aws = await self.hub.assume_role(
-                self.settings.role_for(account.id),
-                session_name=self.settings.session_name,
-                external_id=self.settings.external_id,
-                duration=self.settings.session_duration,
-            )
+            return self.hub
+        return await self.hub.assume_role(
+            self.settings.role_for(account.id),
+            session_name=self.settings.session_name,
+            external_id=self.settings.external_id,
+            duration=self.settings.session_duration,
+        )
+
+    async def _rotations(self, account: Account) -> Rotations:
+        """The ``Rotations`` of one account, on its own session (``aws_for``)."""
+        aws = await self.aws_for(account)
         return Rotations(
             config=config_for(self.config, account),
             journal=self.journal,
@@ -292,9 +295,11 @@ class OrgSweep:
                 result = await sweep.run(dry_run=dry_run, time_left=time_left, progress=progress)
             return AccountResult(account=account, sweep=result)
         except Exception as exc:  # this account only: the others go on
-            return self._failed(account, exc)
+            return self.failed(account, exc)
 
-    def _failed(self, account: Account, exc: Exception) -> AccountResult:
+    def failed(self, account: Account, exc: Exception) -> AccountResult:
+        """The result (and the ``account.failed`` event) of an account that could not be
+        swept, planned or surveyed."""
         reason = str(exc) if isinstance(exc, RotatorError) else f"internal error: {exc}"
         self._log.error(
             audit.ACCOUNT_FAILED,

@@ -4,6 +4,7 @@ and AssumeRole refused (as AWS does) for a role the target account lacks."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ def assume_role_needs_the_role() -> Iterator[None]:
 
     STSBackend.assume_role = assume_role  # type: ignore[method-assign]
     try:
-        yield
+        with warnings.catch_warnings():  # moto: "AccessDenied does not match an error shape"
+            warnings.filterwarnings("ignore", message=".*does not match an error shape.*")
+            yield
     finally:
         STSBackend.assume_role = original  # type: ignore[method-assign]
 
