@@ -10,7 +10,7 @@ import typer
 from rotator import app as application
 from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
-from rotator.permissions import policy_document, render
+from rotator.permissions import hub_policy, member_policy, policy_document, render
 
 EXIT_BAD_INPUT = 2
 
@@ -29,6 +29,22 @@ def iam_policy(
             help="Also allow `rotator journal init` (create the DynamoDB table).",
         ),
     ] = False,
+    member: Annotated[
+        bool,
+        typer.Option(
+            "--member",
+            help="With [accounts]: the member role's policy (what a sweep does in each "
+            "account; deploy/member-role-stackset.yaml).",
+        ),
+    ] = False,
+    hub: Annotated[
+        bool,
+        typer.Option(
+            "--hub",
+            help="With [accounts]: the hub's policy (Organizations discovery, AssumeRole, "
+            "journal, notifications, hub-kept sinks).",
+        ),
+    ] = False,
 ) -> None:
     """Print the least-privilege IAM policy (JSON) for exactly the kinds, sinks, journal
     and notifications the policy file uses. No AWS call."""
@@ -39,4 +55,16 @@ def iam_policy(
         for problem in exc.problems:
             typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    typer.echo(render(policy_document(cfg, journal_init=journal_init)), nl=False)
+    if (member or hub) and cfg.accounts is None:
+        typer.echo("--member and --hub need an [accounts] section in the policy", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if member and hub:
+        typer.echo("give --member or --hub, not both", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if member:
+        document = member_policy(cfg)
+    elif hub:
+        document = hub_policy(cfg, journal_init=journal_init)
+    else:
+        document = policy_document(cfg, journal_init=journal_init)
+    typer.echo(render(document), nl=False)

@@ -11,6 +11,17 @@ Events:
   "hold": "0s"}}`` — ``rotator rotate`` (also ``user``, ``kind``, ``credential_id``,
   ``service``, ``dry_run``): an emergency deactivates the leaked credential first.
 
+With ``[accounts]`` a sweep covers every account (``mode: sweep-accounts``), and the Step
+Functions fan-out (``deploy/org-template.yaml``) uses three more:
+
+* ``{"rotator": {"action": "list-accounts", "batch_size": 5}}`` (also ``accounts``,
+  ``ous``, ``dry_run``) — the accounts, as ``batches``: each one a ready
+  ``sweep-accounts`` event, the Map's items;
+* ``{"rotator": {"action": "sweep-accounts", "accounts": [{"id": "…", "name": "…",
+  "ou_ids": [...], "ou_path": "/…", "tags": {}}]}}`` — sweep those accounts;
+* ``{"rotator": {"action": "summarize", "results": [...]}}`` — the Map's results added up
+  (the ``org.summary`` audit event).
+
 The policy comes from a file bundled with the function (``ROTATOR_CONFIG``) or from an SSM
 parameter (``ROTATOR_CONFIG_SSM``); its journal must be ``dynamodb://`` (a Lambda has no
 disk that lasts). A sweep starts no new rotation once less than ``ROTATOR_LAMBDA_MARGIN``
@@ -25,6 +36,7 @@ messages and log lines never hold a secret.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -36,8 +48,9 @@ from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind
-from rotator.policy import Duration
+from rotator.policy import Account, AccountId, Duration, OuRef
 from rotator.rotation.emergency import Request
+from rotator.rotation.org import OrgResult
 from rotator.settings import Config, LambdaSettings, lambda_settings
 
 LAMBDA_FAILED = "lambda.failed"
@@ -68,10 +81,78 @@ class RotateCommand(_Command):
     dry_run: bool = False
 
 
-Command = Annotated[SweepCommand | RotateCommand, Field(discriminator="action")]
+class AccountItem(_Command):
+    """One account as ``list-accounts`` hands it on (what a rule's account selectors and
+    the sweep need: no second trip to Organizations per batch)."""
+
+    id: AccountId
+    name: str = ""
+    ou_ids: list[str] = Field(default_factory=list)
+    ou_path: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    hub: bool = False
+
+    @classmethod
+    def of(cls, account: Account) -> AccountItem:
+        return cls(
+            id=account.id,
+            name=account.name,
+            ou_ids=list(account.ou_ids),
+            ou_path=account.ou_path,
+            tags=dict(account.tags),
+            hub=account.hub,
+        )
+
+    def account(self) -> Account:
+        return Account(
+            id=self.id,
+            name=self.name,
+            ou_ids=tuple(self.ou_ids),
+            ou_path=self.ou_path,
+            tags=self.tags,
+            hub=self.hub,
+        )
 
 
-def parse_event(event: object) -> SweepCommand | RotateCommand:
+class ListAccountsCommand(_Command):
+    """The first state of the Step Functions fan-out: the accounts ``[accounts]`` names
+    (narrowed to ``accounts`` / ``ous`` if given), in batches of ``batch_size``, each batch
+    a ready ``sweep-accounts`` event for the Map."""
+
+    action: Literal["list-accounts"]
+    batch_size: int = Field(default=1, ge=1, le=100)
+    accounts: list[AccountId] = Field(default_factory=list)
+    ous: list[OuRef] = Field(default_factory=list)
+    dry_run: bool = False
+
+
+class SweepAccountsCommand(_Command):
+    """One item of the Map: sweep these accounts (at most 100), each on its own session."""
+
+    action: Literal["sweep-accounts"]
+    accounts: list[AccountItem] = Field(min_length=1, max_length=100)
+    dry_run: bool = False
+
+
+class SummarizeCommand(_Command):
+    """The last state: the Map's results (``sweep-accounts`` results), added up into one
+    summary, logged as ``org.summary``."""
+
+    action: Literal["summarize"]
+    results: list[dict[str, Any]]
+
+
+Command = Annotated[
+    SweepCommand | RotateCommand | ListAccountsCommand | SweepAccountsCommand | SummarizeCommand,
+    Field(discriminator="action"),
+]
+AnyCommand = (
+    SweepCommand | RotateCommand | ListAccountsCommand | SweepAccountsCommand | SummarizeCommand
+)
+ORG_SUMMARY = "org.summary"
+
+
+def parse_event(event: object) -> AnyCommand:
     """The command an event carries: ``event["rotator"]``, else a sweep. ``InputError``
     names what is wrong with a malformed command."""
     if event is None or (isinstance(event, Mapping) and "rotator" not in event):
@@ -112,11 +193,48 @@ async def _handle(event: object, context: Any) -> dict[str, Any]:
 
 
 async def _run(
-    command: SweepCommand | RotateCommand, config: Config, settings: LambdaSettings, context: Any
+    command: AnyCommand, config: Config, settings: LambdaSettings, context: Any
 ) -> dict[str, Any]:
     owner = f"lambda:{getattr(context, 'aws_request_id', '')}" if context else None
     budget = time_left(context, settings.lambda_margin)
+    if isinstance(command, SummarizeCommand):
+        return summarize(command.results)
     async with application.open_engine(config, owner=owner) as engine:
+        if isinstance(command, ListAccountsCommand | SweepAccountsCommand) and engine.org is None:
+            raise InputError(f"{command.action} needs an [accounts] section in the policy")
+        if isinstance(command, ListAccountsCommand):
+            assert engine.org is not None
+            found = await engine.org.accounts(command.accounts, command.ous)
+            items = [AccountItem.of(a).model_dump() for a in found.selected]
+            size = command.batch_size
+            batches = [
+                {
+                    "rotator": {
+                        "action": "sweep-accounts",
+                        "accounts": items[i : i + size],
+                        "dry_run": command.dry_run,
+                    }
+                }
+                for i in range(0, len(items), size)
+            ]
+            return {
+                "mode": "list-accounts",
+                "ok": True,
+                "count": len(items),
+                "batches": batches,
+                "skipped": [{**s.account.as_dict(), "reason": s.reason} for s in found.skipped],
+            }
+        if isinstance(command, SweepAccountsCommand) or (
+            isinstance(command, SweepCommand) and engine.org is not None
+        ):
+            assert engine.org is not None
+            accounts = (
+                [a.account() for a in command.accounts]
+                if isinstance(command, SweepAccountsCommand)
+                else None
+            )
+            org = await engine.org.run(dry_run=command.dry_run, time_left=budget, accounts=accounts)
+            return {"mode": "sweep-accounts", **compact(org)}
         if isinstance(command, SweepCommand):
             result = await engine.sweep(dry_run=command.dry_run, time_left=budget)
             deferred = result.counts()["deferred"]
@@ -134,6 +252,66 @@ async def _run(
             patience=None if budget is None else timedelta(seconds=max(0.0, budget())),
         )
     return {"mode": "rotate", "ok": report.ok, **report.as_dict()}
+
+
+def compact(org: OrgResult) -> dict[str, Any]:
+    """An organization sweep's result, small enough for a Map's output (Step Functions
+    passes at most 256 KB between states): totals and one line per account."""
+    deferred = org.counts()["deferred"]
+    return {
+        "run_id": org.run_id,
+        "ok": org.ok,
+        "dry_run": org.dry_run,
+        "counts": org.counts(),
+        "deferred": deferred,
+        "complete": not deferred,
+        "accounts": [
+            {
+                "id": a.account.id,
+                "name": a.account.name,
+                "outcome": a.outcome,
+                "ok": a.ok,
+                "error": a.error,
+                "reason": a.reason,
+                "counts": a.sweep.counts() if a.sweep is not None else {},
+            }
+            for a in org.accounts
+        ],
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Map's results added up: accounts, failed accounts (with their errors), totals
+    per outcome; logged as one ``org.summary`` audit event."""
+    totals: Counter[str] = Counter()
+    accounts: list[dict[str, Any]] = []
+    for result in results:
+        if result.get("mode") != "sweep-accounts":  # a batch whose invocation failed
+            accounts.append({"id": None, "outcome": "batch-failed", "ok": False, **result})
+            continue
+        accounts.extend(result.get("accounts", []))
+        totals.update({k: int(v) for k, v in result.get("counts", {}).items()})
+    failed = [a for a in accounts if not a.get("ok")]
+    summary = {
+        "mode": "summarize",
+        "ok": not failed,
+        "accounts": len(accounts),
+        "accounts_not_ok": len(failed),
+        "failed": [
+            {"id": a.get("id"), "outcome": a.get("outcome"), "error": a.get("error")}
+            for a in failed
+        ],
+        "counts": dict(totals),
+    }
+    log = audit.get_logger()
+    (log.info if summary["ok"] else log.warning)(
+        ORG_SUMMARY,
+        accounts=summary["accounts"],
+        accounts_not_ok=summary["accounts_not_ok"],
+        failed=summary["failed"],
+        counts=summary["counts"],
+    )
+    return summary
 
 
 def _failed(exc: Exception) -> dict[str, Any]:
