@@ -130,16 +130,18 @@ class Notifier:
         found = [] if summary.empty and not self.settings.send_empty else [sweep_message(summary)]
         return found + owner_messages(result, owners)
 
-    async def sweep_finished(self, result: SweepResult) -> list[Delivery]:
-        """Notify about ``result``; every failure is logged and returned, never raised."""
+    async def sweep_finished(self, result: SweepResult, *, owners: bool = True) -> list[Delivery]:
+        """Notify about ``result``; every failure is logged and returned, never raised.
+        ``owners=False``: no per-owner messages (a member account's sweep: the users' tags
+        are not readable with the hub's credentials)."""
         if not self.settings.enabled:
             return []
         deliveries: list[Delivery] = []
-        owners: dict[str, str] = {}
-        if self.settings.owner_tag:
-            owners, lookups = await self._owners(sorted(owner_users(result)))
+        found: dict[str, str] = {}
+        if owners and self.settings.owner_tag:
+            found, lookups = await self._owners(sorted(owner_users(result)))
             deliveries += lookups
-        messages = self.messages_for(result, owners)
+        messages = self.messages_for(result, found)
         if not messages:
             return deliveries
         async with AsyncExitStack() as stack:
