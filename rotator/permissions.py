@@ -144,7 +144,11 @@ def _hub(config: Config) -> list[Statement]:
     accounts = config.accounts
     if accounts is None or not (accounts.members or accounts.organization):
         return []
-    statements = [_statement("AssumeMemberRole", ["sts:AssumeRole"], [accounts.role_for("*")])]
+    statements = [
+        _statement("AssumeMemberRole", ["sts:AssumeRole"], [accounts.role_for("*")]),
+        # An exposed key's account (``rotator rotate --access-key-id``, the Health event).
+        _statement("FindKeyAccount", ["sts:GetAccessKeyInfo"], ["*"]),
+    ]
     if accounts.organization is not None:
         tags = bool(accounts.exclude.tags) or any(r.account_tags for r in config.rules)
         actions = [*ORGANIZATIONS, *([ORGANIZATIONS_TAGS] if tags else [])]

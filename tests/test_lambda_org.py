@@ -194,3 +194,109 @@ def test_the_org_templates_pass_cfn_lint() -> None:
     for name in ("org-template.yaml", "member-role-stackset.yaml"):
         matches = api.lint((ROOT / "deploy" / name).read_text())
         assert [str(m) for m in matches] == [], name
+
+
+# --- an exposed key, org-wide ------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local webhook recording what it is sent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", seen
+    finally:
+        server.shutdown()
+
+
+def test_a_health_event_rotates_the_exposed_key_in_its_account_deactivating_it_first(
+    org: Org, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, seen = webhook
+    policy = tmp_path / "rotator.toml"
+    policy.write_text(
+        policy.read_text().replace("[accounts]\n", f'[notify]\nwebhook_url = "{url}"\n[accounts]\n')
+    )
+    account = org.accounts["dev"]
+    (leaked,) = org.keys(account, "ci-app")
+    iam = org.in_account(account, "iam")
+    quarantine = iam.create_policy(
+        PolicyName="AWSCompromisedKeyQuarantineV3",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Deny", "Action": "iam:CreateAccessKey", "Resource": "*"}],
+            }
+        ),
+    )["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="ci-app", PolicyArn=quarantine)
+    event = {
+        "version": "0",
+        "source": "aws.health",
+        "detail-type": "AWS Health Event",
+        "account": account,
+        "detail": {
+            "service": "RISK",
+            "eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
+            "eventTypeCategory": "issue",
+            "affectedEntities": [{"entityValue": leaked}],
+        },
+    }
+
+    result = handler(event)
+
+    assert result["mode"] == "exposed-keys" and result["ok"], result
+    (one,) = result["results"]
+    assert one["account"] == account and one["user"] == "ci-app"
+    assert one["sink"] == "ssm:/rotator/{account}/{user}" and one["sink_in"] == "member"
+    steps = one["steps"]
+    assert steps[0] == "deactivate:done" and "create:done" in steps  # deactivated first
+    keys = org.keys(account, "ci-app")
+    assert leaked not in keys  # deleted at once (hold 0s)
+    (new,) = keys
+    assert keys[new] == "Active"
+    value = org.in_account(account, "ssm").get_parameter(
+        Name=f"/rotator/{account}/ci-app", WithDecryption=True
+    )
+    secret = json.loads(value["Parameter"]["Value"])
+    assert secret["AccessKeyId"] == new
+    arn = org.sandbox.caller_arn(secret["AccessKeyId"], secret["SecretAccessKey"])
+    assert arn == f"arn:aws:iam::{account}:user/ci/ci-app"
+    attached = iam.list_attached_user_policies(UserName="ci-app")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [quarantine]  # left in place, as AWS asks
+    assert seen, "a notification was sent"
+    assert account in json.dumps(seen) and "ci-app" in json.dumps(seen)
+    assert secret["SecretAccessKey"] not in json.dumps(seen) + json.dumps(result)
+
+
+def test_a_health_event_for_a_key_outside_the_accounts_fails_as_a_result(org: Org) -> None:
+    me = org.sandbox.account()  # the hub's own account: not covered (include_self off)
+    org.user(me, "ci-hub")
+    (key,) = org.keys(me, "ci-hub")
+    event = {
+        "source": "aws.health",
+        "detail": {
+            "eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
+            "affectedEntities": [{"entityValue": key}],
+        },
+    }
+    result = handler(event)
+    assert result["mode"] == "exposed-keys" and result["ok"] is False
+    assert "not among the accounts" in result["results"][0]["message"]
+    assert org.keys(me, "ci-hub") == {key: "Active"}

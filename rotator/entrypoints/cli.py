@@ -298,6 +298,14 @@ def rotate(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
     as_json: JsonOpt = False,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="With [accounts]: the account of --user (an --access-key-id's account is "
+            "found with sts:GetAccessKeyInfo).",
+        ),
+    ] = None,
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
@@ -307,6 +315,8 @@ def rotate(
     except ValueError as exc:
         err.print(f"[bold red]error:[/] --hold: {exc}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if account is not None:
+        _filters(cfg, [account], None)  # exit 2 unless a 12-digit ID
     request = Request(
         user=user,
         kind=kind,
@@ -325,7 +335,9 @@ def rotate(
 
     async def work() -> Report:
         async with application.open_engine(cfg) as engine:
-            return await engine.rotate_now(request, access_key_id=access_key_id, dry_run=dry_run)
+            return await engine.rotate_now(
+                request, access_key_id=access_key_id, dry_run=dry_run, account=account
+            )
 
     report = _with_audit(cfg, work)
     if as_json:

@@ -9,7 +9,11 @@ Events:
 * ``{"rotator": {"action": "sweep", "dry_run": false}}`` — the same, asked for by name;
 * ``{"rotator": {"action": "rotate", "access_key_id": "AKIA…", "emergency": true,
   "hold": "0s"}}`` — ``rotator rotate`` (also ``user``, ``kind``, ``credential_id``,
-  ``service``, ``dry_run``): an emergency deactivates the leaked credential first.
+  ``service``, ``dry_run``, ``account``): an emergency deactivates the leaked credential
+  first; with ``[accounts]`` the key is rotated in the account it belongs to;
+* an AWS Health event ``AWS_RISK_CREDENTIALS_EXPOSED`` (an EventBridge rule on
+  ``aws.health``) — an emergency rotation of each exposed key in ``affectedEntities``, in
+  its own account (``mode: exposed-keys``); the quarantine policy AWS attached stays.
 
 With ``[accounts]`` a sweep covers every account (``mode: sweep-accounts``), and the Step
 Functions fan-out (``deploy/org-template.yaml``) uses three more:
@@ -46,11 +50,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from rotator import app as application
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
+from rotator.daemon.notify import Notifier
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
-from rotator.model import Kind
+from rotator.model import Kind, Plan, new_id, utcnow
 from rotator.policy import Account, AccountId, Duration, OuRef
 from rotator.rotation.emergency import Request
+from rotator.rotation.engine import Engine
 from rotator.rotation.org import OrgResult
+from rotator.rotation.report import Report, SweepResult
 from rotator.settings import Config, LambdaSettings, lambda_settings
 
 LAMBDA_FAILED = "lambda.failed"
@@ -79,6 +86,37 @@ class RotateCommand(_Command):
     emergency: bool = False
     hold: Duration = timedelta(0)
     dry_run: bool = False
+    account: AccountId | None = None  # with [accounts]: the account of ``user``
+
+
+class ExposedKeysCommand(_Command):
+    """An AWS Health ``AWS_RISK_CREDENTIALS_EXPOSED`` event (``parse_event`` makes it from
+    the EventBridge event): an emergency rotation of each exposed key, found in its account
+    with ``sts:GetAccessKeyInfo`` when ``[accounts]`` is set."""
+
+    action: Literal["exposed-keys"]
+    access_key_ids: list[str] = Field(min_length=1)
+    hold: Duration = timedelta(0)
+
+
+EXPOSED = "AWS_RISK_CREDENTIALS_EXPOSED"
+
+
+def _health_event(event: Mapping[str, Any]) -> ExposedKeysCommand | None:
+    """The command for an AWS Health event about exposed credentials, else None."""
+    detail = event.get("detail")
+    if event.get("source") != "aws.health" or not isinstance(detail, Mapping):
+        return None
+    if detail.get("eventTypeCode") != EXPOSED:
+        return None
+    keys = [
+        str(e["entityValue"])
+        for e in detail.get("affectedEntities") or []
+        if isinstance(e, Mapping) and str(e.get("entityValue", "")).startswith(("AKIA", "ASIA"))
+    ]
+    if not keys:
+        raise InputError(f"an {EXPOSED} event naming no access key in affectedEntities")
+    return ExposedKeysCommand(action="exposed-keys", access_key_ids=keys)
 
 
 class AccountItem(_Command):
@@ -147,7 +185,12 @@ Command = Annotated[
     Field(discriminator="action"),
 ]
 AnyCommand = (
-    SweepCommand | RotateCommand | ListAccountsCommand | SweepAccountsCommand | SummarizeCommand
+    SweepCommand
+    | RotateCommand
+    | ExposedKeysCommand
+    | ListAccountsCommand
+    | SweepAccountsCommand
+    | SummarizeCommand
 )
 ORG_SUMMARY = "org.summary"
 
@@ -155,6 +198,8 @@ ORG_SUMMARY = "org.summary"
 def parse_event(event: object) -> AnyCommand:
     """The command an event carries: ``event["rotator"]``, else a sweep. ``InputError``
     names what is wrong with a malformed command."""
+    if isinstance(event, Mapping) and (health := _health_event(event)) is not None:
+        return health
     if event is None or (isinstance(event, Mapping) and "rotator" not in event):
         return SweepCommand()
     if not isinstance(event, Mapping):
@@ -244,14 +289,61 @@ async def _run(
                 "deferred": deferred,
                 "complete": not deferred,
             }
+        # An escalation waits for a busy worker no longer than the invocation can.
+        patience = None if budget is None else timedelta(seconds=max(0.0, budget()))
+        if isinstance(command, ExposedKeysCommand):
+            return await _exposed(command, engine, config, patience)
         report = await engine.rotate_now(
             _request(command),
             access_key_id=command.access_key_id,
             dry_run=command.dry_run,
-            # An escalation waits for a busy worker no longer than the invocation can.
-            patience=None if budget is None else timedelta(seconds=max(0.0, budget())),
+            patience=patience,
+            account=command.account,
         )
     return {"mode": "rotate", "ok": report.ok, **report.as_dict()}
+
+
+async def _exposed(
+    command: ExposedKeysCommand, engine: Engine, config: Config, patience: timedelta | None
+) -> dict[str, Any]:
+    """Each exposed key: deactivated first, replaced, in its own account; one failure does
+    not stop the others. The notification says what was done and where each new secret
+    went (the rule's sink)."""
+    started = utcnow()
+    reports: list[Report] = []
+    results: list[dict[str, Any]] = []
+    for key in command.access_key_ids:
+        request = Request(emergency=True, hold=command.hold, kind=Kind.ACCESS_KEY)
+        try:
+            report = await engine.rotate_now(request, access_key_id=key, patience=patience)
+        except RotatorError as exc:
+            results.append({"access_key_id": key, "ok": False, **_failed(exc)})
+            continue
+        reports.append(report)
+        rule = config.rule(report.decision.rule)
+        results.append(
+            {
+                "access_key_id": key,
+                "ok": report.ok,
+                "sink": f"{rule.sink.type}:{rule.sink.template}" if rule else None,
+                "sink_in": rule.sink_in if rule else None,
+                **report.as_dict(),
+            }
+        )
+    if reports and config.notify.enabled:
+        summary = SweepResult(
+            run_id=new_id("run"),
+            account=reports[0].decision.account,
+            dry_run=False,
+            started_at=started,
+            finished_at=utcnow(),
+            plan=Plan(decisions=tuple(r.decision for r in reports)),
+            reports=tuple(reports),
+        )
+        await Notifier(config.notify, application.make_aws(config)).sweep_finished(
+            summary, owners=False
+        )
+    return {"mode": "exposed-keys", "ok": all(r["ok"] for r in results), "results": results}
 
 
 def compact(org: OrgResult) -> dict[str, Any]:

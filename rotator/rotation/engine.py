@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from rotator.aws import Aws
+from rotator.errors import InputError
 from rotator.journal.base import Journal
 from rotator.model import Plan, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
@@ -67,8 +68,21 @@ class Engine:
         access_key_id: str | None = None,
         dry_run: bool = False,
         patience: timedelta | None = None,
+        account: str | None = None,
     ) -> Report:
-        """Rotate one credential now, on an operator's request (``Requests.rotate``)."""
+        """Rotate one credential now, on an operator's request (``Requests.rotate``). With
+        ``[accounts]``, an access key is rotated in the account it belongs to, and
+        ``account`` names the account of a ``--user`` (``OrgSweep.rotate_now``)."""
+        if self.org is not None and (access_key_id is not None or account is not None):
+            return await self.org.rotate_now(
+                request,
+                access_key_id=access_key_id,
+                account=account,
+                dry_run=dry_run,
+                patience=patience,
+            )
+        if account is not None:
+            raise InputError("--account needs an [accounts] section in the policy")
         return await self._requests.rotate(
             request, access_key_id=access_key_id, dry_run=dry_run, patience=patience
         )

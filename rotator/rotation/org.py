@@ -22,19 +22,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rotator import audit
 from rotator.accounts import AccountsSettings, select_accounts
 from rotator.aws import Aws, aws_errors
-from rotator.errors import AwsError, RotatorError
+from rotator.errors import AwsError, InputError, RotatorError
 from rotator.journal.base import Journal
 from rotator.model import Plan, new_id, utcnow
 from rotator.organizations import Accounts, Skipped, resolve
 from rotator.policy import Account
 from rotator.progress import NO_PROGRESS, ProgressFn
-from rotator.rotation.report import Result, SweepResult
+from rotator.rotation.emergency import Request
+from rotator.rotation.report import Report, Result, SweepResult
+from rotator.rotation.requests import Requests
 from rotator.rotation.rotations import Rotations
 from rotator.rotation.sweep import Sweep
 from rotator.settings import Config
@@ -254,6 +256,54 @@ class OrgSweep:
                     return self.failed(account, exc)
 
         return list(await asyncio.gather(*(one(a) for a in found.selected)))
+
+    async def account_of_key(self, access_key_id: str) -> Account:
+        """The account an access key belongs to (``sts:GetAccessKeyInfo``, with the hub's
+        credentials), which must be one ``[accounts]`` covers. Raises ``InputError``."""
+        async with self.hub.client("sts") as sts:
+            with aws_errors("GetAccessKeyInfo", credential_id=access_key_id):
+                found = str((await sts.get_access_key_info(AccessKeyId=access_key_id))["Account"])
+        return await self.account(found)
+
+    async def account(self, account_id: str) -> Account:
+        """The account ``account_id`` as ``[accounts]`` resolves it (its name, OUs, tags).
+        Raises ``InputError`` for an account it does not cover."""
+        found = await self.accounts([account_id])
+        if not found.selected:
+            why = next((s.reason for s in found.skipped if s.account.id == account_id), "")
+            raise InputError(
+                f"account {account_id} is not among the accounts [accounts] covers"
+                + (f" ({why})" if why else "")
+            )
+        return found.selected[0]
+
+    async def rotate_now(
+        self,
+        request: Request,
+        *,
+        access_key_id: str | None = None,
+        account: str | None = None,
+        dry_run: bool = False,
+        patience: timedelta | None = None,
+    ) -> Report:
+        """``rotator rotate`` in a member account: the one the leaked key belongs to
+        (``account_of_key``) or ``account``. The member role issues the replacement, so a
+        quarantine policy AWS attached to the user (it denies the user's own
+        ``CreateAccessKey``) is no obstacle, and it is left in place."""
+        if access_key_id is not None:
+            target = await self.account_of_key(access_key_id)
+            if account is not None and account != target.id:
+                raise InputError(f"{access_key_id} belongs to account {target.id}, not {account}")
+        elif account is not None:
+            target = await self.account(account)
+        else:
+            raise InputError("name the account (--account) or the access key (--access-key-id)")
+        audit.bind(account=target.id)
+        with naming_accounts({target.id: target.name} if target.name else {}):
+            requests = Requests(await self._rotations(target))
+            return await requests.rotate(
+                request, access_key_id=access_key_id, dry_run=dry_run, patience=patience
+            )
 
     async def aws_for(self, account: Account) -> Aws:
         """How to act in ``account``: the member role (assumed now, and again before it

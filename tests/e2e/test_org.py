@@ -123,3 +123,22 @@ def test_report_gives_per_account_totals(cli: Cli, org: Org) -> None:
     picked = cli("report", "--account", ids["dev"])
     assert picked.code == 0, picked.stderr
     assert "Compliance per account" in picked.stdout and "dev" in picked.stdout
+
+
+def test_rotate_finds_the_account_of_a_leaked_key(cli: Cli, org: Org) -> None:
+    account = org.accounts["prod"]
+    (leaked,) = org.keys(account, "ci-app")
+    done = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
+    assert done.code == 0, done.stderr
+    report = done.json()
+    assert (report["account"], report["user"]) == (account, "ci-app")
+    assert report["steps"][0] == "deactivate:done"
+    assert leaked not in org.keys(account, "ci-app")
+    outside = org.keys(org.accounts["outside"], "ci-app")  # /Sandbox: not covered
+    (key,) = outside
+    refused = cli("rotate", "--access-key-id", key, "--emergency", "--yes")
+    assert refused.code == 2 and "not among the accounts" in refused.stderr
+    assert org.keys(org.accounts["outside"], "ci-app") == outside
+    by_user = cli("rotate", "--user", "ci-app", "--account", org.accounts["dev"], "--yes")
+    assert by_user.code == 0, by_user.stderr
+    assert len(org.keys(org.accounts["dev"], "ci-app")) == 2
