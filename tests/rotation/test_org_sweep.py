@@ -143,3 +143,27 @@ def test_rules_of_other_accounts_are_disabled_for_an_account(tmp_path: Path) -> 
     assert mine.max_concurrency == 2
     with pytest.raises(ValueError, match=r"needs an \[accounts\] section"):
         OrgSweep(config=config.model_copy(update={"accounts": None}), journal=None, aws=Aws())  # type: ignore[arg-type]
+
+
+async def test_a_hub_sink_keeps_every_accounts_secrets_in_the_hub(org: Org, tmp_path: Path) -> None:
+    text = POLICY.format(tmp=tmp_path, role=ROLE).replace(
+        'sink = { type = "file", path = "'
+        + f"{tmp_path}"
+        + '/secrets/{account_name}-{account}/{user}.json" }',
+        'sink_in = "hub"\nsink = { type = "secretsmanager", name = "rotator/{account}/{user}" }',
+    )
+    assert 'sink_in = "hub"' in text
+    config = app.check(load_config_text(text, "t"), "t")
+    async with app.open_engine(config) as engine:
+        assert engine.org is not None
+        result = await engine.org.run(only=[org.accounts["prod"]])
+    assert result.ok and result.counts()["rotated"] == 2
+    account = org.accounts["prod"]
+    hub = org.sandbox.client("secretsmanager")
+    got = hub.get_secret_value(SecretId=f"rotator/{account}/ci-app", VersionStage="AWSCURRENT")
+    secret = json.loads(got["SecretString"])
+    assert secret, hub.list_secret_version_ids(SecretId=f"rotator/{account}/ci-app")
+    arn = org.sandbox.caller_arn(secret["AccessKeyId"], secret["SecretAccessKey"])
+    assert arn == f"arn:aws:iam::{account}:user/ci/ci-app"
+    member = org.in_account(account, "secretsmanager")
+    assert member.list_secrets()["SecretList"] == []  # nothing kept in the member account
