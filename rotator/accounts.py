@@ -96,6 +96,9 @@ class AccountsSettings(_Strict):
     # per account). The top-level max_concurrency bounds decisions over all accounts.
     max_accounts: int = Field(default=8, ge=1, le=256)
     per_account_concurrency: int = Field(default=4, ge=1, le=64)
+    # IAM requests per second in one account (retries included); none: no limit but the
+    # concurrency. IAM's own limits are per account and shared with every other caller.
+    per_account_rate: float | None = Field(default=None, ge=0.1, le=1000)
 
     @model_validator(mode="after")
     def _check(self) -> AccountsSettings:

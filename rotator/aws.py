@@ -16,6 +16,8 @@ tree: throttling, 5xx, dropped connections and ``EntityTemporarilyUnmodifiable``
 from __future__ import annotations
 
 import asyncio
+import copy
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -166,8 +168,32 @@ def _sign_as_caller(request: Any, **_: Any) -> None:
     )
 
 
+class RateLimit:
+    """At most ``per_second`` requests per second, spaced evenly (a request waits for its
+    turn). Registered as an async ``before-send`` hook, it counts every HTTP attempt,
+    botocore's retries included: IAM throttles per account on requests, not calls."""
+
+    def __init__(self, per_second: float) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()  # requests go one after another, in arrival order
+
+    async def wait(self, **_: Any) -> None:
+        """The hook: return once this request may go (never answers it: returns None). The
+        next one may go ``1 / per_second`` after this one *actually* went, even if the
+        event loop woke this one late."""
+        async with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                await asyncio.sleep(self._next - now)
+            self._next = time.monotonic() + self._interval
+
+
 class Aws:
-    """Opens aioboto3 clients that share one session and rotator's retry settings."""
+    """Opens aioboto3 clients that share one session and rotator's retry settings. With
+    ``iam_rate``, every IAM client it opens shares one ``RateLimit`` (one account's IAM)."""
 
     def __init__(
         self,
@@ -180,8 +206,10 @@ class Aws:
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         botocore_session: AioSession | None = None,
+        iam_rate: float | None = None,
     ) -> None:
         self.region = region
+        self.iam_limit = RateLimit(iam_rate) if iam_rate is not None else None
         self.endpoint_url = endpoint_url
         self.profile = profile
         self._retry = (max_attempts, retry_mode)
@@ -204,11 +232,13 @@ class Aws:
         session_name: str = "rotator",
         external_id: str | None = None,
         duration: timedelta = timedelta(hours=1),
+        iam_rate: float | None = None,
     ) -> Aws:
         """An ``Aws`` acting as ``role_arn`` (another account's role), through this one.
         The role is assumed at once (an ``AccessDenied``, a missing role, fails here) and
         again, with this ``Aws``'s own credentials, before the credentials expire
-        (botocore's refreshable credentials: from 15 minutes before the expiry)."""
+        (botocore's refreshable credentials: from 15 minutes before the expiry).
+        ``iam_rate``: IAM requests per second in that account (None: unlimited)."""
         kwargs: dict[str, Any] = {
             "RoleArn": role_arn,
             "RoleSessionName": session_name,
@@ -242,7 +272,15 @@ class Aws:
             retry_mode=self._retry[1],
             connect_timeout=self._timeouts[0],
             read_timeout=self._timeouts[1],
+            iam_rate=iam_rate,
         )
+
+    def limited(self, iam_rate: float | None) -> Aws:
+        """This ``Aws`` (same session and credentials) with its IAM requests limited to
+        ``iam_rate`` per second (None: unlimited)."""
+        twin = copy.copy(self)
+        twin.iam_limit = RateLimit(iam_rate) if iam_rate is not None else None
+        return twin
 
     @property
     def session_region(self) -> str:
@@ -275,6 +313,8 @@ class Aws:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
         session = self._session
         async with session.client(service, **kwargs) as client:
+            if service == "iam" and self.iam_limit is not None:
+                client.meta.events.register("before-send.iam", self.iam_limit.wait)
             yield client
 
     @asynccontextmanager

@@ -308,13 +308,15 @@ class OrgSweep:
     async def aws_for(self, account: Account) -> Aws:
         """How to act in ``account``: the member role (assumed now, and again before it
         expires), or the hub's own credentials for the hub's account."""
+        rate = self.settings.per_account_rate
         if account.hub:
-            return self.hub
+            return self.hub.limited(rate)
         return await self.hub.assume_role(
             self.settings.role_for(account.id),
             session_name=self.settings.session_name,
             external_id=self.settings.external_id,
             duration=self.settings.session_duration,
+            iam_rate=rate,
         )
 
     async def _rotations(self, account: Account) -> Rotations:

@@ -4,7 +4,10 @@ account without the member role reported and the others completed."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -167,3 +170,31 @@ async def test_a_hub_sink_keeps_every_accounts_secrets_in_the_hub(org: Org, tmp_
     assert arn == f"arn:aws:iam::{account}:user/ci/ci-app"
     member = org.in_account(account, "secretsmanager")
     assert member.list_secrets()["SecretList"] == []  # nothing kept in the member account
+
+
+async def test_iam_requests_per_account_stay_under_the_rate(org: Org) -> None:
+    """``per_account_rate``: each account's IAM requests are spaced (a before-send hook
+    on every IAM client of the account's session); other accounts are not slowed."""
+    hub = Aws()
+    dev = await hub.assume_role(f"arn:aws:iam::{org.accounts['dev']}:role/{ROLE}", iam_rate=10)
+    prod = await hub.assume_role(f"arn:aws:iam::{org.accounts['prod']}:role/{ROLE}", iam_rate=10)
+    sent: dict[str, list[float]] = {"dev": [], "prod": []}
+
+    async def calls(name: str, aws: Aws) -> None:
+        def record(**_: object) -> None:  # after the limit's hook: when a request leaves
+            sent[name].append(time.monotonic())
+
+        async with aws.client("iam") as one, aws.client("iam") as two:  # one limit per account
+            for client in (one, two):
+                client.meta.events.register("before-send.iam", record)
+            await asyncio.gather(*(client.list_users() for client in [one, two] * 5))
+
+    started = time.monotonic()
+    await asyncio.gather(calls("dev", dev), calls("prod", prod))
+    for stamps in sent.values():
+        assert len(stamps) == 10
+        # 10 requests at 10/s: the last leaves at least 0.9 s after the first was allowed.
+        assert stamps[-1] - started >= 0.9
+        assert all(b - a >= 0.09 for a, b in itertools.pairwise(stamps)), stamps
+    assert max(max(s) for s in sent.values()) - started < 2.5  # the accounts in parallel
+    assert hub.limited(None).iam_limit is None and hub.limited(5).iam_limit is not None
