@@ -73,6 +73,18 @@ def validate(config: ConfigOpt) -> None:
     """Check the policy file; exit 2 with every problem named if it is invalid."""
     cfg = _load(config)
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
+    if cfg.accounts is not None:
+        accounts = cfg.accounts
+        where = []
+        if accounts.members:
+            where.append(f"{len(accounts.members)} listed")
+        if accounts.organization is not None:
+            ous = ", ".join(accounts.organization.ous) or "the whole organization"
+            where.append(f"discovered in {ous}")
+        if accounts.include_self:
+            where.append("this account")
+        role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
+        out.print(f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False)
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
         out.print(

@@ -205,6 +205,7 @@ class OrgSweep:
             selected, skipped = found.selected, found.skipped
         else:
             selected, skipped = tuple(accounts), ()
+            self._check_given(selected)
         for left_out in skipped:
             self._log.info(
                 audit.ACCOUNT_SKIPPED, account=left_out.account.id, reason=left_out.reason
@@ -233,6 +234,20 @@ class OrgSweep:
         )
         return result
 
+    def _check_given(self, accounts: Sequence[Account]) -> None:
+        """Accounts handed in (a Step Functions batch) must be ones ``[accounts]`` could
+        name: never an excluded ID, and with explicit members only, one of them (checking
+        discovered ones again would cost an Organizations walk per batch). Raises
+        ``InputError``."""
+        allowed = {m.id for m in self.settings.members}
+        for account in accounts:
+            if account.id in self.settings.exclude.ids:
+                raise InputError(f"account {account.id} is excluded by [accounts]")
+            if account.hub and not self.settings.include_self:
+                raise InputError(f"account {account.id}: include_self is off")
+            if self.settings.organization is None and not account.hub and account.id not in allowed:
+                raise InputError(f"account {account.id} is not among [accounts] members")
+
     async def plan(
         self,
         *,
@@ -245,6 +260,7 @@ class OrgSweep:
         at_once = asyncio.Semaphore(self.settings.max_accounts)
 
         async def one(account: Account) -> AccountResult:
+            audit.bind(account=account.id)
             async with at_once:
                 try:
                     with naming_accounts({account.id: account.name} if account.name else {}):

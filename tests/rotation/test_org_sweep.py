@@ -17,6 +17,7 @@ import pytest
 from rotator import app
 from rotator.accounts import AccountsSettings
 from rotator.aws import Aws
+from rotator.errors import InputError
 from rotator.policy import Account
 from rotator.rotation.org import OrgSweep, config_for
 from rotator.settings import load_config_text
@@ -198,3 +199,23 @@ async def test_iam_requests_per_account_stay_under_the_rate(org: Org) -> None:
         assert all(b - a >= 0.09 for a, b in itertools.pairwise(stamps)), stamps
     assert max(max(s) for s in sent.values()) - started < 2.5  # the accounts in parallel
     assert hub.limited(None).iam_limit is None and hub.limited(5).iam_limit is not None
+
+
+async def test_accounts_handed_in_must_be_ones_the_policy_names(tmp_path: Path) -> None:
+    text = (
+        POLICY.replace("[accounts.organization]\n", "members = ['111111111111']\n")
+        .replace(
+            '[accounts.exclude]\nous = ["/Sandbox"]\n',
+            "[accounts.exclude]\nids = ['222222222222']\n",
+        )
+        .format(tmp=tmp_path, role=ROLE)
+    )
+    config = load_config_text(text, "t")
+    org = OrgSweep(config=config, journal=None, aws=Aws())  # type: ignore[arg-type]
+    for account, problem in (
+        (Account(id="222222222222"), "excluded"),
+        (Account(id="333333333333"), "not among"),
+        (Account(id="111111111111", hub=True), "include_self"),
+    ):
+        with pytest.raises(InputError, match=problem):
+            await org.run(accounts=[account])
