@@ -300,3 +300,93 @@ def test_a_health_event_for_a_key_outside_the_accounts_fails_as_a_result(org: Or
     assert result["mode"] == "exposed-keys" and result["ok"] is False
     assert "not among the accounts" in result["results"][0]["message"]
     assert org.keys(me, "ci-hub") == {key: "Active"}
+
+
+# --- the state machine, run by moto's Step Functions interpreter --------------------------
+
+
+@pytest.fixture
+def interpreter(org: Org, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's Amazon States Language interpreter (its ``execute_state_machine`` mode),
+    with its Lambda invocations answered by rotator's handler in this process (moto runs
+    Lambda code only in Docker). Yields the function's ARN."""
+    import io
+    import urllib.parse
+    import urllib.request
+    import zipfile
+
+    from moto.awslambda.models import LambdaBackend
+
+    url = org.sandbox.url
+
+    def configure(on: bool) -> None:
+        body = json.dumps({"stepfunctions": {"execute_state_machine": on}}).encode()
+        request = urllib.request.Request(f"{url}/moto-api/config", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def invoke(self: Any, function_name: str, qualifier: Any, body: Any, *args: Any) -> str:
+        return json.dumps(handler(json.loads(body or "{}")))
+
+    monkeypatch.setattr(LambdaBackend, "invoke", invoke)
+    monkeypatch.setenv("MOTO_PORT", str(urllib.parse.urlsplit(url).port))
+    role = org.sandbox.iam.create_role(
+        RoleName="rotator-lambda",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    function = org.sandbox.client("lambda").create_function(
+        FunctionName="rotator",
+        Runtime="python3.13",
+        Role=role,
+        Handler="rotator.entrypoints.lambda_handler.handler",
+        Code={"ZipFile": code.getvalue()},
+    )["FunctionArn"]
+    configure(True)
+    try:
+        yield function
+    finally:
+        configure(False)
+
+
+def test_the_state_machine_sweeps_the_organization_end_to_end(
+    org: Org, interpreter: str, template: dict[str, Any]
+) -> None:
+    import time
+
+    machine = template["Resources"]["OrgSweep"]["Properties"]
+    definition = json.dumps(substituted(machine["Definition"], template)).replace(
+        "${RotatorArn}", interpreter
+    )
+    sfn = org.sandbox.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="org-sweep",
+        definition=definition,
+        roleArn=f"arn:aws:iam::{org.sandbox.account()}:role/rotator-states",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    deadline = time.monotonic() + 240
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not finish"
+        time.sleep(0.5)
+    # The account without the member role fails the execution, after the others are swept.
+    assert described["status"] == "FAILED", described
+    history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    failed = [e for e in history if e["type"] == "ExecutionFailed"]
+    assert failed and failed[0]["executionFailedEventDetails"]["error"] == "AccountsNotSwept"
+    for name in ("prod", "dev", "stage"):
+        assert len(org.keys(org.accounts[name], "ci-app")) == 2, name
+    assert len(org.keys(org.accounts["norole"], "ci-app")) == 1
