@@ -32,7 +32,7 @@ from rotator import audit
 from rotator.daemon import http as health
 from rotator.daemon.jobs import RUN_NOW, Job, jobs, run_now, scoped, trigger
 from rotator.daemon.metrics import Metrics
-from rotator.daemon.notify import Notifier, channel_results, describe
+from rotator.daemon.notify import NOTIFY_FAILED, Notifier, channel_results, describe
 from rotator.daemon.systemd import READY, STOPPING, Systemd
 from rotator.errors import ConfigError, RotatorError
 from rotator.model import Inventory
@@ -220,8 +220,8 @@ class Daemon:
 
     async def _org_sweep(self, job: Job, org: OrgSweep, config: Config) -> None:
         """With ``[accounts]``: one sweep of every account; metrics per account
-        (``rotator_account_sweeps``) and over all; one notification per account's sweep
-        (owners are not looked up: their tags live in the member accounts)."""
+        (``rotator_account_sweeps``) and over all; one notification per account's sweep,
+        its owners' tags read in that account (through its member role)."""
         result = await org.run()
         self._crashed = None
         self.metrics.observe_org(result)
@@ -236,7 +236,23 @@ class Daemon:
         for one in result.accounts:
             if one.sweep is None:
                 continue
-            for delivery in await self.notifier.sweep_finished(one.sweep, owners=False):
+            owners_in = None
+            if config.notify.enabled and config.notify.owner_tag:
+                try:
+                    owners_in = await org.aws_for(one.account)
+                except RotatorError as exc:  # the sweep got in a moment ago: rare
+                    self._log.warning(
+                        NOTIFY_FAILED,
+                        channel="owner-tags",
+                        account=one.account.id,
+                        reason=describe(exc),
+                    )
+                    self.metrics.notifications.labels("owner-tags", "failed").inc()
+            for delivery in await self.notifier.sweep_finished(
+                one.sweep,
+                owners=owners_in is not None or not config.notify.owner_tag,
+                owners_in=owners_in,
+            ):
                 outcome = "sent" if delivery.ok else "failed"
                 self.metrics.notifications.labels(delivery.channel, outcome).inc()
 

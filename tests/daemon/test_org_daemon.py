@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,42 @@ async def test_a_scheduled_sweep_covers_every_account(org: Org, tmp_path: Path) 
     assert started == 1
     assert daemon._last is not None and daemon._last["accounts_failed"] == [norole]
     assert len(org.keys(prod, "ci-app")) == 2 and len(org.keys(norole, "ci-app")) == 1
+
+
+async def test_owners_are_told_through_their_accounts_tags(org: Org, tmp_path: Path) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prod = org.accounts["prod"]
+    org.in_account(prod, "iam").tag_user(
+        UserName="ci-app", Tags=[{"Key": "owner-email", "Value": "alice@example.com"}]
+    )
+    notify = (
+        f'[notify]\nwebhook_url = "http://127.0.0.1:{server.server_address[1]}/hook"\n'
+        'owner_tag = "owner-email"\n'
+    )
+    text = notify + POLICY.format(tmp=tmp_path, role=ROLE)
+    config = app.check(load_config_text(text, "t"), "t")
+    try:
+        await Daemon(config, path=tmp_path / "rotator.toml")._sweep(run_now())
+    finally:
+        server.shutdown()
+    bodies = [m["rotator"] for m in seen]
+    owners = [b for b in bodies if b.get("owner")]
+    assert [b["owner"] for b in owners] == ["alice@example.com"]
+    assert all(b["account"] == prod for b in bodies)
+    assert len(bodies) == 2  # the account's sweep, and its owner
