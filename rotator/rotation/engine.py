@@ -88,5 +88,8 @@ class Engine:
         )
 
     async def rollback(self, rotation_id: str) -> StepResult:
-        """Roll back one rotation (``Requests.rollback``)."""
+        """Roll back one rotation (``Requests.rollback``); with ``[accounts]`` in the
+        rotation's own account (``OrgSweep.rollback``)."""
+        if self.org is not None:
+            return await self.org.rollback(rotation_id)
         return await self._requests.rollback(rotation_id)

@@ -38,6 +38,7 @@ from rotator.rotation.emergency import Request
 from rotator.rotation.report import Report, Result, SweepResult
 from rotator.rotation.requests import Requests
 from rotator.rotation.rotations import Rotations
+from rotator.rotation.steps import StepResult
 from rotator.rotation.sweep import Sweep
 from rotator.settings import Config
 from rotator.sinks.base import naming_accounts
@@ -320,6 +321,15 @@ class OrgSweep:
             return await requests.rotate(
                 request, access_key_id=access_key_id, dry_run=dry_run, patience=patience
             )
+
+    async def rollback(self, rotation_id: str) -> StepResult:
+        """``rotator rollback`` of a rotation in any account ``[accounts]`` covers: in that
+        account, through its member role."""
+        rotation = await self.journal.get(rotation_id)
+        target = await self.account(rotation.account)
+        audit.bind(account=target.id)
+        with naming_accounts({target.id: target.name} if target.name else {}):
+            return await Requests(await self._rotations(target)).rollback(rotation_id)
 
     async def aws_for(self, account: Account) -> Aws:
         """How to act in ``account``: the member role (assumed now, and again before it

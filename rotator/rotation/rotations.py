@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from rotator import audit
 from rotator.aws import Aws
-from rotator.errors import LeaseLost, RotatorError, RuleGone
+from rotator.errors import LeaseLost, Refused, RotatorError, RuleGone
 from rotator.journal.base import Journal
 from rotator.model import Credential, Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
 from rotator.policy import Rule
@@ -224,6 +224,12 @@ class Rotations:
         """Roll one rotation back (``rollback.roll_back``), under its lease, journalled and
         audited like any step. Raises ``NotFound``, ``LeaseLost`` (another worker is on it)
         or ``Refused``."""
+        seen = await self.journal.get(rotation_id)
+        if seen.account != session.account:  # a journal shared by many accounts
+            raise Refused(
+                f"rotation {rotation_id} is in account {seen.account}, not {session.account} "
+                "(with [accounts], rotator rolls it back in its own account)"
+            )
         rotation = await self.driver.take(rotation_id)
         try:
             rule = self.config.rule(rotation.rule)

@@ -17,7 +17,8 @@ import pytest
 from rotator import app
 from rotator.accounts import AccountsSettings
 from rotator.aws import Aws
-from rotator.errors import InputError
+from rotator.errors import InputError, Refused
+from rotator.model import RotationState
 from rotator.policy import Account
 from rotator.rotation.org import OrgSweep, config_for
 from rotator.settings import load_config_text
@@ -219,3 +220,22 @@ async def test_accounts_handed_in_must_be_ones_the_policy_names(tmp_path: Path) 
     ):
         with pytest.raises(InputError, match=problem):
             await org.run(accounts=[account])
+
+
+async def test_a_rollback_happens_in_the_rotations_own_account(org: Org, tmp_path: Path) -> None:
+    config = app.check(load_config_text(POLICY.format(tmp=tmp_path, role=ROLE), "t"), "t")
+    account = org.accounts["dev"]
+    (old,) = org.keys(account, "ci-app")
+    async with app.open_engine(config) as engine:
+        assert engine.org is not None
+        result = await engine.org.run(only=[account])
+        (report,) = [r for r in result.accounts[0].sweep.reports if r.decision.user == "ci-app"]  # type: ignore[union-attr]
+        rotation_id = report.rotation_id
+        assert rotation_id is not None
+        with pytest.raises(Refused, match=f"is in account {account}"):
+            await engine._requests.rollback(rotation_id)  # the hub's own session: refused
+        iam = org.in_account(account, "iam")
+        iam.update_access_key(UserName="ci-app", AccessKeyId=old, Status="Inactive")
+        done = await engine.rollback(rotation_id)
+    assert done.rotation.state == RotationState.ROLLED_BACK
+    assert org.keys(account, "ci-app")[old] == "Active"  # reactivated in the member account
