@@ -66,18 +66,23 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()
 host, port = server.get_host_and_port()
-latency, young = float(sys.argv[1]), float(sys.argv[2])
+latency, young, quota = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 proxy = FaultProxy(f"http://{host}:{port}", FaultPlan(latency=(latency, latency)))
 if young > 0:
     proxy.reject_young_keys(young)
+if quota > 0:
+    proxy.limit_iam(quota)
 proxy.start()
 print(f"http://{host}:{port} {proxy.url}", flush=True)
-base = 0
+base = throttled = 0
 for line in sys.stdin:
     seen = proxy.actions_seen()
     if line.strip() == "reset":
         base = len(seen)
+        throttled = proxy.counts()["throttled"]
         print("ok", flush=True)
+    elif line.strip() == "throttled":
+        print(proxy.counts()["throttled"] - throttled, flush=True)
     else:
         print(json.dumps(Counter(a for a in seen[base:] if a)), flush=True)
 """
@@ -86,9 +91,9 @@ for line in sys.stdin:
 class Server:
     """The child process: moto behind the latency proxy, and its call counter."""
 
-    def __init__(self, latency: float, young: float) -> None:
+    def __init__(self, latency: float, young: float, iam_quota: float = 0.0) -> None:
         self.child = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(latency), str(young)],
+            [sys.executable, "-c", SERVE, str(latency), str(young), str(iam_quota)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

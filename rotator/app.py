@@ -16,7 +16,13 @@ from rotator.errors import ConfigError
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
 from rotator.model import utcnow
 from rotator.rotation.engine import Engine
-from rotator.settings import Config, load_config, load_config_text
+from rotator.settings import (
+    Config,
+    audit_problems,
+    aws_problems,
+    load_config,
+    load_config_text,
+)
 
 
 def load(path: Path, *, inputs: bool = True) -> Config:
@@ -36,6 +42,7 @@ def check(config: Config, source: str, *, inputs: bool = True) -> Config:
     ``ConfigError`` (exit code 2) before any AWS call."""
     # Certificate inputs (issuer files, subjects, name formats) fail here, before any AWS call.
     problems = issuers.config_problems(config.rules, utcnow()) if inputs else []
+    problems += aws_problems(config.aws) + audit_problems(config.audit)
     try:
         open_journal(config.journal.url)  # parse only: nothing is opened
     except ValueError as exc:
@@ -55,6 +62,9 @@ def make_aws(config: Config) -> Aws:
         retry_mode=s.retry_mode,
         connect_timeout=s.connect_timeout,
         read_timeout=s.read_timeout,
+        # Every worker may have a call in flight, plus the sweep's own listing.
+        max_connections=max(10, config.max_concurrency + 2),
+        max_iam_calls_per_second=s.max_iam_calls_per_second,
     )
 
 

@@ -35,12 +35,14 @@ ROTATION_ESCALATED = "rotation.escalated"  # an operator's emergency took over a
 # Named events that replaced the catch-all ``rotator.notice`` (see CHANGELOG.md):
 ROTATION_WAITING = "rotation.waiting"  # another worker holds the lease (holder, until when)
 ROTATION_LEASE_LOST = "rotation.lease_lost"  # our lease was taken over mid-rotation: stopped
+ROTATION_DEADLINE = "rotation.deadline"  # a held old credential nears or passed its deadline
 ROTATION_DEFERRED = "rotation.deferred"  # too little time left in this run; next sweep does it
 LEASE_RELEASE_FAILED = "lease.release_failed"  # giving a lease back failed; it simply expires
 LEASE_RENEW_FAILED = "lease.renew_failed"  # a heartbeat could not reach the journal; retried
 ORPHAN_DELETED = "orphan.deleted"  # a late create's orphan found by a sweep, deleted
 ROTATION_COMPENSATED = "rotation.compensated"  # a credential whose secret was lost, deleted
 ROTATION_TAKEN_OVER = "rotation.taken_over"  # a dead or silent worker's lease was taken
+JOURNAL_CORRUPT_RECORD = "journal.corrupt_record"  # a row that does not decode: skipped
 DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on
 INVENTORY_REPORT_UNAVAILABLE = "inventory.report_unavailable"  # listing per user instead
 # An organization sweep (rotation/org.py): its start and end, the accounts found and left

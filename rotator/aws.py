@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -29,17 +28,25 @@ import aioboto3
 from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
 from aiobotocore.session import AioSession
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from rotator.errors import (
     AccessDenied,
     AwsError,
+    ConfigError,
     DeleteConflict,
     LimitExceeded,
     NoSuchEntity,
     Permanent,
     Transient,
 )
+from rotator.pacing import Pacer
 
 TRANSIENT_CODES = frozenset(
     {
@@ -99,8 +106,20 @@ def aws_errors(operation: str, **ids: str) -> Iterator[None]:
     """Convert botocore errors raised inside the block (``operation`` names the call)."""
     try:
         yield
+    except (NoCredentialsError, PartialCredentialsError) as exc:  # bad input: exit 2
+        raise ConfigError("AWS credentials", [f"{type(exc).__name__}: {NO_CREDENTIALS}"]) from None
+    except ProfileNotFound as exc:
+        raise ConfigError(
+            "AWS credentials", [f"{exc}; see `aws configure list-profiles`"]
+        ) from None
     except (ClientError, BotoCoreError) as exc:
         raise convert(exc, operation, ids) from None
+
+
+NO_CREDENTIALS = (
+    "no usable AWS credentials: run `aws configure`, set AWS_PROFILE, or set both "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
 
 
 async def all_pages(
@@ -168,32 +187,10 @@ def _sign_as_caller(request: Any, **_: Any) -> None:
     )
 
 
-class RateLimit:
-    """At most ``per_second`` requests per second, spaced evenly (a request waits for its
-    turn). Registered as an async ``before-send`` hook, it counts every HTTP attempt,
-    botocore's retries included: IAM throttles per account on requests, not calls."""
-
-    def __init__(self, per_second: float) -> None:
-        if per_second <= 0:
-            raise ValueError("per_second must be positive")
-        self._interval = 1.0 / per_second
-        self._next = 0.0
-        self._lock = asyncio.Lock()  # requests go one after another, in arrival order
-
-    async def wait(self, **_: Any) -> None:
-        """The hook: return once this request may go (never answers it: returns None). The
-        next one may go ``1 / per_second`` after this one *actually* went, even if the
-        event loop woke this one late."""
-        async with self._lock:
-            now = time.monotonic()
-            if now < self._next:
-                await asyncio.sleep(self._next - now)
-            self._next = time.monotonic() + self._interval
-
-
 class Aws:
-    """Opens aioboto3 clients that share one session and rotator's retry settings. With
-    ``iam_rate``, every IAM client it opens shares one ``RateLimit`` (one account's IAM)."""
+    """Opens aioboto3 clients that share one session and rotator's retry settings. Every
+    IAM client it opens shares one ``Pacer``, ``iam_pacer`` (IAM throttles per account);
+    an ``Aws`` for another account (``assume_role``) has its own."""
 
     def __init__(
         self,
@@ -202,24 +199,30 @@ class Aws:
         endpoint_url: str | None = None,
         profile: str | None = None,
         max_attempts: int = 8,
-        retry_mode: str = "adaptive",
+        retry_mode: str = "standard",
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        max_connections: int = 10,
+        max_iam_calls_per_second: float | None = None,
         botocore_session: AioSession | None = None,
-        iam_rate: float | None = None,
+        iam_pacer: Pacer | None = None,
     ) -> None:
         self.region = region
-        self.iam_limit = RateLimit(iam_rate) if iam_rate is not None else None
         self.endpoint_url = endpoint_url
         self.profile = profile
         self._retry = (max_attempts, retry_mode)
         self._timeouts = (connect_timeout, read_timeout)
+        self._max_connections = max_connections
         self._config = BotoConfig(
             # total_max_attempts counts the first call too (botocore's max_attempts does not).
             retries={"total_max_attempts": max_attempts, "mode": retry_mode},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            # botocore's default of 10 would cap the calls in flight below max_concurrency.
+            max_pool_connections=max_connections,
         )
+        # One pace for every IAM client of this account (IAM throttles per account).
+        self.iam_pacer = iam_pacer if iam_pacer is not None else Pacer(max_iam_calls_per_second)
         if botocore_session is not None:
             self._session = aioboto3.Session(botocore_session=botocore_session, region_name=region)
         else:
@@ -237,8 +240,10 @@ class Aws:
         """An ``Aws`` acting as ``role_arn`` (another account's role), through this one.
         The role is assumed at once (an ``AccessDenied``, a missing role, fails here) and
         again, with this ``Aws``'s own credentials, before the credentials expire
-        (botocore's refreshable credentials: from 15 minutes before the expiry).
-        ``iam_rate``: IAM requests per second in that account (None: unlimited)."""
+        (botocore's refreshable credentials: from 15 minutes before the expiry). Its IAM
+        calls have their own pace (that account's IAM quota is its own): ``iam_rate``
+        requests per second, each spaced from the previous one (``per_account_rate``), or
+        with None under this ``Aws``'s ceiling (``max_iam_calls_per_second``)."""
         kwargs: dict[str, Any] = {
             "RoleArn": role_arn,
             "RoleSessionName": session_name,
@@ -272,14 +277,26 @@ class Aws:
             retry_mode=self._retry[1],
             connect_timeout=self._timeouts[0],
             read_timeout=self._timeouts[1],
-            iam_rate=iam_rate,
+            max_connections=self._max_connections,
+            iam_pacer=self._account_pacer(iam_rate),
         )
 
+    def _account_pacer(self, iam_rate: float | None) -> Pacer:
+        """A new pace for one account's IAM: ``iam_rate`` per second without a burst,
+        each request spaced from when the previous one actually went; None: this
+        ``Aws``'s ceiling, adapting to throttling as ``iam_pacer`` does."""
+        if iam_rate is not None:
+            return Pacer(iam_rate, burst_s=0.0)
+        return Pacer(self.iam_pacer.ceiling)
+
     def limited(self, iam_rate: float | None) -> Aws:
-        """This ``Aws`` (same session and credentials) with its IAM requests limited to
-        ``iam_rate`` per second (None: unlimited)."""
+        """This ``Aws`` (same session and credentials) with its IAM requests held to
+        ``iam_rate`` per second, each spaced from the previous one (the hub's own account
+        under ``per_account_rate``); None: this ``Aws`` itself, on its own pace."""
+        if iam_rate is None:
+            return self
         twin = copy.copy(self)
-        twin.iam_limit = RateLimit(iam_rate) if iam_rate is not None else None
+        twin.iam_pacer = self._account_pacer(iam_rate)
         return twin
 
     @property
@@ -313,8 +330,8 @@ class Aws:
             kwargs["aws_secret_access_key"] = credentials.secret_access_key
         session = self._session
         async with session.client(service, **kwargs) as client:
-            if service == "iam" and self.iam_limit is not None:
-                client.meta.events.register("before-send.iam", self.iam_limit.wait)
+            if service == "iam":
+                self.iam_pacer.attach(client, "iam")
             yield client
 
     @asynccontextmanager

@@ -15,6 +15,9 @@ strictly more than the limit):
 * **1.19** no expired server certificates stored in IAM
   (``iam_no_expired_server_certificates_stored``).
 
+Beside the controls, the report lists the holders a kind judged from outside IAM (OIDC
+providers: whether their thumbprints match the chain they serve, ``FindingRow``).
+
 Each row also says what rotator will do about the credential: the plan's decision for that
 user and kind, or that no rule covers it.
 """
@@ -118,6 +121,47 @@ class CertificateRow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FindingRow:
+    """An account-held holder a kind judged from outside IAM (an OIDC provider: do its
+    thumbprints match the chain it serves?)."""
+
+    holder: str
+    kind: Kind
+    credentials: tuple[str, ...]
+    action: str  # the kind's verdict: skip (all is well), rotate, block
+    reason: str
+
+    @property
+    def matches(self) -> bool:
+        return self.action == "skip"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "kind": str(self.kind),
+            "credentials": list(self.credentials),
+            "matches": self.matches,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+def findings(kind: Kind, holders: Sequence[Holder]) -> tuple[FindingRow, ...]:
+    """The rows of the holders of ``kind`` that the kind gave a finding, by name."""
+    return tuple(
+        FindingRow(
+            holder=h.name,
+            kind=kind,
+            credentials=tuple(c.credential_id for c in h.credentials),
+            action=str(h.finding.action),
+            reason=h.finding.reason,
+        )
+        for h in sorted(holders, key=lambda h: h.name)
+        if h.finding is not None
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Report:
     """Every row, and the count of failures per control."""
 
@@ -126,6 +170,7 @@ class Report:
     source: str  # where the credentials came from (the credential report, or per user)
     rows: tuple[Row, ...]
     certificates: tuple[CertificateRow, ...]
+    findings: tuple[FindingRow, ...] = ()  # OIDC providers, judged by what they serve
 
     def failures(self) -> dict[str, int]:
         counts = {c: sum(r.verdicts[c] is Verdict.FAIL for r in self.rows) for c in CONTROLS}
@@ -140,6 +185,7 @@ class Report:
             "failures": self.failures(),
             "credentials": [r.as_dict() for r in self.rows],
             "server_certificates": [c.as_dict() for c in self.certificates],
+            "oidc_providers": [f.as_dict() for f in self.findings],
         }
 
 
@@ -159,6 +205,7 @@ def evaluate(
     now: datetime,
     *,
     source: str = "",
+    judged: Sequence[FindingRow] = (),
 ) -> Report:
     """The verdicts for every access key and console password in ``inventory`` and every
     server certificate in ``certificates``, joined with ``plan``'s decisions."""
@@ -200,4 +247,5 @@ def evaluate(
         source=source,
         rows=tuple(rows),
         certificates=certs,
+        findings=tuple(judged),
     )

@@ -31,9 +31,10 @@ _TAGS = frozenset(
 def _where(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     """``rules[0].max_age`` -> ``rule 'ci-keys': max_age``."""
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = raw.get("rules") or []
-        name = rules[loc[1]].get("name") if loc[1] < len(rules) else None
-        rule = f"rule {name!r}" if name else f"rules[{loc[1]}]"
+        rules = raw.get("rules")
+        entry = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        rule = f"rule {name!r}" if isinstance(name, str) and name else f"rules[{loc[1]}]"
         # Drop discriminator tags pydantic inserts (e.g. 'file' in sink.file.path).
         rest = [str(p) for p in loc[2:] if p not in _TAGS]
         return f"{rule}: {'.'.join(rest) or '(rule)'}"
@@ -53,6 +54,13 @@ def message(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
+    if kind == "union_tag_not_found":
+        field = str(error.get("ctx", {}).get("discriminator", "'type'")).strip("'")
+        return f"missing key {field!r}"
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
+        return (
+            f"must be a table, not {type(error.get('input')).__name__} {error.get('input')!r:.40}"
+        )
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
         field = str(ctx.get("discriminator", "'type'")).strip("'")

@@ -224,3 +224,26 @@ def check_crontab(value: Any) -> str:
 
 
 CronExpr = Annotated[str, AfterValidator(check_crontab)]
+
+
+def longest_gap(
+    expr: str, *, samples: int = 1000, span: timedelta = timedelta(days=800)
+) -> timedelta:
+    """The longest wait between two consecutive fires of ``expr`` (UTC, from 2000-01-01,
+    over ``samples`` fires or ``span``, whichever ends first): how long a rotation that just
+    became due may wait for a sweep. Pure."""
+    fields = parse(expr)
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    times = CronSim(fields, start)
+    longest, previous = timedelta(0), start
+    for _ in range(samples):
+        try:
+            fired = next(times)
+        except StopIteration:
+            break
+        if fired != previous:
+            longest = max(longest, fired - previous)
+        previous = fired
+        if fired - start > span:
+            break
+    return longest

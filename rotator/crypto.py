@@ -28,6 +28,7 @@ CERTIFICATE_CHAIN = "CertificateChain"
 PRIVATE_KEY = "PrivateKey"  # a secret field name (``redaction.is_secret_field``)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+MIN_RSA_BITS = 2048  # NIST SP 800-131A: RSA-1024 is disallowed for signatures
 BACKDATE = timedelta(minutes=5)  # notBefore slack for clocks that run behind
 _BEGIN_CERT = "-----BEGIN CERTIFICATE-----"
 
@@ -182,6 +183,11 @@ def load_private_key(pem: str, what: str) -> PrivateKey:
         raise InputError(f"{what}: the PEM private key does not parse") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise InputError(f"{what}: a {type(key).__name__}; IAM accepts RSA or EC keys")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+        raise InputError(
+            f"{what}: a weak RSA-{key.key_size} key; rotator accepts RSA of at least "
+            f"{MIN_RSA_BITS} bits, or EC"
+        )
     return key
 
 

@@ -21,6 +21,7 @@ that made the call, into one of these; the engine reasons only about this tree::
     └── JournalError
         ├── Conflict           an active rotation already exists for that credential
         ├── LeaseLost          another worker holds (or took) the lease; stop writing
+        ├── CorruptRecord      a stored row does not decode (hand-edited?): quarantined
         └── NotFound           no such rotation
 
 Messages never contain secret values: errors carry IDs, codes and names only.
@@ -191,6 +192,26 @@ class LeaseLost(JournalError):
         self.until = until
         self.seen = seen
         super().__init__(f"lease on {rotation_id} lost" + (f": {detail}" if detail else ""))
+
+
+class CorruptRecord(JournalError):
+    """A stored rotation row that does not decode (an unknown state, kind or date, a lease
+    owner without an expiry …), most likely edited by hand. Listings skip it and report it
+    (``Journal.quarantined``); everyone else's rotations go on. ``target`` is the row's
+    (account, user, kind, slot) where those could be read, else None."""
+
+    def __init__(
+        self,
+        rotation_id: str,
+        field: str,
+        detail: str,
+        target: tuple[str, str, str, str] | None = None,
+    ) -> None:
+        self.rotation_id = rotation_id
+        self.field = field
+        self.detail = detail
+        self.target = target
+        super().__init__(f"journal row {rotation_id} is corrupt: {field}: {detail}")
 
 
 class NotFound(JournalError):

@@ -35,6 +35,7 @@ class Kind(StrEnum):
     LOGIN_PROFILE = "login-profile"
     SSH_PUBLIC_KEY = "ssh-public-key"
     SERVICE_CREDENTIAL = "service-credential"
+    OIDC_THUMBPRINT = "oidc-thumbprint"
 
 
 class Shape(StrEnum):
@@ -93,6 +94,16 @@ class Credential:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Finding:
+    """A kind's own verdict on a holder, from what it saw outside IAM: ``action`` is
+    ``Action.ROTATE`` (a new credential is due now), ``Action.BLOCK`` (nothing may change
+    until a human acts) or ``Action.SKIP``; ``reason`` says why, for the plan."""
+
+    action: Action
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Holder:
     """An IAM user and the credentials of the inventoried kinds it holds."""
 
@@ -106,6 +117,9 @@ class Holder:
     # Server certificates: notBefore of the certificate the rule's issuer has ready
     # (a directory issuer's cert.pem), if any; it is uploaded when newer than IAM's.
     offered: datetime | None = None
+    # What the kind found that dates cannot tell (OIDC providers: whether the chain the
+    # provider serves has its thumbprint in IAM); the planner decides by it.
+    finding: Finding | None = None
 
     def of_kind(self, kind: Kind, slot: str = "") -> tuple[Credential, ...]:
         """This holder's credentials of one kind (and slot), oldest first."""

@@ -121,7 +121,7 @@ def _decide(
     if shape is Shape.IN_PLACE:
         return _in_place(make, creds, rule, now)
     if shape is Shape.VERSIONED:
-        return _versioned(make, creds, rule, now, holder.offered)
+        return _versioned(make, creds, rule, now, holder)
     return _two_slot(make, creds, rule, now)
 
 
@@ -157,6 +157,20 @@ def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, 
                 cred.created + rule.max_age,
                 f"{noun} {cred.credential_id} is {_age(cred.age(now))} old "
                 f"(max_age {format_duration(rule.max_age)})",
+            )
+        )
+    start, lead = rule.start_age, rule.deadline_lead
+    if start is not None and lead is not None and rule.deadline is not None:
+        starts = cred.created + start
+        inactive = starts + lead - rule.deadline_margin  # at the latest, all going slowly
+        options.append(
+            (
+                starts,
+                f"{noun} {cred.credential_id} is {_age(cred.age(now))} old (deadline "
+                f"{format_duration(rule.deadline)}: rotation starts at "
+                f"{format_duration(start)} old, {starts:%Y-%m-%d %H:%M}Z; the old one is "
+                f"inactive by {inactive:%Y-%m-%d %H:%M}Z, the deadline is "
+                f"{cred.created + rule.deadline:%Y-%m-%d %H:%M}Z)",
             )
         )
     window = rule.renew_window
@@ -237,7 +251,7 @@ def _versioned(
     creds: Sequence[Credential],
     rule: Rule,
     now: datetime,
-    offered: datetime | None,
+    holder: Holder,
 ) -> Decision:
     if not creds:
         return make(action=Action.SKIP, reason=f"no {rule.facts.noun}")
@@ -248,6 +262,15 @@ def _versioned(
         if len(active) == 1
         else max(creds, key=lambda c: (c.not_before or c.created, c.credential_id))
     )
+    finding = holder.finding
+    if finding is not None:  # the kind judged from what it saw outside IAM
+        return make(
+            action=finding.action,
+            credential_id=current.credential_id,
+            due_at=now if finding.action is Action.ROTATE else None,
+            reason=finding.reason,
+        )
+    offered = holder.offered
     held = current.not_before or current.created
     if offered is not None and offered > held:
         return make(

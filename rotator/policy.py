@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -35,17 +36,50 @@ _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 _PART = re.compile(r"(\d+)([smhdw])")
 
 
+# No duration rotator reads may exceed this: ten years is longer than any credential's
+# sensible life, and far from ``datetime``'s limits (year 9999) when added to "now".
+# Settings with a tighter bound say so with ``at_most``.
+MAX_DURATION = timedelta(days=3650)
+_MAX_TEXT = 40  # characters: no real duration is longer; a huge number is refused unread
+
+
 def parse_duration(value: Any) -> timedelta:
-    """``"90d"``, ``"1h30m"``, ``"0s"`` -> timedelta. Units: s m h d w."""
+    """``"90d"``, ``"1h30m"``, ``"0s"`` -> timedelta. Units: s m h d w. At most
+    ``MAX_DURATION``; ``ValueError`` (never ``OverflowError``) otherwise."""
     if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str) or not _DURATION.match(value.strip()):
+        seconds = value.total_seconds()
+    else:
+        text = value.strip() if isinstance(value, str) else ""
+        if not text or len(text) > _MAX_TEXT or not _DURATION.match(text):
+            shown = (
+                repr(value) if len(repr(value)) <= _MAX_TEXT + 2 else repr(value)[:_MAX_TEXT] + "…"
+            )
+            raise ValueError(
+                f"invalid duration {shown}: use a number and a unit (s, m, h, d, w), "
+                'e.g. "90d", "12h", "1h30m", "0s"'
+            )
+        seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if seconds < 0:
+        raise ValueError("a duration may not be negative")
+    if seconds > MAX_DURATION.total_seconds():
         raise ValueError(
-            f"invalid duration {value!r}: use a number and a unit (s, m, h, d, w), "
-            'e.g. "90d", "12h", "1h30m", "0s"'
+            f"duration {value if isinstance(value, str) else format_duration(value)!r} is "
+            f"longer than the maximum, {format_duration(MAX_DURATION)}"
         )
-    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value.strip()))
-    return timedelta(seconds=seconds)
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def at_most(limit: timedelta) -> AfterValidator:
+    """A tighter upper bound for one duration setting: ``Annotated[Duration, at_most(..)]``."""
+
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise ValueError(
+                f"{format_duration(value)} is longer than the maximum, {format_duration(limit)}"
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 def format_duration(value: timedelta) -> str:
@@ -312,6 +346,67 @@ class Rule(_Strict):
     # Where an AWS sink (secretsmanager, ssm) keeps the secrets: in the member account the
     # credential belongs to, or centrally in the hub account rotator runs in.
     sink_in: Literal["member", "hub"] = "member"
+    # The age by which the old credential must be inactive (CIS: 90 days); rotations start
+    # early enough to meet it (``start_age``). ``deadline_margin`` is kept in hand.
+    deadline: Duration | None = None
+    deadline_margin: Duration = timedelta(days=1)
+    # An old credential held because it is still used: warn this long before its deadline;
+    # at the deadline "deactivate" it anyway (as the standard demands) or only "alert".
+    deadline_warning: Duration = timedelta(days=7)
+    on_deadline: Literal["deactivate", "alert"] = "alert"
+    # What the settings add before the old credential goes inactive: the verification
+    # budget and the longest wait for this rule's next sweep (set by ``settings.Config``).
+    _overhead: timedelta = PrivateAttr(default=timedelta(0))
+
+    @model_validator(mode="after")
+    def _deadline_after_deactivation(self) -> Rule:
+        if self.deadline is None:
+            return self
+        deactivate = self.timings()[0]
+        if deactivate >= self.deadline:
+            raise ValueError(
+                f"deactivate_after {format_duration(deactivate)} is not less than deadline "
+                f"{format_duration(self.deadline)}: the old credential stays active for "
+                "deactivate_after after the new one is promoted, so it would still be active "
+                "at the deadline (lower deactivate_after or raise deadline)"
+            )
+        return self
+
+    def set_overhead(self, overhead: timedelta) -> None:
+        """Record the verification budget plus the longest wait for a sweep (the settings
+        know them; the rule alone does not)."""
+        self._overhead = overhead
+
+    @property
+    def deadline_lead(self) -> timedelta | None:
+        """How long before the deadline a rotation must start: deactivate_after, the
+        verification budget, the longest wait for a sweep, and the margin."""
+        if self.deadline is None:
+            return None
+        return self.timings()[0] + self._overhead + self.deadline_margin
+
+    @property
+    def start_age(self) -> timedelta | None:
+        """The age at which a credential's rotation starts so that the old one is inactive
+        by ``deadline`` (None: no deadline)."""
+        lead = self.deadline_lead
+        if self.deadline is None or lead is None:
+            return None
+        return self.deadline - lead
+
+    def deadline_problem(self) -> str | None:
+        """Why the deadline cannot be met with these timings, or None."""
+        start = self.start_age
+        if self.deadline is None or start is None or start > timedelta(0):
+            return None
+        lead = self.deadline_lead or timedelta(0)
+        return (
+            f"deadline {format_duration(self.deadline)} cannot be met: deactivate_after "
+            f"{format_duration(self.timings()[0])} + verification and the wait for the next "
+            f"sweep {format_duration(self._overhead)} + deadline_margin "
+            f"{format_duration(self.deadline_margin)} = {format_duration(lead)}, which leaves "
+            "no time to start the rotation"
+        )
 
     @model_validator(mode="after")
     def _sink_per_holder(self) -> Rule:

@@ -34,19 +34,31 @@ SECRET_FIELDS = frozenset(
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+# The secrets by their first MIN_LENGTH characters, rebuilt only when one is added: scrub
+# runs on every field of every audit line, and must not slow down as secrets accumulate
+# (one per rotation, for the life of a daemon). A text is looked at only where one of its
+# MIN_LENGTH-character windows starts a secret.
+_by_prefix: dict[str, tuple[str, ...]] = {}
 
 
 def register(value: str) -> None:
     """Remember ``value`` as a secret so it is scrubbed from anything rendered later."""
+    global _by_prefix
     if len(value) < MIN_LENGTH:
         return
     with _lock:
+        if value in _secrets:
+            return
         _secrets.add(value)
         # A PEM private key is also scrubbed line by line: tracebacks may show a fragment.
         if "\n" in value:
             for line in value.splitlines():
                 if len(line) >= 32 and not line.startswith("-----"):
                     _secrets.add(line)
+        grouped: dict[str, list[str]] = {}
+        for secret in _secrets:
+            grouped.setdefault(secret[:MIN_LENGTH], []).append(secret)
+        _by_prefix = {p: tuple(sorted(g, key=len, reverse=True)) for p, g in grouped.items()}
 
 
 def is_secret_field(name: str) -> bool:
@@ -55,9 +67,18 @@ def is_secret_field(name: str) -> bool:
 
 def scrub(text: str) -> str:
     """``text`` with every registered secret value replaced by ``[REDACTED]``."""
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    if len(text) < MIN_LENGTH:  # too short to hold any registered secret
+        return text
+    by_prefix = _by_prefix  # replaced whole by register, never changed in place
+    if not by_prefix:
+        return text
+    windows = {text[i : i + MIN_LENGTH] for i in range(len(text) - MIN_LENGTH + 1)}
+    found = windows & by_prefix.keys()
+    if not found:
+        return text
+    # Longest first: a secret that contains another is scrubbed whole.
+    candidates = sorted({s for p in found for s in by_prefix[p]}, key=len, reverse=True)
+    for secret in candidates:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
@@ -65,5 +86,7 @@ def scrub(text: str) -> str:
 
 def forget_all() -> None:
     """Forget every registered secret (tests only)."""
+    global _by_prefix
     with _lock:
         _secrets.clear()
+        _by_prefix = {}

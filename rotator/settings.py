@@ -14,7 +14,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -26,14 +26,20 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
+from rotator import cron
 from rotator.accounts import AccountsSettings
 from rotator.config_problems import message, problem
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
 from rotator.kinds import AnyRule
-from rotator.policy import Duration, check_rules, format_duration
+from rotator.policy import Duration, at_most, check_rules, format_duration
 
 
 def state_dir() -> Path:
@@ -55,7 +61,7 @@ class JournalSettings(_Section):
     """``[journal]``: where rotation records live."""
 
     url: str = Field(default_factory=default_journal_url)
-    lease_ttl: Duration = timedelta(minutes=5)
+    lease_ttl: Annotated[Duration, at_most(timedelta(days=1))] = timedelta(minutes=5)
 
     @field_validator("url")
     @classmethod
@@ -83,9 +89,12 @@ class AwsSettings(_Section):
     profile: str | None = None
     endpoint_url: str | None = None
     max_attempts: int = Field(default=8, ge=1, le=20)
-    retry_mode: Literal["standard", "adaptive", "legacy"] = "adaptive"
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
+    # The most IAM calls per second rotator makes in one account (all workers together);
+    # unset: as many as IAM accepts (the pace adapts when IAM throttles).
+    max_iam_calls_per_second: float | None = Field(default=None, gt=0, le=1000)
 
 
 class VerifySettings(_Section):
@@ -93,8 +102,8 @@ class VerifySettings(_Section):
     consistent: a new access key can fail for a few seconds)."""
 
     attempts: int = Field(default=8, ge=1, le=30)
-    initial_delay: Duration = timedelta(seconds=1)
-    max_delay: Duration = timedelta(seconds=15)
+    initial_delay: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=1)
+    max_delay: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=15)
 
 
 class RetrySettings(_Section):
@@ -104,8 +113,8 @@ class RetrySettings(_Section):
     sweep."""
 
     attempts: int = Field(default=3, ge=1, le=10)
-    initial_delay: Duration = timedelta(seconds=1)
-    max_delay: Duration = timedelta(seconds=8)
+    initial_delay: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=1)
+    max_delay: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=8)
 
 
 class DaemonSettings(_Section):
@@ -114,11 +123,11 @@ class DaemonSettings(_Section):
     every ``interval``, for tests and short cycles)."""
 
     schedule: CronExpr | None = None  # default "0 * * * *" unless interval is given
-    interval: Duration | None = None
+    interval: Annotated[Duration, at_most(timedelta(days=366))] | None = None
     timezone: str = "UTC"
-    jitter: Duration = timedelta(0)
-    misfire_grace_time: Duration = timedelta(minutes=5)
-    drain_timeout: Duration = timedelta(minutes=10)
+    jitter: Annotated[Duration, at_most(timedelta(days=1))] = timedelta(0)
+    misfire_grace_time: Annotated[Duration, at_most(timedelta(days=1))] = timedelta(minutes=5)
+    drain_timeout: Annotated[Duration, at_most(timedelta(days=1))] = timedelta(minutes=10)
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=9464, ge=0, le=65535)
 
@@ -154,7 +163,7 @@ class NotifySettings(_Section):
     sns_topic_arn: str | None = None
     owner_tag: str | None = None  # e.g. "owner-email": its value gets its own message
     send_empty: bool = False  # also send when a sweep changed and reported nothing
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Annotated[Duration, at_most(timedelta(minutes=5))] = timedelta(seconds=10)
 
     @field_validator("webhook_url")
     @classmethod
@@ -189,6 +198,19 @@ def lease_floor(aws: AwsSettings) -> timedelta:
     return timedelta(seconds=math.ceil(2 * call_budget(aws).total_seconds()))
 
 
+def verify_budget(verify: VerifySettings) -> timedelta:
+    """The longest a verification may take: every attempt waiting ``max_delay``."""
+    return verify.attempts * verify.max_delay
+
+
+def sweep_gap(daemon: DaemonSettings, schedule: str | None) -> timedelta:
+    """The longest a due rotation may wait for the next sweep of a rule with ``schedule``
+    (else the daemon's schedule, or its interval)."""
+    if schedule is None and daemon.interval is not None:
+        return daemon.interval
+    return cron.longest_gap(schedule or daemon.default_schedule)
+
+
 class Config(BaseSettings):
     """The whole policy file plus environment overrides."""
 
@@ -215,6 +237,20 @@ class Config(BaseSettings):
     def _unique_rules(cls, rules: list[AnyRule]) -> list[AnyRule]:
         check_rules(list(rules))
         return rules
+
+    @model_validator(mode="after")
+    def _deadlines_can_be_met(self) -> Config:
+        """Each rule with a deadline learns what the settings add before its old credential
+        goes inactive (verification, the wait for its next sweep); one that leaves no time
+        to start a rotation is refused, with the sum."""
+        for rule in self.rules:
+            if rule.deadline is None:
+                continue
+            rule.set_overhead(verify_budget(self.verify) + sweep_gap(self.daemon, rule.schedule))
+            problem = rule.deadline_problem()
+            if problem is not None:
+                raise ValueError(f"rule {rule.name!r}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_a_call(self) -> Config:
@@ -301,11 +337,55 @@ def load_config_text(text: str, source: str) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    if not isinstance(raw.get("rules", []), list):
+        raise ConfigError(source, ["rules: must be an array of tables ([[rules]])"])
     try:
         return Config(**raw)
+    except SettingsError as exc:  # a ROTATOR_* variable that does not parse (not JSON)
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"ROTATOR_{found.group(1).upper()}" if found else "a ROTATOR_* variable"
+        raise ConfigError(source, [f"environment: {name}: not valid JSON"]) from None
     except ValidationError as exc:
-        problems = [problem(e, raw) for e in exc.errors()]
+        overridden = _from_environment()
+        problems = [
+            _env_problem(e, overridden[str(e["loc"][0])])
+            if e["loc"] and str(e["loc"][0]) in overridden
+            else problem(e, raw)
+            for e in exc.errors()
+        ]
+        # In the same round: what is wrong with the AWS environment and the audit file.
+        problems += aws_problems(_section(AwsSettings, raw.get("aws")))
+        problems += audit_problems(_section(AuditSettings, raw.get("audit")))
         raise ConfigError(source, problems) from None
+
+
+_S = TypeVar("_S", AwsSettings, AuditSettings)
+
+
+def _section(cls: type[_S], raw: object) -> _S:
+    """``raw`` as section ``cls`` if it validates, else the defaults."""
+    try:
+        return cls(**raw) if isinstance(raw, dict) else cls()
+    except (ValidationError, TypeError):
+        return cls()
+
+
+def _from_environment() -> dict[str, str]:
+    """The top-level settings a ``ROTATOR_*`` variable overrides -> that variable."""
+    found: dict[str, str] = {}
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith("ROTATOR_"):
+            field = upper.removeprefix("ROTATOR_").split("__")[0].lower()
+            if field in Config.model_fields:
+                found[field] = name
+    return found
+
+
+def _env_problem(error: Any, variable: str) -> str:
+    """A problem with a value a ``ROTATOR_*`` variable set: named by the variable."""
+    where = ".".join(str(p) for p in error["loc"])
+    return f"environment: {variable}: {where}: {message(error)}"
 
 
 class LambdaSettings(BaseSettings):
@@ -318,7 +398,7 @@ class LambdaSettings(BaseSettings):
 
     config: Path | None = None
     config_ssm: str | None = None
-    lambda_margin: Duration = timedelta(minutes=2)
+    lambda_margin: Annotated[Duration, at_most(timedelta(minutes=15))] = timedelta(minutes=2)
 
     @model_validator(mode="after")
     def _one_source(self) -> LambdaSettings:
@@ -340,3 +420,94 @@ def lambda_settings() -> LambdaSettings:
             for e in exc.errors()
         ]
         raise ConfigError("environment", problems) from None
+
+
+_REGION = re.compile(r"[a-z]{2,5}(-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, eusc-de-east-1
+
+
+def aws_problems(aws: AwsSettings) -> list[str]:
+    """What is wrong with how rotator would reach AWS, before any call: the ``[aws]``
+    section and the standard AWS environment (a region that is not one, an endpoint that
+    is not a URL, a profile no file defines, half of a key pair). Each problem names the
+    setting or variable. Reads the environment and the AWS config files; calls nothing."""
+    problems: list[str] = []
+    regions = [("aws.region", aws.region)]
+    regions += [
+        (f"environment: {k}", os.environ.get(k)) for k in ("AWS_REGION", "AWS_DEFAULT_REGION")
+    ]
+    for where, region in regions:
+        if region is not None and not _REGION.fullmatch(region):
+            problems.append(f"{where}: {region!r} is not an AWS region (e.g. us-east-1)")
+    endpoints = [("aws.endpoint_url", aws.endpoint_url)]
+    endpoints += [
+        (f"environment: {k}", v)
+        for k, v in sorted(os.environ.items())
+        if k.startswith("AWS_ENDPOINT_URL")
+    ]
+    for where, url in endpoints:
+        if url is not None and not _is_url(url):
+            problems.append(f"{where}: {url!r} is not an http(s):// URL")
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if bool(key) != bool(secret):
+        given, missing = (
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            if key
+            else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+        )
+        problems.append(
+            f"environment: {missing}: {given} is set but {missing} is not (set both, or neither)"
+        )
+    profile_from = "aws.profile" if aws.profile else "environment: AWS_PROFILE"
+    profile = aws.profile or os.environ.get("AWS_PROFILE")
+    if profile:
+        known = _profiles()
+        if known is not None and profile not in known:
+            problems.append(
+                f"{profile_from}: no profile {profile!r} in the AWS config or credentials "
+                "files (see `aws configure list-profiles`)"
+            )
+    return problems
+
+
+def _is_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _profiles() -> list[str] | None:
+    """The profiles the AWS config and credentials files define (None if unreadable)."""
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return list(botocore.session.Session(profile=None).available_profiles)
+    except (BotoCoreError, OSError, ValueError):
+        return None
+
+
+def audit_problems(audit: AuditSettings) -> list[str]:
+    """Whether the audit log file could be opened for appending, checked without creating
+    it: the path is not a directory, its nearest existing ancestor is a writable
+    directory, and an existing file is writable."""
+    if audit.file is None:
+        return []
+    path = audit.file.expanduser()
+    where = f"audit.file: {path}"
+    if path.is_dir():
+        return [f"{where}: is a directory"]
+    if path.exists():
+        return [] if os.access(path, os.W_OK) else [f"{where}: not writable"]
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"{where}: {parent} is not a directory"]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [f"{where}: directory {parent} is not writable"]
+    return []

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from rotator import app as application
-from rotator.entrypoints.cli_daemon import EXIT_BAD_INPUT
+from rotator.entrypoints.exits import EXIT_BAD_INPUT
 from rotator.journal.dynamodb_table import PK, SK, TTL_ATTRIBUTE
 from rotator.permissions import policy_document
 from rotator.policy import parse_duration
@@ -261,7 +261,7 @@ def test_the_units_run_rotator_unprivileged_in_a_read_only_system(name: str, com
 
 
 def test_the_daemon_unit_is_notify_with_a_watchdog_and_no_restart_on_a_bad_policy() -> None:
-    """An invalid policy exits 2 (rotator daemon's EXIT_BAD_INPUT): restarting every 30 s
+    """An invalid policy exits 2 (EXIT_BAD_INPUT, entrypoints/exits.py): restarting every 30 s
     cannot fix it. Readiness, reload and stop are notified; the loop feeds the watchdog."""
     service = unit("rotator-daemon.service")["Service"]
 

@@ -110,7 +110,9 @@ def test_list_then_sweep_each_batch_then_summarize(org: Org) -> None:
 
 
 def test_the_plain_schedule_sweeps_every_account(org: Org) -> None:
-    result = handler({"version": "0", "detail-type": "Scheduled Event", "detail": {}})
+    # A whole EventBridge scheduled event (one without "source" is refused as bad input).
+    event = {"version": "0", "source": "aws.events", "detail-type": "Scheduled Event"}
+    result = handler({**event, "detail": {}})
     assert result["mode"] == "sweep-accounts" and result["ok"] is False
     assert result["counts"]["accounts"] == 4 and result["counts"]["accounts_failed"] == 1
 

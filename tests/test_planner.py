@@ -270,3 +270,37 @@ def test_planner_guarantees(holders: list[Holder], max_age: str) -> None:
             assert not keys[d.delete_first].active, "never delete an active key"
         if sum(c.active for c in keys.values()) > 1 and d.action is not Action.EXCLUDE:
             assert d.action is Action.BLOCK
+
+
+# -- compliance deadlines ----------------------------------------------------------------
+
+
+def test_a_deadline_starts_the_rotation_early_enough_for_the_old_key_to_go_inactive() -> None:
+    """deadline 90d, deactivate_after 7d: the rotation starts at 90 - 7 - (verification and
+    the wait for a sweep) - margin, well before max_age, and the plan says when the old key
+    goes inactive."""
+    deadline = rule(deadline="90d", deactivate_after="7d", max_age="90d")
+    deadline.set_overhead(timedelta(hours=1, minutes=2))
+    start = deadline.start_age
+    assert start == timedelta(days=82) - timedelta(hours=1, minutes=2)
+    assert start <= timedelta(days=83) - deadline.deadline_margin
+    young = only(holder("ci", key("AKYOUNG", days=81)), [deadline])
+    assert young.action is Action.SKIP
+    assert young.due_at == NOW - timedelta(days=81) + start
+    assert "rotation starts at 81d22h58m old" in young.reason, young.reason
+    due = only(holder("ci", key("AKDUE", days=82)), [deadline])
+    assert due.action is Action.ROTATE and due.credential_id == "AKDUE"
+    created = NOW - timedelta(days=82)
+    inactive = created + start + timedelta(days=7, hours=1, minutes=2)
+    assert f"inactive by {inactive:%Y-%m-%d %H:%M}Z" in due.reason, due.reason
+    assert f"the deadline is {created + timedelta(days=90):%Y-%m-%d %H:%M}Z" in due.reason
+    assert inactive <= created + timedelta(days=90) - deadline.deadline_margin
+
+
+def test_without_a_deadline_max_age_alone_decides() -> None:
+    assert only(holder("ci", key("AK", days=85))).action is Action.SKIP
+
+
+def test_a_deadline_not_after_deactivate_after_is_refused_with_why() -> None:
+    with pytest.raises(ValueError, match="deactivate_after 6d is not less than deadline 6d"):
+        rule(deadline="6d", deactivate_after="6d")

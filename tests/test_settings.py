@@ -170,3 +170,51 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         write(tmp_path, "[journal]\nurl = 'sqlite:///x.db'\n" + RULE.format(extra=""))
     )
     assert (config.journal.url, config.max_concurrency) == ("memory://", 3)
+
+
+def test_the_oidc_example_is_accepted_as_written() -> None:
+    config = load_config(ROOT / "config" / "oidc.toml")
+    (rule,) = config.rules
+    assert (rule.name, str(rule.kind)) == ("oidc-providers", "oidc-thumbprint")
+    assert rule.timings() == (timedelta(0), timedelta(days=7))
+    assert rule.selects("token.actions.githubusercontent.com", "/", {})
+    assert not rule.selects("accounts.google.com", "/", {})
+
+
+DEADLINE_RULE = """
+[[rules]]
+name = "ci-keys"
+kind = "access-key"
+deadline = "{deadline}"
+deactivate_after = "{deactivate}"
+sink = {{ type = "file", path = "/tmp/{{user}}.json" }}
+{extra}
+"""
+
+
+def test_a_deadline_learns_verification_and_the_wait_for_a_sweep(tmp_path: Path) -> None:
+    text = "[verify]\nattempts = 4\nmax_delay = '15s'\n" + DEADLINE_RULE.format(
+        deadline="90d", deactivate="7d", extra='schedule = "0 3 * * *"'
+    )
+    (rule,) = load_config(write(tmp_path, text)).rules
+    assert rule.deadline_lead == timedelta(days=7, minutes=1) + timedelta(days=1) + timedelta(
+        days=1
+    ), "deactivate_after + 4 x 15s + a day between daily sweeps + the margin"
+    assert rule.start_age == timedelta(days=81) - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("deadline", "deactivate", "extra", "expected"),
+    [
+        ("6d", "6d", "", "deactivate_after 6d is not less than deadline 6d"),
+        ("6d", "10d", "", "deactivate_after 10d is not less than deadline 6d"),
+        ("8d", "7d", "", "rule 'ci-keys': deadline 8d cannot be met: deactivate_after 1w"),
+        ("9d", "7d", 'schedule = "@weekly"', "deadline 9d cannot be met"),
+    ],
+)
+def test_a_deadline_that_cannot_be_met_is_refused_with_why(
+    tmp_path: Path, deadline: str, deactivate: str, extra: str, expected: str
+) -> None:
+    text = DEADLINE_RULE.format(deadline=deadline, deactivate=deactivate, extra=extra)
+    found = problems(write(tmp_path, text))
+    assert any(expected in p for p in found), found

@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 
 from rotator import app as application
-from rotator import audit
+from rotator import audit, redaction
 from rotator.daemon import http as health
 from rotator.daemon.jobs import RUN_NOW, Job, jobs, run_now, scoped, trigger
 from rotator.daemon.metrics import Metrics
@@ -322,26 +322,36 @@ class Daemon:
             await asyncio.sleep(0)  # let the scheduler's shutdown callback run
         return clean
 
+    def _reload_failed(self, exc: Exception) -> None:
+        self.metrics.reloads.labels("failed").inc()
+        self._log.error(
+            DAEMON_RELOAD_FAILED,
+            path=str(self.path),
+            reason=redaction.scrub(_reason(exc)),
+            kept="the policy loaded before",
+        )
+        self.systemd.notify(READY, f"STATUS={self._status()}; the reload failed")
+
     def _on_reload(self) -> None:
         if self._draining:
             return
         self.systemd.reloading(f"reloading {self.path}")
         try:
             config = application.load(self.path)
-        except ConfigError as exc:
-            self.metrics.reloads.labels("failed").inc()
-            self._log.error(
-                DAEMON_RELOAD_FAILED,
-                path=str(self.path),
-                reason="; ".join(exc.problems),
-                kept="the policy loaded before",
-            )
-            self.systemd.notify(READY, f"STATUS={self._status()}; the reload failed")
+            notifier = Notifier(config.notify, application.make_aws(config))
+        except Exception as exc:  # a signal handler must not raise: keep the old policy
+            self._reload_failed(exc)
             return
         restart = _needs_restart(self.config, config)
+        old = self.config
+        try:
+            self._schedule(config)
+        except Exception as exc:
+            self._schedule(old)  # the jobs of the policy still in force
+            self._reload_failed(exc)
+            return
         self.config = config
-        self.notifier = Notifier(config.notify, application.make_aws(config))
-        self._schedule(config)
+        self.notifier = notifier
         self.metrics.preset({r.kind for r in config.rules}, channel_results(config.notify))
         self.metrics.reloads.labels("ok").inc()
         self._log.info(
@@ -352,6 +362,13 @@ class Daemon:
             **({"restart_needed_for": restart} if restart else {}),
         )
         self.systemd.notify(READY, f"STATUS={self._status()}")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a reload failed, in one line (a ``ConfigError`` lists each problem)."""
+    if isinstance(exc, ConfigError):
+        return "; ".join(exc.problems)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:

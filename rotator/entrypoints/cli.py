@@ -3,37 +3,76 @@ render. Exit codes: 0 all good, 1 something failed or was blocked, 2 bad input."
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from rotator import app as application
-from rotator.entrypoints import cli_daemon, cli_deploy, cli_report, render
+from rotator.entrypoints import cli_daemon, cli_deploy, cli_report
+from rotator.entrypoints.exits import (
+    EPILOG,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    fail,
+)
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
-from rotator.errors import ConfigError, InputError, NotFound, RotatorError
+from rotator.errors import ConfigError, CorruptRecord, RotatorError
 from rotator.model import Kind, Plan, utcnow
-from rotator.policy import check_account_id, check_ou, parse_duration
-from rotator.rotation.emergency import Request
-from rotator.rotation.report import Report
-from rotator.settings import Config
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rotator import app as application
+    from rotator import journal as journals
+    from rotator import policy
+    from rotator.entrypoints import render
+    from rotator.rotation import emergency as emergencies
+    from rotator.rotation import report as reports
+    from rotator.rotation.report import Report
+    from rotator.settings import Config
+else:
+    application = lazy("rotator.app")
+    journals = lazy("rotator.journal")
+    policy = lazy("rotator.policy")
+    render = lazy("rotator.entrypoints.render")
+    emergencies = lazy("rotator.rotation.emergency")
+    reports = lazy("rotator.rotation.report")
 
 cli = typer.Typer(
     name="rotator",
     help="Rotate AWS IAM credentials safely, on a schedule and on demand.",
+    epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from rotator import __version__
+
+        print(f"rotator {__version__} (Python {sys.version.split()[0]})")
+        raise typer.Exit(EXIT_OK)
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Rotate AWS IAM credentials safely, on a schedule and on demand."""
+
 
 T = TypeVar("T")
 
@@ -42,26 +81,42 @@ def _load(path: Path, *, inputs: bool = True) -> Config:
     try:
         return application.load(path, inputs=inputs)
     except ConfigError as exc:
-        err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(exc, err) from None
+
+
+def _confirm(question: str) -> None:
+    """Ask; anything but yes exits 2 (nothing was done)."""
+    if not typer.confirm(question, default=False):
+        err.print("error: not confirmed; nothing was done")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _journal_exists(config: Config) -> None:
+    """Exit 2 if the policy's SQLite journal file does not exist: ``status`` and
+    ``history`` read a journal, they never create an empty one at a mistyped path."""
+    journal = journals.open_journal(config.journal.url)
+    path = getattr(journal, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        problem = f"journal.url: no journal at {path} (`rotator journal init` creates one)"
+        raise fail(ConfigError("policy", [problem]), err)
 
 
 def _run(work: Awaitable[T]) -> T:
     """Run ``work``; rotator errors become a message and an exit code, never a traceback."""
+    import asyncio
+
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
-    except (InputError, ConfigError, NotFound) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
     except RotatorError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(exc, err) from None
 
 
 def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
-    close = application.configure_audit(config)
+    try:
+        close = application.configure_audit(config)
+    except OSError as exc:
+        problem = f"audit.file: cannot open {config.audit.file}: {exc.strerror or exc}"
+        raise fail(ConfigError("policy", [problem]), err) from None
     try:
         return _run(work())
     finally:
@@ -87,25 +142,54 @@ def validate(config: ConfigOpt) -> None:
         out.print(f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False)
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
+        deadline = ""
+        if rule.deadline is not None and rule.start_age is not None:
+            deadline = (
+                f", deadline {policy.format_duration(rule.deadline)} (rotations start at "
+                f"{policy.format_duration(rule.start_age)} old)"
+            )
         out.print(
-            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}, "
+            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
             f"sink {rule.sink.type} {rule.sink.template}{state}",
             highlight=False,
         )
 
 
+AllOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help="List every decision in the table, also those with nothing to do "
+        "(by default they are counted in one line).",
+    ),
+]
+
+
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Show long reasons whole (wrapped) instead of cut to one line."),
+]
+
+
 def _filters(cfg: Config, accounts: list[str] | None, ous: list[str] | None) -> Filters:
     """The ``--account`` / ``--ou`` filters, checked: exit 2 on a malformed ID or OU, or
     ``--ou`` without ``[accounts]``."""
-    try:
-        only = [check_account_id(a) for a in accounts or []]
-        within = [check_ou(o) for o in ous or []]
-    except ValueError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    if within and cfg.accounts is None:
-        err.print("[bold red]error:[/] --ou needs an [accounts] section in the policy")
-        raise typer.Exit(EXIT_BAD_INPUT)
+    problems = []
+    only, within = [], []
+    for value in accounts or []:
+        try:
+            only.append(policy.check_account_id(value))
+        except ValueError as exc:
+            problems.append(f"--account: {exc}")
+    for value in ous or []:
+        try:
+            within.append(policy.check_ou(value))
+        except ValueError as exc:
+            problems.append(f"--ou: {exc}")
+    if ous and cfg.accounts is None:
+        problems.append("--ou: needs an [accounts] section in the policy")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
     return Filters(only, within)
 
 
@@ -137,6 +221,8 @@ async def _account_ids(cfg: Config, filters: Filters) -> set[str] | None:
 def plan(
     config: ConfigOpt,
     as_json: JsonOpt = False,
+    everything: AllOpt = False,
+    wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
@@ -155,7 +241,7 @@ def plan(
                 if as_json:
                     render.print_json(out, render.org_plan_rows(planned))
                 else:
-                    out.print(render.org_plan_table(planned))
+                    out.print(render.org_plan_table(planned, everything=everything, wide=wide))
                 return
             with render.progress_bar(err) as progress:
                 the_plan = await engine.plan(progress=progress)
@@ -165,7 +251,7 @@ def plan(
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
-            out.print(render.plan_table(the_plan))
+            out.print(render.plan_table(the_plan, everything=everything, wide=wide))
 
     _with_audit(cfg, work)
 
@@ -177,6 +263,8 @@ def run(
         bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
     ] = False,
     as_json: JsonOpt = False,
+    everything: AllOpt = False,
+    wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
@@ -196,7 +284,7 @@ def run(
                 if as_json:
                     render.print_json(out, org.as_dict())
                 else:
-                    out.print(render.org_sweep_table(org))
+                    out.print(render.org_sweep_table(org, everything=everything, wide=wide))
                     for line in render.org_counts_lines(org):
                         out.print(line, highlight=False)
                 return org.ok
@@ -209,14 +297,20 @@ def run(
                 highlight=False,
             )
         if as_json:
-            render.print_json(out, result.as_dict())
+            render.print_json(out, render.sweep_document(result))
         else:
-            out.print(render.sweep_table(result))
+            out.print(render.sweep_table(result, everything=everything, wide=wide))
             out.print(render.counts_line(result), highlight=False)
         return result.ok
 
     ok = _with_audit(cfg, work)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def _kept(bad: CorruptRecord, keep: set[str] | None) -> bool:
+    """Whether a corrupt row is shown under an account filter: one of a kept account, or
+    one whose account cannot be read."""
+    return keep is None or bad.target is None or bad.target[0] in keep
 
 
 @cli.command()
@@ -229,20 +323,27 @@ def status(
     """Rotations in flight, their account, next step and when it is due."""
     cfg = _load(config, inputs=False)
     filters = _filters(cfg, account, ou)
+    _journal_exists(cfg)
 
-    async def work() -> None:
+    async def work() -> list[CorruptRecord]:
         keep = await _account_ids(cfg, filters)
         async with application.open_journal_for(cfg) as journal:
             active = [r for r in await journal.list_active() if keep is None or r.account in keep]
+            corrupt = [c for c in journal.quarantined() if _kept(c, keep)]
         now = utcnow()
         if as_json:
-            render.print_json(out, render.status_rows(active, now))
-        elif not active:
+            rows = render.status_rows(active, now) + [reports.corrupt_dict(c) for c in corrupt]
+            render.print_json(out, rows)
+        elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
-            out.print(render.status_table(active, now))
+            out.print(render.status_table(active, now, corrupt))
+        return corrupt
 
-    _run(work())
+    corrupt = _run(work())
+    for bad in corrupt:  # exit 1: a human must fix or delete the row
+        err.print(f"error: {bad}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if corrupt else EXIT_OK)
 
 
 @cli.command()
@@ -258,6 +359,7 @@ def history(
     outcome."""
     cfg = _load(config, inputs=False)
     filters = _filters(cfg, account, ou)
+    _journal_exists(cfg)
 
     async def work() -> None:
         keep = await _account_ids(cfg, filters)
@@ -266,6 +368,7 @@ def history(
             read = limit if keep is None else max(limit * 20, 1000)
             rotations = await journal.list_rotations(user=user, limit=read)
             rotations = [r for r in rotations if keep is None or r.account in keep][:limit]
+            corrupt.extend(c for c in journal.quarantined() if _kept(c, keep))
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
         if as_json:
             render.print_json(out, render.history_rows(items))
@@ -274,7 +377,11 @@ def history(
         else:
             out.print(render.history_table(items))
 
+    corrupt: list[CorruptRecord] = []
     _run(work())
+    for bad in corrupt:  # listed without it; exit 1: a human must fix or delete the row
+        err.print(f"error: {bad}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if corrupt else EXIT_OK)
 
 
 @cli.command()
@@ -301,12 +408,12 @@ def rotate(
         ),
     ] = False,
     hold: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="With --emergency: how long to keep the leaked credential "
-            "(inactive) before deleting it, e.g. 0s, 1h, 7d."
+            "(inactive) before deleting it, e.g. 0s, 1h, 7d (default 0s)."
         ),
-    ] = "0s",
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
     as_json: JsonOpt = False,
@@ -321,15 +428,24 @@ def rotate(
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
-    cfg = _load(config)
+    problems = []
+    if hold is not None and not emergency:
+        problems.append("--hold: only an --emergency rotation holds the old credential")
     try:
-        held = parse_duration(hold)
+        held = policy.parse_duration(hold or "0s")
     except ValueError as exc:
-        err.print(f"[bold red]error:[/] --hold: {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        problems.append(f"--hold: {exc}")
+    if access_key_id is not None and (problem := emergencies.access_key_id_problem(access_key_id)):
+        problems.append(f"--access-key-id: {problem}")
     if account is not None:
-        _filters(cfg, [account], None)  # exit 2 unless a 12-digit ID
-    request = Request(
+        try:
+            policy.check_account_id(account)
+        except ValueError as exc:
+            problems.append(f"--account: {exc}")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
+    cfg = _load(config)
+    request = emergencies.Request(
         user=user,
         kind=kind,
         credential_id=credential_id,
@@ -343,7 +459,7 @@ def rotate(
             err.print("error: refusing to rotate without --yes (stdin is not a terminal)")
             raise typer.Exit(EXIT_BAD_INPUT)
         first = "DEACTIVATE " if emergency else ""
-        typer.confirm(f"{first}and rotate {what}?", abort=True)
+        _confirm(f"{first}and rotate {what}?")
 
     async def work() -> Report:
         async with application.open_engine(cfg) as engine:
@@ -380,8 +496,11 @@ def rollback(
     """Put the old credential back: reactivate it (while it still exists) and make the
     sink's previous secret current again. The new credential stays active."""
     cfg = _load(config)
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Roll back {rotation_id}?", abort=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print("error: refusing to roll back without --yes (stdin is not a terminal)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        _confirm(f"Roll back {rotation_id}?")
 
     async def work() -> str:
         async with application.open_engine(cfg) as engine:
@@ -408,7 +527,8 @@ def demo(
     try:
         from rotator.entrypoints import sandbox
     except ImportError as exc:  # moto is the 'sandbox' extra
-        err.print(f"[bold red]the sandbox needs moto:[/] pip install 'rotator[sandbox]' ({exc})")
+        err.print("[bold red]the sandbox needs moto:[/] ", end="")
+        err.print(f"pip install 'iam-rotator[sandbox]' ({exc})", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     ok = sandbox.run_demo(workdir, out, serve=serve)
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
@@ -426,4 +546,6 @@ def main() -> None:
         cli()
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except RotatorError as exc:  # one a command did not handle itself
+        sys.exit(fail(exc, err).exit_code)

@@ -6,12 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rotator.entrypoints.exits import fail
 from rotator.entrypoints.options import ConfigOpt
-from rotator.errors import ConfigError
-
-EXIT_BAD_INPUT = 2
+from rotator.errors import RotatorError
 
 
 def register(app: typer.Typer) -> None:
@@ -30,10 +28,6 @@ def register(app: typer.Typer) -> None:
 
         try:
             code = entry.run(config, run_now=run_now)
-        except ConfigError as exc:
-            err = Console(stderr=True)
-            err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-            for problem in exc.problems:
-                err.print(f"  - {problem}", markup=False, highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except RotatorError as exc:
+            raise fail(exc) from None
         raise typer.Exit(code)

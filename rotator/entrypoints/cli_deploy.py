@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rotator import app as application
+from rotator.entrypoints.exits import fail
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import ConfigOpt
 from rotator.errors import ConfigError
-from rotator.permissions import hub_policy, member_policy, policy_document, render
 
-EXIT_BAD_INPUT = 2
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rotator import app as application
+    from rotator import permissions
+else:
+    application = lazy("rotator.app")
+    permissions = lazy("rotator.permissions")
 
 
 def register(app: typer.Typer) -> None:
@@ -51,20 +56,18 @@ def iam_policy(
     try:
         cfg = application.load(config)
     except ConfigError as exc:
-        typer.echo(f"invalid policy file {exc.source}:", err=True)
-        for problem in exc.problems:
-            typer.echo(f"  - {problem}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(exc) from None
+    problems = []
     if (member or hub) and cfg.accounts is None:
-        typer.echo("--member and --hub need an [accounts] section in the policy", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+        problems.append("--member, --hub: need an [accounts] section in the policy")
     if member and hub:
-        typer.echo("give --member or --hub, not both", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+        problems.append("--member, --hub: give one of them, not both")
+    if problems:
+        raise fail(ConfigError("command line", problems))
     if member:
-        document = member_policy(cfg)
+        document = permissions.member_policy(cfg)
     elif hub:
-        document = hub_policy(cfg, journal_init=journal_init)
+        document = permissions.hub_policy(cfg, journal_init=journal_init)
     else:
-        document = policy_document(cfg, journal_init=journal_init)
-    typer.echo(render(document), nl=False)
+        document = permissions.policy_document(cfg, journal_init=journal_init)
+    typer.echo(permissions.render(document), nl=False)

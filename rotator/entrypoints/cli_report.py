@@ -1,6 +1,7 @@
 """The ``rotator report`` command: a compliance view of every user's access keys and console
 password (age, last use, CIS 1.12 / 1.13 / 1.14, and 1.19 for server certificates) and what
-rotator will do about each. ``register(app)`` adds it to the ``rotator`` CLI; this module
+rotator will do about each; OIDC providers whose thumbprints do not match what they
+serve. ``register(app)`` adds it to the ``rotator`` CLI; this module
 imports nothing from ``cli.py`` so that ``cli.py`` can import it at the top.
 
 Credentials come from the credential report (a handful of IAM calls), or per user if the
@@ -10,32 +11,63 @@ the journal failed), 2 (bad policy file).
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
-from rotator import app as application
-from rotator import compliance, credential_report, inventory
-from rotator.aws import Aws, Clients, aws_errors
-from rotator.credential_report import ReportUnavailable
+from rotator.entrypoints.exits import EXIT_FAILED, fail
+from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
-from rotator.entrypoints.render import progress_bar
 from rotator.errors import ConfigError, RotatorError
-from rotator.kinds import KindContext, build_kinds
-from rotator.model import Kind, Plan, utcnow
-from rotator.policy import Account, check_account_id, check_ou
+from rotator.model import Kind, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
-from rotator.rotation.org import AccountResult, config_for
-from rotator.settings import Config
-from rotator.sinks import Sinks
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
+    from rich.table import Table
+
+    from rotator import app as application
+    from rotator import aws, compliance, credential_report, inventory, kinds, policy, sinks
+    from rotator.entrypoints import render
+    from rotator.model import Plan
+    from rotator.policy import Account
+    from rotator.rotation import org as orgs
+    from rotator.settings import Config
+else:
+    application = lazy("rotator.app")
+    aws = lazy("rotator.aws")
+    compliance = lazy("rotator.compliance")
+    credential_report = lazy("rotator.credential_report")
+    inventory = lazy("rotator.inventory")
+    kinds = lazy("rotator.kinds")
+    sinks = lazy("rotator.sinks")
+    render = lazy("rotator.entrypoints.render")
+    policy = lazy("rotator.policy")
+    orgs = lazy("rotator.rotation.org")
+
+
+def asyncio_run(work: Any) -> Any:
+    import asyncio  # on first use: `rotator --help` does not need it
+
+    return asyncio.run(work)
+
+
+def _gather_limited(limit: int, works: Sequence[Any]) -> Any:
+    """The results of ``works`` (coroutines), at most ``limit`` running at once."""
+    import asyncio
+
+    slots = asyncio.Semaphore(limit)
+
+    async def one(work: Any) -> Any:
+        async with slots:
+            return await work
+
+    return asyncio.gather(*(one(w) for w in works))
+
+
 STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 
 
@@ -46,37 +78,58 @@ async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> complianc
     return await survey(config, application.make_aws(config), the_plan)
 
 
-async def survey(config: Config, aws: Aws, the_plan: Plan | None) -> compliance.Report:
-    """Every credential of the account ``aws`` acts in, judged and joined with the plan."""
+async def survey(config: Config, session: aws.Aws, the_plan: Plan | None) -> compliance.Report:
+    """Every credential of the account ``session`` acts in, judged and joined with the
+    plan."""
     now = utcnow()
-    async with aws.client("iam") as iam, aws.client("sts") as sts, Clients(aws) as clients:
-        with aws_errors("GetCallerIdentity"):
+    async with (
+        session.client("iam") as iam,
+        session.client("sts") as sts,
+        aws.Clients(session) as clients,
+    ):
+        with aws.aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
         users = await inventory.list_users(iam, "/")
-        ctx = KindContext(
+        ctx = kinds.KindContext(
             iam=iam,
             iam_once=iam,
-            aws=aws,
+            aws=session,
             account=account,
             verify=config.verify,
-            sink=Sinks(clients).for_rule,
+            sink=sinks.Sinks(clients).for_rule,
         )
-        kinds = build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
+        bound = kinds.build_kinds(ctx, {Kind.ACCESS_KEY, Kind.LOGIN_PROFILE})
         try:
             report = await credential_report.fetch(iam)
             source = f"credential report generated {report.generated:%Y-%m-%d %H:%M}Z"
-        except ReportUnavailable as exc:
+        except credential_report.ReportUnavailable as exc:
             report, source = None, f"per-user listing (credential report unavailable: {exc})"
         view = await credential_report.survey(
             users=users,
             account=account,
-            kinds=kinds,
+            kinds=bound,
             report=report,
             now=now,
             max_concurrency=config.max_concurrency,
         )
         certificates = await credential_report.server_certificates(iam)
-    return compliance.evaluate(view, the_plan, certificates, now, source=source)
+        judged = await _judged(config, ctx, account)
+    return compliance.evaluate(view, the_plan, certificates, now, source=source, judged=judged)
+
+
+async def _judged(
+    config: Config, ctx: kinds.KindContext, account: str
+) -> list[compliance.FindingRow]:
+    """What the account-held kinds with rules found of their holders (OIDC providers whose
+    thumbprints do not match what they serve)."""
+    rules = [r for r in config.rules if r.enabled and r.facts.account_held]
+    bound = kinds.build_kinds(ctx, {r.kind for r in rules})
+    rows: list[compliance.FindingRow] = []
+    for kind, impl in sorted(bound.items()):
+        if isinstance(impl, kinds.AccountHolders):
+            holders = await impl.account_holders(account, [r for r in rules if r.kind is kind])
+            rows.extend(compliance.findings(kind, holders))
+    return rows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,53 +161,56 @@ async def build_org(
         org = engine.org
         assert org is not None
         planned = await org.plan(progress=progress, only=only, ous=ous)
-        limit = asyncio.Semaphore(org.settings.max_accounts)
 
-        async def one(planned_one: AccountResult) -> AccountReport:
+        async def one(planned_one: orgs.AccountResult) -> AccountReport:
             account = planned_one.account
             if planned_one.plan is None:
                 return AccountReport(
                     account=account, error=planned_one.error, reason=planned_one.reason
                 )
-            async with limit:
-                try:
-                    aws = await org.aws_for(account)
-                    report = await survey(config_for(config, account), aws, planned_one.plan)
-                except Exception as exc:
-                    failed = org.failed(account, exc)
-                    return AccountReport(account=account, error=failed.error, reason=failed.reason)
+            try:
+                session = await org.aws_for(account)
+                report = await survey(orgs.config_for(config, account), session, planned_one.plan)
+            except Exception as exc:
+                failed = org.failed(account, exc)
+                return AccountReport(account=account, error=failed.error, reason=failed.reason)
             return AccountReport(account=account, report=report)
 
-        return list(await asyncio.gather(*(one(p) for p in planned)))
+        works = [one(p) for p in planned]
+        return list(await _gather_limited(org.settings.max_accounts, works))
+
+
+def _controls_all() -> tuple[str, ...]:
+    return (*compliance.CONTROLS, "1.19")
 
 
 def org_table(reports: Sequence[AccountReport]) -> Table:
     """Per-account totals: credentials and failures per CIS control."""
+    from rich.table import Table
+
+    controls = _controls_all()
     out = Table(title="Compliance per account", title_justify="left")
-    for column in ("account", "OU", "credentials", *CONTROLS_ALL, "note"):
-        out.add_column(column, overflow="fold")
+    for column in ("account", "OU", "credentials", *controls, "note"):
+        out.add_column(column, no_wrap=column != "note", overflow="fold")
     for one in reports:
         if one.report is None:
             out.add_row(
-                one.account.label,
-                one.account.ou_path,
+                escape(one.account.label),
+                escape(one.account.ou_path),
                 "",
-                *("" for _ in CONTROLS_ALL),
-                f"[bold red]account-failed[/] ({one.error}) {one.reason}",
+                *("" for _ in controls),
+                f"[bold red]account-failed[/] ({escape(str(one.error))}) " + escape(one.reason),
             )
             continue
         failures = one.report.failures()
         out.add_row(
-            one.account.label,
-            one.account.ou_path,
+            escape(one.account.label),
+            escape(one.account.ou_path),
             str(len(one.report.rows)),
-            *(_count(failures[c]) for c in CONTROLS_ALL),
+            *(_count(failures[c]) for c in controls),
             "",
         )
     return out
-
-
-CONTROLS_ALL = (*compliance.CONTROLS, "1.19")
 
 
 def _count(n: int) -> str:
@@ -167,6 +223,8 @@ def _cell(verdict: compliance.Verdict) -> str:
 
 def table(report: compliance.Report) -> Table:
     """The report for people: one row per credential."""
+    from rich.table import Table
+
     out = Table(
         title=f"Compliance, account {report.account} ({report.source})", title_justify="left"
     )
@@ -206,29 +264,17 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = application.load(config)
         except ConfigError as exc:
-            err.print(f"[bold red]invalid policy file[/] {exc.source}:")
-            for problem in exc.problems:
-                err.print(f"  - {problem}", markup=False, highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        try:
-            only = [check_account_id(a) for a in account or []]
-            ous = [check_ou(o) for o in ou or []]
-        except ValueError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        if (only or ous) and cfg.accounts is None:
-            err.print("[bold red]error:[/] --account and --ou need an [accounts] section")
-            raise typer.Exit(EXIT_BAD_INPUT)
+            raise fail(exc, err) from None
+        only, ous = _filters(cfg, account, ou, err)
         close = application.configure_audit(cfg)
         try:
-            with progress_bar(err) as progress:
+            with render.progress_bar(err) as progress:
                 if cfg.accounts is not None:
-                    reports = asyncio.run(build_org(cfg, only, ous, progress))
+                    reports = asyncio_run(build_org(cfg, only, ous, progress))
                 else:
-                    result = asyncio.run(build(cfg, progress))
+                    result = asyncio_run(build(cfg, progress))
         except RotatorError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_FAILED) from None
+            raise fail(exc, err) from None
         finally:
             close()
         if cfg.accounts is not None:
@@ -237,9 +283,33 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(EXIT_FAILED)
             return
         if as_json:
-            out.print_json(json.dumps(result.as_dict()))
+            render.print_json(out, result.as_dict())
             return
         _print_one(out, result)
+
+
+def _filters(
+    cfg: Config, accounts: list[str] | None, ous: list[str] | None, err: Console
+) -> tuple[list[str], list[str]]:
+    """``--account`` / ``--ou``, checked: exit 2 on a malformed ID or OU, or either of
+    them without ``[accounts]``."""
+    problems = []
+    only, within = [], []
+    for value in accounts or []:
+        try:
+            only.append(policy.check_account_id(value))
+        except ValueError as exc:
+            problems.append(f"--account: {exc}")
+    for value in ous or []:
+        try:
+            within.append(policy.check_ou(value))
+        except ValueError as exc:
+            problems.append(f"--ou: {exc}")
+    if (accounts or ous) and cfg.accounts is None:
+        problems.append("--account, --ou: need an [accounts] section in the policy")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
+    return only, within
 
 
 def _print_one(out: Console, result: compliance.Report) -> None:
@@ -247,6 +317,10 @@ def _print_one(out: Console, result: compliance.Report) -> None:
     for cert in result.certificates:
         expires = f"{cert.expires:%Y-%m-%d}"
         out.print(f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}")
+    for found in result.findings:
+        verdict = "matches" if found.matches else f"[bold red]{found.action}[/]"
+        out.print(f"{found.kind} {found.holder}: {verdict}: ", end="")
+        out.print(found.reason, markup=False, highlight=False)
     failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
     out.print(f"failures per CIS control: {failures}", highlight=False)
 
@@ -254,24 +328,24 @@ def _print_one(out: Console, result: compliance.Report) -> None:
 def _print_org(out: Console, reports: Sequence[AccountReport], *, as_json: bool) -> None:
     if as_json:
         data = {
-            "accounts": [
+            "accounts": (
                 {**r.totals(), **({"report": r.report.as_dict()} if r.report else {})}
                 for r in reports
-            ],
+            ),
             "failures": _sum(reports),
         }
-        out.print_json(json.dumps(data))
+        render.print_json(out, data)
         return
     for one in reports:
         if one.report is not None:
-            out.print(table(one.report))
+            _print_one(out, one.report)
     out.print(org_table(reports))
     total = ", ".join(f"{c}: {n}" for c, n in _sum(reports).items())
     out.print(f"failures per CIS control, all accounts: {total}", highlight=False)
 
 
 def _sum(reports: Sequence[AccountReport]) -> dict[str, int]:
-    totals = dict.fromkeys(CONTROLS_ALL, 0)
+    totals = dict.fromkeys(_controls_all(), 0)
     for one in reports:
         if one.report is not None:
             for control, n in one.report.failures().items():

@@ -5,7 +5,7 @@ policy, build the engine (``rotator.app``), call one function, return its result
 
 Events:
 
-* an EventBridge schedule (any event without a ``rotator`` key) — one sweep;
+* an EventBridge scheduled event (or ``{}``) — one sweep;
 * ``{"rotator": {"action": "sweep", "dry_run": false}}`` — the same, asked for by name;
 * ``{"rotator": {"action": "rotate", "access_key_id": "AKIA…", "emergency": true,
   "hold": "0s"}}`` — ``rotator rotate`` (also ``user``, ``kind``, ``credential_id``,
@@ -26,6 +26,9 @@ Functions fan-out (``deploy/org-template.yaml``) uses three more:
 * ``{"rotator": {"action": "summarize", "results": [...]}}`` — the Map's results added up
   (the ``org.summary`` audit event).
 
+Any other shape (a misspelt ``"Rotator"``, extra keys) is refused as ``InputError``, never
+run as a sweep.
+
 The policy comes from a file bundled with the function (``ROTATOR_CONFIG``) or from an SSM
 parameter (``ROTATOR_CONFIG_SSM``); its journal must be ``dynamodb://`` (a Lambda has no
 disk that lasts). A sweep starts no new rotation once less than ``ROTATOR_LAMBDA_MARGIN``
@@ -45,7 +48,15 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rotator import app as application
 from rotator import audit, redaction
@@ -54,7 +65,7 @@ from rotator.daemon.notify import Notifier
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind, Plan, new_id, utcnow
 from rotator.policy import Account, AccountId, Duration, OuRef
-from rotator.rotation.emergency import Request
+from rotator.rotation.emergency import Request, access_key_id_problem
 from rotator.rotation.engine import Engine
 from rotator.rotation.org import OrgResult
 from rotator.rotation.report import Report, SweepResult
@@ -88,6 +99,19 @@ class RotateCommand(_Command):
     dry_run: bool = False
     account: AccountId | None = None  # with [accounts]: the account of ``user``
 
+    @field_validator("access_key_id")
+    @classmethod
+    def _key_id(cls, value: str | None) -> str | None:
+        if value is not None and (problem := access_key_id_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _hold_needs_emergency(self) -> RotateCommand:
+        if "hold" in self.model_fields_set and not self.emergency:
+            raise ValueError("hold: only an emergency rotation holds the old credential")
+        return self
+
 
 class ExposedKeysCommand(_Command):
     """An AWS Health ``AWS_RISK_CREDENTIALS_EXPOSED`` event (``parse_event`` makes it from
@@ -109,10 +133,13 @@ def _health_event(event: Mapping[str, Any]) -> ExposedKeysCommand | None:
         return None
     if detail.get("eventTypeCode") != EXPOSED:
         return None
-    keys = [
-        str(e["entityValue"])
+    values = [
+        str(e.get("entityValue", ""))
         for e in detail.get("affectedEntities") or []
-        if isinstance(e, Mapping) and str(e.get("entityValue", "")).startswith(("AKIA", "ASIA"))
+        if isinstance(e, Mapping)
+    ]
+    keys = [
+        v for v in values if v.startswith(("AKIA", "ASIA")) and access_key_id_problem(v) is None
     ]
     if not keys:
         raise InputError(f"an {EXPOSED} event naming no access key in affectedEntities")
@@ -196,14 +223,28 @@ ORG_SUMMARY = "org.summary"
 
 
 def parse_event(event: object) -> AnyCommand:
-    """The command an event carries: ``event["rotator"]``, else a sweep. ``InputError``
-    names what is wrong with a malformed command."""
-    if isinstance(event, Mapping) and (health := _health_event(event)) is not None:
-        return health
-    if event is None or (isinstance(event, Mapping) and "rotator" not in event):
+    """The command an event carries. Four shapes, nothing else: an EventBridge scheduled
+    event (``"source": "aws.events"``, ``"detail-type": "Scheduled Event"``) or an empty
+    one (``{}``, ``null``) is a sweep; an AWS Health ``AWS_RISK_CREDENTIALS_EXPOSED`` event
+    is an emergency rotation of each exposed key; ``{"rotator": {...}}`` is the command it
+    holds. Any other shape is an ``InputError`` — never a sweep: a misspelt emergency
+    (``{"Rotator": ...}``) must not run as a scheduled sweep and leave the leaked key
+    active. ``InputError`` names what is wrong with a malformed command."""
+    if event is None or (isinstance(event, Mapping) and not event):
         return SweepCommand()
     if not isinstance(event, Mapping):
         raise InputError("the event must be a JSON object")
+    if (health := _health_event(event)) is not None:
+        return health
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        return SweepCommand()
+    if set(event) != {"rotator"}:
+        keys = ", ".join(repr(str(k)[:40]) for k in sorted(event, key=str)[:8])
+        raise InputError(
+            f"unknown event shape (keys {keys}): expected an EventBridge scheduled event, "
+            'an AWS Health credentials-exposed event, {} or {"rotator": {"action": '
+            '"sweep" | "rotate" | "list-accounts" | "sweep-accounts" | "summarize", ...}}'
+        )
     try:
         return TypeAdapter(Command).validate_python(event["rotator"])
     except ValidationError as exc:

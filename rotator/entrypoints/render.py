@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,7 +20,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from rotator.errors import CorruptRecord
 from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.org import AccountResult, OrgResult
@@ -67,7 +71,7 @@ def _account_cell(shown: bool, account: str) -> tuple[str, ...]:
     if not shown:
         return ()
     name = ACCOUNT_NAMES.get(account)
-    return (f"{name} ({account})" if name else account,)
+    return (escape(f"{name} ({account})" if name else account),)
 
 
 def _when(value: datetime | None) -> str:
@@ -75,50 +79,187 @@ def _when(value: datetime | None) -> str:
 
 
 def print_json(console: Console, data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+    """``data`` as JSON (two-space indents) on ``console``'s file, written piece by piece as
+    it is encoded, with the standard library: a list or an iterator of 10,000 rows is never
+    held as one string (nor as rich's renderables), and an iterator's rows are built one
+    at a time."""
+    write = console.file.write
+    for chunk in _encode(data, 0):
+        write(chunk)
+    write("\n")
+    console.file.flush()
 
 
-def plan_rows(plan: Plan) -> list[dict[str, Any]]:
+def _encode(value: Any, depth: int) -> Iterator[str]:
+    """JSON text of ``value``: containers at the top two levels stream their members (and
+    iterators are read lazily); anything deeper is one ``json.dumps`` each."""
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if depth < 2 and isinstance(value, dict):
+        if not value:
+            yield "{}"
+            return
+        yield "{"
+        for n, (key, member) in enumerate(value.items()):
+            yield f"{',' if n else ''}\n{inner}{json.dumps(str(key))}: "
+            yield from _encode(member, depth + 1)
+        yield f"\n{pad}}}"
+    elif depth < 2 and isinstance(value, (list, tuple, Iterator)):
+        empty = True
+        for member in value:
+            yield ("[" if empty else ",") + f"\n{inner}"
+            empty = False
+            yield from _encode(member, depth + 1)
+        yield "[]" if empty else f"\n{pad}]"
+    else:
+        text = json.dumps(value, default=str, indent=2)
+        yield text.replace("\n", "\n" + pad) if "\n" in text else text
+
+
+def plan_rows(plan: Plan) -> Iterator[dict[str, Any]]:
     """The ``plan --json`` objects: user, kind, credential_id, action, reason (and more)."""
-    return [d.as_dict() for d in plan]
+    return (d.as_dict() for d in plan)
 
 
-def plan_table(plan: Plan, *, accounts: bool = False) -> Table:
-    """The plan; ``accounts``: with an account column (a sweep over many accounts)."""
-    table = Table(title="Plan", title_justify="left")
-    for column in (*_ACCOUNT[accounts], "user", "kind", "credential", "action", "reason"):
-        table.add_column(column, overflow="fold")
-    for d in plan:
-        style = ACTION_STYLE[d.action]
-        table.add_row(
-            *_account_cell(accounts, d.account),
-            d.user,
-            str(d.kind) + (f" ({d.slot})" if d.slot else ""),
-            d.credential_id or "",
-            f"[{style}]{d.action}[/]",
-            d.reason,
-        )
+def sweep_document(result: SweepResult) -> dict[str, Any]:
+    """The ``run --json`` document; its results are built one at a time as they are written."""
+    return {**result.head(), "results": (r.as_dict() for r in result.reports)}
+
+
+# Rows nobody needs to read one by one: a no-op sweep of 10,000 users is 10,000 of them.
+QUIET_ACTIONS = frozenset({Action.SKIP})
+QUIET_RESULTS = frozenset({Result.SKIPPED, Result.NOT_DUE})
+
+
+def _table(title: str, columns: Sequence[str], *, wrap: Sequence[str] = ()) -> Table:
+    """A table whose IDs, names, kinds, states and dates never wrap (they would break
+    across lines at 80 columns); only the free-text columns in ``wrap`` give way (their
+    cells are ``_free`` text)."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=column not in wrap, overflow="fold")
     return table
 
 
-def sweep_table(result: SweepResult, *, accounts: bool = False, title: str | None = None) -> Table:
+def _free(text: str, wide: bool) -> Text:
+    """A free-text cell (a reason, the steps): cut to one line ending in "…", or, when
+    ``wide``, wrapped whole. Plain text: user-supplied characters are never markup."""
+    if wide:
+        return Text(text, overflow="fold")
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def _quiet_note(table: Table, hidden: Counter[str], what: str) -> None:
+    if hidden:
+        summary = ", ".join(f"{n} {reason}" for reason, n in hidden.most_common())
+        table.caption = (
+            f"and {sum(hidden.values())} {what} not listed ({summary}); --all lists them"
+        )
+        table.caption_justify = "left"
+
+
+def plan_table(
+    plan: Plan,
+    *,
+    accounts: bool = False,
+    everything: bool = False,
+    wide: bool = False,
+    failed: Sequence[AccountResult] = (),
+) -> Table:
+    """The plan; ``accounts``: with an account column (a sweep over many accounts), and a
+    row for each account in ``failed`` (one that could not be planned)."""
+    columns = (*_ACCOUNT[accounts], "user", "kind", "credential", "action", "reason")
+    table = _table("Plan", columns, wrap=("reason",))
+    hidden: Counter[str] = Counter()
+    for d in plan:
+        if d.action in QUIET_ACTIONS and not everything:
+            hidden[str(d.action)] += 1
+            continue
+        style = ACTION_STYLE[d.action]
+        table.add_row(
+            *_account_cell(accounts, d.account),
+            escape(d.user),
+            str(d.kind) + (f" ({escape(d.slot)})" if d.slot else ""),
+            d.credential_id or "",
+            f"[{style}]{d.action}[/]",
+            _free(d.reason, wide),
+        )
+    for one in failed:
+        table.add_row(
+            escape(one.account.label),
+            "",
+            "",
+            "",
+            "[bold red]account-failed[/]",
+            _free(one.reason, wide),
+        )
+    _quiet_note(table, hidden, "decisions")
+    return table
+
+
+def sweep_table(
+    result: SweepResult,
+    *,
+    accounts: bool = False,
+    title: str | None = None,
+    everything: bool = False,
+    wide: bool = False,
+) -> Table:
     title = title or ("Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}")
-    table = Table(title=title, title_justify="left")
     columns = (*_ACCOUNT[accounts], "user", "kind", "action", "state", "outcome", "steps")
-    for column in (*columns, "detail"):
-        table.add_column(column, overflow="fold")
+    table = _table(title, (*columns, "detail"), wrap=("steps", "detail"))
+    hidden: Counter[str] = Counter()
+    _sweep_rows(table, result, accounts, everything, wide, hidden)
+    _quiet_note(table, hidden, "decisions")
+    return table
+
+
+def _sweep_rows(
+    table: Table,
+    result: SweepResult,
+    accounts: bool,
+    everything: bool,
+    wide: bool,
+    hidden: Counter[str],
+) -> None:
+    """One sweep's rows (its corrupt journal rows last); the quiet ones counted in
+    ``hidden`` unless ``everything``."""
     for r in result.reports:
+        if r.result in QUIET_RESULTS and not everything:
+            hidden[str(r.result)] += 1
+            continue
         table.add_row(
             *_account_cell(accounts, r.decision.account),
-            r.decision.user,
+            escape(r.decision.user),
             str(r.decision.kind),
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
             str(r.state or ""),
             f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
-            " ".join(f"{s.step}" for s in r.steps),
-            r.reason,
+            _free(" ".join(f"{s.step}" for s in r.steps), wide),
+            _free(r.reason, wide),
         )
-    return table
+    for bad in result.corrupt:
+        _corrupt_row(table, bad, status=False, accounts=accounts)
+
+
+def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool, accounts: bool) -> None:
+    """A quarantined journal row as a table row: its account (``accounts``), user and kind
+    if readable, the state ``corrupt`` and what is wrong; the other cells empty."""
+    account, user, kind, _ = bad.target or ("?", "?", "?", "")
+    shown = _account_cell(accounts, account)
+    if not status:  # the sweep table: [account] user kind action state outcome steps detail
+        cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
+        table.add_row(*shown, *cells)
+    else:  # the status table: rotation [account] user kind state old→new next due
+        table.add_row(
+            escape(bad.rotation_id),
+            *shown,
+            escape(user),
+            escape(kind),
+            "[bold red]corrupt[/]",
+            "",
+            "",
+            escape(f"{bad.field}: {bad.detail}"),
+        )
 
 
 def counts_line(result: SweepResult) -> str:
@@ -127,28 +268,31 @@ def counts_line(result: SweepResult) -> str:
     return f"account {result.account}: {counts['decisions']} decisions; " + ", ".join(shown)
 
 
-def org_sweep_table(result: OrgResult) -> Table:
-    """An organization sweep: every decision of every account, with its account."""
+def org_sweep_table(result: OrgResult, *, everything: bool = False, wide: bool = False) -> Table:
+    """An organization sweep: the decisions of every account (those with something to do,
+    unless ``everything``), with its account; a row for each account that failed."""
     title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
-    table = Table(title=title, title_justify="left")
-    for column in ("account", "user", "kind", "action", "state", "outcome", "steps", "detail"):
-        table.add_column(column, overflow="fold")
+    columns = ("account", "user", "kind", "action", "state", "outcome", "steps", "detail")
+    table = _table(title, columns, wrap=("steps", "detail"))
     for one in result.accounts:
-        cell = one.account.label
+        if one.account.name:
+            ACCOUNT_NAMES[one.account.id] = one.account.name
+    hidden: Counter[str] = Counter()
+    for one in result.accounts:
         if one.sweep is None:
-            table.add_row(cell, "", "", "", "", "[bold red]account-failed[/]", "", one.reason)
-            continue
-        for r in one.sweep.reports:
             table.add_row(
-                cell,
-                r.decision.user,
-                str(r.decision.kind),
-                f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
-                str(r.state or ""),
-                f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
-                " ".join(f"{s.step}" for s in r.steps),
-                r.reason,
+                escape(one.account.label),
+                "",
+                "",
+                "",
+                "",
+                "[bold red]account-failed[/]",
+                "",
+                _free(one.reason, wide),
             )
+            continue
+        _sweep_rows(table, one.sweep, True, everything, wide, hidden)
+    _quiet_note(table, hidden, "decisions")
     return table
 
 
@@ -170,36 +314,37 @@ def org_counts_lines(result: OrgResult) -> list[str]:
     return lines
 
 
-def org_plan_rows(planned: Sequence[AccountResult]) -> list[dict[str, Any]]:
+def org_plan_rows(planned: Sequence[AccountResult]) -> Iterator[dict[str, Any]]:
     """``plan --json`` over many accounts: every decision (with its account and the
-    account's name), and an ``account-failed`` row for an account that could not be read."""
-    rows: list[dict[str, Any]] = []
+    account's name), and an ``account-failed`` row for an account that could not be read;
+    built one at a time as they are written."""
     for one in planned:
         if one.plan is None:
-            rows.append(
-                {
-                    "account": one.account.id,
-                    "account_name": one.account.name,
-                    "action": "account-failed",
-                    "error": one.error,
-                    "reason": one.reason,
-                }
-            )
+            yield {
+                "account": one.account.id,
+                "account_name": one.account.name,
+                "action": "account-failed",
+                "error": one.error,
+                "reason": one.reason,
+            }
             continue
-        rows.extend({**d.as_dict(), "account_name": one.account.name} for d in one.plan)
-    return rows
+        yield from ({**d.as_dict(), "account_name": one.account.name} for d in one.plan)
 
 
-def org_plan_table(planned: Sequence[AccountResult]) -> Table:
+def org_plan_table(
+    planned: Sequence[AccountResult], *, everything: bool = False, wide: bool = False
+) -> Table:
     decisions = [d for one in planned if one.plan is not None for d in one.plan]
     for one in planned:
         if one.account.name:
             ACCOUNT_NAMES[one.account.id] = one.account.name
-    table = plan_table(Plan(decisions=tuple(decisions)), accounts=True)
-    for one in planned:
-        if one.plan is None:
-            table.add_row(one.account.label, "", "", "", "[bold red]account-failed[/]", one.reason)
-    return table
+    return plan_table(
+        Plan(decisions=tuple(decisions)),
+        accounts=True,
+        everything=everything,
+        wide=wide,
+        failed=[one for one in planned if one.plan is None],
+    )
 
 
 def status_rows(rotations: Sequence[Rotation], now: datetime) -> list[dict[str, Any]]:
@@ -233,11 +378,11 @@ def _state(rotation: Rotation) -> str:
     return str(rotation.state)
 
 
-def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
-    table = Table(title="Rotations in flight", title_justify="left")
+def status_table(
+    rotations: Sequence[Rotation], now: datetime, corrupt: Sequence[CorruptRecord] = ()
+) -> Table:
     columns = ("rotation", "account", "user", "kind", "state", "old → new", "next step", "due")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table = _table("Rotations in flight", columns, wrap=("due",))
     for r in rotations:
         due = next_step(r)
         when = ""
@@ -248,13 +393,15 @@ def status_table(rotations: Sequence[Rotation], now: datetime) -> Table:
         table.add_row(
             r.rotation_id,
             *_account_cell(True, r.account),
-            r.user,
+            escape(r.user),
             str(r.kind),
             _state(r),
             f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
             str(due.step) if due else "",
             when,
         )
+    for bad in corrupt:
+        _corrupt_row(table, bad, status=True, accounts=True)
     return table
 
 
@@ -289,16 +436,14 @@ def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dic
 
 
 def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
-    table = Table(title="Rotation history", title_justify="left")
     columns = ("started", "rotation", "account", "user", "kind", "state", "old → new", "steps")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table = _table("Rotation history", columns, wrap=("steps",))
     for r, steps in items:
         table.add_row(
             _when(r.created_at),
             r.rotation_id,
             *_account_cell(True, r.account),
-            r.user,
+            escape(r.user),
             str(r.kind),
             _state(r),
             f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",

@@ -18,9 +18,11 @@ suite in ``tests/journal/test_contract.py``. Rules every implementation keeps:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from rotator.errors import CorruptRecord
 from rotator.model import (
     Kind,
     Lease,
@@ -31,6 +33,7 @@ from rotator.model import (
     Step,
     StepRecord,
 )
+from rotator.policy import MAX_DURATION
 
 
 class Journal(Protocol):
@@ -107,7 +110,13 @@ class Journal(Protocol):
         ...
 
     async def list_active(self) -> list[Rotation]:
-        """Every unfinished rotation, oldest first."""
+        """Every unfinished rotation, oldest first. Rows that do not decode are skipped
+        and kept for ``quarantined``."""
+        ...
+
+    def quarantined(self) -> list[CorruptRecord]:
+        """The rows the last ``list_active`` or ``list_rotations`` skipped because they do
+        not decode (``CorruptRecord``), for the caller to report."""
         ...
 
     async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
@@ -165,42 +174,100 @@ def rotation_to_record(rotation: Rotation) -> dict[str, Any]:
 
 
 def rotation_from_record(row: dict[str, Any]) -> Rotation:
-    """The inverse of ``rotation_to_record``."""
-    lease = None
-    if row.get("lease_owner"):
-        expires = _parse_dt(row["lease_expires_at"])
-        assert expires is not None
-        lease = Lease(owner=row["lease_owner"], expires_at=expires, fence=int(row["lease_fence"]))
-    created = _parse_dt(row["created_at"])
-    updated = _parse_dt(row["updated_at"])
-    assert created is not None
-    assert updated is not None
-    return Rotation(
-        rotation_id=row["rotation_id"],
-        account=row["account"],
-        user=row["user"],
-        kind=Kind(row["kind"]),
-        slot=row.get("slot") or "",
-        rule=row["rule"],
-        state=RotationState(row["state"]),
-        old_credential_id=row.get("old_credential_id"),
-        new_credential_id=row.get("new_credential_id"),
-        delete_first=row.get("delete_first"),
-        emergency=bool(row.get("emergency")),
-        deactivate_after=timedelta(seconds=float(row["deactivate_after"])),
-        delete_after=timedelta(seconds=float(row["delete_after"])),
-        created_at=created,
-        updated_at=updated,
-        creating_at=_parse_dt(row.get("creating_at")),
-        promoted_at=_parse_dt(row.get("promoted_at")),
-        deactivated_at=_parse_dt(row.get("deactivated_at")),
-        finished_at=_parse_dt(row.get("finished_at")),
-        held_since=_parse_dt(row.get("held_since")),
-        reason=row.get("reason") or "",
-        known_ids=tuple(i for i in (row.get("known_ids") or "").split(",") if i),
-        version=int(row["version"]),
-        lease=lease,
-    )
+    """The inverse of ``rotation_to_record``. Raises ``CorruptRecord`` naming the field of
+    a row that does not decode (hand-edited, or written by a different version)."""
+    rotation_id = str(row.get("rotation_id") or "?")
+    field = "rotation_id"
+    try:
+        field = "lease_expires_at"
+        lease = None
+        if row.get("lease_owner"):
+            expires = _parse_dt(row.get("lease_expires_at"))
+            if expires is None:
+                raise ValueError("a lease owner without an expiry")
+            field = "lease_fence"
+            lease = Lease(
+                owner=str(row["lease_owner"]), expires_at=expires, fence=int(row["lease_fence"])
+            )
+        field = "created_at"
+        created = _required_dt(row.get("created_at"))
+        field = "updated_at"
+        updated = _required_dt(row.get("updated_at"))
+        field = "kind"
+        kind = Kind(row["kind"])
+        field = "state"
+        state = RotationState(row["state"])
+        times: dict[str, datetime | None] = {}
+        for field in ("creating_at", "promoted_at", "deactivated_at", "finished_at", "held_since"):
+            value = row.get(field)
+            times[field] = _required_dt(value) if value else None
+        field = "deactivate_after"
+        deactivate_after = _seconds(row.get("deactivate_after"))
+        field = "delete_after"
+        delete_after = _seconds(row.get("delete_after"))
+        field = "version"
+        version = int(row["version"])
+        field = "rotation_id"
+        return Rotation(
+            rotation_id=str(row["rotation_id"]),
+            account=str(row["account"]),
+            user=str(row["user"]),
+            kind=kind,
+            slot=row.get("slot") or "",
+            rule=str(row["rule"]),
+            state=state,
+            old_credential_id=row.get("old_credential_id"),
+            new_credential_id=row.get("new_credential_id"),
+            delete_first=row.get("delete_first"),
+            emergency=bool(row.get("emergency")),
+            deactivate_after=deactivate_after,
+            delete_after=delete_after,
+            created_at=created,
+            updated_at=updated,
+            reason=row.get("reason") or "",
+            known_ids=tuple(i for i in (row.get("known_ids") or "").split(",") if i),
+            version=version,
+            lease=lease,
+            **times,
+        )
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CorruptRecord(rotation_id, field, detail[:200], _target(row)) from None
+
+
+def _required_dt(value: Any) -> datetime:
+    when = _parse_dt(value)
+    if when is None:
+        raise ValueError("missing")
+    if when.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return when
+
+
+def _seconds(value: Any) -> timedelta:
+    seconds = float(value)
+    if not 0 <= seconds <= MAX_DURATION.total_seconds():
+        raise ValueError(f"{seconds:g}s is out of range (0 to {MAX_DURATION.days}d)")
+    return timedelta(seconds=seconds)
+
+
+def _target(row: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    """The row's (account, user, kind, slot) if those are readable strings."""
+    parts = (row.get("account"), row.get("user"), row.get("kind"), row.get("slot") or "")
+    return parts if all(isinstance(p, str) for p in parts) else None  # type: ignore[return-value]
+
+
+def decode_rows(rows: Iterable[dict[str, Any]]) -> tuple[list[Rotation], list[CorruptRecord]]:
+    """The rotations ``rows`` hold, and a ``CorruptRecord`` for each row that does not
+    decode (quarantined: skipped here, reported by the caller)."""
+    good: list[Rotation] = []
+    bad: list[CorruptRecord] = []
+    for row in rows:
+        try:
+            good.append(rotation_from_record(row))
+        except CorruptRecord as exc:
+            bad.append(exc)
+    return good, bad
 
 
 def step_to_record(record: StepRecord) -> dict[str, Any]:
@@ -216,8 +283,10 @@ def step_to_record(record: StepRecord) -> dict[str, Any]:
 
 
 def step_from_record(row: dict[str, Any]) -> StepRecord:
-    at = _parse_dt(row["at"])
-    assert at is not None
+    try:
+        at = _required_dt(row.get("at"))
+    except ValueError as exc:
+        raise CorruptRecord(str(row.get("rotation_id") or "?"), "step.at", str(exc)[:200]) from None
     return StepRecord(
         rotation_id=row["rotation_id"],
         at=at,

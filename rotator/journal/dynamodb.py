@@ -49,8 +49,9 @@ from typing import Any, Self
 from botocore.exceptions import ClientError
 
 from rotator.aws import Aws
-from rotator.errors import Conflict, JournalError, LeaseLost, NotFound, Transient
+from rotator.errors import Conflict, CorruptRecord, JournalError, LeaseLost, NotFound, Transient
 from rotator.journal.base import (
+    decode_rows,
     rotation_from_record,
     rotation_to_record,
     step_from_record,
@@ -114,6 +115,7 @@ class DynamoJournal:
         self.region = region
         self.retention = retention
         self._aws = aws
+        self._quarantined: list[CorruptRecord] = []
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._epoch: str | None = None
@@ -236,14 +238,18 @@ class DynamoJournal:
 
     async def list_active(self) -> list[Rotation]:
         """Every unfinished rotation, oldest first (a Scan of the whole table)."""
-        active = [rotation_from_record(r) for r in await self._scan() if not is_finished(r)]
+        active, self._quarantined = decode_rows(r for r in await self._scan() if not is_finished(r))
         return sorted(active, key=lambda r: (r.created_at, r.rotation_id))
 
     async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
         """Up to ``limit`` rotations newest first, optionally only ``user``'s (a Scan)."""
-        found = [rotation_from_record(r) for r in await self._scan(user)]
+        found, self._quarantined = decode_rows(await self._scan(user))
         found.sort(key=lambda r: (r.created_at, r.rotation_id), reverse=True)
         return found[: max(limit, 0)]
+
+    def quarantined(self) -> list[CorruptRecord]:
+        """The rows the last listing skipped (they do not decode)."""
+        return list(self._quarantined)
 
     async def record_step(self, record: StepRecord) -> None:
         """Append one step outcome to a rotation's history."""

@@ -10,8 +10,9 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Self
 
-from rotator.errors import Conflict, JournalError, NotFound
+from rotator.errors import Conflict, CorruptRecord, JournalError, NotFound
 from rotator.journal.base import (
+    decode_rows,
     rotation_from_record,
     rotation_to_record,
     step_from_record,
@@ -38,6 +39,7 @@ class MemoryJournal:
         self._rotations: dict[str, Record] = {}  # insertion order is add order
         self._steps: dict[str, list[Record]] = {}
         self._lock = asyncio.Lock()
+        self._quarantined: list[CorruptRecord] = []
         self._epoch = new_id("journal")
 
     @property
@@ -123,20 +125,18 @@ class MemoryJournal:
     async def list_active(self) -> list[Rotation]:
         """Every unfinished rotation, oldest first."""
         async with self._lock:
-            active = [
-                rotation_from_record(r) for r in self._rotations.values() if not is_finished(r)
-            ]
+            active, self._quarantined = decode_rows(
+                r for r in self._rotations.values() if not is_finished(r)
+            )
         return sorted(active, key=lambda r: r.created_at)
 
     async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
         """Up to ``limit`` rotations newest first, optionally only ``user``'s."""
         async with self._lock:
             newest_added_first = reversed(self._rotations.values())
-            found = [
-                rotation_from_record(r)
-                for r in newest_added_first
-                if user is None or r["user"] == user
-            ]
+            found, self._quarantined = decode_rows(
+                r for r in newest_added_first if user is None or r["user"] == user
+            )
         # sorted() is stable, so rotations created at the same instant stay newest-added first
         return sorted(found, key=lambda r: r.created_at, reverse=True)[: max(limit, 0)]
 
@@ -144,6 +144,10 @@ class MemoryJournal:
         """Append one step outcome to a rotation's history."""
         async with self._lock:
             self._steps.setdefault(record.rotation_id, []).append(step_to_record(record))
+
+    def quarantined(self) -> list[CorruptRecord]:
+        """The rows the last listing skipped (they do not decode)."""
+        return list(self._quarantined)
 
     async def steps(self, rotation_id: str) -> list[StepRecord]:
         """A rotation's step history, oldest first (empty for an unknown ID)."""

@@ -37,7 +37,10 @@ LEASE_FIELDS = ("lease_owner", "lease_expires_at", "lease_fence")
 
 def is_finished(record: Record) -> bool:
     """Whether a stored rotation is finished (and so no longer holds its target)."""
-    return RotationState(record["state"]).finished
+    try:
+        return RotationState(record["state"]).finished
+    except (KeyError, ValueError):  # a corrupt row holds its target until a human looks
+        return False
 
 
 def target_of(record: Record) -> tuple[str, str, str, str]:

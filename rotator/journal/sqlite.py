@@ -12,6 +12,7 @@ than fail. sqlite3 errors become ``JournalError`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -22,8 +23,9 @@ from typing import Any, Self
 
 import aiosqlite
 
-from rotator.errors import Conflict, JournalError, LeaseLost, NotFound
+from rotator.errors import Conflict, CorruptRecord, JournalError, LeaseLost, NotFound
 from rotator.journal.base import (
+    decode_rows,
     rotation_from_record,
     rotation_to_record,
     step_from_record,
@@ -126,6 +128,17 @@ _INSERT_STEP = (
 _STEPS = "SELECT * FROM steps WHERE rotation_id = ? ORDER BY id"
 
 
+GROUP_MAX = 64  # writes committed together at most
+
+
+class _Group:
+    """The writes of one open transaction, committed together."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
 class SqliteJournal:
     """The journal in the SQLite file ``path`` (created 0600, in 0700 directories)."""
 
@@ -134,6 +147,9 @@ class SqliteJournal:
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one transaction at a time on this connection
+        self._group: _Group | None = None  # the writes of the open transaction
+        self._writers_waiting = 0  # writes queued for the lock
+        self._quarantined: list[CorruptRecord] = []
         self._epoch: str | None = None
 
     @property
@@ -167,6 +183,8 @@ class SqliteJournal:
         """Close the connection."""
         if self._db is not None:
             db, self._db = self._db, None
+            async with self._lock:
+                await self._commit(db)
             await db.close()
 
     async def add(self, rotation: Rotation, *, expect_fence: int | None = None) -> Rotation:
@@ -245,13 +263,23 @@ class SqliteJournal:
     async def list_active(self) -> list[Rotation]:
         """Every unfinished rotation, oldest first."""
         async with self._transaction(write=False) as db, db.execute(_ACTIVE) as cursor:
-            return [rotation_from_record(_record(row)) async for row in cursor]
+            rows = [_record(row) async for row in cursor]
+        return self._decoded(rows)
 
     async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
         """Up to ``limit`` rotations newest first, optionally only ``user``'s."""
         params = {"user": user, "limit": max(limit, 0)}
         async with self._transaction(write=False) as db, db.execute(_RECENT, params) as cursor:
-            return [rotation_from_record(_record(row)) async for row in cursor]
+            rows = [_record(row) async for row in cursor]
+        return self._decoded(rows)
+
+    def _decoded(self, rows: list[Record]) -> list[Rotation]:
+        good, self._quarantined = decode_rows(rows)
+        return good
+
+    def quarantined(self) -> list[CorruptRecord]:
+        """The rows the last listing skipped (they do not decode)."""
+        return list(self._quarantined)
 
     async def record_step(self, record: StepRecord) -> None:
         """Append one step outcome to a rotation's history."""
@@ -266,22 +294,74 @@ class SqliteJournal:
     @asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
         """One transaction on this connection; ``BEGIN IMMEDIATE`` takes the write lock
-        up front so a write's read-decide-write cannot interleave with another process."""
+        up front so a write's read-decide-write cannot interleave with another process.
+
+        Writes commit in groups: a write that finds other writes of this process queued
+        behind it leaves the transaction open for them (each write is its own savepoint,
+        undone alone if it fails), and the last one of the group commits. Every write
+        still returns only once it is committed and synced, so what a caller saw written
+        survives a crash as before; the group shares one fsync instead of one each."""
         if self._db is None:
             raise JournalError(f"journal {self.path} is not open: use 'async with'")
         db = self._db
-        async with self._lock:
+        if not write:
+            async with self._lock:
+                try:
+                    if self._group is not None:  # a read sees only committed writes
+                        await self._commit(db)
+                    await db.execute("BEGIN")
+                    try:
+                        yield db
+                    finally:
+                        await db.commit()
+                except sqlite3.Error as exc:
+                    raise JournalError(f"journal {self.path}: {exc}") from exc
+            return
+        self._writers_waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._writers_waiting -= 1
+        try:
             try:
-                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                if self._group is None:
+                    await db.execute("BEGIN IMMEDIATE")
+                    self._group = _Group()
+                group = self._group
+                group.writes += 1
+                await db.execute("SAVEPOINT write")
                 try:
                     yield db
                 except BaseException:
-                    if db.in_transaction:
-                        await db.rollback()
+                    await db.execute("ROLLBACK TO write")
+                    await db.execute("RELEASE write")
                     raise
-                await db.commit()
+                await db.execute("RELEASE write")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path}: {exc}") from exc
+            finally:
+                if self._group is not None and (
+                    self._writers_waiting == 0 or self._group.writes >= GROUP_MAX
+                ):
+                    await self._commit(db)
+        finally:
+            self._lock.release()
+        await asyncio.shield(group.committed)
+
+    async def _commit(self, db: aiosqlite.Connection) -> None:
+        """Commit the open group of writes and tell its writers how it went."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        try:
+            await db.commit()
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await db.rollback()
+            group.committed.set_exception(JournalError(f"journal {self.path}: {exc}"))
+            group.committed.exception()  # retrieved: a writer that already left is fine
+            return
+        group.committed.set_result(None)
 
     async def _migrate(self) -> None:
         async with self._transaction() as db, db.execute("PRAGMA user_version") as cursor:

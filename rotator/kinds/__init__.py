@@ -26,6 +26,7 @@ from pydantic import Field
 from rotator.kinds import (
     access_key,
     login_profile,
+    oidc_thumbprint,
     server_certificate,
     service_credential,
     signing_certificate,
@@ -51,6 +52,7 @@ _MODULES = (
     login_profile,
     ssh_public_key,
     service_credential,
+    oidc_thumbprint,
 )
 
 

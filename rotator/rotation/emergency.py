@@ -14,6 +14,7 @@ becomes an emergency, so the leaked credential is deactivated at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +38,23 @@ class Request:
     def describe(self) -> str:
         what = f"{self.kind} {self.credential_id}" if self.credential_id else str(self.kind)
         return f"{what} of {self.user}" if self.user else what
+
+
+_ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
+
+
+def access_key_id_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as an access key ID (IAM's: 16 to 128 upper-case
+    letters and digits, e.g. AKIA…), or None. Checked before any AWS call."""
+    if not value.strip():
+        return "is empty"
+    if not _ACCESS_KEY_ID.fullmatch(value):
+        # Not echoed: what was pasted here may be a secret access key.
+        return (
+            f"is not an access key ID ({len(value)} characters given; an ID is 16-128 "
+            "upper-case letters and digits, e.g. AKIA…)"
+        )
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)

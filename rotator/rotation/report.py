@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from rotator import audit
+from rotator.errors import CorruptRecord
 from rotator.model import (
     Decision,
     Inventory,
@@ -179,21 +180,26 @@ class SweepResult:
     plan: Plan
     reports: tuple[Report, ...]
     inventory: Inventory | None = None  # what IAM held when the sweep planned
+    corrupt: tuple[CorruptRecord, ...] = ()  # journal rows quarantined (skipped, not ok)
 
     def counts(self) -> dict[str, int]:
         """Totals for ``sweep.finished``, metrics and notifications: one per ``Result``
-        (zero included), plus ``decisions`` and ``started`` (rotations this sweep began)."""
+        (zero included), plus ``decisions``, ``started`` (rotations this sweep began) and
+        ``corrupt`` (journal rows quarantined)."""
         results = Counter(r.result for r in self.reports)
         counts = {"decisions": len(self.reports), "started": sum(r.began for r in self.reports)}
         counts.update({str(result): results[result] for result in Result})
+        counts["corrupt"] = len(self.corrupt)
         return counts
 
     @property
     def ok(self) -> bool:
-        """False if anything failed, was blocked, or must be retried."""
-        return all(r.ok for r in self.reports)
+        """False if anything failed, was blocked, or must be retried, or a journal row is
+        corrupt."""
+        return not self.corrupt and all(r.ok for r in self.reports)
 
-    def as_dict(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
+        """Everything but the per-decision results."""
         return {
             "run_id": self.run_id,
             "account": self.account,
@@ -202,5 +208,23 @@ class SweepResult:
             "finished_at": self.finished_at.isoformat(),
             "counts": self.counts(),
             "ok": self.ok,
-            "results": [r.as_dict() for r in self.reports],
+            "corrupt": [corrupt_dict(c) for c in self.corrupt],
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.head(), "results": [r.as_dict() for r in self.reports]}
+
+
+def corrupt_dict(bad: CorruptRecord) -> dict[str, Any]:
+    """A quarantined journal row, for JSON output."""
+    account, user, kind, slot = bad.target or (None, None, None, None)
+    return {
+        "rotation_id": bad.rotation_id,
+        "account": account,
+        "user": user,
+        "kind": kind,
+        "slot": slot or None,
+        "field": bad.field,
+        "detail": bad.detail,
+        "state": "corrupt",
+    }

@@ -12,7 +12,13 @@ from rotator import audit
 from rotator.errors import Conflict, InputError, Refused
 from rotator.kinds import AccountHolders, CredentialKind
 from rotator.model import Action, Decision, Holder, Kind, Rotation, Step, new_id
-from rotator.rotation.emergency import Request, choose, escalate, pick_rule
+from rotator.rotation.emergency import (
+    Request,
+    access_key_id_problem,
+    choose,
+    escalate,
+    pick_rule,
+)
 from rotator.rotation.report import Report, Result, would
 from rotator.rotation.rotations import Rotations
 from rotator.rotation.session import Session
@@ -41,11 +47,17 @@ class Requests:
         out as asked, ``Refused`` if another rotation of the holder's credential is under way,
         ``LeaseLost`` if a worker holds the rotation to escalate longer than ``patience``
         (default: the journal's ``lease_ttl``)."""
+        if access_key_id is not None and (problem := access_key_id_problem(access_key_id)):
+            raise InputError(f"access key ID {problem}")
         audit.bind(run_id=new_id("run"), dry_run=dry_run)
         async with self._rotations.session(dry_run=dry_run) as session:
             audit.bind(account=session.account)
             if access_key_id is not None:
                 owner = await session.owner_of(access_key_id)
+                if request.user is not None and request.user != owner:
+                    raise InputError(
+                        f"access key {access_key_id} belongs to {owner}, not {request.user}"
+                    )
                 request = replace(
                     request, user=owner, kind=Kind.ACCESS_KEY, credential_id=access_key_id
                 )

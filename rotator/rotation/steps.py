@@ -419,15 +419,19 @@ class Steps:
         except NoSuchEntity:  # deleted since this drive looked
             return await self._already_deleted(rotation)
         promoted_at = required(rotation, "promoted_at", rotation.promoted_at)
+        done_reason = ""
         if used is not None and used > promoted_at:
             reason = (
                 f"old credential used at {used:%Y-%m-%d %H:%M:%S}Z, after the promotion at "
                 f"{promoted_at:%Y-%m-%d %H:%M:%S}Z: consumers have not switched"
             )
-            rotation = await self._save(
-                rotation, held_since=rotation.held_since or now, reason=reason
-            )
-            return self._result(rotation, Step.DEACTIVATE, Outcome.HELD, reason)
+            reason, breaks = self._deadline(rotation, old, now, reason)
+            if not breaks:
+                rotation = await self._save(
+                    rotation, held_since=rotation.held_since or now, reason=reason
+                )
+                return self._result(rotation, Step.DEACTIVATE, Outcome.HELD, reason)
+            done_reason = reason
         self._guard()
         try:
             await self._kind.set_status(rotation.user, old.credential_id, Status.INACTIVE)
@@ -437,7 +441,45 @@ class Steps:
         rotation = await self._save(
             rotation, state=RotationState.DEACTIVATED, deactivated_at=now, held_since=None
         )
-        return self._result(rotation, Step.DEACTIVATE, Outcome.DONE, "")
+        return self._result(rotation, Step.DEACTIVATE, Outcome.DONE, done_reason)
+
+    def _deadline(
+        self, rotation: Rotation, old: Credential, now: datetime, reason: str
+    ) -> tuple[str, bool]:
+        """A held old credential against its rule's ``deadline``: the reason, told how
+        near the deadline is once within ``deadline_warning`` (with a ``rotation.deadline``
+        warning), and whether to deactivate it now although it is used (the deadline has
+        come and the rule says ``on_deadline = "deactivate"``)."""
+        rule = self._rule
+        if rule.deadline is None or rotation.emergency:
+            return reason, False
+        at = old.created + rule.deadline
+        if now < at - rule.deadline_warning:
+            return reason, False
+        passed = now >= at
+        breaks = passed and rule.on_deadline == "deactivate"
+        if breaks:
+            reason = f"deadline {at:%Y-%m-%d %H:%M}Z reached, deactivated although {reason}"
+        elif passed:
+            reason += (
+                f"; deadline {at:%Y-%m-%d %H:%M}Z passed and on_deadline = alert: it stays "
+                "active until consumers switch (or deactivate it by hand)"
+            )
+        else:
+            then = "deactivated" if rule.on_deadline == "deactivate" else "only alerted"
+            reason += f"; deadline {at:%Y-%m-%d %H:%M}Z is near: then it is {then}"
+        level = "error" if passed and not breaks else "warning"
+        getattr(audit.get_logger(), level)(
+            audit.ROTATION_DEADLINE,
+            rotation_id=rotation.rotation_id,
+            user=rotation.user,
+            kind=str(rotation.kind),
+            credential_id=old.credential_id,
+            deadline=at.isoformat(),
+            on_deadline=rule.on_deadline,
+            reason=reason,
+        )
+        return reason, breaks
 
     async def _already_deleted(self, rotation: Rotation) -> StepResult:
         now = self._clock()

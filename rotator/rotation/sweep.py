@@ -17,7 +17,15 @@ from datetime import timedelta
 
 from rotator import audit
 from rotator.backoff import holding as _holding
-from rotator.errors import AwsError, Conflict, LeaseLost, Refused, RotatorError, Transient
+from rotator.errors import (
+    AwsError,
+    Conflict,
+    CorruptRecord,
+    LeaseLost,
+    Refused,
+    RotatorError,
+    Transient,
+)
 from rotator.inventory import collect
 from rotator.kinds import Disables, facts_of
 from rotator.model import (
@@ -92,19 +100,24 @@ class Sweep:
             audit.bind(account=session.account)
             self._log.info(audit.SWEEP_STARTED, rules=len(self._config.rules))
             inventory, the_plan = await self._plan(session, progress)
+            corrupt = self._quarantined(session.account)
+            held = {c.target: c for c in corrupt if c.target is not None}
             limit = asyncio.Semaphore(self._config.max_concurrency)
             worked = Counter(progress, WORK, sum(1 for d in the_plan if d.action in _WORK))
 
             # The account's own limit first: a task waiting for a global slot then keeps
             # only its own account's work waiting, not another account's.
-            slots = (limit,) if self._shared is None else (limit, self._shared)
+            gates = (limit,) if self._shared is None else (limit, self._shared)
 
             async def one(decision: Decision) -> Report:
+                target = (decision.account, decision.user, str(decision.kind), decision.slot)
+                if (bad := held.get(target)) is not None:  # a human must look at the row
+                    return Report(decision=decision, result=Result.BLOCKED, reason=str(bad))
                 # The slots are lent out while the decision's work waits (``backoff.pause``).
                 async with contextlib.AsyncExitStack() as stack:
-                    for slot in slots:
-                        await stack.enter_async_context(slot)
-                    with _holding(*slots):
+                    for gate in gates:
+                        await stack.enter_async_context(gate)
+                    with _holding(*gates):
                         if decision.action not in _WORK:
                             return await self._execute(decision, session)
                         try:
@@ -114,7 +127,21 @@ class Sweep:
                         finally:
                             worked.tick()
 
-            reports = await asyncio.gather(*(one(d) for d in the_plan))
+            # Most decisions of a large account have nothing to do: they are reported at
+            # once, without a task each (10,000 of them would be 10,000 tasks and frames).
+            slots: list[Report | None] = [
+                None
+                if d.action not in _NOTHING_TO_DO
+                or (d.account, d.user, str(d.kind), d.slot) in held
+                else Report(decision=d, result=_NOTHING_TO_DO[d.action], reason=d.reason)
+                for d in the_plan
+            ]
+            decisions = list(the_plan)
+            busy = [n for n, report in enumerate(slots) if report is None]
+            done = await asyncio.gather(*(one(decisions[n]) for n in busy))
+            for n, report in zip(busy, done, strict=True):
+                slots[n] = report
+            reports = [r for r in slots if r is not None]
             reports = await self._stalled(reports, session, limit, time_left)
         result = SweepResult(
             run_id=run_id,
@@ -125,6 +152,7 @@ class Sweep:
             plan=the_plan,
             reports=tuple(reports),
             inventory=inventory,
+            corrupt=tuple(corrupt),
         )
         self._log.info(
             audit.SWEEP_FINISHED,
@@ -151,6 +179,24 @@ class Sweep:
         # Every rule, disabled ones too: a disabled rule starts nothing new (the planner
         # skips it) but the rotations it started still finish.
         return inventory, plan(inventory, self._config.rules, active, self._rotations.clock())
+
+    def _quarantined(self, account: str) -> list[CorruptRecord]:
+        """The journal rows the last listing skipped, each logged: those of this account,
+        and those whose account cannot be read."""
+        found = [
+            c
+            for c in self._rotations.journal.quarantined()
+            if c.target is None or c.target[0] == account
+        ]
+        for bad in found:
+            self._log.error(
+                audit.JOURNAL_CORRUPT_RECORD,
+                rotation_id=bad.rotation_id,
+                field=bad.field,
+                reason=str(bad),
+                quarantined="skipped: fix or delete the row; the others go on",
+            )
+        return found
 
     async def _stalled(
         self,

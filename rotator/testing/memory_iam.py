@@ -13,8 +13,8 @@ Calls: users (CreateUser, GetUser, ListUsers, ListUserTags), access keys
 (Create/List/Update/DeleteAccessKey, GetAccessKeyLastUsed), login profiles
 (Create/Get/Update/DeleteLoginProfile), the account password policy
 (Get/UpdateAccountPasswordPolicy), SSH public keys and service-specific credentials
-(``memory_keys``), server and signing certificates (``memory_certificates``), the credential
-report (``memory_report``).
+(``memory_keys``), server and signing certificates (``memory_certificates``), OpenID
+Connect providers (``memory_oidc``), the credential report (``memory_report``).
 
 Test helpers (not IAM calls): ``use_access_key``, ``use_password``, ``fail_next``,
 ``attach_server_certificate`` / ``detach_server_certificate``,
@@ -28,6 +28,7 @@ from typing import Any
 
 from rotator.testing.memory_certificates import CertificatesMixin
 from rotator.testing.memory_keys import KeysMixin
+from rotator.testing.memory_oidc import OidcMixin
 from rotator.testing.memory_profiles import ProfilesMixin
 from rotator.testing.memory_report import ReportMixin
 from rotator.testing.memory_state import (
@@ -43,7 +44,7 @@ from rotator.testing.memory_state import (
 MAX_ACCESS_KEYS = 2
 
 
-class MemoryIam(KeysMixin, ProfilesMixin, CertificatesMixin, ReportMixin):
+class MemoryIam(KeysMixin, ProfilesMixin, CertificatesMixin, OidcMixin, ReportMixin):
     """The twin. ``MemoryIam(account=..., clock=...)``; every method is an IAM call."""
 
     # -- users and tags -----------------------------------------------------------------

@@ -133,6 +133,15 @@ class ServerCertificate:
     attached_to: str | None = None  # the load balancer using it: IAM refuses to delete it
 
 
+@dataclass
+class OidcProvider:
+    url: str  # as IAM holds it: no scheme
+    thumbprints: list[str]
+    client_ids: list[str]
+    created: datetime
+    tags: dict[str, str] = field(default_factory=dict)
+
+
 class State:
     """What the twin holds, and the plumbing every API call goes through."""
 
@@ -144,6 +153,7 @@ class State:
         self.users: dict[str, User] = {}
         self.password_policy: dict[str, Any] | None = None
         self.server_certificates: dict[str, ServerCertificate] = {}  # by name
+        self.oidc_providers: dict[str, OidcProvider] = {}  # by ARN
         self.page_size = 100  # IAM's default MaxItems (tests make it small to page)
         self.calls: Counter[str] = Counter()  # every API call, by IAM action name
         self._faults: dict[str, deque[ClientError]] = {}

@@ -168,7 +168,9 @@ def test_dry_run_changes_nothing(cli: Cli, sandbox: MotoSandbox) -> None:
 
 def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) -> None:
     """deactivate_after holds the old key; every run is a new process that resumes."""
-    cli.write_policy(deactivate_after="12s", delete_after="0s")
+    # 30s: the second run must start before the step is due, even on a loaded machine
+    # where each CLI process takes seconds to start.
+    cli.write_policy(deactivate_after="30s", delete_after="0s")
     old = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
     time.sleep(1.1)
     first = cli("run", "--json")
@@ -325,3 +327,35 @@ def test_at_a_terminal_run_and_plan_show_a_progress_bar_and_pipes_get_none(
     piped = cli("run", "--dry-run")
     assert piped.code == 0, piped.stderr
     assert "reading users" not in piped.stderr + piped.stdout
+
+
+def test_tables_at_80_columns_keep_ids_whole_and_count_what_needs_nothing(
+    cli: Cli, sandbox: MotoSandbox
+) -> None:
+    """A pipe or cron mail is 80 columns: no key ID is split across lines and each row is
+    one line (``--wide`` wraps long reasons whole); the users with nothing to do are one
+    caption line (``--all`` lists them); a user name with brackets keeps its characters
+    (it is not read as markup)."""
+    keys = seed_account(sandbox)
+    cli.write_policy(max_age="90d")  # nothing is due: skipped, but legacy-app is blocked
+    sandbox.create_user("legacy-[a]pp", path="/ci/", keys=1)
+    cli.env["COLUMNS"] = "80"
+    blocked = [k["AccessKeyId"] for k in keys["legacy-app"]]
+
+    plan = cli("plan")
+    assert plan.code == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == ["legacy-app", "break-glass", "vendor"]
+    assert any(cell.strip() in blocked for cell in rows[0].split("│")), "the ID is whole"
+    assert "3 decisions not listed (3 skip); --all lists them" in " ".join(plan.stdout.split())
+
+    everything = cli("plan", "--all")
+    names = [line.split("│")[1].strip() for line in everything.stdout.splitlines() if "│" in line]
+    assert "legacy-[a]pp" in names and "ci-deployer" in names
+
+    wide = cli("plan", "--wide")
+    text = " ".join(wide.stdout.replace("│", " ").split())
+    assert "rotator cannot tell which one is in use" in text
+    assert "rotator cannot tell which one is in use" not in " ".join(plan.stdout.split())

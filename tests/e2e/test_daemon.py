@@ -24,6 +24,7 @@ import rotator
 from rotator import app as application
 from rotator.daemon.jobs import scoped
 from rotator.model import Action
+from tests.support import tally
 from tests.support.cli import Cli
 from tests.support.daemon import Daemon, IdleFlood, named
 from tests.support.faults import FaultPlan, FaultProxy
@@ -277,6 +278,37 @@ def test_sighup_reloads_a_valid_policy_and_keeps_the_old_one_otherwise(
     assert daemon.stop() == 0, daemon.output
 
 
+def test_sighup_with_absurd_input_fails_the_reload_cleanly_and_keeps_running(
+    cli: Cli, start: Callable[..., Daemon]
+) -> None:
+    """Overflowing durations and malformed rules on SIGHUP: each reload fails with
+    ``daemon.reload_failed`` and the counter, never a traceback; the old jobs stay."""
+    policy(cli, 'schedule = "0 3 * * *"')
+    daemon = start()
+    (started,) = daemon.wait_count("daemon.started")
+    assert [j["schedule"] for j in started["jobs"]] == ["cron 0 3 * * *"]
+    good = cli.config.read_text()
+    head = good.split("[[rules]]")[0]
+    bad = [
+        (good.replace('max_age = "90d"', 'max_age = "99999999999999d"'), "max_age"),
+        (good.replace('delete_after = "0s"', 'delete_after = "3000000d"'), "delete_after"),
+        (good.replace('schedule = "0 3 * * *"', 'interval = "99999999999999d"'), "interval"),
+        ("rules = [1]\n" + head, "rules[0]"),
+        ('rules = ["x"]\n' + head, "rules[0]"),
+    ]
+    for number, (text, field) in enumerate(bad, start=1):
+        cli.config.write_text(text)
+        daemon.send(signal.SIGHUP)
+        failed = daemon.wait_count("daemon.reload_failed", count=number)[-1]
+        assert field in failed["reason"], failed
+    assert daemon.get("/healthz")[0] == 200, "still running the old policy"
+    assert daemon.metric("rotator_policy_reloads_total", result="failed") == len(bad)
+    assert not named(daemon.events(), "daemon.reloaded")
+    assert daemon.stop() == 0, daemon.output
+    assert "Traceback" not in daemon.output
+    tally.add(bad_input_cases=len(bad))
+
+
 def test_under_systemd_it_notifies_ready_reloading_stopping_and_feeds_the_watchdog(
     cli: Cli, start: Callable[..., Daemon]
 ) -> None:
@@ -318,7 +350,8 @@ def test_under_systemd_it_notifies_ready_reloading_stopping_and_feeds_the_watchd
 
         daemon.send(signal.SIGTERM)
         assert next_state("STOPPING=1")[0] == "STOPPING=1"
-        assert daemon.stop() == 0, daemon.output
+        # wait, not stop(): a second SIGTERM after the handlers are gone would kill it.
+        assert daemon.wait() == 0, daemon.output
 
 
 def test_an_invalid_policy_exits_2_and_is_never_ready(

@@ -168,3 +168,30 @@ async def test_sqlite_two_processes_racing_acquire_one_wins(db_path: Path) -> No
         stored = await journal.get(added.rotation_id)
     winner = ("w1", "w2")[said.index("won")]
     assert stored.lease == Lease(owner=winner, expires_at=NOW + TTL, fence=1)
+
+
+async def test_sqlite_concurrent_writes_share_commits_and_a_failed_one_undoes_only_itself(
+    db_path: Path,
+) -> None:
+    """Forty writers at once: they are committed in a few groups (one fsync each) instead
+    of forty; the one that conflicts is refused and undone alone; every write a caller saw
+    succeed is in the file, read from another connection."""
+    commits: list[str] = []
+    async with SqliteJournal(db_path) as journal:
+        assert journal._db is not None
+        await journal._db.set_trace_callback(
+            lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+        )
+        users = [f"user-{n:02d}" for n in range(40)]
+        outcomes = await asyncio.gather(
+            *(journal.add(rotation(user)) for user in [*users, "user-07"]),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        added = [o for o in outcomes if isinstance(o, Rotation)]
+        assert len(refused) == 1 and isinstance(refused[0], Conflict)
+        assert len(added) == 40
+        assert len(commits) < 20, f"{len(commits)} commits for 41 writes"
+    with closing(sqlite3.connect(db_path)) as db:
+        stored = {row[0] for row in db.execute("SELECT user FROM rotations")}
+    assert stored == set(users)

@@ -6,9 +6,11 @@ or making a second credential."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,16 @@ import pytest
 from botocore.exceptions import ConnectionClosedError
 from cryptography.hazmat.primitives import serialization
 
-from rotator import audit, passwords
+from rotator import audit, compliance, credential_report, passwords
 from rotator.journal import MemoryJournal
-from rotator.model import Action, Outcome, RotationState, utcnow
+from rotator.model import Action, Credential, Kind, Outcome, RotationState, Status, utcnow
 from rotator.rotation.engine import Engine
 from rotator.rotation.report import Result, SweepResult
 from rotator.settings import Config, RetrySettings, VerifySettings
 from rotator.testing import MemoryAws, MemoryIam
+from tests.support.oidc import ca as oidc_ca
+from tests.support.oidc import oidc_server
+from tests.support.oidc import thumbprint as oidc_thumbprint
 
 CODECOMMIT = "codecommit.amazonaws.com"
 START = "Start-Pass1!" + "x" * 10
@@ -334,3 +339,221 @@ async def test_unused_access_keys_are_disabled_and_used_ones_kept(
     assert twin.calls["GetCredentialReport"] >= 1, "five users: the report is cheaper"
     assert twin.calls["ListAccessKeys"] == 2, "listed per user: only the two it disabled"
     assert twin.calls["GetAccessKeyLastUsed"] == 2
+
+
+# -- OIDC provider thumbprints -----------------------------------------------------------
+
+
+async def test_oidc_thumbprints_follow_the_served_chain_on_a_controlled_clock(
+    twin: MemoryIam, journal: MemoryJournal, tmp_path: Path, audit_file: Path
+) -> None:
+    """A provider moves to a new intermediate: a sweep adds its thumbprint beside the old
+    one (the answer to the update is lost once: the retry adopts it); sweeps before
+    ``retire_after`` keep the old one; the first sweep after removes it."""
+    now = [utcnow()]
+    with oidc_server(tmp_path) as server:
+        old = oidc_thumbprint(server.intermediate)
+        arn = (
+            await twin.create_open_id_connect_provider(
+                Url=f"https://{server.url}", ThumbprintList=[old]
+            )
+        )["OpenIDConnectProviderArn"]
+        rules = [
+            {
+                "name": "oidc",
+                "kind": "oidc-thumbprint",
+                "retire_after": "3d",
+                "ca_bundle": str(server.ca_bundle),
+                "select": {"names": ["127.0.0.1:*"]},
+                "sink": file_sink(tmp_path),
+            }
+        ]
+        config = Config(
+            rules=rules,  # type: ignore[arg-type]
+            retry=RetrySettings(attempts=3, initial_delay=timedelta(0)),
+            verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+        )
+
+        async def sweep_at(days: float) -> SweepResult:
+            now[0] += timedelta(days=days)
+            return await Engine(
+                config=config, journal=journal, aws=MemoryAws(twin), clock=lambda: now[0]
+            ).sweep()
+
+        def held() -> list[str]:
+            return twin.oidc_providers[arn].thumbprints
+
+        first = await sweep_at(1)
+        assert [r.decision.action for r in first.reports] == [Action.SKIP]
+        newer = oidc_ca("Test OIDC Intermediate 2", server.root)
+        server.use(newer)
+        new = oidc_thumbprint(newer)
+        dropped = drop_after(twin, "update_open_id_connect_provider_thumbprint")
+        added = await sweep_at(1)
+        assert dropped == [1], "the first answer was lost"
+        assert added.ok and held() == [old, new]
+        assert steps(added, server.url) == [
+            ("create", "already-done"),  # the retry found it added and adopted it
+            ("verify", "done"),
+            ("promote", "done"),
+            ("deactivate", "already-done"),  # the old one matches no chain served
+        ]
+        for _ in range(2):
+            kept = await sweep_at(1)
+            assert held() == [old, new], "kept until retire_after"
+        assert [r.decision.action for r in kept.reports] == [Action.WAIT]
+        retired = await sweep_at(1.5)
+        assert retired.ok and held() == [new]
+        (rotation,) = await journal.list_rotations(limit=10)
+        assert rotation.state is RotationState.COMPLETED
+        assert (rotation.old_credential_id, rotation.new_credential_id) == (old, new)
+        (after,) = (await sweep_at(1)).reports
+        assert after.decision.action is Action.SKIP
+
+
+# -- compliance deadlines ----------------------------------------------------------------
+
+
+async def test_with_a_deadline_no_key_is_ever_active_past_it_over_simulated_months(
+    journal: MemoryJournal, tmp_path: Path, audit_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deadline 90d, deactivate_after 7d, daily sweeps at 03:00 on a controlled clock for
+    300 days: every old key is inactive before it is 90 days old, so CIS 1.14 passes every
+    day; and each key was rotated at a computed age of at most 83 days minus the margin."""
+    # Each simulated day needs a new credential report: poll for it without real waits.
+    monkeypatch.setattr(credential_report, "delays", lambda *_: itertools.repeat(0.0))
+    now = [datetime(2026, 1, 1, 3, 0, tzinfo=UTC)]
+    twin = MemoryIam(clock=lambda: now[0])
+    for user, age_days in (("fresh", 0), ("month", 30), ("older", 60), ("nearly", 80)):
+        await twin.create_user(UserName=user)
+        await twin.create_access_key(UserName=user)
+        twin.users[user].keys[0].created -= timedelta(days=age_days)
+    rules = [
+        rule(
+            "access-key",
+            tmp_path,
+            max_age="365d",
+            deadline="90d",
+            deactivate_after="7d",
+            delete_after="7d",
+            schedule="0 3 * * *",
+        )
+    ]
+    config = Config(
+        rules=rules,  # type: ignore[arg-type]
+        retry=RetrySettings(attempts=3, initial_delay=timedelta(0)),
+        verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+    )
+    (checked,) = config.rules
+    assert checked.start_age is not None
+    assert checked.start_age <= timedelta(days=83) - checked.deadline_margin
+    rotated_at: list[timedelta] = []
+    for _ in range(300):
+        result = await Engine(
+            config=config, journal=journal, aws=MemoryAws(twin), clock=lambda: now[0]
+        ).sweep()
+        assert result.ok, [r.as_dict() for r in result.reports if not r.ok]
+        for report in result.reports:
+            if report.decision.action is Action.ROTATE:
+                (old,) = [
+                    k
+                    for u in twin.users.values()
+                    for k in u.keys
+                    if k.key_id == report.decision.credential_id
+                ]
+                rotated_at.append(now[0] - old.created)
+        for user in twin.users.values():
+            for key in user.keys:
+                cred = Credential(
+                    kind=Kind.ACCESS_KEY,
+                    credential_id=key.key_id,
+                    status=Status(key.status),
+                    created=key.created,
+                )
+                assert not (cred.active and cred.age(now[0]) >= timedelta(days=90)), (
+                    f"{user.name}'s {key.key_id} is active at {cred.age(now[0])}"
+                )
+                assert compliance.rotated(cred, now[0]) is compliance.Verdict.PASS
+        now[0] += timedelta(days=1)
+    assert len(rotated_at) >= 12, "every user rotated three times or more"
+    assert max(rotated_at) <= timedelta(days=83) - timedelta(days=1)
+
+
+@pytest.mark.parametrize("on_deadline", ["deactivate", "alert"])
+async def test_a_held_old_key_is_warned_about_then_handled_at_its_deadline(
+    journal: MemoryJournal,
+    tmp_path: Path,
+    audit_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    on_deadline: str,
+) -> None:
+    """A straggler keeps using the old key after the promotion: the deactivation is held;
+    within ``deadline_warning`` of the deadline each hold warns (``rotation.deadline``);
+    at the deadline the key is deactivated anyway (``on_deadline = "deactivate"``) or
+    stays active with an error (``"alert"``)."""
+    monkeypatch.setattr(credential_report, "delays", lambda *_: itertools.repeat(0.0))
+    now = [datetime(2026, 1, 1, 3, 0, tzinfo=UTC)]
+    twin = MemoryIam(clock=lambda: now[0])
+    await twin.create_user(UserName="app")
+    old = (await twin.create_access_key(UserName="app"))["AccessKey"]["AccessKeyId"]
+    twin.users["app"].keys[0].created -= timedelta(days=80)
+    created = twin.users["app"].keys[0].created
+    rules = [
+        rule(
+            "access-key",
+            tmp_path,
+            max_age="365d",
+            deadline="90d",
+            deadline_warning="3d",
+            on_deadline=on_deadline,
+            deactivate_after="2d",
+            delete_after="7d",
+            schedule="0 3 * * *",
+        )
+    ]
+    config = Config(
+        rules=rules,  # type: ignore[arg-type]
+        retry=RetrySettings(attempts=3, initial_delay=timedelta(0)),
+        verify=VerifySettings(attempts=2, initial_delay=timedelta(0)),
+    )
+
+    def old_key() -> Any:
+        return next(k for k in twin.users["app"].keys if k.key_id == old)
+
+    async def events() -> list[dict[str, Any]]:
+        text = await asyncio.to_thread(audit_file.read_text)
+        return [json.loads(line) for line in text.splitlines()]
+
+    warned: list[timedelta] = []  # the old key's age at each sweep that warned
+    for _ in range(14):
+        before = len(await events())
+        await Engine(
+            config=config, journal=journal, aws=MemoryAws(twin), clock=lambda: now[0]
+        ).sweep()
+        new = (await events())[before:]
+        age = now[0] - created
+        near = [e for e in new if e["event"] == "rotation.deadline"]
+        if near:
+            warned.append(age)
+            assert all(e["credential_id"] == old for e in near)
+        if on_deadline == "deactivate" and age >= timedelta(days=90):
+            assert old_key().status == "Inactive", "inactive by the deadline"
+        if old_key().status == "Active":
+            twin.use_access_key(old, now[0] + timedelta(hours=1))  # the straggler
+        now[0] += timedelta(days=1)
+    assert warned and min(warned) >= timedelta(days=87), "warned from the lead time on"
+    everything = await events()
+    if on_deadline == "deactivate":
+        assert old_key().status == "Inactive"
+        (done,) = [
+            e
+            for e in everything
+            if e["event"] == "rotation.step"
+            and e["step"] == "deactivate"
+            and e["outcome"] == "done"
+        ]
+        assert "deactivated although" in done["reason"], done
+    else:
+        assert old_key().status == "Active", "alert only: the straggler keeps working"
+        errors = [e for e in everything if e["event"] == "rotation.deadline"]
+        assert any(e["level"] == "error" and "passed" in e["reason"] for e in errors)

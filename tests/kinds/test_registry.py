@@ -39,6 +39,7 @@ CAPABILITIES: dict[Kind, set[type]] = {
     Kind.LOGIN_PROFILE: {MakesMaterial, TracksLastUse, Disables, TracksRotations},
     Kind.SSH_PUBLIC_KEY: {MakesMaterial},
     Kind.SERVICE_CREDENTIAL: set(),  # IAM makes the secret
+    Kind.OIDC_THUMBPRINT: {MakesMaterial, AccountHolders},  # the thumbprint of what it serves
 }
 ALL_CAPABILITIES = {MakesMaterial, TracksLastUse, Disables, AccountHolders, TracksRotations}
 

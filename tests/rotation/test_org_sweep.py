@@ -175,8 +175,9 @@ async def test_a_hub_sink_keeps_every_accounts_secrets_in_the_hub(org: Org, tmp_
 
 
 async def test_iam_requests_per_account_stay_under_the_rate(org: Org) -> None:
-    """``per_account_rate``: each account's IAM requests are spaced (a before-send hook
-    on every IAM client of the account's session); other accounts are not slowed."""
+    """``per_account_rate``: each account's IAM requests are spaced (the account's own
+    ``Pacer``, a before-send hook on every IAM client of the account's session); other
+    accounts are not slowed."""
     hub = Aws()
     dev = await hub.assume_role(f"arn:aws:iam::{org.accounts['dev']}:role/{ROLE}", iam_rate=10)
     prod = await hub.assume_role(f"arn:aws:iam::{org.accounts['prod']}:role/{ROLE}", iam_rate=10)
@@ -199,7 +200,15 @@ async def test_iam_requests_per_account_stay_under_the_rate(org: Org) -> None:
         assert stamps[-1] - started >= 0.9
         assert all(b - a >= 0.09 for a, b in itertools.pairwise(stamps)), stamps
     assert max(max(s) for s in sent.values()) - started < 2.5  # the accounts in parallel
-    assert hub.limited(None).iam_limit is None and hub.limited(5).iam_limit is not None
+    # The hub's own account: its own pace, or with a rate a strict one of its own.
+    assert hub.limited(None) is hub
+    assert hub.limited(5).iam_pacer.ceiling == 5 and hub.limited(5).iam_pacer is not hub.iam_pacer
+    # Without a rate an account's pace falls back to the hub's ceiling
+    # ([aws] max_iam_calls_per_second), on a pacer of its own: IAM throttles per account.
+    capped = Aws(max_iam_calls_per_second=7)
+    staging = await capped.assume_role(f"arn:aws:iam::{org.accounts['dev']}:role/{ROLE}")
+    assert staging.iam_pacer.ceiling == 7 and staging.iam_pacer is not capped.iam_pacer
+    assert dev.iam_pacer is not prod.iam_pacer
 
 
 async def test_accounts_handed_in_must_be_ones_the_policy_names(tmp_path: Path) -> None:

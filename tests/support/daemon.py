@@ -149,6 +149,10 @@ class Daemon:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
 
+    def wait(self, timeout: float = 180) -> int:
+        """Wait for it to exit (after a signal already sent); its exit code."""
+        return self.proc.wait(timeout=timeout)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -119,6 +119,18 @@ class Held:
             raise TimeoutError(f"no {self.action} request reached the hold in {timeout}s")
 
 
+READ_PREFIXES = ("Get", "List", "Describe", "GenerateCredentialReport", "Query", "Scan")
+READ_PREFIXES += ("BatchGet", "Simulate")
+
+
+def is_mutating(action: str) -> bool:
+    """Whether an AWS action may change something: anything but reads (``Get*``, ``List*``,
+    ``Describe*``, DynamoDB's ``Query``/``Scan``/``BatchGetItem``, ``Simulate*`` policy
+    checks and ``GenerateCredentialReport``, which only refreshes a report). An action
+    the proxy could not read ('') counts as mutating."""
+    return not action.startswith(READ_PREFIXES)
+
+
 def parse_request(method: str, path: str, headers: dict[str, str], body: bytes) -> Request:
     """A ``Request`` with its action (X-Amz-Target or form/query ``Action=``) and service."""
     target = headers.get("x-amz-target", "")
@@ -179,6 +191,27 @@ def _invalid_token() -> Response:
     return 403, "Forbidden", [("Content-Type", "text/xml")], body
 
 
+@dataclass
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` held."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = self.burst
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class FaultProxy:
     """Forwards HTTP to ``upstream`` and injects the faults of a ``FaultPlan`` or a hook."""
 
@@ -191,9 +224,11 @@ class FaultProxy:
         self._hooks: list[_Hook] = []
         self._holds: list[Held] = []
         self._young = 0.0  # reject STS calls signed by access keys younger than this
+        self._bucket: _Bucket | None = None  # IAM's per-account token bucket, when modelled
         self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
+        self._signed: list[tuple[str, str]] = []  # (access key ID that signed it, action)
         self._sockets: set[socket.socket] = set()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
@@ -276,6 +311,19 @@ class FaultProxy:
         with self._lock:
             self._young = seconds
 
+    def limit_iam(self, rate: float, burst: float | None = None) -> None:
+        """Model IAM's request quota: a token bucket of ``rate`` calls per second holding
+        at most ``burst`` (default ``rate``); an IAM call finding it empty is answered
+        ``Throttling`` (400), as IAM does, and counted as throttled."""
+        with self._lock:
+            self._bucket = _Bucket(rate, burst if burst is not None else rate)
+
+    def _over_quota(self, request: Request) -> bool:
+        if request.service != "iam":
+            return False
+        with self._lock:
+            return self._bucket is not None and not self._bucket.take()
+
     def _too_young(self, request: Request) -> bool:
         match = _KEY_ID.search(request.headers.get("authorization", ""))
         with self._lock:
@@ -307,6 +355,11 @@ class FaultProxy:
         with self._lock:
             return list(self._actions)
 
+    def actions_signed_by(self, key_id: str) -> list[str]:
+        """The actions of the requests signed with access key ``key_id``, in order."""
+        with self._lock:
+            return [action for signer, action in self._signed if signer == key_id]
+
     def _count(self, name: str) -> None:
         with self._lock:
             self._counts[name] += 1
@@ -331,6 +384,8 @@ class FaultProxy:
         with self._lock:
             self._counts["requests"] += 1
             self._actions.append(request.action)
+            signer = _KEY_ID.search(request.headers.get("authorization", ""))
+            self._signed.append((signer.group(1) if signer else "", request.action))
             delay, fault, status = choose(self._plan, self._rng, request.action)
             fired: _Hook | None = None
             for hook in list(self._hooks):
@@ -411,6 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
         if held is not None and held.phase == "before":
             held.reached.set()
             held.released.wait(300)
+        if fault == "none" and hook is None and proxy._over_quota(request):
+            fault = "throttle"
         if fault in ("throttle", "server_error"):
             proxy._count(COUNTER[fault])
             self._answer(*error_response(request, 400 if fault == "throttle" else status))
