@@ -48,6 +48,12 @@ JOURNAL_CORRUPT_RECORD = "journal.corrupt_record"  # a row that does not decode:
 DECISION_CRASHED = "decision.crashed"  # a bug failed one decision; the sweep went on
 INVENTORY_REPORT_UNAVAILABLE = "inventory.report_unavailable"  # listing per user instead
 OWN_KEY_SWITCHED = "own_key.switched"  # rotator rotated the key it signs with: now the new one
+# An organization sweep (rotation/org.py): its start and end, the accounts found and left
+# out, and an account that could not be swept (no role, AccessDenied ...): the others go on.
+ORG_STARTED = "org.started"
+ORG_FINISHED = "org.finished"
+ACCOUNT_SKIPPED = "account.skipped"
+ACCOUNT_FAILED = "account.failed"
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 

@@ -16,14 +16,17 @@ tree: throttling, 5xx, dropped connections and ``EntityTemporarilyUnmodifiable``
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 import aioboto3
-from aiobotocore.credentials import AioCredentials
+from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
+from aiobotocore.session import AioSession
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -185,7 +188,9 @@ def _sign_as_caller(request: Any, **_: Any) -> None:
 
 
 class Aws:
-    """Opens aioboto3 clients that share one session and rotator's retry settings.
+    """Opens aioboto3 clients that share one session and rotator's retry settings. Every
+    IAM client it opens shares one ``Pacer``, ``iam_pacer`` (IAM throttles per account);
+    an ``Aws`` for another account (``assume_role``) has its own.
 
     Rotator's own credentials are the session's (the standard AWS chain) until
     ``switch_to`` replaces them: from then on every client opened without explicit
@@ -205,10 +210,15 @@ class Aws:
         read_timeout: float = 30.0,
         max_connections: int = 10,
         max_iam_calls_per_second: float | None = None,
+        botocore_session: AioSession | None = None,
+        iam_pacer: Pacer | None = None,
     ) -> None:
         self.region = region
         self.endpoint_url = endpoint_url
         self.profile = profile
+        self._retry = (max_attempts, retry_mode)
+        self._timeouts = (connect_timeout, read_timeout)
+        self._max_connections = max_connections
         self._config = BotoConfig(
             # total_max_attempts counts the first call too (botocore's max_attempts does not).
             retries={"total_max_attempts": max_attempts, "mode": retry_mode},
@@ -218,8 +228,11 @@ class Aws:
             max_pool_connections=max_connections,
         )
         # One pace for every IAM client of this account (IAM throttles per account).
-        self.iam_pacer = Pacer(max_iam_calls_per_second)
-        self._session = aioboto3.Session(profile_name=profile, region_name=region)
+        self.iam_pacer = iam_pacer if iam_pacer is not None else Pacer(max_iam_calls_per_second)
+        if botocore_session is not None:
+            self._session = aioboto3.Session(botocore_session=botocore_session, region_name=region)
+        else:
+            self._session = aioboto3.Session(profile_name=profile, region_name=region)
         self._own: Credentials | None = None  # set by ``switch_to``
 
     async def own_access_key_id(self) -> str | None:
@@ -248,6 +261,77 @@ class Aws:
             return
         signing = request.context.setdefault("signing", {})
         signing["request_credentials"] = AioCredentials(own.access_key_id, own.secret_access_key)
+
+    async def assume_role(
+        self,
+        role_arn: str,
+        *,
+        session_name: str = "rotator",
+        external_id: str | None = None,
+        duration: timedelta = timedelta(hours=1),
+        iam_rate: float | None = None,
+    ) -> Aws:
+        """An ``Aws`` acting as ``role_arn`` (another account's role), through this one.
+        The role is assumed at once (an ``AccessDenied``, a missing role, fails here) and
+        again, with this ``Aws``'s own credentials, before the credentials expire
+        (botocore's refreshable credentials: from 15 minutes before the expiry). Its IAM
+        calls have their own pace (that account's IAM quota is its own): ``iam_rate``
+        requests per second, each spaced from the previous one (``per_account_rate``), or
+        with None under this ``Aws``'s ceiling (``max_iam_calls_per_second``)."""
+        kwargs: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": int(duration.total_seconds()),
+        }
+        if external_id is not None:
+            kwargs["ExternalId"] = external_id
+
+        async def fetch() -> dict[str, str]:
+            async with self.client("sts") as sts:
+                with aws_errors("AssumeRole", role=role_arn):
+                    got = (await sts.assume_role(**kwargs))["Credentials"]
+            expiry = got["Expiration"]
+            return {
+                "access_key": got["AccessKeyId"],
+                "secret_key": got["SecretAccessKey"],
+                "token": got["SessionToken"],
+                "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
+            }
+
+        credentials = AioRefreshableCredentials.create_from_metadata(
+            await fetch(), fetch, "assume-role"
+        )
+        core = AioSession()
+        core._credentials = credentials  # a botocore session's credentials, refreshable
+        return Aws(
+            region=self.session_region,
+            endpoint_url=self.endpoint_url,
+            botocore_session=core,
+            max_attempts=self._retry[0],
+            retry_mode=self._retry[1],
+            connect_timeout=self._timeouts[0],
+            read_timeout=self._timeouts[1],
+            max_connections=self._max_connections,
+            iam_pacer=self._account_pacer(iam_rate),
+        )
+
+    def _account_pacer(self, iam_rate: float | None) -> Pacer:
+        """A new pace for one account's IAM: ``iam_rate`` per second without a burst,
+        each request spaced from when the previous one actually went; None: this
+        ``Aws``'s ceiling, adapting to throttling as ``iam_pacer`` does."""
+        if iam_rate is not None:
+            return Pacer(iam_rate, burst_s=0.0)
+        return Pacer(self.iam_pacer.ceiling)
+
+    def limited(self, iam_rate: float | None) -> Aws:
+        """This ``Aws`` (same session and credentials) with its IAM requests held to
+        ``iam_rate`` per second, each spaced from the previous one (the hub's own account
+        under ``per_account_rate``); None: this ``Aws`` itself, on its own pace."""
+        if iam_rate is None:
+            return self
+        twin = copy.copy(self)
+        twin.iam_pacer = self._account_pacer(iam_rate)
+        return twin
 
     @property
     def session_region(self) -> str:

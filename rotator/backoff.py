@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-_SLOT: ContextVar[asyncio.Semaphore | None] = ContextVar("rotator_worker_slot", default=None)
+_SLOT: ContextVar[tuple[asyncio.Semaphore, ...]] = ContextVar("rotator_worker_slot", default=())
 
 
 def delays(initial: float, maximum: float, rng: random.Random | None = None) -> Iterator[float]:
@@ -32,9 +32,11 @@ def delays(initial: float, maximum: float, rng: random.Random | None = None) -> 
 
 
 @contextmanager
-def holding(slot: asyncio.Semaphore) -> Iterator[None]:
-    """Within the block, this task holds one permit of ``slot`` (``pause`` lends it)."""
-    token = _SLOT.set(slot)
+def holding(*slots: asyncio.Semaphore) -> Iterator[None]:
+    """Within the block, this task holds one permit of each of ``slots`` (acquired in this
+    order: the account's limit, then an organization sweep's global one); ``pause`` lends
+    them all."""
+    token = _SLOT.set(slots)
     try:
         yield
     finally:
@@ -43,12 +45,14 @@ def holding(slot: asyncio.Semaphore) -> Iterator[None]:
 
 async def pause(seconds: float) -> None:
     """Sleep ``seconds``; the task's worker slot, if it holds one, is free meanwhile."""
-    slot = _SLOT.get()
-    if slot is None or seconds <= 0:
+    slots = _SLOT.get()
+    if not slots or seconds <= 0:
         await asyncio.sleep(seconds)
         return
-    slot.release()
+    for slot in reversed(slots):
+        slot.release()
     try:
         await asyncio.sleep(seconds)
     finally:
-        await slot.acquire()
+        for slot in slots:  # the order they were first taken in: no deadlock
+            await slot.acquire()

@@ -94,6 +94,18 @@ class AccessDenied(Permanent):
     """rotator's own principal lacks a permission."""
 
 
+class WrongAccount(Permanent):
+    """The credentials for an account act in another one (a wrong role ARN template)."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            "GetCallerIdentity",
+            "WrongAccount",
+            f"the role for account {expected} acts in account {actual}",
+            {"account": expected},
+        )
+
+
 class VerificationFailed(RotatorError):
     """A new credential did not authenticate as its user within the verify budget."""
 

@@ -10,6 +10,10 @@ the rate that was throttled; answered calls raise it again, quickly back towards
 and then slowly past it (probing, as TCP CUBIC does), never above the configured ceiling.
 With no ceiling the pacer lets everything through until IAM first pushes back, and then
 keeps close under the rate that IAM accepts.
+
+``burst_s=0`` makes the ceiling a strict one (``[accounts] per_account_rate``): no burst
+after an idle spell, and each call goes ``1 / rate`` after the previous one *actually*
+went, in arrival order, even when the event loop woke that one late.
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ class Pacer:
     """Spaces calls at ``rate`` per second and adapts ``rate`` to throttling.
 
     ``ceiling`` (calls per second, or None for no ceiling) is the most it ever allows:
-    ``max_iam_calls_per_second``, headroom left for other tools. Not thread-safe: one
-    event loop uses it (every caller awaits ``acquire`` on that loop).
+    ``max_iam_calls_per_second``, headroom left for other tools. ``burst_s``: the burst
+    allowed after an idle spell, in seconds' worth of calls; 0 spaces every call from the
+    previous one's departure. Not thread-safe: one event loop uses it (every caller awaits
+    ``acquire`` on that loop).
     """
 
     def __init__(
@@ -57,9 +63,14 @@ class Pacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        burst_s: float = BURST_S,
     ) -> None:
         if ceiling is not None and ceiling <= 0:
             raise ValueError("ceiling must be positive")
+        if burst_s < 0:
+            raise ValueError("burst_s must not be negative")
+        self._burst_s = burst_s
+        self._in_turn = asyncio.Lock()  # burst_s = 0: calls go one after another
         self.ceiling = ceiling
         self._rate: float | None = ceiling
         self._limit: float | None = None  # the rate IAM last throttled
@@ -83,11 +94,14 @@ class Pacer:
 
     async def acquire(self) -> None:
         """Wait for this call's turn (returns at once when not limited)."""
+        if self._burst_s == 0 and self._rate is not None:
+            await self._acquire_in_turn()
+            return
         now = self._clock()
         rate = self._rate
         if rate is not None:
             # Claim a slot before sleeping: the next caller queues behind this one.
-            start = max(self._next, now - BURST_S)
+            start = max(self._next, now - self._burst_s)
             self._next = start + 1.0 / rate
             if start > now:
                 self.waited_s += start - now
@@ -95,6 +109,20 @@ class Pacer:
                 now = self._clock()
         self._sent.append(now)
         self.sent_last_second()  # trims the window
+
+    async def _acquire_in_turn(self) -> None:
+        """No burst: wait until ``1 / rate`` after the previous call went (the rate as
+        it is when this call goes, lowered by throttling meanwhile or not)."""
+        async with self._in_turn:
+            now = self._clock()
+            if now < self._next:
+                self.waited_s += self._next - now
+                await self._sleep(self._next - now)
+                now = self._clock()
+            rate = self._rate
+            self._next = now + (1.0 / rate if rate is not None else 0.0)
+            self._sent.append(now)
+            self.sent_last_second()  # trims the window
 
     def on_answer(self, *, throttled: bool) -> None:
         """Adjust the rate for one answer from IAM."""

@@ -80,18 +80,80 @@ SINKS: Mapping[str, Callable[[Any], list[Statement]]] = {
 }
 
 
+# The hub of an organization sweep: account discovery (tags only when the policy matches
+# on them) and getting into the member accounts.
+ORGANIZATIONS: tuple[str, ...] = (
+    "organizations:ListRoots",
+    "organizations:ListOrganizationalUnitsForParent",
+    "organizations:ListAccountsForParent",
+)
+ORGANIZATIONS_TAGS = "organizations:ListTagsForResource"
+
+
 def policy_document(config: Config, *, journal_init: bool = False) -> dict[str, Any]:
     """The IAM policy document (``{"Version", "Statement"}``) for exactly what ``config``
-    uses. ``journal_init`` adds what ``rotator journal init`` needs."""
+    uses. ``journal_init`` adds what ``rotator journal init`` needs. With ``[accounts]``
+    this is the hub's and the members' policies together; ``member_policy`` and
+    ``hub_policy`` split them."""
     statements = [
-        _statement("Discover", _discovery(config), ["*"]),
-        _statement("ReadUsers", USERS, _arns("user", _user_prefixes(config))),
-        *_kinds(config),
-        *_sinks(config),
+        *_in_account(config, sinks_in=("member", "hub")),
+        *_hub(config),
         *_journal(config.journal.url, journal_init=journal_init),
         *_notify(config),
     ]
     return {"Version": "2012-10-17", "Statement": _merged(statements)}
+
+
+def member_policy(config: Config) -> dict[str, Any]:
+    """The member role's policy (``rotator iam-policy --member``): what a sweep does inside
+    a member account — discovery, the kinds' IAM calls, and the sinks kept there
+    (``sink_in = "member"``). No journal, no notifications: those are the hub's."""
+    return {"Version": "2012-10-17", "Statement": _merged(_in_account(config, ("member",)))}
+
+
+def hub_policy(config: Config, *, journal_init: bool = False) -> dict[str, Any]:
+    """The hub's policy (``rotator iam-policy --hub``): Organizations discovery, assuming
+    the member role, the journal, notifications, the sinks kept in the hub
+    (``sink_in = "hub"``), and — with ``include_self`` — sweeping its own account."""
+    accounts = config.accounts
+    own = accounts is not None and accounts.include_self
+    statements = [
+        *(_in_account(config, ("member", "hub")) if own else _hub_sinks(config)),
+        _statement("Identity", ["sts:GetCallerIdentity"], ["*"]),
+        *_hub(config),
+        *_journal(config.journal.url, journal_init=journal_init),
+        *_notify(config),
+    ]
+    return {"Version": "2012-10-17", "Statement": _merged(statements)}
+
+
+def _in_account(config: Config, sinks_in: tuple[str, ...]) -> list[Statement]:
+    return [
+        _statement("Discover", _discovery(config), ["*"]),
+        _statement("ReadUsers", USERS, _arns("user", _user_prefixes(config))),
+        *_kinds(config),
+        *_sinks(config, sinks_in),
+    ]
+
+
+def _hub_sinks(config: Config) -> list[Statement]:
+    return _sinks(config, ("hub",))
+
+
+def _hub(config: Config) -> list[Statement]:
+    accounts = config.accounts
+    if accounts is None or not (accounts.members or accounts.organization):
+        return []
+    statements = [
+        _statement("AssumeMemberRole", ["sts:AssumeRole"], [accounts.role_for("*")]),
+        # An exposed key's account (``rotator rotate --access-key-id``, the Health event).
+        _statement("FindKeyAccount", ["sts:GetAccessKeyInfo"], ["*"]),
+    ]
+    if accounts.organization is not None:
+        tags = bool(accounts.exclude.tags) or any(r.account_tags for r in config.rules)
+        actions = [*ORGANIZATIONS, *([ORGANIZATIONS_TAGS] if tags else [])]
+        statements.append(_statement("DiscoverAccounts", actions, ["*"]))
+    return statements
 
 
 def render(document: Mapping[str, Any]) -> str:
@@ -123,9 +185,14 @@ def _kinds(config: Config) -> list[Statement]:
     return statements
 
 
-def _sinks(config: Config) -> list[Statement]:
+def _sinks(config: Config, sinks_in: tuple[str, ...] = ("member", "hub")) -> list[Statement]:
     statements = []
     for rule in config.rules:
+        # A file or memory sink asks nothing of AWS wherever it is; without [accounts]
+        # member and hub are one account.
+        where = rule.sink_in if config.accounts is not None else "member"
+        if where not in sinks_in:
+            continue
         for declared in SINKS[rule.sink.type](rule.sink):
             kms = all(action.startswith("kms:") for action in declared["Action"])
             sid = "Sink" + _sid(rule.sink.type) + ("Kms" if kms else "")

@@ -12,6 +12,7 @@ import fnmatch
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -150,7 +151,74 @@ class Exclude(_Strict):
         return None
 
 
-TEMPLATE_FIELDS = frozenset({"account", "user", "name", "kind", "slot"})
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_OU_ID = re.compile(r"^(?:ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32})$")
+
+
+def check_account_id(value: str) -> str:
+    if not isinstance(value, str) or not _ACCOUNT_ID.match(value):
+        raise ValueError(f"{value!r} is not an AWS account ID (12 digits, as a string)")
+    return value
+
+
+def check_ou(value: str) -> str:
+    """An OU (or the root) by ID (``ou-ab12-cdef3456``, ``r-ab12``) or by path from the
+    root, written with a leading slash (``/Workloads/Prod``; ``/`` is the root)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("an OU is an ID (ou-…, r-…) or a path from the root (/Workloads/Prod)")
+    if value.startswith("/"):
+        parts = value.strip("/").split("/") if value.strip("/") else []
+        if any(not part.strip() for part in parts):
+            raise ValueError(f"OU path {value!r} has an empty component")
+        return "/" + "/".join(parts)
+    if not _OU_ID.match(value):
+        raise ValueError(
+            f"{value!r} is neither an OU ID (ou-xxxx-xxxxxxxx, r-xxxx) nor a path from the "
+            "root starting with '/' (e.g. /Workloads/Prod)"
+        )
+    return value
+
+
+AccountId = Annotated[str, AfterValidator(check_account_id)]
+OuRef = Annotated[str, AfterValidator(check_ou)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Account:
+    """One account to sweep. ``ou_ids`` are its ancestors from the root down (root first);
+    ``ou_path`` their names from the root (``/Workloads/Prod``; ``/`` for the root).
+    Accounts listed explicitly have no OUs and no tags."""
+
+    id: str
+    name: str = ""
+    ou_ids: tuple[str, ...] = ()
+    ou_path: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    hub: bool = False  # the caller's own account (include_self): no role assumed
+
+    @property
+    def label(self) -> str:
+        """``name (id)`` or just the ID."""
+        return f"{self.name} ({self.id})" if self.name else self.id
+
+    def in_ou(self, ou: str, *, recursive: bool = True) -> bool:
+        """Is the account in ``ou`` (an ID or a path): directly, or (``recursive``) in
+        any OU nested under it?"""
+        if ou.startswith("/"):
+            if not self.ou_path:
+                return False
+            if recursive:
+                return ou == "/" or self.ou_path == ou or self.ou_path.startswith(ou + "/")
+            return self.ou_path == ou
+        if recursive:
+            return ou in self.ou_ids
+        return bool(self.ou_ids) and self.ou_ids[-1] == ou
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "ou_path": self.ou_path}
+
+
+TEMPLATE_FIELDS = frozenset({"account", "account_name", "user", "name", "kind", "slot"})
 
 
 def check_template(template: str) -> str:
@@ -270,6 +338,14 @@ class Rule(_Strict):
     sink: SinkConfig
     # `rotator daemon` sweeps this rule on this crontab schedule (else on [daemon]'s).
     schedule: CronExpr | None = None
+    # With [accounts]: the accounts this rule applies to (all conditions given must hold;
+    # none given: every account swept). ``ous`` match nested OUs too.
+    accounts: list[AccountId] | None = None
+    ous: list[OuRef] | None = None
+    account_tags: dict[str, str] = Field(default_factory=dict)
+    # Where an AWS sink (secretsmanager, ssm) keeps the secrets: in the member account the
+    # credential belongs to, or centrally in the hub account rotator runs in.
+    sink_in: Literal["member", "hub"] = "member"
     # The age by which the old credential must be inactive (CIS: 90 days); rotations start
     # early enough to meet it (``start_age``). ``deadline_margin`` is kept in hand.
     deadline: Duration | None = None
@@ -343,6 +419,19 @@ class Rule(_Strict):
                 "selects more than one holder: their secrets would overwrite each other"
             )
         return self
+
+    @property
+    def account_scoped(self) -> bool:
+        """True if the rule names accounts, OUs or account tags."""
+        return self.accounts is not None or self.ous is not None or bool(self.account_tags)
+
+    def applies_to(self, account: Account) -> bool:
+        """Does this rule apply in ``account``?"""
+        if self.accounts is not None and account.id not in self.accounts:
+            return False
+        if self.ous is not None and not any(account.in_ou(ou) for ou in self.ous):
+            return False
+        return all(account.tags.get(k) == v for k, v in self.account_tags.items())
 
     def selects(self, name: str, path: str, tags: Mapping[str, str]) -> bool:
         return self.enabled and self.select.matches(name, path, tags)

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from rotator import cron
+from rotator.accounts import AccountsSettings
 from rotator.config_problems import message, problem
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
@@ -251,6 +252,7 @@ class Config(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     max_concurrency: int = Field(default=8, ge=1, le=128)
+    accounts: AccountsSettings | None = None  # many accounts (rotator/accounts.py)
     rules: list[AnyRule] = Field(min_length=1)
 
     @field_validator("rules")
@@ -284,6 +286,41 @@ class Config(BaseSettings):
                 f"({self.aws.connect_timeout + self.aws.read_timeout:g}s); the lease must "
                 "outlast that twice over (raise lease_ttl, or lower the timeouts)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _rules_fit_accounts(self) -> Config:
+        problems: list[str] = []
+        accounts = self.accounts
+        for rule in self.rules:
+            where = f"rule {rule.name!r}"
+            if accounts is None:
+                if rule.account_scoped:
+                    problems.append(
+                        f"{where}: accounts, ous and account_tags need an [accounts] section"
+                    )
+                continue
+            if (rule.ous is not None or rule.account_tags) and not accounts.discovers:
+                problems.append(
+                    f"{where}: ous and account_tags match only accounts discovered with "
+                    "[accounts.organization] (listed members have no OU or tags)"
+                )
+            template = rule.sink.template
+            shared = rule.sink.type in ("file", "memory") or rule.sink_in == "hub"
+            many = accounts.discovers or len(accounts.members) + accounts.include_self > 1
+            if (
+                shared
+                and many
+                and "{account}" not in template
+                and "{account_name}" not in (template)
+            ):
+                problems.append(
+                    f"{where}: sink template {template!r} has no {{account}} (or "
+                    "{account_name}) but the rule's secrets from several accounts go to one "
+                    "place: they would overwrite each other"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @classmethod

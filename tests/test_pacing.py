@@ -6,6 +6,7 @@ against moto behind the fault proxy, which models IAM's per-account token bucket
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -45,6 +46,28 @@ async def test_a_ceiling_spaces_calls_after_a_one_second_burst() -> None:
     # 30 calls at 10/s: the first ~10 go at once (the burst), the rest are spaced 0.1 s.
     assert 1.8 <= t.now - 100.0 <= 2.1
     assert all(s <= 0.1 + 1e-9 for s in t.slept)
+
+
+async def test_without_a_burst_each_call_waits_from_when_the_previous_one_went() -> None:
+    """``burst_s=0`` (``[accounts] per_account_rate``): no burst after idling, and a call
+    woken late pushes the next one back (spaced from departures, not from a schedule)."""
+    t = FakeTime()
+    late = {2: 0.25}  # the event loop was busy: the third call's sleep ends 0.25 s late
+
+    async def sleep(seconds: float) -> None:
+        await t.sleep(seconds + late.pop(len(t.slept) + 1, 0.0))
+
+    pacer = Pacer(10.0, clock=t.clock, sleep=sleep, burst_s=0.0)
+    sent = []
+    for _ in range(5):
+        await pacer.acquire()
+        sent.append(t.now)
+    assert sent[1] - sent[0] == pytest.approx(0.1)  # no burst: the second call waits
+    assert sent[2] - sent[1] == pytest.approx(0.35)  # woken late
+    assert sent[3] - sent[2] == pytest.approx(0.1)  # nothing made up for the late one
+    assert all(b - a >= 0.1 - 1e-9 for a, b in itertools.pairwise(sent))
+    with pytest.raises(ValueError, match="negative"):
+        Pacer(1.0, burst_s=-1)
 
 
 async def test_a_throttle_cuts_the_rate_below_what_was_sent_and_answers_raise_it_again() -> None:

@@ -4,7 +4,8 @@ Two feeds: each sweep's ``SweepResult`` (``observe_sweep``; a sweep that raised:
 ``observe_crash``) and the audit log's ``rotation.step`` events, read by a structlog
 processor (``tap``) so step latency comes from the same ``duration_ms`` the audit log
 shows, and verification time (``rotator_verification_seconds``) from its
-``propagation_s``. Labels are bounded enums (kind, step, outcome, result, channel): never a user, a
+``propagation_s``. Labels are bounded enums (kind, step, outcome, result, channel; and with
+``[accounts]`` the account ID of ``rotator_account_sweeps``): never a user, a
 credential ID or anything secret — but for the certificate expiry gauge (``expiry``),
 which names the certificates IAM holds, as cert-manager's does.
 
@@ -39,7 +40,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 import rotator
 from rotator import audit
 from rotator.daemon.expiry import CertificateExpiry
-from rotator.model import Inventory, Kind, Outcome, Step
+from rotator.model import Inventory, Kind, Outcome, Plan, Step
+from rotator.rotation.org import OrgResult
 from rotator.rotation.report import Report, Result, SweepResult
 
 # Steps the driver times (``duration_ms``); plan and disable events carry no latency.
@@ -180,6 +182,13 @@ class Metrics:
             ["channel", "result"],
             registry=r,
         )
+        self.account_sweeps = Counter(
+            "rotator_account_sweeps",
+            "With [accounts]: each account's sweeps by result: ok, problems, failed (the "
+            "account could not be swept: no role, AccessDenied ...).",
+            ["account", "result"],
+            registry=r,
+        )
         self.reloads = Counter(
             "rotator_policy_reloads", "Policy reloads (SIGHUP) by result.", ["result"], registry=r
         )
@@ -211,9 +220,12 @@ class Metrics:
 
     # -- feeds ----------------------------------------------------------------------------
 
-    def observe_sweep(self, result: SweepResult, inventory: Inventory | None = None) -> None:
-        """Count what one finished sweep did; set the per-kind gauges from it."""
-        self.sweeps.labels("ok" if result.ok else "problems").inc()
+    def observe_sweep(
+        self, result: SweepResult, inventory: Inventory | None = None, *, ok: bool | None = None
+    ) -> None:
+        """Count what one finished sweep did; set the per-kind gauges from it. ``ok``
+        overrides ``result.ok`` (a sweep over many accounts)."""
+        self.sweeps.labels("ok" if (result.ok if ok is None else ok) else "problems").inc()
         held: Tally[str] = Tally()
         blocked: Tally[str] = Tally()
         for report in result.reports:
@@ -230,6 +242,23 @@ class Metrics:
                 self.oldest.labels(str(found)).set(age)
         self.last_success.set(result.finished_at.timestamp())
         self.last_duration.set((result.finished_at - result.started_at).total_seconds())
+
+    def observe_org(self, result: OrgResult) -> None:
+        """Count one sweep over many accounts: per account (``rotator_account_sweeps``),
+        and every account's decisions together as one sweep."""
+        for one in result.accounts:
+            outcome = "failed" if one.error is not None else ("ok" if one.ok else "problems")
+            self.account_sweeps.labels(one.account.id, outcome).inc()
+        merged = SweepResult(
+            run_id=result.run_id,
+            account="*",
+            dry_run=result.dry_run,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            plan=Plan(decisions=()),
+            reports=tuple(r for a in result.accounts if a.sweep for r in a.sweep.reports),
+        )
+        self.observe_sweep(merged, ok=result.ok)  # an account that failed is a problem
 
     def observe_crash(self) -> None:
         """A sweep raised before it could report (AWS or the journal unreachable ...)."""

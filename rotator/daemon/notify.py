@@ -130,16 +130,20 @@ class Notifier:
         found = [] if summary.empty and not self.settings.send_empty else [sweep_message(summary)]
         return found + owner_messages(result, owners)
 
-    async def sweep_finished(self, result: SweepResult) -> list[Delivery]:
-        """Notify about ``result``; every failure is logged and returned, never raised."""
+    async def sweep_finished(
+        self, result: SweepResult, *, owners: bool = True, owners_in: Aws | None = None
+    ) -> list[Delivery]:
+        """Notify about ``result``; every failure is logged and returned, never raised.
+        ``owners_in``: where the users' owner tags are read (a member account's session;
+        default: this notifier's own); ``owners=False``: no per-owner messages."""
         if not self.settings.enabled:
             return []
         deliveries: list[Delivery] = []
-        owners: dict[str, str] = {}
-        if self.settings.owner_tag:
-            owners, lookups = await self._owners(sorted(owner_users(result)))
+        found: dict[str, str] = {}
+        if owners and self.settings.owner_tag:
+            found, lookups = await self._owners(sorted(owner_users(result)), owners_in or self.aws)
             deliveries += lookups
-        messages = self.messages_for(result, owners)
+        messages = self.messages_for(result, found)
         if not messages:
             return deliveries
         async with AsyncExitStack() as stack:
@@ -187,7 +191,7 @@ class Notifier:
             return Delivery(channel, False)
         return Delivery(channel, True)
 
-    async def _owners(self, users: list[str]) -> tuple[dict[str, str], list[Delivery]]:
+    async def _owners(self, users: list[str], aws: Aws) -> tuple[dict[str, str], list[Delivery]]:
         """user -> owner tag value for ``users`` that have the tag; failed lookups logged."""
         tag = self.settings.owner_tag
         if not users or tag is None:
@@ -196,7 +200,7 @@ class Notifier:
         found: dict[str, str] = {}
         failures: list[Delivery] = []
         try:
-            async with self.aws.client("iam") as iam:
+            async with aws.client("iam") as iam:
 
                 async def one(user: str) -> None:
                     async with limit:

@@ -32,10 +32,11 @@ from rotator import audit, redaction
 from rotator.daemon import http as health
 from rotator.daemon.jobs import RUN_NOW, Job, jobs, run_now, scoped, trigger
 from rotator.daemon.metrics import Metrics
-from rotator.daemon.notify import Notifier, channel_results, describe
+from rotator.daemon.notify import NOTIFY_FAILED, Notifier, channel_results, describe
 from rotator.daemon.systemd import READY, STOPPING, Systemd
 from rotator.errors import ConfigError, RotatorError
 from rotator.model import Inventory
+from rotator.rotation.org import OrgSweep
 from rotator.rotation.report import SweepResult
 from rotator.settings import Config
 
@@ -195,6 +196,9 @@ class Daemon:
             config = self.config  # a reload during the sweep applies to the next one
             try:
                 async with application.open_engine(scoped(config, job.rules)) as engine:
+                    if engine.org is not None:
+                        await self._org_sweep(job, engine.org, config)
+                        return
                     result = await engine.sweep()
             except Exception as exc:  # the sweep itself failed: AWS or the journal down
                 self._crashed = describe(exc)
@@ -211,6 +215,44 @@ class Daemon:
             self._crashed = None
             self._finished(job, result, config)
             for delivery in await self.notifier.sweep_finished(result):
+                outcome = "sent" if delivery.ok else "failed"
+                self.metrics.notifications.labels(delivery.channel, outcome).inc()
+
+    async def _org_sweep(self, job: Job, org: OrgSweep, config: Config) -> None:
+        """With ``[accounts]``: one sweep of every account; metrics per account
+        (``rotator_account_sweeps``) and over all; one notification per account's sweep,
+        its owners' tags read in that account (through its member role)."""
+        result = await org.run()
+        self._crashed = None
+        self.metrics.observe_org(result)
+        self._last = {
+            "job": job.id,
+            "run_id": result.run_id,
+            "finished_at": result.finished_at.isoformat(),
+            "ok": result.ok,
+            "counts": result.counts(),
+            "accounts_failed": [a.account.id for a in result.accounts if a.error is not None],
+        }
+        for one in result.accounts:
+            if one.sweep is None:
+                continue
+            owners_in = None
+            if config.notify.enabled and config.notify.owner_tag:
+                try:
+                    owners_in = await org.aws_for(one.account)
+                except RotatorError as exc:  # the sweep got in a moment ago: rare
+                    self._log.warning(
+                        NOTIFY_FAILED,
+                        channel="owner-tags",
+                        account=one.account.id,
+                        reason=describe(exc),
+                    )
+                    self.metrics.notifications.labels("owner-tags", "failed").inc()
+            for delivery in await self.notifier.sweep_finished(
+                one.sweep,
+                owners=owners_in is not None or not config.notify.owner_tag,
+                owners_in=owners_in,
+            ):
                 outcome = "sent" if delivery.ok else "failed"
                 self.metrics.notifications.labels(delivery.channel, outcome).inc()
 

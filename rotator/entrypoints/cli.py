@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -21,9 +22,9 @@ from rotator.entrypoints.exits import (
     fail,
 )
 from rotator.entrypoints.lazy import lazy
-from rotator.entrypoints.options import ConfigOpt, JsonOpt
+from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
 from rotator.errors import ConfigError, CorruptRecord, RotatorError
-from rotator.model import Kind, utcnow
+from rotator.model import Kind, Plan, utcnow
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
@@ -132,6 +133,18 @@ def validate(config: ConfigOpt) -> None:
         problems = [f"unusable sink: {problem}" for problem in sink_problems]
         raise fail(ConfigError(str(config), problems), err)
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
+    if cfg.accounts is not None:
+        accounts = cfg.accounts
+        where = []
+        if accounts.members:
+            where.append(f"{len(accounts.members)} listed")
+        if accounts.organization is not None:
+            ous = ", ".join(accounts.organization.ous) or "the whole organization"
+            where.append(f"discovered in {ous}")
+        if accounts.include_self:
+            where.append("this account")
+        role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
+        out.print(f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False)
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
         deadline = ""
@@ -163,20 +176,83 @@ WideOpt = Annotated[
 ]
 
 
+def _filters(cfg: Config, accounts: list[str] | None, ous: list[str] | None) -> Filters:
+    """The ``--account`` / ``--ou`` filters, checked: exit 2 on a malformed ID or OU, or
+    ``--ou`` without ``[accounts]``."""
+    problems = []
+    only, within = [], []
+    for value in accounts or []:
+        try:
+            only.append(policy.check_account_id(value))
+        except ValueError as exc:
+            problems.append(f"--account: {exc}")
+    for value in ous or []:
+        try:
+            within.append(policy.check_ou(value))
+        except ValueError as exc:
+            problems.append(f"--ou: {exc}")
+    if ous and cfg.accounts is None:
+        problems.append("--ou: needs an [accounts] section in the policy")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
+    return Filters(only, within)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """An operator's ``--account`` / ``--ou`` filters (empty: everything)."""
+
+    accounts: list[str]
+    ous: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.accounts or self.ous)
+
+
+async def _account_ids(cfg: Config, filters: Filters) -> set[str] | None:
+    """The account IDs ``filters`` keep (None: no filter). ``--ou`` asks Organizations."""
+    if not filters:
+        return None
+    if not filters.ous:
+        return set(filters.accounts)
+    async with application.open_engine(cfg) as engine:
+        assert engine.org is not None  # _filters refuses --ou without [accounts]
+        found = await engine.org.accounts(filters.accounts, filters.ous)
+    render.ACCOUNT_NAMES.update({a.id: a.name for a in found.selected if a.name})
+    return {a.id for a in found.selected}
+
+
 @cli.command()
 def plan(
     config: ConfigOpt,
     as_json: JsonOpt = False,
     everything: AllOpt = False,
     wide: WideOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
 ) -> None:
-    """Show what a sweep would do now and why (changes nothing)."""
+    """Show what a sweep would do now and why (changes nothing). With [accounts]: in
+    every account (--account / --ou: some of them)."""
     cfg = _load(config)
+    filters = _filters(cfg, account, ou)
 
     async def work() -> None:
         async with application.open_engine(cfg) as engine:
+            if engine.org is not None:
+                with render.progress_bar(err) as progress:
+                    planned = await engine.org.plan(
+                        progress=progress, only=filters.accounts, ous=filters.ous
+                    )
+                if as_json:
+                    render.print_json(out, render.org_plan_rows(planned))
+                else:
+                    out.print(render.org_plan_table(planned, everything=everything, wide=wide))
+                return
             with render.progress_bar(err) as progress:
                 the_plan = await engine.plan(progress=progress)
+        if filters.accounts:
+            kept = tuple(d for d in the_plan if d.account in filters.accounts)
+            the_plan = Plan(decisions=kept)
         if as_json:
             render.print_json(out, render.plan_rows(the_plan))
         else:
@@ -194,14 +270,37 @@ def run(
     as_json: JsonOpt = False,
     everything: AllOpt = False,
     wide: WideOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
 ) -> None:
-    """Run one sweep: advance rotations in flight, start those the policy says are due."""
+    """Run one sweep: advance rotations in flight, start those the policy says are due.
+    With [accounts]: every account on its own session; an account that cannot be swept is
+    reported and the others go on (exit 1)."""
     cfg = _load(config)
+    filters = _filters(cfg, account, ou)
 
     async def work() -> bool:
         async with application.open_engine(cfg) as engine:
+            if engine.org is not None:
+                with render.progress_bar(err) as progress:
+                    org = await engine.org.run(
+                        dry_run=dry_run, progress=progress, only=filters.accounts, ous=filters.ous
+                    )
+                if as_json:
+                    render.print_json(out, org.as_dict())
+                else:
+                    out.print(render.org_sweep_table(org, everything=everything, wide=wide))
+                    for line in render.org_counts_lines(org):
+                        out.print(line, highlight=False)
+                return org.ok
             with render.progress_bar(err) as progress:
                 result = await engine.sweep(dry_run=dry_run, progress=progress)
+        if filters.accounts and result.account not in filters.accounts:
+            err.print(
+                f"[yellow]note:[/] --account: this policy has no [accounts]; it swept the "
+                f"caller's account {result.account}",
+                highlight=False,
+            )
         if as_json:
             render.print_json(out, render.sweep_document(result))
         else:
@@ -213,16 +312,29 @@ def run(
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+def _kept(bad: CorruptRecord, keep: set[str] | None) -> bool:
+    """Whether a corrupt row is shown under an account filter: one of a kept account, or
+    one whose account cannot be read."""
+    return keep is None or bad.target is None or bad.target[0] in keep
+
+
 @cli.command()
-def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
-    """Rotations in flight, their next step and when it is due."""
+def status(
+    config: ConfigOpt,
+    as_json: JsonOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
+) -> None:
+    """Rotations in flight, their account, next step and when it is due."""
     cfg = _load(config, inputs=False)
+    filters = _filters(cfg, account, ou)
     _journal_exists(cfg)
 
     async def work() -> list[CorruptRecord]:
+        keep = await _account_ids(cfg, filters)
         async with application.open_journal_for(cfg) as journal:
-            active = await journal.list_active()
-            corrupt = journal.quarantined()
+            active = [r for r in await journal.list_active() if keep is None or r.account in keep]
+            corrupt = [c for c in journal.quarantined() if _kept(c, keep)]
         now = utcnow()
         if as_json:
             rows = render.status_rows(active, now) + [reports.corrupt_dict(c) for c in corrupt]
@@ -245,15 +357,23 @@ def history(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
     as_json: JsonOpt = False,
+    account: AccountsOpt = None,
+    ou: OusOpt = None,
 ) -> None:
-    """Past and current rotations, newest first, with every step's outcome."""
+    """Past and current rotations, newest first, with their account and every step's
+    outcome."""
     cfg = _load(config, inputs=False)
+    filters = _filters(cfg, account, ou)
     _journal_exists(cfg)
 
     async def work() -> None:
+        keep = await _account_ids(cfg, filters)
         async with application.open_journal_for(cfg) as journal:
-            rotations = await journal.list_rotations(user=user, limit=limit)
-            corrupt.extend(journal.quarantined())
+            # With an account filter, read more and keep the newest ``limit`` that match.
+            read = limit if keep is None else max(limit * 20, 1000)
+            rotations = await journal.list_rotations(user=user, limit=read)
+            rotations = [r for r in rotations if keep is None or r.account in keep][:limit]
+            corrupt.extend(c for c in journal.quarantined() if _kept(c, keep))
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
         if as_json:
             render.print_json(out, render.history_rows(items))
@@ -302,6 +422,14 @@ def rotate(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
     as_json: JsonOpt = False,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="With [accounts]: the account of --user (an --access-key-id's account is "
+            "found with sts:GetAccessKeyInfo).",
+        ),
+    ] = None,
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
@@ -314,6 +442,11 @@ def rotate(
         problems.append(f"--hold: {exc}")
     if access_key_id is not None and (problem := emergencies.access_key_id_problem(access_key_id)):
         problems.append(f"--access-key-id: {problem}")
+    if account is not None:
+        try:
+            policy.check_account_id(account)
+        except ValueError as exc:
+            problems.append(f"--account: {exc}")
     if problems:
         raise fail(ConfigError("command line", problems), err)
     cfg = _load(config)
@@ -335,7 +468,9 @@ def rotate(
 
     async def work() -> Report:
         async with application.open_engine(cfg) as engine:
-            return await engine.rotate_now(request, access_key_id=access_key_id, dry_run=dry_run)
+            return await engine.rotate_now(
+                request, access_key_id=access_key_id, dry_run=dry_run, account=account
+            )
 
     report = _with_audit(cfg, work)
     if as_json:

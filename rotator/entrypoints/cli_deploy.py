@@ -34,6 +34,22 @@ def iam_policy(
             help="Also allow `rotator journal init` (create the DynamoDB table).",
         ),
     ] = False,
+    member: Annotated[
+        bool,
+        typer.Option(
+            "--member",
+            help="With [accounts]: the member role's policy (what a sweep does in each "
+            "account; deploy/member-role-stackset.yaml).",
+        ),
+    ] = False,
+    hub: Annotated[
+        bool,
+        typer.Option(
+            "--hub",
+            help="With [accounts]: the hub's policy (Organizations discovery, AssumeRole, "
+            "journal, notifications, hub-kept sinks).",
+        ),
+    ] = False,
 ) -> None:
     """Print the least-privilege IAM policy (JSON) for exactly the kinds, sinks, journal
     and notifications the policy file uses. No AWS call."""
@@ -41,6 +57,17 @@ def iam_policy(
         cfg = application.load(config)
     except ConfigError as exc:
         raise fail(exc) from None
-    typer.echo(
-        permissions.render(permissions.policy_document(cfg, journal_init=journal_init)), nl=False
-    )
+    problems = []
+    if (member or hub) and cfg.accounts is None:
+        problems.append("--member, --hub: need an [accounts] section in the policy")
+    if member and hub:
+        problems.append("--member, --hub: give one of them, not both")
+    if problems:
+        raise fail(ConfigError("command line", problems))
+    if member:
+        document = permissions.member_policy(cfg)
+    elif hub:
+        document = permissions.hub_policy(cfg, journal_init=journal_init)
+    else:
+        document = permissions.policy_document(cfg, journal_init=journal_init)
+    typer.echo(permissions.render(document), nl=False)

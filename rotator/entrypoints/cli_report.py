@@ -12,14 +12,17 @@ the journal failed), 2 (bad policy file).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from rotator.entrypoints.exits import fail
+from rotator.entrypoints.exits import EXIT_FAILED, fail
 from rotator.entrypoints.lazy import lazy
-from rotator.entrypoints.options import ConfigOpt, JsonOpt
+from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
 from rotator.errors import ConfigError, RotatorError
 from rotator.model import Holder, Kind, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
@@ -30,9 +33,11 @@ if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rich.table import Table
 
     from rotator import app as application
-    from rotator import aws, compliance, credential_report, inventory, kinds, sinks
+    from rotator import aws, compliance, credential_report, inventory, kinds, policy, sinks
     from rotator.entrypoints import render
     from rotator.model import Plan
+    from rotator.policy import Account
+    from rotator.rotation import org as orgs
     from rotator.settings import Config
 else:
     application = lazy("rotator.app")
@@ -43,6 +48,8 @@ else:
     kinds = lazy("rotator.kinds")
     sinks = lazy("rotator.sinks")
     render = lazy("rotator.entrypoints.render")
+    policy = lazy("rotator.policy")
+    orgs = lazy("rotator.rotation.org")
 
 
 def asyncio_run(work: Any) -> Any:
@@ -51,15 +58,33 @@ def asyncio_run(work: Any) -> Any:
     return asyncio.run(work)
 
 
+def _gather_limited(limit: int, works: Sequence[Any]) -> Any:
+    """The results of ``works`` (coroutines), at most ``limit`` running at once."""
+    import asyncio
+
+    slots = asyncio.Semaphore(limit)
+
+    async def one(work: Any) -> Any:
+        async with slots:
+            return await work
+
+    return asyncio.gather(*(one(w) for w in works))
+
+
 STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
 
 
 async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> compliance.Report:
     """Plan with the policy, survey the whole account, and judge every credential."""
-    now = utcnow()
-    session = application.make_aws(config)
     async with application.open_engine(config) as engine:
         the_plan = await engine.plan(progress=progress)
+    return await survey(config, application.make_aws(config), the_plan)
+
+
+async def survey(config: Config, session: aws.Aws, the_plan: Plan | None) -> compliance.Report:
+    """Every credential of the account ``session`` acts in, judged and joined with the
+    plan."""
+    now = utcnow()
     async with (
         session.client("iam") as iam,
         session.client("sts") as sts,
@@ -103,7 +128,7 @@ async def _expired(
     ctx: kinds.KindContext,
     account: str,
     users: list[dict[str, Any]],
-    the_plan: Plan,
+    the_plan: Plan | None,
     now: datetime,
 ) -> tuple[compliance.ExpiredRow, ...]:
     """Service-specific credentials past their expiry, when a rule covers the kind (IAM
@@ -145,6 +170,91 @@ async def _judged(
     return rows
 
 
+@dataclass(frozen=True, kw_only=True)
+class AccountReport:
+    """One account's compliance report, or why it could not be made."""
+
+    account: Account
+    report: compliance.Report | None = None
+    error: str | None = None
+    reason: str = ""
+
+    def totals(self) -> dict[str, Any]:
+        """The account's totals: credentials, failures per CIS control."""
+        out: dict[str, Any] = {**self.account.as_dict(), "error": self.error}
+        if self.report is not None:
+            out["credentials"] = len(self.report.rows)
+            out["failures"] = self.report.failures()
+        else:
+            out["reason"] = self.reason
+        return out
+
+
+async def build_org(
+    config: Config, only: Sequence[str], ous: Sequence[str], progress: ProgressFn = NO_PROGRESS
+) -> list[AccountReport]:
+    """``build`` in every account of ``[accounts]`` (each on its own session); an account
+    that cannot be surveyed gets its error, the others their reports."""
+    async with application.open_engine(config) as engine:
+        org = engine.org
+        assert org is not None
+        planned = await org.plan(progress=progress, only=only, ous=ous)
+
+        async def one(planned_one: orgs.AccountResult) -> AccountReport:
+            account = planned_one.account
+            if planned_one.plan is None:
+                return AccountReport(
+                    account=account, error=planned_one.error, reason=planned_one.reason
+                )
+            try:
+                session = await org.aws_for(account)
+                report = await survey(orgs.config_for(config, account), session, planned_one.plan)
+            except Exception as exc:
+                failed = org.failed(account, exc)
+                return AccountReport(account=account, error=failed.error, reason=failed.reason)
+            return AccountReport(account=account, report=report)
+
+        works = [one(p) for p in planned]
+        return list(await _gather_limited(org.settings.max_accounts, works))
+
+
+def _controls_all() -> tuple[str, ...]:
+    return (*compliance.CONTROLS, "1.19")
+
+
+def org_table(reports: Sequence[AccountReport]) -> Table:
+    """Per-account totals: credentials and failures per CIS control."""
+    from rich.table import Table
+
+    controls = _controls_all()
+    out = Table(title="Compliance per account", title_justify="left")
+    for column in ("account", "OU", "credentials", *controls, "note"):
+        out.add_column(column, no_wrap=column != "note", overflow="fold")
+    for one in reports:
+        if one.report is None:
+            out.add_row(
+                escape(one.account.label),
+                escape(one.account.ou_path),
+                "",
+                *("" for _ in controls),
+                f"[bold red]account-failed[/] ({escape(str(one.error))}) " + escape(one.reason),
+            )
+            continue
+        failures = one.report.failures()
+        out.add_row(
+            escape(one.account.label),
+            escape(one.account.ou_path),
+            str(len(one.report.rows)),
+            *(_count(failures[c]) for c in controls),
+            "",
+        )
+    return out
+
+
+def _count(n: int) -> str:
+    return f"[bold red]{n}[/]" if n else "[green]0[/]"
+
+
 def _cell(verdict: compliance.Verdict) -> str:
     return f"[{STYLE[str(verdict)]}]{verdict}[/]"
 
@@ -181,43 +291,109 @@ def register(app: typer.Typer) -> None:
     def report(
         config: ConfigOpt,
         as_json: JsonOpt = False,
+        account: AccountsOpt = None,
+        ou: OusOpt = None,
     ) -> None:
         """Compliance per user and credential: age, last use, CIS 1.12 (unused), 1.13 (one
         active key), 1.14 (rotated within 90 days), 1.19 (no expired server certificates),
-        and what rotator will do about it. Changes nothing."""
+        and what rotator will do about it. With [accounts]: every account, with per-account
+        totals (exit 1 if an account could not be surveyed). Changes nothing."""
         out, err = Console(), Console(stderr=True)
         try:
             cfg = application.load(config)
         except ConfigError as exc:
             raise fail(exc, err) from None
+        only, ous = _filters(cfg, account, ou, err)
         close = application.configure_audit(cfg)
         try:
             with render.progress_bar(err) as progress:
-                result = asyncio_run(build(cfg, progress))
+                if cfg.accounts is not None:
+                    reports = asyncio_run(build_org(cfg, only, ous, progress))
+                else:
+                    result = asyncio_run(build(cfg, progress))
         except RotatorError as exc:
             raise fail(exc, err) from None
         finally:
             close()
+        if cfg.accounts is not None:
+            _print_org(out, reports, as_json=as_json)
+            if any(r.report is None for r in reports):
+                raise typer.Exit(EXIT_FAILED)
+            return
         if as_json:
             render.print_json(out, result.as_dict())
             return
-        out.print(table(result))
-        for cert in result.certificates:
-            expires = f"{cert.expires:%Y-%m-%d}"
-            out.print(
-                f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}"
-            )
-        for gone in result.expired:
-            when = f" on {gone.expired:%Y-%m-%d}" if gone.expired else ""
-            out.print(
-                f"[bold red]expired[/] {gone.service} credential {gone.credential_id} of "
-                f"{gone.user}{when}: {gone.action}: ",
-                end="",
-            )
-            out.print(gone.reason, markup=False, highlight=False)
-        for found in result.findings:
-            verdict = "matches" if found.matches else f"[bold red]{found.action}[/]"
-            out.print(f"{found.kind} {found.holder}: {verdict}: ", end="")
-            out.print(found.reason, markup=False, highlight=False)
-        failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
-        out.print(f"failures per CIS control: {failures}", highlight=False)
+        _print_one(out, result)
+
+
+def _filters(
+    cfg: Config, accounts: list[str] | None, ous: list[str] | None, err: Console
+) -> tuple[list[str], list[str]]:
+    """``--account`` / ``--ou``, checked: exit 2 on a malformed ID or OU, or either of
+    them without ``[accounts]``."""
+    problems = []
+    only, within = [], []
+    for value in accounts or []:
+        try:
+            only.append(policy.check_account_id(value))
+        except ValueError as exc:
+            problems.append(f"--account: {exc}")
+    for value in ous or []:
+        try:
+            within.append(policy.check_ou(value))
+        except ValueError as exc:
+            problems.append(f"--ou: {exc}")
+    if (accounts or ous) and cfg.accounts is None:
+        problems.append("--account, --ou: need an [accounts] section in the policy")
+    if problems:
+        raise fail(ConfigError("command line", problems), err)
+    return only, within
+
+
+def _print_one(out: Console, result: compliance.Report) -> None:
+    out.print(table(result))
+    for cert in result.certificates:
+        expires = f"{cert.expires:%Y-%m-%d}"
+        out.print(f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}")
+    for gone in result.expired:
+        when = f" on {gone.expired:%Y-%m-%d}" if gone.expired else ""
+        out.print(
+            f"[bold red]expired[/] {gone.service} credential {gone.credential_id} of "
+            f"{gone.user}{when}: {gone.action}: ",
+            end="",
+        )
+        out.print(gone.reason, markup=False, highlight=False)
+    for found in result.findings:
+        verdict = "matches" if found.matches else f"[bold red]{found.action}[/]"
+        out.print(f"{found.kind} {found.holder}: {verdict}: ", end="")
+        out.print(found.reason, markup=False, highlight=False)
+    failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
+    out.print(f"failures per CIS control: {failures}", highlight=False)
+
+
+def _print_org(out: Console, reports: Sequence[AccountReport], *, as_json: bool) -> None:
+    if as_json:
+        data = {
+            "accounts": (
+                {**r.totals(), **({"report": r.report.as_dict()} if r.report else {})}
+                for r in reports
+            ),
+            "failures": _sum(reports),
+        }
+        render.print_json(out, data)
+        return
+    for one in reports:
+        if one.report is not None:
+            _print_one(out, one.report)
+    out.print(org_table(reports))
+    total = ", ".join(f"{c}: {n}" for c, n in _sum(reports).items())
+    out.print(f"failures per CIS control, all accounts: {total}", highlight=False)
+
+
+def _sum(reports: Sequence[AccountReport]) -> dict[str, int]:
+    totals = dict.fromkeys(_controls_all(), 0)
+    for one in reports:
+        if one.report is not None:
+            for control, n in one.report.failures().items():
+                totals[control] += n
+    return totals

@@ -9,7 +9,22 @@ Events:
 * ``{"rotator": {"action": "sweep", "dry_run": false}}`` — the same, asked for by name;
 * ``{"rotator": {"action": "rotate", "access_key_id": "AKIA…", "emergency": true,
   "hold": "0s"}}`` — ``rotator rotate`` (also ``user``, ``kind``, ``credential_id``,
-  ``service``, ``dry_run``): an emergency deactivates the leaked credential first.
+  ``service``, ``dry_run``, ``account``): an emergency deactivates the leaked credential
+  first; with ``[accounts]`` the key is rotated in the account it belongs to;
+* an AWS Health event ``AWS_RISK_CREDENTIALS_EXPOSED`` (an EventBridge rule on
+  ``aws.health``) — an emergency rotation of each exposed key in ``affectedEntities``, in
+  its own account (``mode: exposed-keys``); the quarantine policy AWS attached stays.
+
+With ``[accounts]`` a sweep covers every account (``mode: sweep-accounts``), and the Step
+Functions fan-out (``deploy/org-template.yaml``) uses three more:
+
+* ``{"rotator": {"action": "list-accounts", "batch_size": 5}}`` (also ``accounts``,
+  ``ous``, ``dry_run``) — the accounts, as ``batches``: each one a ready
+  ``sweep-accounts`` event, the Map's items;
+* ``{"rotator": {"action": "sweep-accounts", "accounts": [{"id": "…", "name": "…",
+  "ou_ids": [...], "ou_path": "/…", "tags": {}}]}}`` — sweep those accounts;
+* ``{"rotator": {"action": "summarize", "results": [...]}}`` — the Map's results added up
+  (the ``org.summary`` audit event).
 
 Any other shape (a misspelt ``"Rotator"``, extra keys) is refused as ``InputError``, never
 run as a sweep.
@@ -28,6 +43,7 @@ messages and log lines never hold a secret.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -45,10 +61,14 @@ from pydantic import (
 from rotator import app as application
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
+from rotator.daemon.notify import Notifier
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
-from rotator.model import Kind
-from rotator.policy import Duration
+from rotator.model import Kind, Plan, new_id, utcnow
+from rotator.policy import Account, AccountId, Duration, OuRef
 from rotator.rotation.emergency import Request, access_key_id_problem
+from rotator.rotation.engine import Engine
+from rotator.rotation.org import OrgResult
+from rotator.rotation.report import Report, SweepResult
 from rotator.settings import Config, LambdaSettings, lambda_settings
 
 LAMBDA_FAILED = "lambda.failed"
@@ -77,6 +97,7 @@ class RotateCommand(_Command):
     emergency: bool = False
     hold: Duration = timedelta(0)
     dry_run: bool = False
+    account: AccountId | None = None  # with [accounts]: the account of ``user``
 
     @field_validator("access_key_id")
     @classmethod
@@ -92,27 +113,137 @@ class RotateCommand(_Command):
         return self
 
 
-Command = Annotated[SweepCommand | RotateCommand, Field(discriminator="action")]
+class ExposedKeysCommand(_Command):
+    """An AWS Health ``AWS_RISK_CREDENTIALS_EXPOSED`` event (``parse_event`` makes it from
+    the EventBridge event): an emergency rotation of each exposed key, found in its account
+    with ``sts:GetAccessKeyInfo`` when ``[accounts]`` is set."""
+
+    action: Literal["exposed-keys"]
+    access_key_ids: list[str] = Field(min_length=1)
+    hold: Duration = timedelta(0)
 
 
-def parse_event(event: object) -> SweepCommand | RotateCommand:
-    """The command an event carries. Three shapes, nothing else: an EventBridge scheduled
+EXPOSED = "AWS_RISK_CREDENTIALS_EXPOSED"
+
+
+def _health_event(event: Mapping[str, Any]) -> ExposedKeysCommand | None:
+    """The command for an AWS Health event about exposed credentials, else None."""
+    detail = event.get("detail")
+    if event.get("source") != "aws.health" or not isinstance(detail, Mapping):
+        return None
+    if detail.get("eventTypeCode") != EXPOSED:
+        return None
+    values = [
+        str(e.get("entityValue", ""))
+        for e in detail.get("affectedEntities") or []
+        if isinstance(e, Mapping)
+    ]
+    keys = [
+        v for v in values if v.startswith(("AKIA", "ASIA")) and access_key_id_problem(v) is None
+    ]
+    if not keys:
+        raise InputError(f"an {EXPOSED} event naming no access key in affectedEntities")
+    return ExposedKeysCommand(action="exposed-keys", access_key_ids=keys)
+
+
+class AccountItem(_Command):
+    """One account as ``list-accounts`` hands it on (what a rule's account selectors and
+    the sweep need: no second trip to Organizations per batch)."""
+
+    id: AccountId
+    name: str = ""
+    ou_ids: list[str] = Field(default_factory=list)
+    ou_path: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    hub: bool = False
+
+    @classmethod
+    def of(cls, account: Account) -> AccountItem:
+        return cls(
+            id=account.id,
+            name=account.name,
+            ou_ids=list(account.ou_ids),
+            ou_path=account.ou_path,
+            tags=dict(account.tags),
+            hub=account.hub,
+        )
+
+    def account(self) -> Account:
+        return Account(
+            id=self.id,
+            name=self.name,
+            ou_ids=tuple(self.ou_ids),
+            ou_path=self.ou_path,
+            tags=self.tags,
+            hub=self.hub,
+        )
+
+
+class ListAccountsCommand(_Command):
+    """The first state of the Step Functions fan-out: the accounts ``[accounts]`` names
+    (narrowed to ``accounts`` / ``ous`` if given), in batches of ``batch_size``, each batch
+    a ready ``sweep-accounts`` event for the Map."""
+
+    action: Literal["list-accounts"]
+    batch_size: int = Field(default=1, ge=1, le=100)
+    accounts: list[AccountId] = Field(default_factory=list)
+    ous: list[OuRef] = Field(default_factory=list)
+    dry_run: bool = False
+
+
+class SweepAccountsCommand(_Command):
+    """One item of the Map: sweep these accounts (at most 100), each on its own session."""
+
+    action: Literal["sweep-accounts"]
+    accounts: list[AccountItem] = Field(min_length=1, max_length=100)
+    dry_run: bool = False
+
+
+class SummarizeCommand(_Command):
+    """The last state: the Map's results (``sweep-accounts`` results), added up into one
+    summary, logged as ``org.summary``."""
+
+    action: Literal["summarize"]
+    results: list[dict[str, Any]]
+
+
+Command = Annotated[
+    SweepCommand | RotateCommand | ListAccountsCommand | SweepAccountsCommand | SummarizeCommand,
+    Field(discriminator="action"),
+]
+AnyCommand = (
+    SweepCommand
+    | RotateCommand
+    | ExposedKeysCommand
+    | ListAccountsCommand
+    | SweepAccountsCommand
+    | SummarizeCommand
+)
+ORG_SUMMARY = "org.summary"
+
+
+def parse_event(event: object) -> AnyCommand:
+    """The command an event carries. Four shapes, nothing else: an EventBridge scheduled
     event (``"source": "aws.events"``, ``"detail-type": "Scheduled Event"``) or an empty
-    one (``{}``, ``null``) is a sweep; ``{"rotator": {...}}`` is the command it holds. Any
-    other shape is an ``InputError`` — never a sweep: a misspelt emergency
+    one (``{}``, ``null``) is a sweep; an AWS Health ``AWS_RISK_CREDENTIALS_EXPOSED`` event
+    is an emergency rotation of each exposed key; ``{"rotator": {...}}`` is the command it
+    holds. Any other shape is an ``InputError`` — never a sweep: a misspelt emergency
     (``{"Rotator": ...}``) must not run as a scheduled sweep and leave the leaked key
     active. ``InputError`` names what is wrong with a malformed command."""
     if event is None or (isinstance(event, Mapping) and not event):
         return SweepCommand()
     if not isinstance(event, Mapping):
         raise InputError("the event must be a JSON object")
+    if (health := _health_event(event)) is not None:
+        return health
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         return SweepCommand()
     if set(event) != {"rotator"}:
         keys = ", ".join(repr(str(k)[:40]) for k in sorted(event, key=str)[:8])
         raise InputError(
             f"unknown event shape (keys {keys}): expected an EventBridge scheduled event, "
-            '{} or {"rotator": {"action": "sweep" | "rotate", ...}}'
+            'an AWS Health credentials-exposed event, {} or {"rotator": {"action": '
+            '"sweep" | "rotate" | "list-accounts" | "sweep-accounts" | "summarize", ...}}'
         )
     try:
         return TypeAdapter(Command).validate_python(event["rotator"])
@@ -148,11 +279,48 @@ async def _handle(event: object, context: Any) -> dict[str, Any]:
 
 
 async def _run(
-    command: SweepCommand | RotateCommand, config: Config, settings: LambdaSettings, context: Any
+    command: AnyCommand, config: Config, settings: LambdaSettings, context: Any
 ) -> dict[str, Any]:
     owner = f"lambda:{getattr(context, 'aws_request_id', '')}" if context else None
     budget = time_left(context, settings.lambda_margin)
+    if isinstance(command, SummarizeCommand):
+        return summarize(command.results)
     async with application.open_engine(config, owner=owner) as engine:
+        if isinstance(command, ListAccountsCommand | SweepAccountsCommand) and engine.org is None:
+            raise InputError(f"{command.action} needs an [accounts] section in the policy")
+        if isinstance(command, ListAccountsCommand):
+            assert engine.org is not None
+            found = await engine.org.accounts(command.accounts, command.ous)
+            items = [AccountItem.of(a).model_dump() for a in found.selected]
+            size = command.batch_size
+            batches = [
+                {
+                    "rotator": {
+                        "action": "sweep-accounts",
+                        "accounts": items[i : i + size],
+                        "dry_run": command.dry_run,
+                    }
+                }
+                for i in range(0, len(items), size)
+            ]
+            return {
+                "mode": "list-accounts",
+                "ok": True,
+                "count": len(items),
+                "batches": batches,
+                "skipped": [{**s.account.as_dict(), "reason": s.reason} for s in found.skipped],
+            }
+        if isinstance(command, SweepAccountsCommand) or (
+            isinstance(command, SweepCommand) and engine.org is not None
+        ):
+            assert engine.org is not None
+            accounts = (
+                [a.account() for a in command.accounts]
+                if isinstance(command, SweepAccountsCommand)
+                else None
+            )
+            org = await engine.org.run(dry_run=command.dry_run, time_left=budget, accounts=accounts)
+            return {"mode": "sweep-accounts", **compact(org)}
         if isinstance(command, SweepCommand):
             result = await engine.sweep(dry_run=command.dry_run, time_left=budget)
             deferred = result.counts()["deferred"]
@@ -162,14 +330,121 @@ async def _run(
                 "deferred": deferred,
                 "complete": not deferred,
             }
+        # An escalation waits for a busy worker no longer than the invocation can.
+        patience = None if budget is None else timedelta(seconds=max(0.0, budget()))
+        if isinstance(command, ExposedKeysCommand):
+            return await _exposed(command, engine, config, patience)
         report = await engine.rotate_now(
             _request(command),
             access_key_id=command.access_key_id,
             dry_run=command.dry_run,
-            # An escalation waits for a busy worker no longer than the invocation can.
-            patience=None if budget is None else timedelta(seconds=max(0.0, budget())),
+            patience=patience,
+            account=command.account,
         )
     return {"mode": "rotate", "ok": report.ok, **report.as_dict()}
+
+
+async def _exposed(
+    command: ExposedKeysCommand, engine: Engine, config: Config, patience: timedelta | None
+) -> dict[str, Any]:
+    """Each exposed key: deactivated first, replaced, in its own account; one failure does
+    not stop the others. The notification says what was done and where each new secret
+    went (the rule's sink)."""
+    started = utcnow()
+    reports: list[Report] = []
+    results: list[dict[str, Any]] = []
+    for key in command.access_key_ids:
+        request = Request(emergency=True, hold=command.hold, kind=Kind.ACCESS_KEY)
+        try:
+            report = await engine.rotate_now(request, access_key_id=key, patience=patience)
+        except RotatorError as exc:
+            results.append({"access_key_id": key, "ok": False, **_failed(exc)})
+            continue
+        reports.append(report)
+        rule = config.rule(report.decision.rule)
+        results.append(
+            {
+                "access_key_id": key,
+                "ok": report.ok,
+                "sink": f"{rule.sink.type}:{rule.sink.template}" if rule else None,
+                "sink_in": rule.sink_in if rule else None,
+                **report.as_dict(),
+            }
+        )
+    if reports and config.notify.enabled:
+        summary = SweepResult(
+            run_id=new_id("run"),
+            account=reports[0].decision.account,
+            dry_run=False,
+            started_at=started,
+            finished_at=utcnow(),
+            plan=Plan(decisions=tuple(r.decision for r in reports)),
+            reports=tuple(reports),
+        )
+        await Notifier(config.notify, application.make_aws(config)).sweep_finished(
+            summary, owners=False
+        )
+    return {"mode": "exposed-keys", "ok": all(r["ok"] for r in results), "results": results}
+
+
+def compact(org: OrgResult) -> dict[str, Any]:
+    """An organization sweep's result, small enough for a Map's output (Step Functions
+    passes at most 256 KB between states): totals and one line per account."""
+    deferred = org.counts()["deferred"]
+    return {
+        "run_id": org.run_id,
+        "ok": org.ok,
+        "dry_run": org.dry_run,
+        "counts": org.counts(),
+        "deferred": deferred,
+        "complete": not deferred,
+        "accounts": [
+            {
+                "id": a.account.id,
+                "name": a.account.name,
+                "outcome": a.outcome,
+                "ok": a.ok,
+                "error": a.error,
+                "reason": a.reason,
+                "counts": a.sweep.counts() if a.sweep is not None else {},
+            }
+            for a in org.accounts
+        ],
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Map's results added up: accounts, failed accounts (with their errors), totals
+    per outcome; logged as one ``org.summary`` audit event."""
+    totals: Counter[str] = Counter()
+    accounts: list[dict[str, Any]] = []
+    for result in results:
+        if result.get("mode") != "sweep-accounts":  # a batch whose invocation failed
+            accounts.append({"id": None, "outcome": "batch-failed", "ok": False, **result})
+            continue
+        accounts.extend(result.get("accounts", []))
+        totals.update({k: int(v) for k, v in result.get("counts", {}).items()})
+    failed = [a for a in accounts if not a.get("ok")]
+    summary = {
+        "mode": "summarize",
+        "ok": not failed,
+        "accounts": len(accounts),
+        "accounts_not_ok": len(failed),
+        "failed": [
+            {"id": a.get("id"), "outcome": a.get("outcome"), "error": a.get("error")}
+            for a in failed
+        ],
+        "counts": dict(totals),
+    }
+    log = audit.get_logger()
+    (log.info if summary["ok"] else log.warning)(
+        ORG_SUMMARY,
+        accounts=summary["accounts"],
+        accounts_not_ok=summary["accounts_not_ok"],
+        failed=summary["failed"],
+        counts=summary["counts"],
+    )
+    return summary
 
 
 def _failed(exc: Exception) -> dict[str, Any]:

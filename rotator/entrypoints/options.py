@@ -18,3 +18,20 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AccountsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--account",
+        help="Only this account (its 12-digit ID); repeatable. With --ou: either matches.",
+        show_default=False,
+    ),
+]
+OusOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ou",
+        help="Only accounts in this OU (ou-… / r-… or a path such as /Workloads/Prod, "
+        "nested OUs included; needs [accounts]); repeatable.",
+        show_default=False,
+    ),
+]

@@ -25,6 +25,7 @@ from rich.text import Text
 from rotator.errors import CorruptRecord
 from rotator.model import Action, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
+from rotator.rotation.org import AccountResult, OrgResult
 from rotator.rotation.protocol import next_step
 from rotator.rotation.report import Report, Result, SweepResult
 
@@ -59,6 +60,18 @@ RESULT_STYLE = {
     Result.WOULD_DISABLE: "cyan",
     Result.WOULD_CLEAN: "cyan",
 }
+
+
+_ACCOUNT: dict[bool, tuple[str, ...]] = {True: ("account",), False: ()}
+# Account names (by ID) for the account column, where [accounts] knows them.
+ACCOUNT_NAMES: dict[str, str] = {}
+
+
+def _account_cell(shown: bool, account: str) -> tuple[str, ...]:
+    if not shown:
+        return ()
+    name = ACCOUNT_NAMES.get(account)
+    return (escape(f"{name} ({account})" if name else account),)
 
 
 def _when(value: datetime | None) -> str:
@@ -144,8 +157,17 @@ def _quiet_note(table: Table, hidden: Counter[str], what: str) -> None:
         table.caption_justify = "left"
 
 
-def plan_table(plan: Plan, *, everything: bool = False, wide: bool = False) -> Table:
-    columns = ("user", "kind", "credential", "action", "reason")
+def plan_table(
+    plan: Plan,
+    *,
+    accounts: bool = False,
+    everything: bool = False,
+    wide: bool = False,
+    failed: Sequence[AccountResult] = (),
+) -> Table:
+    """The plan; ``accounts``: with an account column (a sweep over many accounts), and a
+    row for each account in ``failed`` (one that could not be planned)."""
+    columns = (*_ACCOUNT[accounts], "user", "kind", "credential", "action", "reason")
     table = _table("Plan", columns, wrap=("reason",))
     hidden: Counter[str] = Counter()
     for d in plan:
@@ -154,26 +176,59 @@ def plan_table(plan: Plan, *, everything: bool = False, wide: bool = False) -> T
             continue
         style = ACTION_STYLE[d.action]
         table.add_row(
+            *_account_cell(accounts, d.account),
             escape(d.user),
             str(d.kind) + (f" ({escape(d.slot)})" if d.slot else ""),
             d.credential_id or "",
             f"[{style}]{d.action}[/]",
             _free(d.reason, wide),
         )
+    for one in failed:
+        table.add_row(
+            escape(one.account.label),
+            "",
+            "",
+            "",
+            "[bold red]account-failed[/]",
+            _free(one.reason, wide),
+        )
     _quiet_note(table, hidden, "decisions")
     return table
 
 
-def sweep_table(result: SweepResult, *, everything: bool = False, wide: bool = False) -> Table:
-    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
-    columns = ("user", "kind", "action", "state", "outcome", "steps", "detail")
-    table = _table(title, columns, wrap=("steps", "detail"))
+def sweep_table(
+    result: SweepResult,
+    *,
+    accounts: bool = False,
+    title: str | None = None,
+    everything: bool = False,
+    wide: bool = False,
+) -> Table:
+    title = title or ("Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}")
+    columns = (*_ACCOUNT[accounts], "user", "kind", "action", "state", "outcome", "steps")
+    table = _table(title, (*columns, "detail"), wrap=("steps", "detail"))
     hidden: Counter[str] = Counter()
+    _sweep_rows(table, result, accounts, everything, wide, hidden)
+    _quiet_note(table, hidden, "decisions")
+    return table
+
+
+def _sweep_rows(
+    table: Table,
+    result: SweepResult,
+    accounts: bool,
+    everything: bool,
+    wide: bool,
+    hidden: Counter[str],
+) -> None:
+    """One sweep's rows (its corrupt journal rows last); the quiet ones counted in
+    ``hidden`` unless ``everything``."""
     for r in result.reports:
         if r.result in QUIET_RESULTS and not everything:
             hidden[str(r.result)] += 1
             continue
         table.add_row(
+            *_account_cell(accounts, r.decision.account),
             escape(r.decision.user),
             str(r.decision.kind),
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
@@ -183,21 +238,21 @@ def sweep_table(result: SweepResult, *, everything: bool = False, wide: bool = F
             _free(r.reason, wide),
         )
     for bad in result.corrupt:
-        _corrupt_row(table, bad, status=False)
-    _quiet_note(table, hidden, "decisions")
-    return table
+        _corrupt_row(table, bad, status=False, accounts=accounts)
 
 
-def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool) -> None:
-    """A quarantined journal row as a table row: its user and kind if readable, the state
-    ``corrupt`` and what is wrong; the other cells empty."""
-    _, user, kind, _ = bad.target or ("", "?", "?", "")
-    cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
-    if not status:  # the sweep table: user kind action state outcome steps detail
-        table.add_row(*cells)
-    else:  # the status table: rotation user kind state old→new next due
+def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool, accounts: bool) -> None:
+    """A quarantined journal row as a table row: its account (``accounts``), user and kind
+    if readable, the state ``corrupt`` and what is wrong; the other cells empty."""
+    account, user, kind, _ = bad.target or ("?", "?", "?", "")
+    shown = _account_cell(accounts, account)
+    if not status:  # the sweep table: [account] user kind action state outcome steps detail
+        cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
+        table.add_row(*shown, *cells)
+    else:  # the status table: rotation [account] user kind state old→new next due
         table.add_row(
             escape(bad.rotation_id),
+            *shown,
             escape(user),
             escape(kind),
             "[bold red]corrupt[/]",
@@ -211,6 +266,85 @@ def counts_line(result: SweepResult) -> str:
     counts = result.counts()
     shown = [f"{k}={v}" for k, v in counts.items() if v and k != "decisions"]
     return f"account {result.account}: {counts['decisions']} decisions; " + ", ".join(shown)
+
+
+def org_sweep_table(result: OrgResult, *, everything: bool = False, wide: bool = False) -> Table:
+    """An organization sweep: the decisions of every account (those with something to do,
+    unless ``everything``), with its account; a row for each account that failed."""
+    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
+    columns = ("account", "user", "kind", "action", "state", "outcome", "steps", "detail")
+    table = _table(title, columns, wrap=("steps", "detail"))
+    for one in result.accounts:
+        if one.account.name:
+            ACCOUNT_NAMES[one.account.id] = one.account.name
+    hidden: Counter[str] = Counter()
+    for one in result.accounts:
+        if one.sweep is None:
+            table.add_row(
+                escape(one.account.label),
+                "",
+                "",
+                "",
+                "",
+                "[bold red]account-failed[/]",
+                "",
+                _free(one.reason, wide),
+            )
+            continue
+        _sweep_rows(table, one.sweep, True, everything, wide, hidden)
+    _quiet_note(table, hidden, "decisions")
+    return table
+
+
+def org_counts_lines(result: OrgResult) -> list[str]:
+    """One line per account (its totals, or why it failed), then the totals over all."""
+    lines = []
+    for one in result.accounts:
+        if one.sweep is None:
+            lines.append(f"account {one.account.label}: FAILED ({one.error}) {one.reason}")
+        else:
+            lines.append(counts_line(one.sweep).replace(one.account.id, one.account.label, 1))
+    for skipped in result.skipped:
+        lines.append(f"account {skipped.account.label}: skipped, {skipped.reason}")
+    counts = result.counts()
+    shown = [f"{k}={v}" for k, v in counts.items() if v and k not in ("decisions", "accounts")]
+    lines.append(
+        f"{counts['accounts']} accounts, {counts['decisions']} decisions; " + ", ".join(shown)
+    )
+    return lines
+
+
+def org_plan_rows(planned: Sequence[AccountResult]) -> Iterator[dict[str, Any]]:
+    """``plan --json`` over many accounts: every decision (with its account and the
+    account's name), and an ``account-failed`` row for an account that could not be read;
+    built one at a time as they are written."""
+    for one in planned:
+        if one.plan is None:
+            yield {
+                "account": one.account.id,
+                "account_name": one.account.name,
+                "action": "account-failed",
+                "error": one.error,
+                "reason": one.reason,
+            }
+            continue
+        yield from ({**d.as_dict(), "account_name": one.account.name} for d in one.plan)
+
+
+def org_plan_table(
+    planned: Sequence[AccountResult], *, everything: bool = False, wide: bool = False
+) -> Table:
+    decisions = [d for one in planned if one.plan is not None for d in one.plan]
+    for one in planned:
+        if one.account.name:
+            ACCOUNT_NAMES[one.account.id] = one.account.name
+    return plan_table(
+        Plan(decisions=tuple(decisions)),
+        accounts=True,
+        everything=everything,
+        wide=wide,
+        failed=[one for one in planned if one.plan is None],
+    )
 
 
 def status_rows(rotations: Sequence[Rotation], now: datetime) -> list[dict[str, Any]]:
@@ -247,7 +381,7 @@ def _state(rotation: Rotation) -> str:
 def status_table(
     rotations: Sequence[Rotation], now: datetime, corrupt: Sequence[CorruptRecord] = ()
 ) -> Table:
-    columns = ("rotation", "user", "kind", "state", "old → new", "next step", "due")
+    columns = ("rotation", "account", "user", "kind", "state", "old → new", "next step", "due")
     table = _table("Rotations in flight", columns, wrap=("due",))
     for r in rotations:
         due = next_step(r)
@@ -258,6 +392,7 @@ def status_table(
                 when += f" [yellow](held since {_when(r.held_since)})[/]"
         table.add_row(
             r.rotation_id,
+            *_account_cell(True, r.account),
             escape(r.user),
             str(r.kind),
             _state(r),
@@ -266,7 +401,7 @@ def status_table(
             when,
         )
     for bad in corrupt:
-        _corrupt_row(table, bad, status=True)
+        _corrupt_row(table, bad, status=True, accounts=True)
     return table
 
 
@@ -301,12 +436,13 @@ def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dic
 
 
 def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
-    columns = ("started", "rotation", "user", "kind", "state", "old → new", "steps")
+    columns = ("started", "rotation", "account", "user", "kind", "state", "old → new", "steps")
     table = _table("Rotation history", columns, wrap=("steps",))
     for r, steps in items:
         table.add_row(
             _when(r.created_at),
             r.rotation_id,
+            *_account_cell(True, r.account),
             escape(r.user),
             str(r.kind),
             _state(r),

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from rotator.aws import Aws
+from rotator.errors import InputError
 from rotator.journal.base import Journal
 from rotator.model import Plan, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.emergency import Request
+from rotator.rotation.org import OrgSweep
 from rotator.rotation.report import Report, SweepResult
 from rotator.rotation.requests import Requests
 from rotator.rotation.rotations import Rotations
@@ -21,7 +23,8 @@ from rotator.settings import Config
 
 
 class Engine:
-    """Sweeps and operator requests for one policy against one account."""
+    """Sweeps and operator requests for one policy: against the caller's account, and with
+    ``[accounts]`` over many (``org``)."""
 
     def __init__(
         self,
@@ -37,6 +40,12 @@ class Engine:
         )
         self._sweep = Sweep(self.rotations)
         self._requests = Requests(self.rotations)
+        # With [accounts]: the sweep over every account, each on its own session.
+        self.org = (
+            OrgSweep(config=config, journal=journal, aws=aws, clock=clock, owner=owner)
+            if config.accounts is not None
+            else None
+        )
 
     async def plan(self, *, progress: ProgressFn = NO_PROGRESS) -> Plan:
         """What a sweep would do now, changing nothing."""
@@ -59,12 +68,28 @@ class Engine:
         access_key_id: str | None = None,
         dry_run: bool = False,
         patience: timedelta | None = None,
+        account: str | None = None,
     ) -> Report:
-        """Rotate one credential now, on an operator's request (``Requests.rotate``)."""
+        """Rotate one credential now, on an operator's request (``Requests.rotate``). With
+        ``[accounts]``, an access key is rotated in the account it belongs to, and
+        ``account`` names the account of a ``--user`` (``OrgSweep.rotate_now``)."""
+        if self.org is not None and (access_key_id is not None or account is not None):
+            return await self.org.rotate_now(
+                request,
+                access_key_id=access_key_id,
+                account=account,
+                dry_run=dry_run,
+                patience=patience,
+            )
+        if account is not None:
+            raise InputError("--account needs an [accounts] section in the policy")
         return await self._requests.rotate(
             request, access_key_id=access_key_id, dry_run=dry_run, patience=patience
         )
 
     async def rollback(self, rotation_id: str) -> StepResult:
-        """Roll back one rotation (``Requests.rollback``)."""
+        """Roll back one rotation (``Requests.rollback``); with ``[accounts]`` in the
+        rotation's own account (``OrgSweep.rollback``)."""
+        if self.org is not None:
+            return await self.org.rollback(rotation_id)
         return await self._requests.rollback(rotation_id)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from rotator import audit
 from rotator.aws import Aws
-from rotator.errors import LeaseLost, RotatorError, RuleGone
+from rotator.errors import LeaseLost, Refused, RotatorError, RuleGone
 from rotator.journal.base import Journal
 from rotator.model import Credential, Decision, Lease, Outcome, Rotation, Shape, Step, utcnow
 from rotator.policy import Rule
@@ -71,10 +71,16 @@ class Rotations:
         aws: Aws,
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
+        hub: Aws | None = None,
+        account: str | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.aws = aws
+        # An organization sweep's member account: the account ``aws`` must act in, and the
+        # hub's ``Aws`` for the sinks kept there.
+        self.hub = hub
+        self.account = account
         self.clock = clock
         self.owner = owner or default_owner()
         self.driver = Driver(
@@ -94,6 +100,8 @@ class Rotations:
             config=self.config,
             clock=self.clock,
             dry_run=dry_run,
+            hub=self.hub,
+            expect_account=self.account,
         )
 
     def rule_of(self, rotation: Rotation) -> Rule:
@@ -216,6 +224,12 @@ class Rotations:
         """Roll one rotation back (``rollback.roll_back``), under its lease, journalled and
         audited like any step. Raises ``NotFound``, ``LeaseLost`` (another worker is on it)
         or ``Refused``."""
+        seen = await self.journal.get(rotation_id)
+        if seen.account != session.account:  # a journal shared by many accounts
+            raise Refused(
+                f"rotation {rotation_id} is in account {seen.account}, not {session.account} "
+                "(with [accounts], rotator rolls it back in its own account)"
+            )
         rotation = await self.driver.take(rotation_id)
         try:
             rule = self.config.rule(rotation.rule)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from rotator.aws import Aws, Clients, aws_errors
-from rotator.errors import InputError, NoSuchEntity
+from rotator.errors import InputError, NoSuchEntity, WrongAccount
 from rotator.inventory import user_tags
 from rotator.journal.base import Journal
 from rotator.kinds import CredentialKind, KindContext, build_kinds
@@ -81,15 +81,20 @@ async def open_session(
     config: Config,
     clock: Callable[[], datetime],
     dry_run: bool,
+    hub: Aws | None = None,
+    expect_account: str | None = None,
 ) -> AsyncIterator[Session]:
     """Open the IAM clients (one with SDK retries, one without for calls that are not
     idempotent) and bind every kind the policy or a rotation in flight needs. The sinks'
-    clients are opened on first use and closed with the rest when the block ends."""
+    clients are opened on first use and closed with the rest when the block ends. In an
+    organization sweep, ``hub`` is the hub account (for ``sink_in = "hub"`` sinks) and
+    ``expect_account`` the account ``aws`` must be in (``WrongAccount`` otherwise)."""
     async with (
         aws.client("iam") as iam,
         aws.client("iam", retries=1) as iam_once,
         aws.client("sts") as sts,
         Clients(aws) as clients,
+        Clients(hub or aws) as hub_clients,
         AsyncExitStack() as stack,
     ):
         # One shared signing client per verification region (regional STS endpoints).
@@ -102,9 +107,11 @@ async def open_session(
         }
         with aws_errors("GetCallerIdentity"):
             account = str((await sts.get_caller_identity())["Account"])
+        if expect_account is not None and account != expect_account:
+            raise WrongAccount(expect_account, account)
         active = await journal.list_active()
         kinds = {r.kind for r in config.rules} | {r.kind for r in active}
-        sinks = Sinks(clients)
+        sinks = Sinks(clients, hub_clients if hub is not None else None)
         ctx = KindContext(
             iam=iam,
             iam_once=iam_once,

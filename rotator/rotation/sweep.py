@@ -10,6 +10,7 @@ once; work on one rotation is serialised by its journal lease.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,8 +69,11 @@ def error_code(exc: RotatorError) -> str:
 class Sweep:
     """Plans and dispatches; every change goes through ``Rotations``."""
 
-    def __init__(self, rotations: Rotations) -> None:
+    def __init__(self, rotations: Rotations, shared: asyncio.Semaphore | None = None) -> None:
+        """``shared``: a limit over several sweeps at once (an organization sweep's global
+        ``max_concurrency``), taken after this sweep's own ``max_concurrency``."""
         self._rotations = rotations
+        self._shared = shared
         self._config = rotations.config
         self._log = audit.get_logger()
 
@@ -125,13 +129,19 @@ class Sweep:
             limit = asyncio.Semaphore(self._config.max_concurrency)
             worked = Counter(progress, WORK, sum(1 for d in the_plan if d.action in _WORK))
 
+            # The account's own limit first: a task waiting for a global slot then keeps
+            # only its own account's work waiting, not another account's.
+            gates = (limit,) if self._shared is None else (limit, self._shared)
+
             async def one(decision: Decision) -> Report:
                 target = (decision.account, decision.user, str(decision.kind), decision.slot)
                 if (bad := held.get(target)) is not None:  # a human must look at the row
                     return Report(decision=decision, result=Result.BLOCKED, reason=str(bad))
-                # The slot is lent out while the decision's work waits (``backoff.pause``).
-                async with limit:
-                    with _holding(limit):
+                # The slots are lent out while the decision's work waits (``backoff.pause``).
+                async with contextlib.AsyncExitStack() as stack:
+                    for gate in gates:
+                        await stack.enter_async_context(gate)
+                    with _holding(*gates):
                         if decision.action not in _WORK:
                             return await self._execute(decision, session)
                         try:

@@ -60,16 +60,20 @@ def build_sink(config: SinkConfig, clients: Clients) -> SecretSink:
 
 class Sinks:
     """The sinks of one session: one per rule (by name), built on first use on the
-    session's ``clients``; valid while those are open."""
+    session's ``clients``; valid while those are open. In a member account of an
+    organization sweep, ``hub`` are the hub account's clients, for rules whose secrets are
+    kept there (``sink_in = "hub"``)."""
 
-    def __init__(self, clients: Clients) -> None:
+    def __init__(self, clients: Clients, hub: Clients | None = None) -> None:
         self._clients = clients
+        self._hub = hub
         self._built: dict[str, SecretSink] = {}
 
     def for_rule(self, rule: Rule) -> SecretSink:
         """The sink of ``rule``; the same object every time within this session."""
         if rule.name not in self._built:
-            self._built[rule.name] = build_sink(rule.sink, self._clients)
+            clients = self._hub if rule.sink_in == "hub" and self._hub else self._clients
+            self._built[rule.name] = build_sink(rule.sink, clients)
         return self._built[rule.name]
 
 

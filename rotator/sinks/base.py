@@ -19,9 +19,12 @@ was in flight cannot overwrite what the new owner stored. Nothing of a refused w
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from pydantic import SecretStr
@@ -34,6 +37,23 @@ from rotator.model import Kind
 CREDENTIAL_ID = "CredentialId"
 CREATED_AT = "CreatedAt"
 KIND = "Kind"
+
+
+# The names of the accounts the current task works in (set by the organization sweep for
+# each account's sweep), for ``{account_name}`` in sink templates.
+ACCOUNT_NAMES: ContextVar[Mapping[str, str]] = ContextVar(
+    "rotator_account_names", default=MappingProxyType({})
+)
+
+
+@contextmanager
+def naming_accounts(names: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, ``{account_name}`` renders the names in ``names`` (by ID)."""
+    token = ACCOUNT_NAMES.set({**ACCOUNT_NAMES.get(), **names})
+    try:
+        yield
+    finally:
+        ACCOUNT_NAMES.reset(token)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,10 +112,12 @@ class SinkKey:
     slot: str = ""
 
     def fields(self) -> dict[str, str]:
-        """The template fields: ``{account}``, ``{user}`` (``{name}`` for certificates: the
+        """The template fields: ``{account}``, ``{account_name}`` (the account's name where
+        ``[accounts]`` knows it, else its ID), ``{user}`` (``{name}`` for certificates: the
         holder's name either way), ``{kind}``, ``{slot}``."""
         return {
             "account": self.account,
+            "account_name": ACCOUNT_NAMES.get().get(self.account) or self.account,
             "user": self.user,
             "name": self.user,
             "kind": str(self.kind),
