@@ -74,6 +74,8 @@ class Pacer:
         self.ceiling = ceiling
         self._rate: float | None = ceiling
         self._limit: float | None = None  # the rate IAM last throttled
+        self._answered: deque[float] = deque()  # answers (not throttled) in the last WINDOW_S
+        self._best = 0  # the most answers IAM gave in one WINDOW_S so far
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0  # when the next call may go
@@ -126,13 +128,21 @@ class Pacer:
 
     def on_answer(self, *, throttled: bool) -> None:
         """Adjust the rate for one answer from IAM."""
+        now = self._clock()
         if throttled:
             self.throttled += 1
+            # Never below a third of what IAM has accepted: throttling that does not depend
+            # on the rate (IAM's own hiccups) must not slow a sweep down to a crawl.
+            floor = max(FLOOR, self._best / 3)
             seen = max(float(self.sent_last_second()), FLOOR)
             current = min(self._rate, seen) if self._rate is not None else seen
-            self._limit = current
-            self._rate = max(FLOOR, current * BACKOFF)
+            self._limit = max(current, floor)
+            self._rate = max(floor, current * BACKOFF)
             return
+        self._answered.append(now)
+        while self._answered and self._answered[0] <= now - WINDOW_S:
+            self._answered.popleft()
+        self._best = max(self._best, len(self._answered))
         rate = self._rate
         if rate is None:
             return

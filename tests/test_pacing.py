@@ -81,9 +81,26 @@ async def test_a_throttle_cuts_the_rate_below_what_was_sent_and_answers_raise_it
     cut = pacer.rate
     pacer.on_answer(throttled=False)
     assert pacer.rate is not None and cut is not None and pacer.rate > cut
-    for _ in range(1000):
+    for _ in range(1000):  # a throttle a second for 1,000 seconds
+        t.now += 1.0
         pacer.on_answer(throttled=True)
     assert pacer.rate == FLOOR  # never stops altogether
+    assert pacer.throttled == 1001
+
+
+async def test_throttling_that_does_not_depend_on_the_rate_never_halves_what_iam_accepted() -> None:
+    """IAM's own hiccups: one call in five throttled whatever the pace. The rate settles
+    at no less than a third of the most IAM answered in one second, well above the floor (a
+    cut per throttle alone would have brought it down to the floor)."""
+    t = FakeTime()
+    pacer = Pacer(clock=t.clock, sleep=t.sleep)
+    for n in range(2000):
+        await pacer.acquire()
+        pacer.on_answer(throttled=n % 5 == 4)
+        t.now += 0.01  # the answer's round trip
+    assert pacer.rate is not None
+    assert pacer.rate >= pacer._best / 3
+    assert pacer.rate >= 4 * FLOOR
 
 
 async def test_answers_never_raise_the_rate_above_the_ceiling() -> None:
