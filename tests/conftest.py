@@ -88,3 +88,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("robustness tally")
         for name, count in sorted(TALLY.items()):
             terminalreporter.write_line(f"{name}: {count}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests (real processes, crash matrices, daemons: seconds to minutes
+    each) first, the quick ones after: with two workers, the quick ones then fill in at
+    the end instead of one worker finishing a long test alone. Order within each group,
+    and so every test's own setup, is unchanged."""
+    items.sort(key=lambda item: 0 if "/e2e/" in item.nodeid or "e2e" in item.keywords else 1)
