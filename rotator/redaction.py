@@ -49,16 +49,23 @@ def register(value: str) -> None:
     with _lock:
         if value in _secrets:
             return
-        _secrets.add(value)
+        added = {value}
         # A PEM private key is also scrubbed line by line: tracebacks may show a fragment.
         if "\n" in value:
-            for line in value.splitlines():
-                if len(line) >= 32 and not line.startswith("-----"):
-                    _secrets.add(line)
-        grouped: dict[str, list[str]] = {}
-        for secret in _secrets:
-            grouped.setdefault(secret[:MIN_LENGTH], []).append(secret)
-        _by_prefix = {p: tuple(sorted(g, key=len, reverse=True)) for p, g in grouped.items()}
+            added |= {
+                line
+                for line in value.splitlines()
+                if len(line) >= 32 and not line.startswith("-----")
+            }
+        added -= _secrets
+        _secrets.update(added)
+        # Copy, then swap: a scrub running meanwhile keeps reading the old mapping whole.
+        # Only the groups the new secrets fall in are rebuilt, not every secret's.
+        by_prefix = dict(_by_prefix)
+        for secret in added:
+            group = (*by_prefix.get(secret[:MIN_LENGTH], ()), secret)
+            by_prefix[secret[:MIN_LENGTH]] = tuple(sorted(group, key=len, reverse=True))
+        _by_prefix = by_prefix
 
 
 def is_secret_field(name: str) -> bool:
