@@ -50,6 +50,9 @@ cli = typer.Typer(
     epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: no "<bool>" placeholders, paragraphs rewrapped whole, and policy
+    # section names such as "[accounts]" printed as written (not eaten as rich markup).
+    rich_markup_mode=None,
 )
 out = Console()
 err = Console(stderr=True)
@@ -397,7 +400,13 @@ def rotate(
         typer.Option("--access-key-id", help="A (leaked) access key: its user is found for you."),
     ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="The IAM user.")] = None,
-    kind: Annotated[Kind, typer.Option(help="The credential kind.")] = Kind.ACCESS_KEY,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            metavar="KIND",
+            help="The credential kind: " + ", ".join(k.value for k in Kind) + ".",
+        ),
+    ] = Kind.ACCESS_KEY,
     credential_id: Annotated[
         str | None, typer.Option(help="Which credential, if the user has more than one.")
     ] = None,
@@ -480,7 +489,9 @@ def rotate(
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
-journal_cli = typer.Typer(help="The journal of rotations.", no_args_is_help=True)
+journal_cli = typer.Typer(
+    help="The journal of rotations.", no_args_is_help=True, rich_markup_mode=None
+)
 cli.add_typer(journal_cli, name="journal")
 
 
