@@ -473,7 +473,7 @@ def _in_one_round(raw: dict[str, Any], exc: ValidationError) -> Checked:
     ]
     merged = _merge(raw, _environment_values())
     entries = merged.get("rules") if isinstance(merged.get("rules"), list) else None
-    rules, invalid = _valid_rules(entries or [])
+    rules, invalid, hidden = _valid_rules(entries or [], raw)
     sections = {}
     for name, cls in _SECTIONS.items():
         value = merged.get(name)
@@ -483,7 +483,7 @@ def _in_one_round(raw: dict[str, Any], exc: ValidationError) -> Checked:
         except ValidationError:
             continue
     accounts = sections.get("accounts")
-    problems += duplicate_names(entries or [])
+    problems += hidden + duplicate_names(entries or [])
     problems += cross_problems(
         rules,
         journal=_as(JournalSettings, sections.get("journal")),
@@ -517,18 +517,49 @@ def duplicate_names(entries: list[Any]) -> list[str]:
     return [f"rules: two rules are named {n!r}; rule names must be unique" for n in twice]
 
 
-def _valid_rules(entries: list[Any]) -> tuple[list[Rule], list[Any]]:
-    """The rules of ``entries`` that validate on their own, and the entries that do not."""
+def _valid_rules(
+    entries: list[Any], raw: dict[str, Any]
+) -> tuple[list[Rule], list[Any], list[str]]:
+    """The rules of ``entries`` that validate on their own, the entries that do not, and
+    the problems of the invalid ones' own checks across their fields (``_hidden``)."""
     from pydantic import TypeAdapter
 
     adapter: TypeAdapter[Rule] = TypeAdapter(AnyRule)
-    rules, invalid = [], []
-    for entry in entries:
+    rules, invalid, hidden = [], [], []
+    for index, entry in enumerate(entries):
         try:
             rules.append(adapter.validate_python(entry))
-        except ValidationError:
+        except ValidationError as exc:
             invalid.append(entry)
-    return rules, invalid
+            hidden += _hidden(adapter, entry, exc, index, raw)
+    return rules, invalid, hidden
+
+
+_REQUIRED = frozenset({"name", "kind", "sink"})
+
+
+def _hidden(
+    adapter: Any, entry: Any, exc: ValidationError, index: int, raw: dict[str, Any]
+) -> list[str]:
+    """The rule's checks across its fields (sink template and selection, deadline and
+    deactivate_after, a kind's own), which pydantic skips while any field is invalid: run
+    on the rule without its invalid keys. A check whose message names a key left out
+    (each names the fields it reads) may have judged a default, and is not reported."""
+    errors = exc.errors()
+    if not isinstance(entry, dict) or any(len(e["loc"]) < 2 for e in errors):
+        return []  # an unknown kind, or already a check across fields
+    dropped = {str(e["loc"][1]) for e in errors}
+    if dropped & _REQUIRED:
+        return []
+    try:
+        adapter.validate_python({k: v for k, v in entry.items() if k not in dropped})
+    except ValidationError as again:
+        return [
+            problem({**e, "loc": ("rules", index, *e["loc"])}, raw, Config)
+            for e in again.errors()
+            if len(e["loc"]) < 2 and not any(key in str(e["msg"]) for key in dropped)
+        ]
+    return []
 
 
 def _environment_values() -> dict[str, Any]:

@@ -301,3 +301,35 @@ def test_a_valid_policy_is_ok(tmp_path: Path) -> None:
 
     assert examined.ok and examined.problems == [] and examined.warnings == []
     assert examined.config is not None and examined.config.rules[0].name == "a"
+
+
+def test_a_rule_s_own_checks_across_fields_are_not_hidden_by_its_field_errors(
+    tmp_path: Path,
+) -> None:
+    """pydantic runs a rule's checks across fields only once every field is valid."""
+    text = (
+        '[[rules]]\nname = "a"\nkind = "access-key"\nmax_age = "9x"\n'
+        'sink = { type = "memory", name = "all" }\n'
+        '[[rules]]\nname = "c"\nkind = "access-key"\ndeactivate_after = "9d"\n'
+        'deadline = "5d"\nselct = 1\nsink = { type = "memory" }\n'
+    )
+
+    problems = app.examine(write(tmp_path, text)).problems
+
+    assert problems[0].startswith("rule 'a': max_age: invalid duration '9x'")
+    assert problems[1] == "rule 'c': selct: unknown key; did you mean `select`?"
+    assert problems[2].startswith("rule 'a': (rule): sink template 'all' has no {user}")
+    assert problems[3].startswith("rule 'c': (rule): deactivate_after 9d is not less than")
+    assert len(problems) == 4
+
+
+def test_a_check_that_would_judge_a_default_is_left_out(tmp_path: Path) -> None:
+    """deactivate_after is invalid: the 7d default is not compared with the deadline."""
+    text = (
+        '[[rules]]\nname = "b"\nkind = "access-key"\ndeactivate_after = "bad"\n'
+        'deadline = "5d"\nsink = { type = "memory" }\n'
+    )
+
+    (problem,) = app.examine(write(tmp_path, text)).problems
+
+    assert problem.startswith("rule 'b': deactivate_after: invalid duration 'bad'")
