@@ -17,7 +17,8 @@ from rotator.errors import ConfigError
 from rotator.examine import Examined, examine, examine_text, outside_problems
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
 from rotator.rotation.engine import Engine
-from rotator.settings import Checked, Config
+from rotator.settings import Config
+from rotator.settings_check import Checked
 
 __all__ = ["Examined", "check", "examine", "load", "load_text", "open_engine"]
 

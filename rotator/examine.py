@@ -25,15 +25,14 @@ from rotator.policy import SinkConfig, shadowed
 from rotator.settings import (
     AuditSettings,
     AwsSettings,
-    Checked,
     Config,
     JournalSettings,
     audit_problems,
     aws_problems,
-    check_text,
     environment_warnings,
     read_policy,
 )
+from rotator.settings_check import Checked, check_text
 
 
 @dataclass(frozen=True)
