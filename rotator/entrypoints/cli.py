@@ -150,8 +150,12 @@ def validate(
     if examined.config is None:  # one line each: "error: FILE: FIELD: ..."
         raise fail(examined.error(), err)
     cfg = examined.config
-    skipped = " (offline: files and the AWS environment not checked)" if offline else ""
-    out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s){skipped}", highlight=False)
+    skipped = " (offline: no file it names, no AWS environment)" if offline else ""
+    out.print(
+        f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s){skipped}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if cfg.accounts is not None:
         accounts = cfg.accounts
         where = []
@@ -163,7 +167,9 @@ def validate(
         if accounts.include_self:
             where.append("this account")
         role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
-        out.print(f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False)
+        out.print(
+            f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False, soft_wrap=True
+        )
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
         deadline = ""
@@ -176,6 +182,7 @@ def validate(
             f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
             f"sink {rule.sink.type} {rule.sink.template}{state}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
