@@ -55,3 +55,7 @@ _.waited_s  # Pacer: read by tests (how long callers queued)
 _main  # cli.py: the typer callback holding --version
 _.caption  # rich Table attributes set by render._quiet_note
 _.caption_justify
+
+# settings.load_config: the tests read policy files into a Config with it (the commands go
+# through app.load, which reports every problem in one round via rotator/examine.py).
+_.load_config

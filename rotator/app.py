@@ -1,7 +1,8 @@
 """Composition: build the engine and its ports from a validated config.
 
 Entry points (CLI, daemon, Lambda handler) call ``load`` and ``open_engine`` and nothing
-else, so every mode runs the same engine the same way.
+else, so every mode runs the same engine the same way; ``rotator validate`` calls
+``examine`` (``rotator/examine.py``), which ``load`` is built on.
 """
 
 from __future__ import annotations
@@ -10,43 +11,44 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from rotator import audit, issuers
+from rotator import audit
 from rotator.aws import Aws
 from rotator.errors import ConfigError
+from rotator.examine import Examined, examine, examine_text, outside_problems
 from rotator.journal import DynamoJournal, Journal, create_table, open_journal
-from rotator.model import utcnow
 from rotator.rotation.engine import Engine
-from rotator.settings import (
-    Config,
-    audit_problems,
-    aws_problems,
-    load_config,
-    load_config_text,
-)
+from rotator.settings import Config
+from rotator.settings_check import Checked
+
+__all__ = ["Examined", "check", "examine", "load", "load_text", "open_engine"]
 
 
-def load(path: Path, *, inputs: bool = True) -> Config:
-    """The validated config at ``path``; raises ``ConfigError`` (exit code 2). With
-    ``inputs=False`` the rules' input files (certificate issuers) are not checked: for
-    commands that only read the journal (``status``, ``history``)."""
-    return check(load_config(path), str(path), inputs=inputs)
+def load(path: Path, *, inputs: bool = True, offline: bool = False) -> Config:
+    """The validated config at ``path``, every problem found in one round; raises
+    ``ConfigError`` (exit code 2). With ``inputs=False`` the rules' input files
+    (certificate issuers) are not checked: for commands that only read the journal
+    (``status``, ``history``). ``offline`` checks only what the policy itself says (no
+    file it names, no AWS environment): ``iam-policy`` needs only the rules."""
+    return _valid(examine(path, inputs=inputs, offline=offline, preflight=False))
 
 
 def load_text(text: str, source: str) -> Config:
     """``load`` for a policy held in memory (an SSM parameter); ``source`` names it."""
-    return check(load_config_text(text, source), source)
+    return _valid(examine_text(text, source, preflight=False))
+
+
+def _valid(examined: Examined) -> Config:
+    if examined.config is None:
+        raise examined.error()
+    return examined.config
 
 
 def check(config: Config, source: str, *, inputs: bool = True) -> Config:
-    """What pydantic cannot check: certificate inputs, the journal URL. Raises
-    ``ConfigError`` (exit code 2) before any AWS call."""
-    # Certificate inputs (issuer files, subjects, name formats) fail here, before any AWS call.
-    problems = issuers.config_problems(config.rules, utcnow()) if inputs else []
-    problems += aws_problems(config.aws) + audit_problems(config.audit)
-    try:
-        open_journal(config.journal.url)  # parse only: nothing is opened
-    except ValueError as exc:
-        problems.append(f"journal.url: {exc}")
+    """What pydantic cannot check, for a config already built: the AWS environment, the
+    audit file, certificate inputs, the journal URL. Raises ``ConfigError`` (exit code 2)
+    before any AWS call."""
+    checked = Checked(config, [], list(config.rules))
+    problems = outside_problems(checked, inputs=inputs, preflight=False)
     if problems:
         raise ConfigError(source, problems)
     return config

@@ -137,24 +137,29 @@ def offered(rule: ServerCertificateRule) -> datetime | None:
     return cert.not_valid_before_utc
 
 
-def config_problems(rules: Sequence[Rule], now: datetime) -> list[str]:
+def config_problems(rules: Sequence[Rule], now: datetime, *, files: bool = True) -> list[str]:
     """Every problem in the inputs of the enabled ``rules`` (``Rule.input_problems``: the
     certificate kinds' subjects, name formats and issuer files), each naming the rule and
-    the field."""
+    the field. With ``files=False`` no file is read: only what the policy itself says is
+    checked (``validate --offline``, ``iam-policy``)."""
     problems: list[str] = []
     for rule in rules:
         if rule.enabled:
-            problems += [f"rule {rule.name!r}: {p}" for p in rule.input_problems(now)]
+            found = rule.input_problems(now, files=files)
+            problems += [f"rule {rule.name!r}: {p}" for p in found]
     return problems
 
 
-def issuer_problems(issuer: Issuer, now: datetime) -> list[str]:
+def issuer_problems(issuer: Issuer, now: datetime, *, files: bool = True) -> list[str]:
     """The problems of a server-certificate rule's ``issuer``, each starting with its
-    field: a subject that cannot work, files that are missing or IAM would reject."""
+    field: a subject that cannot work, files that are missing or IAM would reject (not
+    read with ``files=False``)."""
     if isinstance(issuer, DirectoryIssuer):
+        if not files:
+            return []
         return [f"issuer.path: {p}" for p in _directory_problems(issuer.path, now)]
     problems = template_problems("issuer.subject", issuer.subject, name=SAMPLE)
-    if isinstance(issuer, LocalCaIssuer):
+    if isinstance(issuer, LocalCaIssuer) and files:
         problems += _ca_problems(issuer, now)
     return problems
 

@@ -462,10 +462,10 @@ class Rule(_Strict):
         """(deactivate_after, delete_after) for the old credential."""
         return self.deactivate_after, self.delete_after
 
-    def input_problems(self, now: datetime) -> list[str]:
+    def input_problems(self, now: datetime, *, files: bool = True) -> list[str]:
         """What pydantic cannot check, each problem starting with the field it concerns:
-        input files and templates (certificate issuers, subjects). Reads local files; never
-        calls AWS."""
+        input files and templates (certificate issuers, subjects). Reads local files (not
+        with ``files=False``: ``validate --offline``, ``iam-policy``); never calls AWS."""
         return []
 
 
@@ -477,3 +477,49 @@ def check_rules(rules: list[Rule]) -> list[Rule]:
             raise ValueError(f"two rules are named {rule.name!r}; rule names must be unique")
         seen.add(rule.name)
     return rules
+
+
+def shadowed(rules: list[Rule]) -> list[str]:
+    """Rules that can never apply: an earlier enabled rule of the same kind and slot
+    selects everything they select (the planner lets the first rule that selects a holder
+    decide), in every account they apply to. One warning each, naming both rules."""
+    warnings = []
+    for index, later in enumerate(rules):
+        if not later.enabled:
+            continue
+        earlier = next((r for r in rules[:index] if _covers(r, later)), None)
+        if earlier is not None:
+            slot = f" ({later.slot})" if later.slot else ""
+            warnings.append(
+                f"rule {later.name!r}: never applies: the earlier rule {earlier.name!r} "
+                f"({earlier.kind}{slot}) already selects everything it selects; move it "
+                f"before {earlier.name!r} or narrow {earlier.name!r}"
+            )
+    return warnings
+
+
+def _covers(first: Rule, then: Rule) -> bool:
+    """Does ``first`` select every holder ``then`` selects, in every account?"""
+    a, b = first.select, then.select
+    return (
+        first.enabled
+        and first.kind == then.kind
+        and first.slot == then.slot
+        and b.path_prefix.startswith(a.path_prefix)
+        and all(_pattern_covers(a.patterns, pattern) for pattern in b.patterns)
+        and a.tags.items() <= b.tags.items()
+        and (
+            not first.account_scoped
+            or (first.accounts, first.ous, first.account_tags)
+            == (then.accounts, then.ous, then.account_tags)
+        )
+    )
+
+
+def _pattern_covers(patterns: list[str], pattern: str) -> bool:
+    """Does one of ``patterns`` match every name ``pattern`` matches? ("*" does; so does
+    any glob for a plain name it matches.)"""
+    if "*" in patterns:
+        return True
+    plain = not any(c in pattern for c in "*?[")
+    return plain and any(fnmatch.fnmatchcase(pattern, p) for p in patterns)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import tomllib
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -35,11 +35,11 @@ from pydantic_settings import (
 
 from rotator import cron
 from rotator.accounts import AccountsSettings
-from rotator.config_problems import message, problem
+from rotator.config_problems import did_you_mean, message
 from rotator.cron import CronExpr
 from rotator.errors import ConfigError
 from rotator.kinds import AnyRule
-from rotator.policy import Duration, at_most, check_rules, format_duration
+from rotator.policy import Duration, Rule, at_most, check_rules, format_duration
 
 
 def state_dir() -> Path:
@@ -211,6 +211,87 @@ class NotifySettings(_Section):
         return self.webhook_url is not None or self.sns_topic_arn is not None
 
 
+def deadline_problems(
+    rules: Sequence[Rule], verify: VerifySettings, daemon: DaemonSettings
+) -> list[str]:
+    """Each rule with a deadline learns what the settings add before its old credential
+    goes inactive (verification, the wait for its next sweep); one that leaves no time to
+    start a rotation is a problem, with the sum."""
+    problems: list[str] = []
+    for rule in rules:
+        if rule.deadline is None:
+            continue
+        rule.set_overhead(verify_budget(verify) + sweep_gap(daemon, rule.schedule))
+        problem = rule.deadline_problem()
+        if problem is not None:
+            problems.append(f"rule {rule.name!r}: {problem}")
+    return problems
+
+
+def lease_problems(journal: JournalSettings, aws: AwsSettings) -> list[str]:
+    """A lease that would not outlast an AWS call twice over."""
+    floor = lease_floor(aws)
+    if journal.lease_ttl >= floor:
+        return []
+    return [
+        f"journal.lease_ttl {format_duration(journal.lease_ttl)} is below "
+        f"{format_duration(floor)}: a worker checks its lease before each AWS call, "
+        "and one call may take up to aws.connect_timeout + aws.read_timeout "
+        f"({aws.connect_timeout + aws.read_timeout:g}s); the lease must "
+        "outlast that twice over (raise lease_ttl, or lower the timeouts)"
+    ]
+
+
+def account_problems(rules: Sequence[Rule], accounts: AccountsSettings | None) -> list[str]:
+    """Rules that name accounts without ``[accounts]``, or whose secrets from several
+    accounts would land in one place."""
+    problems: list[str] = []
+    for rule in rules:
+        where = f"rule {rule.name!r}"
+        if accounts is None:
+            if rule.account_scoped:
+                problems.append(
+                    f"{where}: accounts, ous and account_tags need an [accounts] section"
+                )
+            continue
+        if (rule.ous is not None or rule.account_tags) and not accounts.discovers:
+            problems.append(
+                f"{where}: ous and account_tags match only accounts discovered with "
+                "[accounts.organization] (listed members have no OU or tags)"
+            )
+        template = rule.sink.template
+        shared = rule.sink.type in ("file", "memory") or rule.sink_in == "hub"
+        many = accounts.discovers or len(accounts.members) + accounts.include_self > 1
+        if shared and many and "{account}" not in template and "{account_name}" not in template:
+            problems.append(
+                f"{where}: sink template {template!r} has no {{account}} (or "
+                "{account_name}) but the rule's secrets from several accounts go to one "
+                "place: they would overwrite each other"
+            )
+    return problems
+
+
+def cross_problems(
+    rules: Sequence[Rule],
+    *,
+    journal: JournalSettings | None,
+    aws: AwsSettings | None,
+    verify: VerifySettings | None,
+    daemon: DaemonSettings | None,
+    accounts: tuple[AccountsSettings | None, ...],
+) -> list[str]:
+    """The checks that span sections, for the ``rules`` and sections that are valid
+    (None, or an empty ``accounts``: that one is not, and what needs it is not checked)."""
+    problems: list[str] = []
+    if verify is not None and daemon is not None:
+        problems += deadline_problems(rules, verify, daemon)
+    if journal is not None and aws is not None:
+        problems += lease_problems(journal, aws)
+    if accounts:
+        problems += account_problems(rules, accounts[0])
+    return problems
+
+
 def call_budget(aws: AwsSettings) -> timedelta:
     """The longest one AWS call may take: its connect and read timeouts."""
     return timedelta(seconds=aws.connect_timeout + aws.read_timeout)
@@ -262,63 +343,17 @@ class Config(BaseSettings):
         return rules
 
     @model_validator(mode="after")
-    def _deadlines_can_be_met(self) -> Config:
-        """Each rule with a deadline learns what the settings add before its old credential
-        goes inactive (verification, the wait for its next sweep); one that leaves no time
-        to start a rotation is refused, with the sum."""
-        for rule in self.rules:
-            if rule.deadline is None:
-                continue
-            rule.set_overhead(verify_budget(self.verify) + sweep_gap(self.daemon, rule.schedule))
-            problem = rule.deadline_problem()
-            if problem is not None:
-                raise ValueError(f"rule {rule.name!r}: {problem}")
-        return self
-
-    @model_validator(mode="after")
-    def _lease_outlasts_a_call(self) -> Config:
-        floor = lease_floor(self.aws)
-        if self.journal.lease_ttl < floor:
-            raise ValueError(
-                f"journal.lease_ttl {format_duration(self.journal.lease_ttl)} is below "
-                f"{format_duration(floor)}: a worker checks its lease before each AWS call, "
-                "and one call may take up to aws.connect_timeout + aws.read_timeout "
-                f"({self.aws.connect_timeout + self.aws.read_timeout:g}s); the lease must "
-                "outlast that twice over (raise lease_ttl, or lower the timeouts)"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _rules_fit_accounts(self) -> Config:
-        problems: list[str] = []
-        accounts = self.accounts
-        for rule in self.rules:
-            where = f"rule {rule.name!r}"
-            if accounts is None:
-                if rule.account_scoped:
-                    problems.append(
-                        f"{where}: accounts, ous and account_tags need an [accounts] section"
-                    )
-                continue
-            if (rule.ous is not None or rule.account_tags) and not accounts.discovers:
-                problems.append(
-                    f"{where}: ous and account_tags match only accounts discovered with "
-                    "[accounts.organization] (listed members have no OU or tags)"
-                )
-            template = rule.sink.template
-            shared = rule.sink.type in ("file", "memory") or rule.sink_in == "hub"
-            many = accounts.discovers or len(accounts.members) + accounts.include_self > 1
-            if (
-                shared
-                and many
-                and "{account}" not in template
-                and "{account_name}" not in (template)
-            ):
-                problems.append(
-                    f"{where}: sink template {template!r} has no {{account}} (or "
-                    "{account_name}) but the rule's secrets from several accounts go to one "
-                    "place: they would overwrite each other"
-                )
+    def _settings_fit_rules(self) -> Config:
+        """What no section can check alone (``cross_problems``). ``load_config_text``
+        reports these one a line, also when other fields are invalid."""
+        problems = cross_problems(
+            self.rules,
+            journal=self.journal,
+            aws=self.aws,
+            verify=self.verify,
+            daemon=self.daemon,
+            accounts=(self.accounts,),
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -339,76 +374,84 @@ class Config(BaseSettings):
         return next((r for r in self.rules if r.name == name), None)
 
 
-def load_config(path: Path) -> Config:
-    """Read, validate and return the policy file at ``path`` with environment overrides.
-    Raises ``ConfigError`` listing every problem, each naming the rule and field."""
+def read_policy(path: Path) -> str:
+    """The text of the policy file at ``path``; ``ConfigError`` if it cannot be read."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(source, ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read: {exc}"]) from None
-    return load_config_text(text, source)
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and return the policy file at ``path`` with environment overrides.
+    Raises ``ConfigError`` listing every problem, each naming the rule and field."""
+    return load_config_text(read_policy(path), str(path))
 
 
 def load_config_text(text: str, source: str) -> Config:
     """``load_config`` for a policy that is not a file (an SSM parameter's value): the
     TOML ``text``, validated with environment overrides; ``source`` names it in every
     problem of the ``ConfigError``."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    if not isinstance(raw.get("rules", []), list):
-        raise ConfigError(source, ["rules: must be an array of tables ([[rules]])"])
-    try:
-        return Config(**raw)
-    except SettingsError as exc:  # a ROTATOR_* variable that does not parse (not JSON)
-        found = re.search(r'field "(\w+)"', str(exc))
-        name = f"ROTATOR_{found.group(1).upper()}" if found else "a ROTATOR_* variable"
-        raise ConfigError(source, [f"environment: {name}: not valid JSON"]) from None
-    except ValidationError as exc:
-        overridden = _from_environment()
-        problems = [
-            _env_problem(e, overridden[str(e["loc"][0])])
-            if e["loc"] and str(e["loc"][0]) in overridden
-            else problem(e, raw)
-            for e in exc.errors()
-        ]
+    from rotator.settings_check import check_text  # it builds on this module
+
+    checked = check_text(text)
+    if checked.config is None:
         # In the same round: what is wrong with the AWS environment and the audit file.
-        problems += aws_problems(_section(AwsSettings, raw.get("aws")))
-        problems += audit_problems(_section(AuditSettings, raw.get("audit")))
-        raise ConfigError(source, problems) from None
+        problems = checked.problems + aws_problems(checked.section(AwsSettings, "aws"))
+        problems += audit_problems(checked.section(AuditSettings, "audit"))
+        raise ConfigError(source, problems)
+    return checked.config
 
 
-_S = TypeVar("_S", AwsSettings, AuditSettings)
+def environment_values() -> dict[str, Any]:
+    """The settings the ``ROTATOR_*`` variables set, as pydantic-settings reads them."""
+    from pydantic_settings import EnvSettingsSource
 
-
-def _section(cls: type[_S], raw: object) -> _S:
-    """``raw`` as section ``cls`` if it validates, else the defaults."""
     try:
-        return cls(**raw) if isinstance(raw, dict) else cls()
-    except (ValidationError, TypeError):
-        return cls()
+        return dict(EnvSettingsSource(Config)())
+    except SettingsError:
+        return {}
 
 
-def _from_environment() -> dict[str, str]:
+def from_environment() -> dict[str, str]:
     """The top-level settings a ``ROTATOR_*`` variable overrides -> that variable."""
     found: dict[str, str] = {}
     for name in os.environ:
         upper = name.upper()
         if upper.startswith("ROTATOR_"):
-            field = upper.removeprefix("ROTATOR_").split("__")[0].lower()
-            if field in Config.model_fields:
-                found[field] = name
+            setting = upper.removeprefix("ROTATOR_").split("__")[0].lower()
+            if setting in Config.model_fields:
+                found[setting] = name
     return found
 
 
-def _env_problem(error: Any, variable: str) -> str:
+# ROTATOR_* variables rotator reads outside ``Config`` (the Lambda handler's settings).
+_OTHER_VARIABLES = ("ROTATOR_CONFIG", "ROTATOR_CONFIG_SSM", "ROTATOR_LAMBDA_MARGIN")
+
+
+def environment_warnings() -> list[str]:
+    """``ROTATOR_*`` variables no setting reads (a typo is otherwise silently ignored),
+    with the nearest name a setting does read."""
+    known = [f"ROTATOR_{name.upper()}" for name in Config.model_fields]
+    warnings = []
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if not upper.startswith("ROTATOR_") or upper in _OTHER_VARIABLES:
+            continue
+        if upper.split("__")[0] in known:
+            continue
+        hint = did_you_mean(upper.split("__")[0], [*known, *_OTHER_VARIABLES])
+        warnings.append(f"environment: {name}: no setting reads this variable{hint}")
+    return warnings
+
+
+def env_problem(error: Any, variable: str) -> str:
     """A problem with a value a ``ROTATOR_*`` variable set: named by the variable."""
     where = ".".join(str(p) for p in error["loc"])
-    return f"environment: {variable}: {where}: {message(error)}"
+    return f"environment: {variable}: {where}: {message(error, Config)}"
 
 
 class LambdaSettings(BaseSettings):
@@ -445,28 +488,32 @@ def lambda_settings() -> LambdaSettings:
         raise ConfigError("environment", problems) from None
 
 
-def aws_problems(aws: AwsSettings) -> list[str]:
+def aws_problems(aws: AwsSettings, *, environment: bool = True) -> list[str]:
     """What is wrong with how rotator would reach AWS, before any call: the ``[aws]``
     section and the standard AWS environment (a region that is not one, an endpoint that
     is not a URL, a profile no file defines, half of a key pair). Each problem names the
-    setting or variable. Reads the environment and the AWS config files; calls nothing."""
+    setting or variable. Reads the environment and the AWS config files (not with
+    ``environment=False``: then only the section's own values); calls nothing."""
     problems: list[str] = []
     regions = [("aws.region", aws.region)]
-    regions += [
-        (f"environment: {k}", os.environ.get(k)) for k in ("AWS_REGION", "AWS_DEFAULT_REGION")
-    ]
+    endpoints = [("aws.endpoint_url", aws.endpoint_url)]
+    if environment:
+        regions += [
+            (f"environment: {k}", os.environ.get(k)) for k in ("AWS_REGION", "AWS_DEFAULT_REGION")
+        ]
+        endpoints += [
+            (f"environment: {k}", v)
+            for k, v in sorted(os.environ.items())
+            if k.startswith("AWS_ENDPOINT_URL")
+        ]
     for where, region in regions:
         if region is not None and not _REGION.fullmatch(region):
             problems.append(f"{where}: {region!r} is not an AWS region (e.g. us-east-1)")
-    endpoints = [("aws.endpoint_url", aws.endpoint_url)]
-    endpoints += [
-        (f"environment: {k}", v)
-        for k, v in sorted(os.environ.items())
-        if k.startswith("AWS_ENDPOINT_URL")
-    ]
     for where, url in endpoints:
         if url is not None and not _is_url(url):
             problems.append(f"{where}: {url!r} is not an http(s):// URL")
+    if not environment:
+        return problems
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if bool(key) != bool(secret):
         given, missing = (

@@ -29,7 +29,7 @@ from rotator.model import Kind, Plan, utcnow
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
     from rotator import journal as journals
-    from rotator import policy, sinks
+    from rotator import policy
     from rotator.entrypoints import render
     from rotator.rotation import emergency as emergencies
     from rotator.rotation import report as reports
@@ -39,7 +39,6 @@ else:
     application = lazy("rotator.app")
     journals = lazy("rotator.journal")
     policy = lazy("rotator.policy")
-    sinks = lazy("rotator.sinks")
     render = lazy("rotator.entrypoints.render")
     emergencies = lazy("rotator.rotation.emergency")
     reports = lazy("rotator.rotation.report")
@@ -50,6 +49,9 @@ cli = typer.Typer(
     epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: no "<bool>" placeholders, paragraphs rewrapped whole, and policy
+    # section names such as "[accounts]" printed as written (not eaten as rich markup).
+    rich_markup_mode=None,
 )
 out = Console()
 err = Console(stderr=True)
@@ -125,14 +127,35 @@ def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
 
 
 @cli.command()
-def validate(config: ConfigOpt) -> None:
-    """Check the policy file; exit 2 with every problem named if it is invalid."""
-    cfg = _load(config)
-    sink_problems = sinks.preflight_problems(cfg.rules)
-    if sink_problems:  # one line each: "error: FILE: unusable sink: ..."
-        problems = [f"unusable sink: {problem}" for problem in sink_problems]
-        raise fail(ConfigError(str(config), problems), err)
-    out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
+def validate(
+    config: ConfigOpt,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Check only what the policy file says: not the files it names "
+            "(certificates, keys, the audit log, sink directories) nor the AWS "
+            "environment. For CI, or a machine other than the one that runs it.",
+        ),
+    ] = False,
+) -> None:
+    """Check the policy file without calling AWS. Every problem is reported at once, one
+    line each naming the file and the field (exit 2); warnings (a rule that can never
+    apply, an unknown ROTATOR_* variable) do not change the exit code."""
+    examined = application.examine(config, offline=offline)
+    for warning in examined.warnings:
+        err.print(
+            f"warning: {examined.source}: {warning}", markup=False, highlight=False, soft_wrap=True
+        )
+    if examined.config is None:  # one line each: "error: FILE: FIELD: ..."
+        raise fail(examined.error(), err)
+    cfg = examined.config
+    skipped = " (offline: no file it names, no AWS environment)" if offline else ""
+    out.print(
+        f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s){skipped}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if cfg.accounts is not None:
         accounts = cfg.accounts
         where = []
@@ -144,7 +167,9 @@ def validate(config: ConfigOpt) -> None:
         if accounts.include_self:
             where.append("this account")
         role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
-        out.print(f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False)
+        out.print(
+            f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False, soft_wrap=True
+        )
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
         deadline = ""
@@ -157,6 +182,7 @@ def validate(config: ConfigOpt) -> None:
             f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
             f"sink {rule.sink.type} {rule.sink.template}{state}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -232,11 +258,12 @@ def plan(
     ou: OusOpt = None,
 ) -> None:
     """Show what a sweep would do now and why (changes nothing). With [accounts]: in
-    every account (--account / --ou: some of them)."""
+    every account (--account / --ou: some of them); exit 1 if AWS fails, or an account
+    could not be planned."""
     cfg = _load(config)
     filters = _filters(cfg, account, ou)
 
-    async def work() -> None:
+    async def work() -> bool:
         async with application.open_engine(cfg) as engine:
             if engine.org is not None:
                 with render.progress_bar(err) as progress:
@@ -247,7 +274,7 @@ def plan(
                     render.print_json(out, render.org_plan_rows(planned))
                 else:
                     out.print(render.org_plan_table(planned, everything=everything, wide=wide))
-                return
+                return all(result.ok for result in planned)
             with render.progress_bar(err) as progress:
                 the_plan = await engine.plan(progress=progress)
         if filters.accounts:
@@ -257,8 +284,10 @@ def plan(
             render.print_json(out, render.plan_rows(the_plan))
         else:
             out.print(render.plan_table(the_plan, everything=everything, wide=wide))
+        return True
 
-    _with_audit(cfg, work)
+    # An AWS error ends the command through _run: one line, exit 1.
+    raise typer.Exit(EXIT_OK if _with_audit(cfg, work) else EXIT_FAILED)
 
 
 @cli.command()
@@ -397,7 +426,13 @@ def rotate(
         typer.Option("--access-key-id", help="A (leaked) access key: its user is found for you."),
     ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="The IAM user.")] = None,
-    kind: Annotated[Kind, typer.Option(help="The credential kind.")] = Kind.ACCESS_KEY,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            metavar="KIND",
+            help="The credential kind: " + ", ".join(k.value for k in Kind) + ".",
+        ),
+    ] = Kind.ACCESS_KEY,
     credential_id: Annotated[
         str | None, typer.Option(help="Which credential, if the user has more than one.")
     ] = None,
@@ -480,7 +515,9 @@ def rotate(
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
-journal_cli = typer.Typer(help="The journal of rotations.", no_args_is_help=True)
+journal_cli = typer.Typer(
+    help="The journal of rotations.", no_args_is_help=True, rich_markup_mode=None
+)
 cli.add_typer(journal_cli, name="journal")
 
 

@@ -52,9 +52,10 @@ def iam_policy(
     ] = False,
 ) -> None:
     """Print the least-privilege IAM policy (JSON) for exactly the kinds, sinks, journal
-    and notifications the policy file uses. No AWS call."""
+    and notifications the policy file uses. No AWS call, and only the rules are read: the
+    files the policy names (certificates, keys) need not be present."""
     try:
-        cfg = application.load(config)
+        cfg = application.load(config, offline=True)
     except ConfigError as exc:
         raise fail(exc) from None
     problems = []

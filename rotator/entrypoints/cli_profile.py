@@ -48,6 +48,7 @@ def rotate_profile(
         str,
         typer.Option(
             "--keep-old",
+            metavar="DURATION",
             help="Keep the old key active this long after the new one is written (e.g. "
             "1h, 7d); run the command again after that to deactivate and delete it.",
         ),

@@ -13,7 +13,8 @@ ConfigOpt = Annotated[
         "--config",
         "-c",
         envvar="ROTATOR_CONFIG",
-        help="The policy file (TOML). Env: ROTATOR_CONFIG.",
+        metavar="FILE",
+        help="The policy file (TOML).",
         show_default=False,
     ),
 ]
@@ -22,6 +23,7 @@ AccountsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--account",
+        metavar="ID",
         help="Only this account (its 12-digit ID); repeatable. With --ou: either matches.",
         show_default=False,
     ),
@@ -30,6 +32,7 @@ OusOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--ou",
+        metavar="OU",
         help="Only accounts in this OU (ou-… / r-… or a path such as /Workloads/Prod, "
         "nested OUs included; needs [accounts]); repeatable.",
         show_default=False,

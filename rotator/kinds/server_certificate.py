@@ -91,9 +91,9 @@ class ServerCertificateRule(Rule):
     def timings(self) -> tuple[timedelta, timedelta]:
         return timedelta(0), self.retire_after  # server certificates have no status
 
-    def input_problems(self, now: datetime) -> list[str]:
+    def input_problems(self, now: datetime, *, files: bool = True) -> list[str]:
         return issuers.name_format_problems(self.name_format) + issuers.issuer_problems(
-            self.issuer, now
+            self.issuer, now, files=files
         )
 
 

@@ -58,7 +58,7 @@ class SigningCertificateRule(Rule):
     def renew_window(self) -> timedelta | None:
         return self.renew_before
 
-    def input_problems(self, now: datetime) -> list[str]:
+    def input_problems(self, now: datetime, *, files: bool = True) -> list[str]:
         sample = issuers.SAMPLE
         return issuers.template_problems("subject", self.subject, user=sample, name=sample)
 

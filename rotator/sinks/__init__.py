@@ -38,6 +38,7 @@ __all__ = [
     "SsmSink",
     "build_sink",
     "preflight_problems",
+    "sink_problems",
 ]
 
 # Each builder receives the settings of its own ``type`` (the policy's discriminator).
@@ -82,10 +83,11 @@ def preflight_problems(rules: list[Rule]) -> list[str]:
     a holder: a file sink whose directory cannot be written (``FileSink.static_problems``).
     The full check of each holder's sink (``SecretSink.check``) runs in ``plan`` and before
     every create."""
-    problems: list[str] = []
-    for rule in rules:
-        if isinstance(rule.sink, FileSinkConfig):
-            problems += [
-                f"rules.{rule.name}.sink: {p}" for p in FileSink(rule.sink).static_problems()
-            ]
-    return problems
+    return [p for rule in rules for p in sink_problems(rule.name, rule.sink)]
+
+
+def sink_problems(rule: str, sink: SinkConfig) -> list[str]:
+    """``preflight_problems`` of one sink, of the rule named ``rule``."""
+    if not isinstance(sink, FileSinkConfig):
+        return []
+    return [f"rules.{rule}.sink: {p}" for p in FileSink(sink).static_problems()]
