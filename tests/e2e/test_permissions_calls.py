@@ -3,12 +3,14 @@
 The real CLI runs against moto through the ``FaultProxy``, which records every request.
 Each request becomes the (IAM action, resource) pairs IAM would authorise it by
 (``tests/support/authorised.py``), and each must be granted by the document `iam-policy`
-printed for the same policy file: `journal init` against ``--journal-init``, a `run`
+printed for the same policy file: `journal init` against ``--journal-init``; a `run`
 rotating every kind moto can hold (access keys, signing certificates, SSH keys, console
 passwords — and disabling an unused one —, server certificates, OIDC thumbprints) into
-every AWS sink with a DynamoDB journal against the default document, and `report` against
-``--for report``. moto has no service-specific credentials: that kind is checked by the
-unit tests only (tests/test_permissions.py).
+every AWS sink with a DynamoDB journal, then an emergency `rotate`, `plan`, `status` and
+`history`, against the default document; and `report` against ``--for report``. An
+organization's hub and member roles, each against its own document. moto has no
+service-specific credentials: that kind is checked by the unit tests only
+(tests/test_permissions.py).
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.iam.models import iam_backends
 
 from rotator.kinds.ssh_public_key import key_pair
 from rotator.model import utcnow
 from tests.support import iam_seed
-from tests.support.authorised import World, denied, needs
+from tests.support.authorised import Need, World, denied, needs
 from tests.support.certs import DAY, make_ca, make_leaf, upload_server_certificate
 from tests.support.cli import Cli
 from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
 from tests.support.oidc import OidcServer, ca, oidc_server, thumbprint
+from tests.support.org import ROLE, Org, assume_role_needs_the_role
 
 pytestmark = pytest.mark.e2e
 
@@ -260,6 +264,21 @@ def test_every_call_of_journal_init_run_and_report_is_granted_by_iam_policy(
     assert denied(run_policy, run_calls) == []
     assert not [a for a, _ in run_calls if a == "dynamodb:TransactWriteItems"]
 
+    # The other commands the run document is for: an emergency rotation of a leaked key,
+    # and the read-only views.
+    mark = len(proxy.requests_seen())
+    (leaked,) = sandbox.keys("ci-app")
+    emergency = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
+    assert emergency.code == 0, emergency.stdout + emergency.stderr
+    assert leaked not in sandbox.keys("ci-app")
+    for view in ("plan", "status", "history"):
+        shown = cli(view, "--json")
+        assert shown.code == 0, shown.stdout + shown.stderr
+    known = world(sandbox, known)
+    more_calls = called(proxy, known, since=mark)
+    assert "iam:CreateAccessKey" in {action for action, _ in more_calls}
+    assert denied(run_policy, more_calls) == []
+
     mark = len(proxy.requests_seen())
     report = cli("report", "--json")
     assert report.code == 0, report.stdout + report.stderr
@@ -290,3 +309,97 @@ def test_report_needs_for_report_when_no_rule_covers_server_certificates(
     assert denied(policy(cli, "--for", "report"), report_calls) == []
     both = policy(cli, "--for", "run", "--for", "report")
     assert denied(both, report_calls) == []
+
+
+ORG_POLICY = """\
+[journal]
+url = "sqlite:///{tmp}/journal.db"
+[audit]
+file = "{tmp}/audit.jsonl"
+stream = "none"
+[verify]
+attempts = 3
+initial_delay = "1s"
+[accounts]
+role_name = "{role}"
+external_id = "rotator-e2e"
+[accounts.organization]
+ous = ["/Workloads"]
+[[rules]]
+name = "ci-keys"
+kind = "access-key"
+max_age = "90d"
+deactivate_after = "0s"
+delete_after = "0s"
+select = {{ path_prefix = "/ci/" }}
+sink = {{ type = "secretsmanager", name = "rotator/{{account}}/{{user}}" }}
+"""
+
+
+def member_world(org: Org, before: World | None = None) -> World:
+    """The member accounts' users and access key owners (a deleted key's owner stays
+    known). Resources name account ``*``: every statement of ours does, and a member's
+    session key does not say which account it acts in."""
+    known = before or World(account="*")
+    for account in org.accounts.values():
+        backend = iam_backends[account]["aws"]
+        known.user_paths |= {name: user.path for name, user in backend.users.items()}
+        known.key_owners |= {k: key.user_name for k, key in backend.access_keys.items()}
+    return known
+
+
+def split_by_principal(
+    proxy: FaultProxy, members: World, since: int = 0
+) -> tuple[list[Need], list[Need]]:
+    """(the hub's needs, the member roles' needs) of the requests since ``since``: the
+    hub signs with the test's key, a member role with an assumed role's session key
+    (``ASIA…``); a new user key (``AKIA…``) only verifies itself."""
+    hub, member = [], []
+    for request in proxy.requests_seen()[since:]:
+        signed = request.headers.get("authorization", "")
+        if "Credential=testing/" in signed:
+            hub.extend(needs(request, members))
+        elif "Credential=ASIA" in signed:
+            member.extend(needs(request, members))
+        else:
+            assert (request.service, request.action) == ("sts", "GetCallerIdentity")
+    return hub, member
+
+
+def test_an_organization_sweep_needs_only_the_hub_and_member_policies(
+    cli: Cli, sandbox: MotoSandbox, proxy: FaultProxy
+) -> None:
+    """The hub (Organizations, AssumeRole, the journal) and the member role (the account's
+    IAM and the sink kept there) each stay inside what ``--hub`` / ``--member`` print,
+    for a run, an emergency rotation found through the key's account, and a report."""
+    org = Org(sandbox).create()
+    for name, ou in (("prod", "/Workloads/Prod"), ("dev", "/Workloads")):
+        org.user(org.account(name, ou), "ci-app")
+    cli.config.write_text(ORG_POLICY.format(tmp=cli.tmp, role=ROLE))
+    cli.endpoint = proxy.url
+    hub_policy, member_policy = policy(cli, "--hub"), policy(cli, "--member")
+    report_hub = policy(cli, "--hub", "--for", "report")
+    report_member = policy(cli, "--member", "--for", "report")
+
+    known = member_world(org)
+    with assume_role_needs_the_role():
+        result = cli("run", "--json")
+        assert result.code == 0, result.stdout + result.stderr
+        assert result.json()["counts"]["completed"] == 2, result.stdout
+        known = member_world(org, known)  # the run's new keys, before one is deleted
+        (leaked,) = org.keys(org.accounts["dev"], "ci-app")
+        emergency = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes")
+        assert emergency.code == 0, emergency.stdout + emergency.stderr
+        known = member_world(org, known)
+        hub, member = split_by_principal(proxy, known)
+        mark = len(proxy.requests_seen())
+        report = cli("report", "--json")
+        assert report.code == 0, report.stdout + report.stderr
+        report_calls = split_by_principal(proxy, member_world(org, known), mark)
+
+    assert {"sts:AssumeRole", "sts:GetAccessKeyInfo"} <= {a for a, _ in hub}
+    assert {"iam:CreateAccessKey", "secretsmanager:PutSecretValue"} <= {a for a, _ in member}
+    assert denied(hub_policy, hub) == []
+    assert denied(member_policy, member) == []
+    assert denied(report_hub, report_calls[0]) == []
+    assert denied(report_member, report_calls[1]) == []

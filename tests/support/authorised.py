@@ -5,10 +5,10 @@ resource ARN) pairs IAM authorises it by: the action is the service's signing na
 operation (the ``Action`` parameter or ``X-Amz-Target``); a DynamoDB transaction is
 authorised by its items' actions (``Put`` -> ``dynamodb:PutItem``, …; IAM has no
 ``TransactWriteItems`` action). The resource comes from the request's parameters
-(``UserName``, ``SecretId``, ``Name``, ``TableName``, …) and what ``World`` knows of the
-account (user paths, which user owns an access key, server certificate paths); a request
-without one is authorised against ``*``, as IAM does for actions without resource-level
-permissions.
+(``UserName``, ``SecretId``, ``Name``, ``TableName``, ``RoleArn``, …) and what ``World``
+knows of the account (user paths, which user owns an access key, server certificate
+paths); a request without one is authorised against ``*``, as IAM does for actions
+without resource-level permissions.
 
 ``denied(document, needs)`` evaluates Allow statements the way IAM matches them (actions
 case-insensitively, ``*``/``?`` wildcards in resources); statements with a ``Condition``
@@ -87,6 +87,8 @@ def _arn(world: World, request: Request, service: str, given: dict[str, Any]) ->
         return f"{head}:dynamodb:{region}:{world.account}:table/{given['TableName']}"
     if service == "sns" and given.get("TopicArn"):
         return str(given["TopicArn"])
+    if service == "sts" and given.get("RoleArn"):
+        return str(given["RoleArn"])  # AssumeRole: the role
     return "*"
 
 
