@@ -22,8 +22,11 @@ journal        ``JOURNAL_ACTIONS`` (``--journal-init`` adds       the DynamoDB t
 notifications  ``sns:Publish``                                    the ``[notify]`` topic
 =============  =================================================  ===========================
 
-Account IDs are ``*`` (a policy file does not name its account) and so are regions unless
-the file names one. Statements with the same actions and condition are merged.
+ARNs are in the partition asked for (``--partition``; default ``aws``). Account IDs are
+``*`` (a policy file does not name its account) and so are regions unless the file names
+one. ``--for report`` gives what ``rotator report`` needs instead of (or beside) a run's:
+the run's reads, and reads over every user (``REPORT_*``). The document is made as small
+as it can be by ``iam_statements.smallest`` (no action granted twice).
 """
 
 from __future__ import annotations
@@ -35,13 +38,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from rotator.iam_statements import Statement, smallest
 from rotator.kinds import REGISTRY
 from rotator.model import Kind
 from rotator.partitions import DEFAULT as DEFAULT_PARTITION
 from rotator.settings import Config
 from rotator.sinks import file, memory, secretsmanager, ssm
 
-Statement = dict[str, Any]
 # What the policy is for: ``rotator run`` (and plan, rotate, rollback, daemon, Lambda) or
 # ``rotator report`` (read-only, over every user of the account).
 Purpose = Literal["run", "report"]
@@ -161,7 +164,7 @@ def policy_document(
         *_journal(config.journal.url, ask, journal_init=journal_init),
         *_notify(config, ask),
     ]
-    return {"Version": "2012-10-17", "Statement": _merged(statements)}
+    return {"Version": "2012-10-17", "Statement": smallest(statements)}
 
 
 def member_policy(
@@ -174,7 +177,7 @@ def member_policy(
     a member account — discovery, the kinds' IAM calls, and the sinks kept there
     (``sink_in = "member"``). No journal, no notifications: those are the hub's."""
     ask = _for(partition, purposes)
-    return {"Version": "2012-10-17", "Statement": _merged(_in_account(config, ask, ("member",)))}
+    return {"Version": "2012-10-17", "Statement": smallest(_in_account(config, ask, ("member",)))}
 
 
 def hub_policy(
@@ -197,7 +200,7 @@ def hub_policy(
         *_journal(config.journal.url, ask, journal_init=journal_init),
         *_notify(config, ask),
     ]
-    return {"Version": "2012-10-17", "Statement": _merged(statements)}
+    return {"Version": "2012-10-17", "Statement": smallest(statements)}
 
 
 def wide_sinks(config: Config) -> list[str]:
@@ -337,85 +340,6 @@ def _statement(sid: str, actions: Iterable[str], resources: Iterable[str]) -> St
 def _arns(ask: _For, resource_type: str, prefixes: Iterable[str]) -> list[str]:
     """``arn:aws:iam::*:user/ci/*`` for each path prefix (covered ones dropped later)."""
     return [ask.arn("iam", f"{resource_type}{prefix}*") for prefix in sorted(set(prefixes))]
-
-
-def covers(wide: str, narrow: str) -> bool:
-    """True if every ARN that the pattern ``narrow`` matches, ``wide`` matches too: the
-    same pattern, ``*``, or ``narrow`` spelled out from ``wide``'s text before a final
-    ``*`` (``arn:aws:iam::*:user/*`` covers ``arn:aws:iam::*:user/ci/*``)."""
-    return wide in (narrow, "*") or (wide.endswith("*") and narrow.startswith(wide[:-1]))
-
-
-def _covered(actions: set[str], resources: list[str], by: Statement) -> set[str]:
-    """The actions of ``actions`` that ``by`` (a statement without a condition) grants on
-    every resource of ``resources``."""
-    if "Condition" in by or not all(
-        any(covers(r, mine) for r in by["Resource"]) for mine in resources
-    ):
-        return set()
-    return actions & set(by["Action"])
-
-
-def _merged(statements: list[Statement]) -> list[Statement]:
-    """The smallest equivalent list: empty statements dropped; an action dropped from a
-    statement when another grants it on all its resources (the first of equals keeps it);
-    resources covered by another of the same statement dropped; then statements with the
-    same actions and condition merged (resources united), and those with the same
-    resources and condition (actions united, Sids joined), until nothing changes. Actions
-    and resources sorted; every Sid unique."""
-    shaped = [
-        {**s, "Action": sorted(set(s["Action"])), "Resource": _narrowest(s["Resource"])}
-        for s in statements
-        if s["Action"] and s["Resource"]
-    ]
-    kept: list[Statement] = []
-    for i, statement in enumerate(shaped):
-        actions = set(statement["Action"])
-        for j, other in enumerate(shaped):
-            if j == i:
-                continue
-            same = _covered(actions, statement["Resource"], other)
-            # Of two statements covering each other, the first keeps the action.
-            if same and j > i and _covered(same, other["Resource"], statement):
-                continue
-            actions -= same
-        if actions:
-            kept.append({**statement, "Action": sorted(actions)})
-    while True:
-        merged = _join(_join(kept, "Action", "Resource"), "Resource", "Action")
-        if len(merged) == len(kept):
-            break
-        kept = merged
-    seen: dict[str, int] = {}
-    for statement in kept:
-        base = statement["Sid"]
-        seen[base] = seen.get(base, 0) + 1
-        if seen[base] > 1:
-            statement["Sid"] = f"{base}{seen[base]}"
-    return kept
-
-
-def _join(statements: list[Statement], same: str, united: str) -> list[Statement]:
-    """Statements with the same ``same`` field and condition merged: their ``united``
-    fields united (resources narrowed) and, for united actions, their Sids joined."""
-    merged: dict[str, Statement] = {}
-    for statement in statements:
-        key = json.dumps([statement[same], statement.get("Condition")], sort_keys=True)
-        if key not in merged:
-            merged[key] = dict(statement)
-            continue
-        into = merged[key]
-        values = [*into[united], *statement[united]]
-        into[united] = sorted(set(values)) if united == "Action" else _narrowest(values)
-        if united == "Action" and statement["Sid"] not in into["Sid"]:
-            into["Sid"] += statement["Sid"]
-    return list(merged.values())
-
-
-def _narrowest(resources: Iterable[str]) -> list[str]:
-    """The resources, sorted, without those another of them covers."""
-    unique = sorted(set(resources))
-    return [r for r in unique if not any(o != r and covers(o, r) for o in unique)]
 
 
 def _sid(name: str) -> str:

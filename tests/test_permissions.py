@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from rotator import app as application
 from rotator.entrypoints.cli_deploy import register
+from rotator.iam_statements import covers
 from rotator.kinds import REGISTRY
 from rotator.model import Kind
 from rotator.permissions import (
@@ -24,7 +25,6 @@ from rotator.permissions import (
     JOURNAL_INIT_ACTIONS,
     SINKS,
     UNSCOPED,
-    covers,
     hub_policy,
     member_policy,
     policy_document,
