@@ -478,3 +478,14 @@ def test_a_sink_name_starting_with_a_field_is_warned_about_loudly(
         assert printed.stderr.startswith("WARNING: rule 'k': ")
         assert f"({wide})" in printed.stderr
         assert wide in json.dumps(json.loads(printed.stdout))
+
+
+def test_the_help_names_the_defaults_of_partition_and_for_whole() -> None:
+    """Nothing in the options' help is read as rich markup and lost (``[aws]`` was)."""
+    shown = CliRunner().invoke(cli(), ["iam-policy", "--help"], env={"COLUMNS": "200"})
+
+    assert shown.exit_code == 0
+    text = " ".join(shown.output.replace("│", " ").split())
+    assert "(the aws.region setting, AWS_DEFAULT_REGION or the profile's region), else aws" in text
+    assert "Repeatable; default: run." in text
+    assert text.count("With an `accounts` section:") == 2

@@ -40,7 +40,7 @@ def iam_policy(
         bool,
         typer.Option(
             "--member",
-            help="With [accounts]: the member role's policy (what a sweep does in each "
+            help="With an `accounts` section: the member role's policy (what a sweep does in each "
             "account; deploy/member-role-stackset.yaml).",
         ),
     ] = False,
@@ -48,7 +48,7 @@ def iam_policy(
         bool,
         typer.Option(
             "--hub",
-            help="With [accounts]: the hub's policy (Organizations discovery, AssumeRole, "
+            help="With an `accounts` section: the hub's policy (Organizations discovery, AssumeRole, "
             "journal, notifications, hub-kept sinks).",
         ),
     ] = False,
@@ -56,9 +56,10 @@ def iam_policy(
         str | None,
         typer.Option(
             "--partition",
-            help="The AWS partition of the ARNs: aws, aws-cn, aws-us-gov, ... "
-            "[default: that of the region rotator uses: [aws] region, AWS_DEFAULT_REGION "
-            "or the profile's; aws without one]",
+            metavar="PARTITION",
+            help="The AWS partition of the ARNs: aws, aws-cn, aws-us-gov, ... Default: the "
+            "partition of the region rotator uses (the aws.region setting, AWS_DEFAULT_REGION "
+            "or the profile's region), else aws.",
             show_default=False,
         ),
     ] = None,
@@ -66,8 +67,9 @@ def iam_policy(
         list[str] | None,
         typer.Option(
             "--for",
+            metavar="run|report",
             help="The commands the policy lets run: run (sweeps, plan, rotate, rollback, "
-            "daemon, Lambda) or report (read-only, every user). Repeatable. [default: run]",
+            "daemon, Lambda) or report (read-only, every user). Repeatable; default: run.",
             show_default=False,
         ),
     ] = None,
