@@ -48,8 +48,8 @@ def iam_policy(
         bool,
         typer.Option(
             "--hub",
-            help="With an `accounts` section: the hub's policy (Organizations discovery, AssumeRole, "
-            "journal, notifications, hub-kept sinks).",
+            help="With an `accounts` section: the hub's policy (Organizations discovery, "
+            "AssumeRole, journal, notifications, hub-kept sinks).",
         ),
     ] = False,
     partition: Annotated[
