@@ -64,6 +64,34 @@ def template() -> dict[str, Any]:
     return loaded
 
 
+PARTITION = "${AWS::Partition}"  # CloudFormation's, in !Sub: the stack's own partition
+
+
+def in_template(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rotator iam-policy`` statements as a template holds them: each ARN (made with
+    ``PARTITION``) a ``!Sub``, so the stack works in aws-cn and aws-us-gov too."""
+    return [
+        {
+            **statement,
+            "Resource": [
+                {"Fn::Sub": r} if r.startswith(f"arn:{PARTITION}:") else r
+                for r in statement["Resource"]
+            ],
+        }
+        for statement in statements
+    ]
+
+
+def test_no_template_hard_codes_the_aws_partition() -> None:
+    """``arn:aws:`` names the commercial partition only; templates say
+    ``arn:${AWS::Partition}:`` (the patterns of parameters accept every partition)."""
+    for path in [*DEPLOY.glob("*.yaml"), *DEPLOY.glob("k8s/*.yaml")]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "AllowedPattern" in line or "eks.amazonaws.com/role-arn" in line:
+                continue  # a pattern for any partition; the k8s example's own role
+            assert "arn:aws:" not in line, f"{path.name}:{number}: {line.strip()}"
+
+
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
@@ -133,7 +161,8 @@ def test_the_function_role_is_rotator_iam_policy_scoped_to_the_table_and_its_log
     (policy,) = role["Properties"]["Policies"]
     document = policy["PolicyDocument"]
     granted = [s for s in document["Statement"] if "Sid" in s]  # the !If is the config read
-    expected = policy_document(application.load(ROOT / "config" / "lambda.toml"))["Statement"]
+    config = application.load(ROOT / "config" / "lambda.toml")
+    expected = in_template(policy_document(config, partition=PARTITION)["Statement"])
     for statement in expected:
         if statement["Sid"] == "Journal":
             statement["Resource"] = [{"Fn::GetAtt": ["Journal", "Arn"]}]

@@ -157,7 +157,9 @@ def substituted(value: Any, template: dict[str, Any]) -> Any:
 def test_the_state_machine_fans_out_on_a_distributed_map(template: dict[str, Any]) -> None:
     machine = template["Resources"]["OrgSweep"]["Properties"]
     assert machine["Events"]["Sweep"]["Type"] == "Schedule"
-    assert set(machine["DefinitionSubstitutions"]) == {"RotatorArn", "BatchSize", "MaxConcurrency"}
+    substitutions = {"Partition", "RotatorArn", "BatchSize", "MaxConcurrency"}
+    assert set(machine["DefinitionSubstitutions"]) == substitutions
+    assert machine["DefinitionSubstitutions"]["Partition"] == {"Ref": "AWS::Partition"}
     states = machine["Definition"]["States"]
     assert machine["Definition"]["StartAt"] == "ListAccounts"
 
@@ -183,7 +185,7 @@ def test_the_state_machine_fans_out_on_a_distributed_map(template: dict[str, Any
 
     tasks = [states["ListAccounts"], batch, states["Summarize"]]
     for task in tasks:
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+        assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke"
         (retry,) = task["Retry"]
         assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
         assert "Lambda.ServiceException" in retry["ErrorEquals"]
@@ -370,8 +372,10 @@ def test_the_state_machine_sweeps_the_organization_end_to_end(
     import time
 
     machine = template["Resources"]["OrgSweep"]["Properties"]
-    definition = json.dumps(substituted(machine["Definition"], template)).replace(
-        "${RotatorArn}", interpreter
+    definition = (
+        json.dumps(substituted(machine["Definition"], template))
+        .replace("${RotatorArn}", interpreter)
+        .replace("${Partition}", "aws")
     )
     sfn = org.sandbox.client("stepfunctions")
     arn = sfn.create_state_machine(

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from rotator import app as application
 from rotator.entrypoints.cli_deploy import register
+from rotator.iam_statements import covers
 from rotator.kinds import REGISTRY
 from rotator.model import Kind
 from rotator.permissions import (
@@ -24,11 +25,13 @@ from rotator.permissions import (
     JOURNAL_INIT_ACTIONS,
     SINKS,
     UNSCOPED,
+    hub_policy,
+    member_policy,
     policy_document,
     render,
 )
 from rotator.policy import SinkConfig
-from rotator.settings import Config
+from rotator.settings import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "lambda.toml"
@@ -77,6 +80,8 @@ def granted(document: dict[str, Any]) -> set[str]:
 
 
 def test_access_keys_with_a_file_sink_and_sqlite_need_iam_only_scoped_to_the_path() -> None:
+    """Reading users and rotating their keys share one statement (same resources), and
+    iam:GetUser, which both need, is granted once."""
     document = policy_document(config(rule(select={"path_prefix": "/ci/"})))
 
     assert document["Version"] == "2012-10-17"
@@ -93,15 +98,9 @@ def test_access_keys_with_a_file_sink_and_sqlite_need_iam_only_scoped_to_the_pat
             "Resource": ["*"],
         },
         {
-            "Sid": "ReadUsers",
+            "Sid": "ReadUsersAccessKey",
             "Effect": "Allow",
-            "Action": ["iam:GetUser", "iam:ListUserTags"],
-            "Resource": ["arn:aws:iam::*:user/ci/*"],
-        },
-        {
-            "Sid": "AccessKey",
-            "Effect": "Allow",
-            "Action": ACCESS_KEY_ACTIONS,
+            "Action": sorted({*ACCESS_KEY_ACTIONS, "iam:ListUserTags"}),
             "Resource": ["arn:aws:iam::*:user/ci/*"],
         },
     ]
@@ -116,7 +115,7 @@ def test_path_prefixes_covered_by_a_shorter_one_are_not_repeated() -> None:
         )
     )
 
-    assert statements(document)["AccessKey"]["Resource"] == [
+    assert statements(document)["ReadUsersAccessKey"]["Resource"] == [
         "arn:aws:iam::*:user/ci/*",
         "arn:aws:iam::*:user/vendors/*",
     ]
@@ -140,20 +139,22 @@ def test_each_kind_gets_exactly_its_declared_actions_scoped_where_iam_allows(kin
     fields = {"select": {"path_prefix": "/ci/"}, **KIND_RULES[kind]}
     document = policy_document(config(rule(kind=str(kind), **fields)))
 
-    declared = set(REGISTRY[kind].iam.all)
+    iam = REGISTRY[kind].iam
+    declared = set(iam.scoped + iam.unscoped)
     assert declared, f"{kind} declares its IAM actions"
     base = {"sts:GetCallerIdentity", "iam:ListUsers", "iam:GetUser", "iam:ListUserTags"}
     base |= {"iam:GenerateCredentialReport", "iam:GetCredentialReport"}
     assert declared <= granted(document)
     assert granted(document) - declared <= base
+    assert not set(iam.disable) & granted(document), "no rule disables unused credentials"
+    resource_type = "server-certificate" if kind is Kind.SERVER_CERTIFICATE else "user"
+    prefix = "/web/" if kind is Kind.SERVER_CERTIFICATE else "/ci/"
     for statement in document["Statement"]:
         if statement["Resource"] == ["*"]:
             assert set(statement["Action"]) <= UNSCOPED
         else:
             assert not set(statement["Action"]) & UNSCOPED
-            resource_type = "server-certificate" if kind is Kind.SERVER_CERTIFICATE else "user"
-            if statement["Sid"] != "ReadUsers":
-                prefix = "/web/" if kind is Kind.SERVER_CERTIFICATE else "/ci/"
+            if set(statement["Action"]) & set(iam.scoped) - {"iam:GetUser"}:
                 assert statement["Resource"] == [f"arn:aws:iam::*:{resource_type}{prefix}*"]
 
 
@@ -162,7 +163,7 @@ def test_a_policy_of_server_certificates_only_reads_no_users() -> None:
     document = policy_document(config(rule(kind="server-certificate", **fields)))
 
     assert "iam:ListUsers" not in granted(document)
-    assert "ReadUsers" not in statements(document)
+    assert "iam:ListUserTags" not in granted(document)
 
 
 # --- sinks, journal, notifications --------------------------------------------------------
@@ -281,3 +282,210 @@ def test_the_command_refuses_an_invalid_policy_with_exit_code_2(tmp_path: Path) 
 
     assert printed.exit_code == 2
     assert "max_age" in printed.output
+
+
+# --- partitions, duplicates, the journal's real actions, --for ------------------------
+
+EVERYTHING = ROOT / "config"
+
+
+def every_policy() -> list[Config]:
+    """Every example policy, plus one rule of each kind with each AWS sink and a DynamoDB
+    journal and an SNS topic: the documents below must hold for all of them."""
+    rules = [
+        rule(f"k{i}", kind=str(kind), **{"select": {"path_prefix": f"/p{i % 3}/"}, **fields})
+        for i, (kind, fields) in enumerate(KIND_RULES.items())
+    ]
+    rules[0]["sink"] = {"type": "secretsmanager", "name": "rotator/{user}", "kms_key_id": "k"}
+    rules[1]["sink"] = {"type": "ssm", "name": "/rotator/{user}", "region": "eu-west-1"}
+    rules[2]["disable_unused_after"] = "90d"
+    top = {"journal": {"url": "dynamodb://rotations"}, "notify": {"sns_topic_arn": SNS_TOPIC}}
+    # Parsed only: the examples name certificate files this machine does not have.
+    examples = [load_config(p) for p in sorted(EVERYTHING.glob("*.toml"))]
+    return [*examples, config(*rules, **top)]
+
+
+SNS_TOPIC = "arn:aws:sns:us-east-1:123456789012:rotator"
+
+
+@pytest.mark.parametrize("purposes", [("run",), ("report",), ("run", "report")])
+def test_no_action_is_granted_twice_on_the_same_resources(purposes: tuple[Any, ...]) -> None:
+    """Within a statement actions are unique; across statements, no action is granted on
+    resources another statement already grants it on; statements with the same
+    resources (and condition) are one."""
+    for cfg in every_policy():
+        for document in (
+            policy_document(cfg, purposes=purposes),
+            *((member_policy(cfg), hub_policy(cfg)) if cfg.accounts else ()),
+        ):
+            found = document["Statement"]
+            for statement in found:
+                assert len(set(statement["Action"])) == len(statement["Action"])
+                assert len(set(statement["Resource"])) == len(statement["Resource"])
+            for i, one in enumerate(found):
+                for other in found[i + 1 :]:
+                    same = set(one["Action"]) & set(other["Action"])
+                    for action in same:
+                        for a, b in ((one, other), (other, one)):
+                            assert "Condition" in a or not all(
+                                any(covers(r, mine) for r in a["Resource"])
+                                for mine in b["Resource"]
+                            ), f"{action} twice: {a['Sid']} covers {b['Sid']}"
+                    if one.get("Condition") == other.get("Condition"):
+                        assert one["Resource"] != other["Resource"], (one["Sid"], other["Sid"])
+
+
+def test_the_journal_gets_the_actions_its_calls_need_and_no_transact_write_items() -> None:
+    """IAM has no dynamodb:TransactWriteItems: a transaction is authorised by its items'
+    own actions, and the journal's transactions hold only Puts."""
+    cfg = config(journal={"url": "dynamodb://rotations"})
+    journal = statements(policy_document(cfg))["Journal"]
+    assert journal["Action"] == [
+        "dynamodb:DescribeTable",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ]
+    source = (ROOT / "rotator" / "journal" / "dynamodb.py").read_text()
+    source += (ROOT / "rotator" / "journal" / "dynamodb_table.py").read_text()
+    for item in ("Update", "Delete", "ConditionCheck"):
+        assert f'{{"{item}":' not in source, f"a {item} item needs dynamodb:{item}Item"
+    for document in (policy_document(c) for c in every_policy()):
+        assert not {a for a in granted(document) if a.startswith("dynamodb:Transact")}
+
+
+@pytest.mark.parametrize("partition", ["aws-cn", "aws-us-gov", "aws-iso-b"])
+def test_every_arn_is_in_the_partition_asked_for(partition: str) -> None:
+    for cfg in every_policy():
+        for statement in policy_document(cfg, partition=partition)["Statement"]:
+            for resource in statement["Resource"]:
+                if resource.startswith("arn:") and resource != SNS_TOPIC:
+                    assert resource.startswith(f"arn:{partition}:"), resource
+
+
+def test_delete_login_profile_only_where_a_rule_disables_unused_passwords() -> None:
+    plain = rule("pw", kind="login-profile", select={"path_prefix": "/staff/"})
+    unused = rule(
+        "idle", kind="login-profile", select={"path_prefix": "/ops/"}, disable_unused_after="90d"
+    )
+
+    assert "iam:DeleteLoginProfile" not in granted(policy_document(config(plain)))
+    document = policy_document(config(plain, unused))
+    (deleting,) = [s for s in document["Statement"] if "iam:DeleteLoginProfile" in s["Action"]]
+    assert deleting["Resource"] == ["arn:aws:iam::*:user/ops/*"]
+    assert REGISTRY[Kind.LOGIN_PROFILE].iam.disable == ("iam:DeleteLoginProfile",)
+
+
+WRITES = ("Create", "Update", "Delete", "Put", "Upload", "Reset", "Label", "Add", "Tag")
+
+
+def test_report_is_read_only_over_every_user_and_lists_server_certificates() -> None:
+    """`rotator report` surveys every user of the account (not only the rules' paths),
+    reads the credential report and every server certificate, and changes nothing."""
+    cfg = config(rule(select={"path_prefix": "/ci/"}), journal={"url": "dynamodb://rotations"})
+    document = policy_document(cfg, purposes=["report"])
+    actions = granted(document)
+
+    assert {"iam:ListServerCertificates", "iam:GenerateCredentialReport"} <= actions
+    users = [s for s in document["Statement"] if "iam:ListAccessKeys" in s["Action"]]
+    assert [s["Resource"] for s in users] == [["arn:aws:iam::*:user/*"]]
+    assert not [a for a in actions if a.split(":")[1].startswith(WRITES)]
+    assert "dynamodb:Query" in actions and "dynamodb:PutItem" not in actions
+    assert "iam:ListServiceSpecificCredentials" not in actions
+    services = rule("svc", kind="service-credential", service="codecommit.amazonaws.com")
+    with_services = policy_document(config(services), purposes=["report"])
+    assert "iam:ListServiceSpecificCredentials" in granted(with_services)
+    both = granted(policy_document(cfg, purposes=["run", "report"]))
+    assert both == granted(policy_document(cfg)) | actions
+
+
+def test_the_command_takes_a_partition_and_derives_it_from_the_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[journal]\nurl = "dynamodb://rotations"\n' + RULE_TOML)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    def arns(*args: str) -> set[str]:
+        printed = CliRunner().invoke(cli(), ["iam-policy", "--config", str(policy), *args])
+        assert printed.exit_code == 0, printed.output
+        document = json.loads(printed.stdout)
+        return {r.split(":")[1] for s in document["Statement"] for r in s["Resource"] if ":" in r}
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert arns() == {"aws"}
+    assert arns("--partition", "aws-us-gov") == {"aws-us-gov"}
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-northwest-1")
+    assert arns() == {"aws-cn"}
+    assert arns("--partition", "aws") == {"aws"}, "the option wins"
+    policy.write_text('[aws]\nregion = "us-gov-east-1"\n' + RULE_TOML)
+    assert arns() == {"aws-us-gov"}, "[aws] region wins over the environment"
+
+
+RULE_TOML = (
+    '[[rules]]\nname = "k"\nkind = "access-key"\n'
+    'sink = { type = "ssm", name = "/rotator/{user}" }\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--partition", "aws-moon"], "--partition: 'aws-moon' is not an AWS partition"),
+        (["--partition", "arn:aws"], "--partition"),
+        (["--for", "audit"], "--for: 'audit'"),
+        (["--for", "run", "--for", "nope"], "--for: 'nope'"),
+    ],
+)
+def test_a_bad_partition_or_purpose_exits_2_naming_the_option(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(RULE_TOML)
+
+    printed = CliRunner().invoke(cli(), ["iam-policy", "--config", str(policy), *args])
+
+    assert printed.exit_code == 2
+    assert printed.stdout == ""
+    assert f"error: command line: {named}" in printed.stderr
+    assert "Traceback" not in printed.output
+
+
+@pytest.mark.parametrize(
+    ("sink", "wide"),
+    [
+        ('{ type = "secretsmanager", name = "{user}/{kind}" }', "secret:*"),
+        ('{ type = "ssm", name = "/{account}/{user}" }', "parameter/*"),
+        ('{ type = "ssm", name = "/rotator/{user}" }', None),
+        ('{ type = "secretsmanager", name = "ci/{user}" }', None),
+    ],
+)
+def test_a_sink_name_starting_with_a_field_is_warned_about_loudly(
+    tmp_path: Path, sink: str, wide: str | None
+) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(RULE_TOML.replace('{ type = "ssm", name = "/rotator/{user}" }', sink))
+
+    printed = CliRunner().invoke(cli(), ["iam-policy", "--config", str(policy)])
+
+    assert printed.exit_code == 0
+    json.loads(printed.stdout)  # the policy still prints, whole, on stdout
+    if wide is None:
+        assert printed.stderr == ""
+    else:
+        assert printed.stderr.startswith("WARNING: rule 'k': ")
+        assert f"({wide})" in printed.stderr
+        assert wide in json.dumps(json.loads(printed.stdout))
+
+
+def test_the_help_names_the_defaults_of_partition_and_for_whole() -> None:
+    """Nothing in the options' help is read as rich markup and lost (``[aws]`` was)."""
+    shown = CliRunner().invoke(cli(), ["iam-policy", "--help"], env={"COLUMNS": "200"})
+
+    assert shown.exit_code == 0
+    text = " ".join(shown.output.replace("│", " ").split())
+    assert "(the aws.region setting, AWS_DEFAULT_REGION or the profile's region), else aws" in text
+    assert "Repeatable; default: run." in text
+    assert text.count("With an `accounts` section:") == 2

@@ -16,7 +16,7 @@ from rotator import app as application
 from rotator.entrypoints.cli_deploy import register
 from rotator.permissions import hub_policy, member_policy, policy_document
 from rotator.settings import Config
-from tests.test_deploy import CfnLoader
+from tests.test_deploy import PARTITION, CfnLoader, in_template
 
 yaml: Any = pytest.importorskip("yaml")
 
@@ -76,7 +76,9 @@ def test_the_hub_assumes_only_the_member_role_and_reads_tags_only_when_needed() 
     document = hub_policy(config({**ORG, "role_path": "/ops/", "exclude": {"tags": {"a": "b"}}}))
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     assert by_sid["AssumeMemberRole"]["Resource"] == ["arn:aws:iam::*:role/ops/rotator-member"]
-    assert "organizations:ListTagsForResource" in by_sid["DiscoverAccounts"]["Action"]
+    (discover,) = [s for s in document["Statement"] if "organizations:ListRoots" in s["Action"]]
+    assert "organizations:ListTagsForResource" in discover["Action"]
+    assert discover["Resource"] == ["*"]
     listed = hub_policy(config({"role_name": "r", "members": ["111122223333"]}))
     assert not {a for a in granted(listed) if a.startswith("organizations:")}
 
@@ -94,7 +96,9 @@ def test_the_stackset_member_role_is_what_the_command_prints_for_the_example() -
     template = yaml.load((ROOT / "deploy" / "member-role-stackset.yaml").read_text(), CfnLoader)
     role = template["Resources"]["MemberRole"]["Properties"]
     (policy,) = role["Policies"]
-    expected = member_policy(application.load(EXAMPLE))["Statement"]
+    expected = in_template(
+        member_policy(application.load(EXAMPLE), partition=PARTITION)["Statement"]
+    )
     assert policy["PolicyDocument"]["Statement"] == expected, (
         "regenerate: rotator iam-policy --member --config config/org.toml"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from rotator.entrypoints.exits import fail
 from rotator.entrypoints.lazy import lazy
@@ -14,9 +15,10 @@ from rotator.errors import ConfigError
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
-    from rotator import permissions
+    from rotator import partitions, permissions
 else:
     application = lazy("rotator.app")
+    partitions = lazy("rotator.partitions")
     permissions = lazy("rotator.permissions")
 
 
@@ -38,7 +40,7 @@ def iam_policy(
         bool,
         typer.Option(
             "--member",
-            help="With [accounts]: the member role's policy (what a sweep does in each "
+            help="With an `accounts` section: the member role's policy (what a sweep does in each "
             "account; deploy/member-role-stackset.yaml).",
         ),
     ] = False,
@@ -46,10 +48,31 @@ def iam_policy(
         bool,
         typer.Option(
             "--hub",
-            help="With [accounts]: the hub's policy (Organizations discovery, AssumeRole, "
-            "journal, notifications, hub-kept sinks).",
+            help="With an `accounts` section: the hub's policy (Organizations discovery, "
+            "AssumeRole, journal, notifications, hub-kept sinks).",
         ),
     ] = False,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            "--partition",
+            metavar="PARTITION",
+            help="The AWS partition of the ARNs: aws, aws-cn, aws-us-gov, ... Default: the "
+            "partition of the region rotator uses (the aws.region setting, AWS_DEFAULT_REGION "
+            "or the profile's region), else aws.",
+            show_default=False,
+        ),
+    ] = None,
+    purposes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--for",
+            metavar="run|report",
+            help="The commands the policy lets run: run (sweeps, plan, rotate, rollback, "
+            "daemon, Lambda) or report (read-only, every user). Repeatable; default: run.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print the least-privilege IAM policy (JSON) for exactly the kinds, sinks, journal
     and notifications the policy file uses. No AWS call, and only the rules are read: the
@@ -63,12 +86,31 @@ def iam_policy(
         problems.append("--member, --hub: need an [accounts] section in the policy")
     if member and hub:
         problems.append("--member, --hub: give one of them, not both")
+    chosen: tuple[permissions.Purpose, ...] = ("run",)
+    try:
+        chosen = permissions.purposes_of(purposes or ["run"])
+    except ValueError as exc:
+        problems.append(f"--for: {exc}")
+    if partition is None:
+        partition = partitions.of_session(cfg.aws.region, cfg.aws.profile)
+    else:
+        try:
+            partitions.check(partition)
+        except ValueError as exc:
+            problems.append(f"--partition: {exc}")
     if problems:
         raise fail(ConfigError("command line", problems))
     if member:
-        document = permissions.member_policy(cfg)
+        document = permissions.member_policy(cfg, partition=partition, purposes=chosen)
     elif hub:
-        document = permissions.hub_policy(cfg, journal_init=journal_init)
+        document = permissions.hub_policy(
+            cfg, journal_init=journal_init, partition=partition, purposes=chosen
+        )
     else:
-        document = permissions.policy_document(cfg, journal_init=journal_init)
+        document = permissions.policy_document(
+            cfg, journal_init=journal_init, partition=partition, purposes=chosen
+        )
+    err = Console(stderr=True)
+    for warning in permissions.wide_sinks(cfg):
+        err.print(f"WARNING: {warning}", style="bold red", markup=False, soft_wrap=True)
     typer.echo(permissions.render(document), nl=False)

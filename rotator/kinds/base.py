@@ -178,11 +178,14 @@ class IamActions:
 
     scoped: tuple[str, ...]  # granted on its holders under the rules' path prefixes
     unscoped: tuple[str, ...] = ()  # IAM has no resource-level permission: on "*"
+    # Called only to disable an unused credential: granted (scoped) only where a rule of
+    # the kind sets ``disable_unused_after`` (``Rule.unused_after``).
+    disable: tuple[str, ...] = ()
     resource: str = "user"  # the IAM resource type of its holders' ARNs
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.scoped + self.unscoped
+        return self.scoped + self.unscoped + self.disable
 
 
 @dataclass(frozen=True, kw_only=True)

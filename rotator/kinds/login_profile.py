@@ -195,9 +195,9 @@ REGISTRATION = Registration(
         scoped=(
             "iam:GetLoginProfile",
             "iam:UpdateLoginProfile",
-            "iam:DeleteLoginProfile",
             "iam:GetUser",
         ),
         unscoped=("iam:GetAccountPasswordPolicy",),
+        disable=("iam:DeleteLoginProfile",),  # ``disable``: never in a rotation
     ),
 )

@@ -70,7 +70,7 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def permissions(config: FileSinkConfig) -> list[dict[str, object]]:
+def permissions(config: FileSinkConfig, partition: str = "aws") -> list[dict[str, object]]:
     """No AWS permissions: the file sink writes local files (for ``rotator iam-policy``)."""
     return []
 

@@ -16,7 +16,7 @@ from rotator.policy import MemorySinkConfig
 from rotator.sinks.base import Fence, SecretEntry, SinkDocument, SinkKey
 
 
-def permissions(config: MemorySinkConfig) -> list[dict[str, Any]]:
+def permissions(config: MemorySinkConfig, partition: str = "aws") -> list[dict[str, Any]]:
     """No AWS permissions: the memory sink keeps secrets in this process (for
     ``rotator iam-policy``)."""
     return []

@@ -72,29 +72,32 @@ ACTIONS: tuple[str, ...] = (
 )
 
 
-def permissions(config: SecretsManagerSinkConfig) -> list[dict[str, Any]]:
-    """The IAM statements this sink needs: its secrets (by the template's literal prefix;
-    a secret's ARN ends in a random suffix) and, with ``kms_key_id``, the key."""
+def permissions(config: SecretsManagerSinkConfig, partition: str = "aws") -> list[dict[str, Any]]:
+    """The IAM statements this sink needs in ``partition``: its secrets (by the template's
+    literal prefix; a secret's ARN ends in a random suffix) and, with ``kms_key_id``, the
+    key."""
     prefix = config.name.split("{", 1)[0]
-    resource = f"arn:aws:secretsmanager:{config.region or '*'}:*:secret:{prefix}*"
+    resource = f"arn:{partition}:secretsmanager:{config.region or '*'}:*:secret:{prefix}*"
     statements: list[dict[str, Any]] = [{"Action": list(ACTIONS), "Resource": [resource]}]
     if config.kms_key_id:
-        statements.append(kms_statement(config.kms_key_id, service="secretsmanager"))
+        statements.append(
+            kms_statement(config.kms_key_id, service="secretsmanager", partition=partition)
+        )
     return statements
 
 
-def kms_statement(key_id: str, *, service: str) -> dict[str, Any]:
+def kms_statement(key_id: str, *, service: str, partition: str = "aws") -> dict[str, Any]:
     """The IAM statement letting rotator use the customer key ``key_id`` (a key ID, key
     ARN, alias name or alias ARN) through ``service`` (``secretsmanager``, ``ssm``) only."""
     condition: dict[str, Any] = {"StringLike": {"kms:ViaService": f"{service}.*.amazonaws.com"}}
     if key_id.startswith("arn:") and ":key/" in key_id:
         resource = key_id
     elif key_id.startswith("alias/") or ":alias/" in key_id:
-        resource = "arn:aws:kms:*:*:key/*"
+        resource = f"arn:{partition}:kms:*:*:key/*"
         alias = "alias/" + key_id.split("alias/", 1)[1]
         condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": [alias]}
     else:
-        resource = f"arn:aws:kms:*:*:key/{key_id}"
+        resource = f"arn:{partition}:kms:*:*:key/{key_id}"
     return {
         "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
         "Resource": [resource],

@@ -73,16 +73,14 @@ ACTIONS: tuple[str, ...] = (
 )
 
 
-def permissions(config: SsmSinkConfig) -> list[dict[str, Any]]:
-    """The IAM statements this sink needs: its parameters (by the template's literal
-    prefix) and, with ``kms_key_id``, the key through SSM."""
+def permissions(config: SsmSinkConfig, partition: str = "aws") -> list[dict[str, Any]]:
+    """The IAM statements this sink needs in ``partition``: its parameters (by the
+    template's literal prefix) and, with ``kms_key_id``, the key through SSM."""
     prefix = config.name.split("{", 1)[0].lstrip("/")
-    region = config.region or "*"
-    statements: list[dict[str, Any]] = [
-        {"Action": list(ACTIONS), "Resource": [f"arn:aws:ssm:{region}:*:parameter/{prefix}*"]}
-    ]
+    arn = f"arn:{partition}:ssm:{config.region or '*'}:*:parameter/{prefix}*"
+    statements: list[dict[str, Any]] = [{"Action": list(ACTIONS), "Resource": [arn]}]
     if config.kms_key_id:
-        statements.append(kms_statement(config.kms_key_id, service="ssm"))
+        statements.append(kms_statement(config.kms_key_id, service="ssm", partition=partition))
     return statements
 
 

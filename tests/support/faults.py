@@ -17,7 +17,8 @@ on; its drop also counts as ``dropped_before`` / ``dropped_after``. A ``hold()``
 request waiting — before it is forwarded, or after it was applied and before it is
 answered — until the test releases it (a slow network, or a worker whose reply is late).
 Hence ``requests == forwarded + throttled + server_errors + dropped_before +
-upstream_errors`` (answered 502).
+upstream_errors`` (answered 502). ``calls_seen()`` lists the (service, action) of every
+request, ``requests_seen()`` the requests themselves.
 """
 
 from __future__ import annotations
@@ -242,6 +243,7 @@ class FaultProxy:
         self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
+        self._requests: list[Request] = []  # every request, for ``calls_seen``
         self._signed: list[tuple[str, str]] = []  # (access key ID that signed it, action)
         self._sts: list[tuple[str, str, int]] = []  # (signing key ID, region, status)
         self._sockets: set[socket.socket] = set()
@@ -374,6 +376,18 @@ class FaultProxy:
         with self._lock:
             return list(self._actions)
 
+    def calls_seen(self) -> list[tuple[str, str]]:
+        """(service, action) of every request in arrival order: the service is its SigV4
+        signing name (``iam``, ``sts``, ``dynamodb``, ``secretsmanager``, ``ssm``: the IAM
+        action prefixes too), '' where the proxy could not read one."""
+        with self._lock:
+            return [(r.service, r.action) for r in self._requests]
+
+    def requests_seen(self) -> list[Request]:
+        """Every request in arrival order, whole (headers, body), to read its parameters."""
+        with self._lock:
+            return list(self._requests)
+
     def actions_signed_by(self, key_id: str) -> list[str]:
         """The actions of the requests signed with access key ``key_id``, in order."""
         with self._lock:
@@ -415,6 +429,7 @@ class FaultProxy:
         with self._lock:
             self._counts["requests"] += 1
             self._actions.append(request.action)
+            self._requests.append(request)
             signer = _KEY_ID.search(request.headers.get("authorization", ""))
             self._signed.append((signer.group(1) if signer else "", request.action))
             delay, fault, status = choose(self._plan, self._rng, request.action)
