@@ -23,7 +23,7 @@ _.debug
 _.warn
 _.critical
 
-# aiosqlite/sqlite3 read the connection's row factory (journal/sqlite.py).
+# sqlite3 reads the connection's row factory (journal/sqlite.py).
 _.row_factory
 
 # The Lambda runtime calls the handler named in deploy/template.yaml.

@@ -9,7 +9,11 @@ new key with STS, checks last-used before deactivating and journals every step â
 measured with all of that on. Not part of the test run.
 
     .venv/bin/python -m benchmarks.sweep_vs_script [--users 500] [--latency-ms 50]
-        [--concurrency 64] [--propagation-s 0]
+        [--concurrency 64] [--propagation-s 0] [--profile FILE]
+
+``--profile FILE`` runs rotator's sweep under cProfile, writes the stats to FILE (read them
+with ``python -m pstats FILE``) and prints the functions that took the most time of their
+own: where rotator's CPU per user goes.
 
 ``--propagation-s N`` models IAM's eventual consistency: the proxy rejects an STS call
 signed by an access key younger than N seconds (``InvalidClientTokenId``), as real IAM does
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -159,12 +165,45 @@ def measured(work: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
+def profiled(work: Callable[[], Any], path: str | None) -> Callable[[], Any]:
+    """``work``, run under cProfile with its stats written to ``path`` (None: as it is)."""
+    if path is None:
+        return work
+
+    def run() -> Any:
+        profile = cProfile.Profile()
+        try:
+            return profile.runcall(work)
+        finally:
+            profile.dump_stats(path)
+
+    return run
+
+
+def print_profile(path: str, users: int, top: int = 25) -> None:
+    """The ``top`` functions by time of their own, per user."""
+    stats = pstats.Stats(path)
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(f"\nprofile ({path}): {total / users * 1000:.1f} ms per user under cProfile; own time:")
+    for (file, line, name), (_, calls, own, cumulative, _) in rows:
+        where = f"{Path(file).parent.name}/{Path(file).name}:{line}({name})"
+        print(
+            f"  {own / users * 1000:6.2f} ms/user own  {cumulative / users * 1000:7.2f} cum  "
+            f"{calls / users:7.1f} calls/user  {where}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--propagation-s", type=float, default=0.0)
+    parser.add_argument("--profile", metavar="FILE", help="cProfile rotator's sweep into FILE")
+    parser.add_argument(
+        "--skip-script", action="store_true", help="rotator only (no ratio): for profiling"
+    )
     args = parser.parse_args()
     server = Server(args.latency_ms / 1000, args.propagation_s)
     try:
@@ -178,35 +217,43 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="rotator-bench-"))
         (tmp / "script").mkdir()
 
-        users = seed(sandbox, args.users)
-        server.ask("reset")
-        s_wall, s_cpu, _ = measured(lambda: script(users, tmp / "script", args.propagation_s))
-        s_calls = sum(server.counts().values())
+        s_wall = s_cpu = s_calls = 0.0
+        if not args.skip_script:
+            users = seed(sandbox, args.users)
+            server.ask("reset")
+            s_wall, s_cpu, _ = measured(lambda: script(users, tmp / "script", args.propagation_s))
+            s_calls = sum(server.counts().values())
 
         seed(sandbox, args.users)
         config = tmp / "rotator.toml"
         config.write_text(POLICY.format(tmp=tmp, concurrency=args.concurrency))
         server.ask("reset")
-        r_wall, r_cpu, completed = measured(lambda: asyncio.run(rotator_sweep(config)))
+        sweep = profiled(lambda: asyncio.run(rotator_sweep(config)), args.profile)
+        r_wall, r_cpu, completed = measured(sweep)
         r_counts = server.counts()
     finally:
         server.close()
     n = args.users
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2-core machine, shared)")
     print(
         f"users={n} latency={args.latency_ms:.0f}ms per AWS call "
         f"propagation={args.propagation_s:g}s concurrency={args.concurrency}"
     )
-    print(
-        f"script:  {s_wall:7.1f}s wall  {s_cpu / n * 1000:6.1f} ms CPU/user  "
-        f"{s_calls / n:4.1f} calls/user"
-    )
+    if s_wall:
+        print(
+            f"script:  {s_wall:7.1f}s wall  {s_cpu / n * 1000:6.1f} ms CPU/user  "
+            f"{s_calls / n:4.1f} calls/user"
+        )
     print(
         f"rotator: {r_wall:7.1f}s wall  {r_cpu / n * 1000:6.1f} ms CPU/user  "
         f"{sum(r_counts.values()) / n:4.1f} calls/user  ({completed}/{n} completed)"
     )
     busiest = sorted(r_counts.items(), key=lambda kv: -kv[1])[:8]
     print("rotator calls/user by action: " + ", ".join(f"{a} {c / n:.1f}" for a, c in busiest))
-    print(f"speed-up: {s_wall / r_wall:.1f}x (target >= 10x)")
+    if s_wall:
+        print(f"speed-up: {s_wall / r_wall:.1f}x (target >= 10x)")
+    if args.profile:
+        print_profile(args.profile, n)
 
 
 if __name__ == "__main__":

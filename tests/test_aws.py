@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.useragent import UserAgentString
 
 from rotator.aws import Aws, Clients, Credentials, all_pages, signing_as
 from rotator.errors import NoSuchEntity
@@ -158,3 +159,33 @@ async def test_one_signing_client_signs_each_tasks_calls_with_that_tasks_key(
 )
 def test_a_new_key_must_authenticate_as_its_own_user(arn: str, ok: bool) -> None:
     assert is_user_arn(arn, "123456789012", "ci-app") is ok
+
+
+async def test_a_client_builds_its_user_agent_once_not_per_request(
+    sandbox: MotoSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's User-Agent header is assembled once per client (and set of features),
+    and every request still carries the header botocore would have built."""
+    built: list[str] = []
+    build = UserAgentString.to_string
+
+    def counted(self: UserAgentString) -> str:
+        built.append(build(self))
+        return built[-1]
+
+    monkeypatch.setattr(UserAgentString, "to_string", counted)
+    sent: list[str] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append(request.headers["User-Agent"].decode())
+
+    async with Aws().client("iam") as iam:
+        iam.meta.events.register("before-send.iam", record)
+        for _ in range(6):
+            await iam.list_users()
+
+    assert len(sent) == 6
+    assert len(set(sent)) == 1
+    assert set(sent) <= set(built)
+    assert "md/Botocore#" in sent[0]
+    assert len(built) <= 2, built  # botocore's own: twice for each of the 6 requests

@@ -7,6 +7,12 @@ compare-and-set across processes. The decisions are the pure rules of
 keeps one unfinished rotation per target in the database itself, whoever writes. WAL lets
 readers run beside the writer; ``busy_timeout`` makes a writer wait for the lock rather
 than fail. sqlite3 errors become ``JournalError`` here and nowhere else.
+
+Each journal operation is one plain function over the ``sqlite3`` connection, run whole on
+the journal's own worker thread: one hand-off to the thread and one back per operation,
+rather than an awaited round trip for every statement, cursor and fetch. Writes queued
+while the thread is busy are committed together (group commit, one fsync for the group),
+each in its own savepoint; every write still returns only once it is committed.
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
-
-import aiosqlite
+from typing import Any, Self, TypeVar
 
 from rotator.errors import Conflict, CorruptRecord, JournalError, LeaseLost, NotFound
 from rotator.journal.base import (
@@ -130,13 +136,30 @@ _STEPS = "SELECT * FROM steps WHERE rotation_id = ? ORDER BY id"
 
 GROUP_MAX = 64  # writes committed together at most
 
+T = TypeVar("T")
+_Op = Callable[[sqlite3.Connection], Any]
 
-class _Group:
-    """The writes of one open transaction, committed together."""
 
-    def __init__(self) -> None:
-        self.writes = 0
-        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+class _Write:
+    """One queued write: its operation, and where its outcome goes once committed."""
+
+    __slots__ = ("error", "future", "loop", "op", "result")
+
+    def __init__(self, op: _Op, loop: asyncio.AbstractEventLoop) -> None:
+        self.op = op
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def settle(self) -> None:
+        """On the event loop: hand the outcome to the waiting writer (if still waiting)."""
+        if self.future.cancelled():
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
 
 
 class SqliteJournal:
@@ -145,10 +168,11 @@ class SqliteJournal:
     def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()  # one transaction at a time on this connection
-        self._group: _Group | None = None  # the writes of the open transaction
-        self._writers_waiting = 0  # writes queued for the lock
+        self._db: sqlite3.Connection | None = None
+        # The one thread that touches the connection: operations run in the order given.
+        self._thread: ThreadPoolExecutor | None = None
+        self._queued: deque[_Write] = deque()  # writes waiting for the thread
+        self._queued_lock = threading.Lock()
         self._quarantined: list[CorruptRecord] = []
         self._epoch: str | None = None
 
@@ -161,16 +185,10 @@ class SqliteJournal:
 
     async def __aenter__(self) -> Self:
         """Create the file and schema if missing, and open the connection."""
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotator-journal")
         try:
-            _create_private_file(self.path)
-            # isolation_level=None: no implicit transactions, each one is begun explicitly;
-            # timeout is SQLite's busy_timeout.
-            self._db = await aiosqlite.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None
-            )
-            self._db.row_factory = aiosqlite.Row
-            await self._db.execute("PRAGMA journal_mode = WAL")
-            await self._migrate()
+            await self._on_thread(self._open)
+            await self._write(self._migrate)
         except (OSError, sqlite3.Error) as exc:
             await self.__aexit__()
             raise JournalError(f"journal {self.path}: {exc}") from exc
@@ -179,51 +197,74 @@ class SqliteJournal:
             raise
         return self
 
+    def _open(self) -> None:
+        _create_private_file(self.path)
+        # isolation_level=None: no implicit transactions, each one is begun explicitly;
+        # timeout is SQLite's busy_timeout.
+        db = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        db.row_factory = sqlite3.Row
+        self._db = db
+        db.execute("PRAGMA journal_mode = WAL")
+
     async def __aexit__(self, *exc: object) -> None:
-        """Close the connection."""
-        if self._db is not None:
-            db, self._db = self._db, None
-            async with self._lock:
-                await self._commit(db)
-            await db.close()
+        """Finish the queued writes and close the connection."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        try:
+            # Queued after every write already given to the thread: they are done first.
+            await asyncio.get_running_loop().run_in_executor(thread, self._close)
+        finally:
+            thread.shutdown(wait=False)
+
+    def _close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
 
     async def add(self, rotation: Rotation, *, expect_fence: int | None = None) -> Rotation:
         """Insert a new rotation at version 1, fenced above its target's earlier ones.
         Raises ``Conflict`` for a busy target or one that moved since ``expect_fence``."""
-        async with self._transaction() as db:
+
+        def op(db: sqlite3.Connection) -> Record:
             probe = rotation_to_record(rotation)
             try:
-                record = added(rotation, await _target_fence(db, probe), expect_fence)
-                await db.execute(_INSERT, _row(record))
+                record = added(rotation, _target_fence(db, probe), expect_fence)
+                db.execute(_INSERT, _row(record))
             except sqlite3.IntegrityError as exc:
-                await self._raise_for_insert(db, probe, exc)
+                self._raise_for_insert(db, probe, exc)
             except Conflict:
-                await self._raise_if_busy(db, probe)
+                _raise_if_busy(db, probe)
                 raise
-        return rotation_from_record(record)
+            return record
+
+        return rotation_from_record(await self._write(op))
 
     async def target_fence(self, target: tuple[str, str, Kind, str]) -> int:
         """The highest fence any rotation of ``target`` reached (0: none)."""
         account, user, kind, slot = target
         record = {"account": account, "user": user, "kind": str(kind), "slot": slot}
-        async with self._transaction(write=False) as db:
-            return await _target_fence(db, record)
+        return await self._read(lambda db: _target_fence(db, record))
 
     async def get(self, rotation_id: str) -> Rotation:
         """The rotation with that ID. Raises ``NotFound``."""
-        async with self._transaction(write=False) as db:
-            return rotation_from_record(await _stored(db, rotation_id))
+        return rotation_from_record(await self._read(lambda db: _stored(db, rotation_id)))
 
     async def save(self, rotation: Rotation) -> Rotation:
         """Compare-and-set ``rotation`` at ``version`` + 1. Raises ``LeaseLost``, ``NotFound``."""
-        async with self._transaction() as db:
-            stored = await _stored(db, rotation.rotation_id)
+
+        def op(db: sqlite3.Connection) -> Record:
+            stored = _stored(db, rotation.rotation_id)
             record = saved(stored, rotation)
             try:
-                await _update(db, record, expected=stored["version"])
+                _update(db, record, expected=stored["version"])
             except sqlite3.IntegrityError as exc:
-                await self._raise_conflict(db, record, exc)
-        return rotation_from_record(record)
+                self._raise_conflict(db, record, exc)
+            return record
+
+        return rotation_from_record(await self._write(op))
 
     async def acquire(
         self,
@@ -236,41 +277,48 @@ class SqliteJournal:
     ) -> Rotation:
         """Take, extend or take over the lease for ``owner``. Raises ``LeaseLost``,
         ``NotFound``."""
-        async with self._transaction() as db:
-            stored = await _stored(db, rotation_id)
+
+        def op(db: sqlite3.Connection) -> Record:
+            stored = _stored(db, rotation_id)
             record = acquired(stored, owner, ttl, now, takeover)
-            await _update(db, record, expected=stored["version"])
-        return rotation_from_record(record)
+            _update(db, record, expected=stored["version"])
+            return record
+
+        return rotation_from_record(await self._write(op))
 
     async def renew(self, rotation: Rotation, ttl: timedelta, now: datetime) -> Rotation:
         """Extend ``rotation``'s own lease (a heartbeat). Raises ``LeaseLost``, ``NotFound``."""
-        async with self._transaction() as db:
-            stored = await _stored(db, rotation.rotation_id)
+
+        def op(db: sqlite3.Connection) -> Record:
+            stored = _stored(db, rotation.rotation_id)
             record = renewed(stored, rotation, ttl, now)
-            await _update(db, record, expected=stored["version"])
-        return rotation_from_record(record)
+            _update(db, record, expected=stored["version"])
+            return record
+
+        return rotation_from_record(await self._write(op))
 
     async def release(self, rotation: Rotation) -> Rotation:
         """Give up ``rotation.lease``; a no-op returning the stored record if not ours."""
-        async with self._transaction() as db:
-            stored = await _stored(db, rotation.rotation_id)
+
+        def op(db: sqlite3.Connection) -> Record:
+            stored = _stored(db, rotation.rotation_id)
             record = released(stored, rotation)
             if record is None:
-                return rotation_from_record(stored)
-            await _update(db, record, expected=stored["version"])
-        return rotation_from_record(record)
+                return stored
+            _update(db, record, expected=stored["version"])
+            return record
+
+        return rotation_from_record(await self._write(op))
 
     async def list_active(self) -> list[Rotation]:
         """Every unfinished rotation, oldest first."""
-        async with self._transaction(write=False) as db, db.execute(_ACTIVE) as cursor:
-            rows = [_record(row) async for row in cursor]
+        rows = await self._read(lambda db: [_record(row) for row in db.execute(_ACTIVE)])
         return self._decoded(rows)
 
     async def list_rotations(self, *, user: str | None = None, limit: int = 100) -> list[Rotation]:
         """Up to ``limit`` rotations newest first, optionally only ``user``'s."""
         params = {"user": user, "limit": max(limit, 0)}
-        async with self._transaction(write=False) as db, db.execute(_RECENT, params) as cursor:
-            rows = [_record(row) async for row in cursor]
+        rows = await self._read(lambda db: [_record(row) for row in db.execute(_RECENT, params)])
         return self._decoded(rows)
 
     def _decoded(self, rows: list[Record]) -> list[Rotation]:
@@ -283,151 +331,166 @@ class SqliteJournal:
 
     async def record_step(self, record: StepRecord) -> None:
         """Append one step outcome to a rotation's history."""
-        async with self._transaction() as db:
-            await db.execute(_INSERT_STEP, step_to_record(record))
+        row = step_to_record(record)
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(_INSERT_STEP, row)
+
+        await self._write(op)
 
     async def steps(self, rotation_id: str) -> list[StepRecord]:
         """A rotation's step history, oldest first (empty for an unknown ID)."""
-        async with self._transaction(write=False) as db, db.execute(_STEPS, (rotation_id,)) as cur:
-            return [step_from_record(dict(row)) async for row in cur]
+        rows = await self._read(lambda db: [dict(r) for r in db.execute(_STEPS, (rotation_id,))])
+        return [step_from_record(row) for row in rows]
 
-    @asynccontextmanager
-    async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction on this connection; ``BEGIN IMMEDIATE`` takes the write lock
-        up front so a write's read-decide-write cannot interleave with another process.
-
-        Writes commit in groups: a write that finds other writes of this process queued
-        behind it leaves the transaction open for them (each write is its own savepoint,
-        undone alone if it fails), and the last one of the group commits. Every write
-        still returns only once it is committed and synced, so what a caller saw written
-        survives a crash as before; the group shares one fsync instead of one each."""
-        if self._db is None:
+    async def _on_thread(self, work: Callable[[], T]) -> T:
+        """``work()`` on the journal's thread, after everything given to it before."""
+        if self._thread is None:
             raise JournalError(f"journal {self.path} is not open: use 'async with'")
-        db = self._db
-        if not write:
-            async with self._lock:
-                try:
-                    if self._group is not None:  # a read sees only committed writes
-                        await self._commit(db)
-                    await db.execute("BEGIN")
-                    try:
-                        yield db
-                    finally:
-                        await db.commit()
-                except sqlite3.Error as exc:
-                    raise JournalError(f"journal {self.path}: {exc}") from exc
-            return
-        self._writers_waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self._writers_waiting -= 1
-        try:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` in one read transaction (it sees only committed writes: the thread commits
+        every write it was given before it starts this)."""
+
+        def run() -> T:
+            db = self._connection()
             try:
-                if self._group is None:
-                    await db.execute("BEGIN IMMEDIATE")
-                    self._group = _Group()
-                group = self._group
-                group.writes += 1
-                await db.execute("SAVEPOINT write")
+                db.execute("BEGIN")
                 try:
-                    yield db
-                except BaseException:
-                    await db.execute("ROLLBACK TO write")
-                    await db.execute("RELEASE write")
-                    raise
-                await db.execute("RELEASE write")
+                    return op(db)
+                finally:
+                    db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path}: {exc}") from exc
-            finally:
-                if self._group is not None and (
-                    self._writers_waiting == 0 or self._group.writes >= GROUP_MAX
-                ):
-                    await self._commit(db)
-        finally:
-            self._lock.release()
-        await asyncio.shield(group.committed)
 
-    async def _commit(self, db: aiosqlite.Connection) -> None:
-        """Commit the open group of writes and tell its writers how it went."""
-        group, self._group = self._group, None
-        if group is None:
-            return
+        return await self._on_thread(run)
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` in a ``BEGIN IMMEDIATE`` transaction, which takes the write lock before
+        reading, so that its read-decide-write cannot interleave with another process.
+
+        Writes commit in groups: the writes queued when the thread gets to them (up to
+        ``GROUP_MAX``) share one transaction, each in its own savepoint, undone alone if
+        it fails, and one commit. A write returns only once its group is committed and
+        synced, so what a caller saw written survives a crash."""
+        write = _Write(op, asyncio.get_running_loop())
+        with self._queued_lock:
+            self._queued.append(write)
         try:
-            await db.commit()
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                await db.rollback()
-            group.committed.set_exception(JournalError(f"journal {self.path}: {exc}"))
-            group.committed.exception()  # retrieved: a writer that already left is fine
+            await self._on_thread(self._commit_queued)
+            return await write.future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            write.future.cancel()  # the write itself goes on: it may commit, unseen
+            raise
+
+    def _commit_queued(self) -> None:
+        """On the thread: run the queued writes in one transaction and commit it. Another
+        call may have taken them already; then there is nothing to do. If the group is not
+        committed, every write of it fails (a write refused on its own keeps its error)."""
+        with self._queued_lock:
+            group = [self._queued.popleft() for _ in range(min(len(self._queued), GROUP_MAX))]
+        if not group:
             return
-        group.committed.set_result(None)
+        committed = False
+        failure: JournalError | None = None
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for write in group:
+                    self._run(db, write)
+                db.execute("COMMIT")
+                committed = True
+            finally:
+                if not committed:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            failure = JournalError(f"journal {self.path}: {exc}")
+        except JournalError as exc:
+            failure = exc
+        finally:
+            for write in group:
+                if not committed and write.error is None:
+                    write.error = failure or JournalError(f"journal {self.path}: not committed")
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                    write.loop.call_soon_threadsafe(write.settle)
 
-    async def _migrate(self) -> None:
-        async with self._transaction() as db, db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-            found = int(row[0]) if row else 0
-            if found > SCHEMA_VERSION:
-                raise JournalError(
-                    f"journal {self.path} has schema version {found};"
-                    f" this rotator knows up to {SCHEMA_VERSION}"
-                )
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute(_EPOCH_INIT, (new_id("journal"),))
-            async with db.execute(_EPOCH) as epoch:
-                self._epoch = str((await epoch.fetchone())[0])  # type: ignore[index]
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    def _run(self, db: sqlite3.Connection, write: _Write) -> None:
+        """One write in its own savepoint: its error is its own, its changes undone alone."""
+        db.execute("SAVEPOINT write")
+        try:
+            write.result = write.op(db)
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK TO write")
+            write.error = JournalError(f"journal {self.path}: {exc}")
+        except Exception as exc:  # a domain error (Conflict, LeaseLost, NotFound ...)
+            db.execute("ROLLBACK TO write")
+            write.error = exc
+        db.execute("RELEASE write")
 
-    async def _raise_for_insert(
-        self, db: aiosqlite.Connection, record: Record, exc: sqlite3.IntegrityError
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError(f"journal {self.path} is not open: use 'async with'")
+        return self._db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA user_version").fetchone()
+        found = int(row[0]) if row else 0
+        if found > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {self.path} has schema version {found};"
+                f" this rotator knows up to {SCHEMA_VERSION}"
+            )
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.execute(_EPOCH_INIT, (new_id("journal"),))
+        self._epoch = str(db.execute(_EPOCH).fetchone()[0])
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _raise_for_insert(
+        self, db: sqlite3.Connection, record: Record, exc: sqlite3.IntegrityError
     ) -> None:
         rotation_id = record["rotation_id"]
-        async with db.execute(_SELECT, (rotation_id,)) as cursor:
-            if await cursor.fetchone() is not None:
-                raise JournalError(f"rotation {rotation_id} already exists") from None
-        await self._raise_conflict(db, record, exc)
+        if db.execute(_SELECT, (rotation_id,)).fetchone() is not None:
+            raise JournalError(f"rotation {rotation_id} already exists") from None
+        self._raise_conflict(db, record, exc)
 
-    async def _raise_if_busy(self, db: aiosqlite.Connection, record: Record) -> None:
-        """Raise ``Conflict`` naming the unfinished rotation of ``record``'s target, if any."""
-        params = (record["account"], record["user"], record["kind"], record["slot"])
-        async with db.execute(_UNFINISHED_FOR_TARGET, params) as cursor:
-            row = await cursor.fetchone()
-        if row is not None:
-            raise Conflict(describe_target(record), str(row[0])) from None
-
-    async def _raise_conflict(
-        self, db: aiosqlite.Connection, record: Record, exc: sqlite3.IntegrityError
+    def _raise_conflict(
+        self, db: sqlite3.Connection, record: Record, exc: sqlite3.IntegrityError
     ) -> None:
         """Raise ``Conflict`` naming the unfinished rotation that holds ``record``'s target
         (the partial unique index refused the write), or ``JournalError`` if none does."""
-        params = (record["account"], record["user"], record["kind"], record["slot"])
-        async with db.execute(_UNFINISHED_FOR_TARGET, params) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            raise JournalError(f"journal {self.path}: {exc}") from exc
+        _raise_if_busy(db, record)
+        raise JournalError(f"journal {self.path}: {exc}") from exc
+
+
+def _raise_if_busy(db: sqlite3.Connection, record: Record) -> None:
+    """Raise ``Conflict`` naming the unfinished rotation of ``record``'s target, if any."""
+    params = (record["account"], record["user"], record["kind"], record["slot"])
+    row = db.execute(_UNFINISHED_FOR_TARGET, params).fetchone()
+    if row is not None:
         raise Conflict(describe_target(record), str(row[0])) from None
 
 
-async def _stored(db: aiosqlite.Connection, rotation_id: str) -> Record:
-    async with db.execute(_SELECT, (rotation_id,)) as cursor:
-        row = await cursor.fetchone()
+def _stored(db: sqlite3.Connection, rotation_id: str) -> Record:
+    row = db.execute(_SELECT, (rotation_id,)).fetchone()
     if row is None:
         raise NotFound(rotation_id)
     return _record(row)
 
 
-async def _target_fence(db: aiosqlite.Connection, record: Record) -> int:
+def _target_fence(db: sqlite3.Connection, record: Record) -> int:
     params = (record["account"], record["user"], record["kind"], record["slot"] or "")
-    async with db.execute(_TARGET_FENCE, params) as cursor:
-        row = await cursor.fetchone()
+    row = db.execute(_TARGET_FENCE, params).fetchone()
     return int(row[0]) if row else 0
 
 
-async def _update(db: aiosqlite.Connection, record: Record, *, expected: int) -> None:
-    async with db.execute(_UPDATE, _row(record) | {"expected": expected}) as cursor:
-        if cursor.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; never write blind
-            raise LeaseLost(record["rotation_id"], "the record changed during the write")
+def _update(db: sqlite3.Connection, record: Record, *, expected: int) -> None:
+    cursor = db.execute(_UPDATE, _row(record) | {"expected": expected})
+    if cursor.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; never write blind
+        raise LeaseLost(record["rotation_id"], "the record changed during the write")
 
 
 def _row(record: Record) -> dict[str, Any]:
@@ -437,7 +500,7 @@ def _row(record: Record) -> dict[str, Any]:
     return record | {"finished": int(is_finished(record))}
 
 
-def _record(row: aiosqlite.Row) -> Record:
+def _record(row: sqlite3.Row) -> Record:
     record = dict(row)
     del record["finished"]
     return record

@@ -179,7 +179,7 @@ async def test_sqlite_concurrent_writes_share_commits_and_a_failed_one_undoes_on
     commits: list[str] = []
     async with SqliteJournal(db_path) as journal:
         assert journal._db is not None
-        await journal._db.set_trace_callback(
+        journal._db.set_trace_callback(
             lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
         )
         users = [f"user-{n:02d}" for n in range(40)]
@@ -195,3 +195,23 @@ async def test_sqlite_concurrent_writes_share_commits_and_a_failed_one_undoes_on
     with closing(sqlite3.connect(db_path)) as db:
         stored = {row[0] for row in db.execute("SELECT user FROM rotations")}
     assert stored == set(users)
+
+
+async def test_sqlite_a_cancelled_writer_leaves_the_journal_whole_and_usable(
+    db_path: Path,
+) -> None:
+    """A sweep cancelled mid-write (SIGTERM): the write it gave the journal is either all
+    there or not at all, later writes go on, and closing waits for what was queued."""
+    async with SqliteJournal(db_path) as journal:
+        writes = [asyncio.create_task(journal.add(rotation(f"u{n}"))) for n in range(10)]
+        await asyncio.sleep(0)
+        for task in writes[::2]:
+            task.cancel()
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(isinstance(o, Rotation) for o in outcomes[1::2])
+        later = await journal.add(rotation("after"))
+        assert await journal.get(later.rotation_id) == later
+    with closing(sqlite3.connect(db_path)) as db:
+        stored = {row[0] for row in db.execute("SELECT user FROM rotations")}
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert {f"u{n}" for n in range(1, 10, 2)} | {"after"} <= stored
