@@ -55,3 +55,7 @@ _.waited_s  # Pacer: read by tests (how long callers queued)
 _main  # cli.py: the typer callback holding --version
 _.caption  # rich Table attributes set by render._quiet_note
 _.caption_justify
+
+# compliance.py: every AWS action `rotator report` calls; `iam-policy --for report` grants
+# them and tests/e2e/test_report.py checks the calls a report makes against it.
+_.REPORT_ACTIONS
