@@ -328,6 +328,9 @@ def register(app: typer.Typer) -> None:
             mark = benchmarks_cis.benchmark(benchmark)
         except ValueError as exc:
             raise fail(ConfigError("--benchmark", [str(exc)]), err) from None
+        if as_json and output not in (ReportFormat.TABLE, ReportFormat.JSON):
+            problem = f"--json and --output {output}: give one of them"
+            raise fail(ConfigError("command line", [problem]), err)
         shape = ReportFormat.JSON if as_json else output
         try:
             cfg = application.load(config)
@@ -422,11 +425,9 @@ def _print_org(
         }
         render.print_json(out, data)
         return
-    made = [r.report for r in reports if r.report is not None]
+    _print(out, [r.report for r in reports if r.report is not None], shape, wide=wide)
     if shape is not ReportFormat.TABLE:
-        _print(out, made, shape, wide=wide)
         return
-    _print(out, made, shape, wide=wide)
     out.print(org_table(reports, benchmark))
     total = ", ".join(f"{c}: {n}" for c, n in _sum(reports, benchmark).items())
     out.print(f"failures per CIS control, all accounts: {total}", highlight=False)

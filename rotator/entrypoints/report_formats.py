@@ -206,7 +206,8 @@ def table(report: Report, *, width: int, wide: bool = False) -> Table:
     )
     out = Table(title=Text(title), title_justify="left")
     users = max((len(r.user) for r in report.rows), default=4)
-    user_width = min(max(users, 4), 24)
+    room = width - (_ID + _VERDICT + 13 + _MIN_REASON)  # what the user column may take
+    user_width = max(4, min(users, 24, room))
     fixed = user_width + _ID + _VERDICT + 13  # 4 columns: 3 + 3 + 3 + 3 + 1 borders
     reason_width = max(width - fixed, _MIN_REASON)
     out.add_column("user", no_wrap=True, overflow="ellipsis", max_width=user_width)

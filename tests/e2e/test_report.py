@@ -176,13 +176,27 @@ def test_each_benchmark_version_numbers_the_controls_its_own_way(
         assert sorted(failing) == sorted(keys["two-keys"] + keys["pair"])
 
 
-def test_a_benchmark_that_does_not_exist_is_refused_in_one_line(cli: Cli) -> None:
-    result = cli("report", "--benchmark", "cis-v9")
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("--benchmark", "cis-v9"),
+            "error: --benchmark: unknown benchmark 'cis-v9'; one of: cis-v1.4, cis-v1.5, "
+            "cis-v2.0, cis-v3.0, cis-v4.0, cis-v5.0, cis-v6.0, cis-v7.0",
+        ),
+        (
+            ("--json", "--output", "csv"),
+            "error: command line: --json and --output csv: give one of them",
+        ),
+    ],
+)
+def test_bad_options_are_refused_in_one_line_before_any_aws_call(
+    cli: Cli, recorder: list[str], args: tuple[str, ...], line: str
+) -> None:
+    result = cli("report", *args)
     assert result.code == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: --benchmark: unknown benchmark 'cis-v9'; one of: cis-v1.4, cis-v1.5, "
-        "cis-v2.0, cis-v3.0, cis-v4.0, cis-v5.0, cis-v6.0, cis-v7.0"
-    ]
+    assert result.stderr.strip().splitlines() == [line]
+    assert recorder == [], "no AWS call"
 
 
 def test_csv_text_and_markdown_carry_the_same_rows_escaped(
