@@ -104,12 +104,14 @@ def _gather_limited(limit: int, works: Sequence[Any]) -> Any:
 
 
 async def build(
-    config: Config, benchmark: Benchmark, progress: ProgressFn = NO_PROGRESS
+    config: Config, benchmark: Benchmark | None = None, progress: ProgressFn = NO_PROGRESS
 ) -> compliance.Report:
-    """Plan with the policy, survey the whole account, and judge every credential."""
+    """Plan with the policy, survey the whole account, and judge every credential,
+    numbered as ``benchmark`` (default: the newest) numbers the controls."""
     async with application.open_engine(config) as engine:
         the_plan = await engine.plan(progress=progress)
-    return await survey(config, application.make_aws(config), the_plan, benchmark)
+    mark = benchmark or benchmarks_cis.benchmark(benchmarks_cis.DEFAULT)
+    return await survey(config, application.make_aws(config), the_plan, mark)
 
 
 async def survey(
