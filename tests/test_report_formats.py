@@ -16,6 +16,7 @@ from rotator.compliance import Report, evaluate
 from rotator.entrypoints.report_formats import (
     columns,
     lines_after,
+    print_table,
     table,
     write_csv,
     write_markdown,
@@ -115,3 +116,21 @@ def test_the_table_keeps_its_width_ids_whole_and_rows_of_three_lines(
     assert "…" in shown, "the long reason is cut"
     everything = " ".join(" ".join(lines_after(report)).split())
     assert "failures per CIS control (cis-v5.0): 1.11: 1, 1.12: 0, 1.13: 1, 1.18: 0" in everything
+
+
+def test_a_long_table_is_printed_in_pieces_that_read_as_one_table() -> None:
+    """600 keys: rendered 256 rows at a time (never held whole), joined without the
+    pieces' inner borders: one title, one header, three lines a row, one bottom edge."""
+    holders = tuple(
+        Holder(account="1", name=f"user-{n:04d}", arn="a", credentials=(key(f"AKIA{n:016d}", n),))
+        for n in range(600)
+    )
+    report = evaluate(Inventory(account="1", holders=holders), None, [], NOW)
+    console = Console(width=80, file=io.StringIO(), no_color=True, force_terminal=False)
+    print_table(console, report)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 5 + 600 * 3
+    edges = [line[0] for line in lines[1:] if not line.startswith("│")]
+    assert edges == ["┏", "┃", "┡", "└"]
+    ids = [line.split("│")[2].strip() for line in lines if line.startswith("│ user-")]
+    assert ids == [f"AKIA{n:016d}" for n in range(600)]

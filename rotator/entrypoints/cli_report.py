@@ -400,7 +400,7 @@ def _print(
         render.print_json(out, one.as_dict())
     else:
         for one in reports:
-            out.print(report_formats.table(one, width=out.width, wide=wide))
+            report_formats.print_table(out, one, wide=wide)
             for line in report_formats.lines_after(one):
                 out.print(line, markup=False, highlight=False, soft_wrap=True)
     file.flush()

@@ -19,9 +19,10 @@ from typing import IO, TYPE_CHECKING
 from rotator.benchmarks_cis import CHECKS, Benchmark, Check
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
-    from rotator.compliance import Report
+    from rotator.compliance import Report, Row
 
 
 class ReportFormat(StrEnum):
@@ -189,11 +190,41 @@ def _used(row_last_used: object) -> str:
     return f"used {row_last_used:%Y-%m-%d}" if row_last_used is not None else "never used"
 
 
-def table(report: Report, *, width: int, wide: bool = False) -> Table:
-    """One row per credential, at most three lines each at any width from 80 columns:
-    the user, the credential (ID; status and age; last use), its verdicts (one control
-    a line), and what rotator does (the reason wrapped to three lines and cut with "…";
-    ``wide``: whole). IDs, names and dates never break."""
+def _said(row: Row, reason_width: int, *, wide: bool) -> str:
+    """What rotator does, wrapped to the column: three lines at most, cut with "…"
+    (``wide``: whole); an ID is never broken."""
+    said = f"{row.action}: {row.reason}"
+    if wide:
+        return "\n".join(textwrap.wrap(said, reason_width, break_long_words=False))
+    return "\n".join(
+        textwrap.wrap(said, reason_width, max_lines=3, placeholder=" …", break_long_words=False)
+    )
+
+
+def _widths(report: Report, width: int) -> tuple[int, int]:
+    """The user and rotator columns' widths: the same for every piece of the table."""
+    users = max((len(r.user) for r in report.rows), default=4)
+    room = width - (_ID + _VERDICT + 13 + _MIN_REASON)  # what the user column may take
+    user_width = max(4, min(users, 24, room))
+    fixed = user_width + _ID + _VERDICT + 13  # 4 columns: 3 + 3 + 3 + 3 + 1 borders
+    reason_width = max(width - fixed, _MIN_REASON)
+    said = max((len(r.action) + len(r.reason) + 2 for r in report.rows), default=7)
+    return user_width, max(min(said, reason_width), len("rotator"))
+
+
+def table(
+    report: Report,
+    *,
+    width: int,
+    wide: bool = False,
+    rows: Sequence[Row] | None = None,
+    head: bool = True,
+) -> Table:
+    """One row per credential (of ``rows``, default all), at most three lines each at any
+    width from 80 columns: the user, the credential (ID; status and age; last use), its
+    verdicts (one control a line), and what rotator does (the reason wrapped to three
+    lines and cut with "…"; ``wide``: whole). IDs, names and dates never break. ``head``:
+    with the title and the header (the first piece of a long table)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -204,34 +235,46 @@ def table(report: Report, *, width: int, wide: bool = False) -> Table:
         if wide
         else f"Compliance, account {report.account}, {mark.name}"
     )
-    out = Table(title=Text(title), title_justify="left")
-    users = max((len(r.user) for r in report.rows), default=4)
-    room = width - (_ID + _VERDICT + 13 + _MIN_REASON)  # what the user column may take
-    user_width = max(4, min(users, 24, room))
-    fixed = user_width + _ID + _VERDICT + 13  # 4 columns: 3 + 3 + 3 + 3 + 1 borders
-    reason_width = max(width - fixed, _MIN_REASON)
-    out.add_column("user", no_wrap=True, overflow="ellipsis", max_width=user_width)
-    out.add_column("credential", no_wrap=True, min_width=_ID)
-    out.add_column(mark.name.removeprefix("cis-"), no_wrap=True, min_width=_VERDICT)
-    out.add_column("rotator", no_wrap=not wide, overflow="fold", ratio=1)
-    for row in report.rows:
+    out = Table(title=Text(title) if head else None, title_justify="left", show_header=head)
+    user_width, reason_width = _widths(report, width)
+    out.add_column("user", no_wrap=True, overflow="ellipsis", width=user_width)
+    out.add_column("credential", no_wrap=True, width=_ID)
+    out.add_column(mark.name.removeprefix("cis-"), no_wrap=True, width=_VERDICT)
+    out.add_column("rotator", no_wrap=True, overflow="ellipsis", width=reason_width)
+    for row in report.rows if rows is None else rows:
         cid = row.credential_id if row.kind.value == "access-key" else "console password"
         verdicts = "\n".join(f"{mark.control(c)} {row.verdicts[c]}" for c in checks)
-        said = f"{row.action}: {row.reason}"
-        lines = (
-            textwrap.wrap(said, reason_width, break_long_words=False)
-            if wide
-            else textwrap.wrap(
-                said, reason_width, max_lines=3, placeholder=" …", break_long_words=False
-            )
-        )
         out.add_row(
             Text(row.user),
             Text(f"{cid}\n{row.status}, {row.age_days}d old\n{_used(row.last_used)}"),
             Text(verdicts),
-            Text("\n".join(lines)),
+            Text(_said(row, reason_width, wide=wide)),
         )
     return out
+
+
+PIECE = 256  # rows rendered at once: a table of 10,000 users is never held whole
+
+
+def print_table(console: Console, report: Report, *, wide: bool = False) -> None:
+    """``table`` on ``console``, rendered ``PIECE`` rows at a time and joined so that it
+    reads as one table (the pieces' inner borders are left out)."""
+    from rich.segment import Segments
+
+    rows = report.rows
+    pieces = range(0, max(len(rows), 1), PIECE)
+    last = pieces[-1]
+    for start in pieces:
+        piece = table(
+            report, width=console.width, wide=wide, rows=rows[start : start + PIECE], head=not start
+        )
+        if start == 0 == last:
+            console.print(piece)
+            return
+        lines = console.render_lines(piece, pad=False, new_lines=True)
+        lines = lines[1 if start else 0 : None if start == last else -1]
+        for line in lines:
+            console.print(Segments(line), end="")
 
 
 def lines_after(report: Report) -> Iterable[str]:
