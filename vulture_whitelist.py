@@ -59,3 +59,6 @@ _.caption_justify
 # settings.load_config: the tests read policy files into a Config with it (the commands go
 # through app.load, which reports every problem in one round via rotator/examine.py).
 _.load_config
+# compliance.py: every AWS action `rotator report` calls; `iam-policy --for report` grants
+# them and tests/e2e/test_report.py checks the calls a report makes against it.
+_.REPORT_ACTIONS

@@ -10,7 +10,10 @@ raises ``ReportUnavailable``, and the caller lists per user instead.
 
 Access keys in the report have no IDs: ``credentials`` names them ``access_key_1`` /
 ``access_key_2`` as the report's columns do. Such credentials are for reading (planning
-what is *not* due, compliance verdicts); anything rotator acts on is listed per user first.
+what is *not* due); anything rotator acts on is listed per user first. ``survey`` (for
+``rotator report``) joins the report with ``ListAccessKeys`` for the users whose row has
+keys, so that every key is shown by its ID; ``named`` carries those names over to a plan
+made from the report.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from rotator.aws import all_pages, aws_errors
 from rotator.backoff import delays
 from rotator.errors import AwsError, RotatorError
-from rotator.model import Credential, Holder, Inventory, Kind, Status, utcnow
+from rotator.model import Credential, Decision, Holder, Inventory, Kind, Plan, Status, utcnow
 
 REPORT_LIFETIME = timedelta(hours=4)  # IAM makes a new report at most this often
 POLL_BUDGET = timedelta(seconds=60)
@@ -232,25 +235,45 @@ async def fetch(
 # -- the whole account, for `rotator report` ---------------------------------------------
 
 
+# The names the report gives keys, by user: {user: {"access_key_1": "AKIA…"}}.
+KeyNames = dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Survey:
+    """Every user's access keys (by ID) and console password, and the report's names of
+    the keys (``access_key_1`` / ``access_key_2``) that the IDs replaced."""
+
+    inventory: Inventory
+    names: KeyNames
+
+
 async def survey(
     *,
+    iam: Any,
     users: Sequence[Mapping[str, Any]],
     account: str,
     kinds: Mapping[Kind, Any],
     report: CredentialReport | None,
     now: datetime,
     max_concurrency: int = 8,
-) -> Inventory:
+) -> Survey:
     """Every user's access keys and console password with last-used dates: from the
-    report's rows, else (no report, or a user newer than it) per user through ``kinds``
-    (``access-key`` and ``login-profile``)."""
+    report's rows, each key named by its ID (``ListAccessKeys``, paginated, for the users
+    whose row has keys, and only those), else (no report, or a user newer than it) per
+    user through ``kinds`` (``access-key`` and ``login-profile``)."""
     limit = asyncio.Semaphore(max_concurrency)
+    names: KeyNames = {}
 
     async def one(user: Mapping[str, Any]) -> Holder:
         name = str(user["UserName"])
         row = report.row(name, user.get("CreateDate")) if report else None
         if row is not None:
-            creds = credentials(row, Kind.ACCESS_KEY) + credentials(row, Kind.LOGIN_PROFILE)
+            reported = credentials(row, Kind.ACCESS_KEY)
+            if reported:
+                async with limit:
+                    reported, names[name] = await _with_ids(iam, kinds, name, reported)
+            creds = reported + credentials(row, Kind.LOGIN_PROFILE)
         else:
             async with limit:
                 creds = await _listed(user, kinds)
@@ -263,7 +286,80 @@ async def survey(
         )
 
     holders = await asyncio.gather(*(one(u) for u in users))
-    return Inventory(account=account, holders=tuple(holders))
+    return Survey(inventory=Inventory(account=account, holders=tuple(holders)), names=names)
+
+
+def match(
+    reported: Sequence[Credential], listed: Sequence[Mapping[str, Any]]
+) -> list[tuple[Mapping[str, Any], Credential | None]]:
+    """Each key ``ListAccessKeys`` lists, with the report's key it is (created in the
+    same second — the report drops the fraction — and, where two were, of the same
+    status, then in the report's order), or None: a key made since the report. A
+    reported key that is no longer listed was deleted since, and is left out."""
+    left = list(reported)
+    out: list[tuple[Mapping[str, Any], Credential | None]] = []
+    for key in listed:
+        created = key["CreateDate"]
+        same = [r for r in left if abs(r.created - created) < timedelta(seconds=1)]
+        status = [r for r in same if r.status.value == key["Status"]]
+        candidates = status or same
+        found = candidates[0] if candidates else None
+        if found is not None:
+            left.remove(found)
+        out.append((key, found))
+    return out
+
+
+async def _with_ids(
+    iam: Any, kinds: Mapping[Kind, Any], user: str, reported: list[Credential]
+) -> tuple[list[Credential], dict[str, str]]:
+    """The user's keys as IAM lists them now, with the report's last use (asked per key
+    for a key made since the report), and the report's name of each."""
+    listed = await all_pages(
+        iam.list_access_keys, "AccessKeyMetadata", "ListAccessKeys", {"user": user}, UserName=user
+    )
+    keys: list[Credential] = []
+    names: dict[str, str] = {}
+    for key, found in match(reported, listed):
+        key_id = str(key["AccessKeyId"])
+        if found is not None:
+            names[found.credential_id] = key_id
+            used = found.last_used
+        else:
+            used = await kinds[Kind.ACCESS_KEY].last_used(user, key_id)
+        keys.append(
+            Credential(
+                kind=Kind.ACCESS_KEY,
+                credential_id=key_id,
+                status=Status(key["Status"]),
+                created=key["CreateDate"],
+                last_used=used,
+            )
+        )
+    return keys, names
+
+
+def named(plan: Plan | None, names: KeyNames) -> Plan | None:
+    """``plan`` with the report's key names (``access_key_1``) in its decisions (IDs and
+    reasons) replaced by the keys' IDs, as ``survey`` found them."""
+    if plan is None or not names:
+        return plan
+
+    def one(d: Decision) -> Decision:
+        mine = names.get(d.user) if d.kind is Kind.ACCESS_KEY else None
+        if not mine:
+            return d
+        reason = d.reason
+        for alias, key_id in mine.items():
+            reason = reason.replace(alias, key_id)
+        return replace(
+            d,
+            credential_id=mine.get(d.credential_id or "", d.credential_id),
+            delete_first=mine.get(d.delete_first or "", d.delete_first),
+            reason=reason,
+        )
+
+    return Plan(decisions=tuple(one(d) for d in plan))
 
 
 async def _listed(user: Mapping[str, Any], kinds: Mapping[Kind, Any]) -> list[Credential]:

@@ -188,11 +188,15 @@ def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, 
         )
     window = rule.renew_window
     if window is not None and cred.expires is not None:
+        when = (
+            f"expired {_age(now - cred.expires)} ago ({cred.expires:%Y-%m-%d}"
+            if cred.expires <= now
+            else f"expires {cred.expires:%Y-%m-%d} (in {_age(cred.expires - now)}"
+        )
         options.append(
             (
                 cred.expires - window,
-                f"{noun} {cred.credential_id} expires {cred.expires:%Y-%m-%d} "
-                f"(in {_age(cred.expires - now)}; renew_before {format_duration(window)})",
+                f"{noun} {cred.credential_id} {when}; renew_before {format_duration(window)})",
             )
         )
     if not options:

@@ -4,6 +4,7 @@ reason when it cannot be had."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,9 +14,11 @@ from rotator.credential_report import (
     ReportUnavailable,
     credentials,
     fetch,
+    match,
+    named,
     parse,
 )
-from rotator.model import Kind, Status
+from rotator.model import Action, Decision, Kind, Plan, Status
 from rotator.testing import MemoryIam
 
 GENERATED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -187,3 +190,60 @@ async def test_moto_reports_a_fixed_generated_time_and_fetch_still_returns_it(
         report = await fetch(iam, sleep=no_sleep)
     assert report.generated.year == 2015
     assert set(report.rows) == {"alice"}
+
+
+def listed(key_id: str, created: datetime, status: str = "Active") -> dict[str, object]:
+    return {"AccessKeyId": key_id, "CreateDate": created, "Status": status}
+
+
+def test_listed_keys_are_matched_to_the_reports_by_creation_second_and_status() -> None:
+    """The report drops fractions of seconds; two keys made in the same second are told
+    apart by status, then taken in the report's order; a key made since the report has
+    no match, and a reported key deleted since is left out."""
+    alice = parse(CSV, GENERATED).rows["alice"]
+    first, second = credentials(alice, Kind.ACCESS_KEY)
+    same = datetime(2024, 2, 1, 0, 0, 0, 700000, tzinfo=UTC)  # ListAccessKeys: fractions
+    pairs = match(
+        [first, second],
+        [
+            listed("AKIANEW", GENERATED + timedelta(hours=1)),
+            listed("AKIASECOND", datetime(2024, 3, 1, 0, 0, 0, 300000, tzinfo=UTC), "Inactive"),
+            listed("AKIAFIRST", same),
+        ],
+    )
+    assert [(k["AccessKeyId"], r.credential_id if r else None) for k, r in pairs] == [
+        ("AKIANEW", None),
+        ("AKIASECOND", "access_key_2"),
+        ("AKIAFIRST", "access_key_1"),
+    ]
+    twins = [replace(first, status=Status.INACTIVE), replace(first, credential_id="access_key_2")]
+    both = match(twins, [listed("AKIAA", same, "Active"), listed("AKIAB", same, "Inactive")])
+    assert [(k["AccessKeyId"], r.credential_id if r else None) for k, r in both] == [
+        ("AKIAA", "access_key_2"),
+        ("AKIAB", "access_key_1"),
+    ], "same second: the status decides"
+    gone = match([first, second], [listed("AKIAFIRST", same)])
+    assert [r.credential_id if r else None for _, r in gone] == ["access_key_1"]
+
+
+def test_a_plan_made_from_the_report_gets_the_key_ids() -> None:
+    decision = Decision(
+        account="1",
+        user="alice",
+        kind=Kind.ACCESS_KEY,
+        rule="keys",
+        action=Action.SKIP,
+        reason="access key access_key_1 is 10d old; due in 80d",
+        credential_id="access_key_1",
+    )
+    other = replace(decision, user="bob")
+    password = replace(decision, kind=Kind.LOGIN_PROFILE, credential_id="alice", reason="x")
+    plan = Plan(decisions=(decision, other, password))
+    renamed = named(plan, {"alice": {"access_key_1": "AKIAFIRST"}})
+    assert renamed is not None
+    first, bobs, unchanged = renamed
+    assert first.credential_id == "AKIAFIRST"
+    assert first.reason == "access key AKIAFIRST is 10d old; due in 80d"
+    assert bobs == other, "bob's keys were not renamed"
+    assert unchanged == password
+    assert named(None, {}) is None

@@ -1,7 +1,9 @@
-"""The ``rotator report`` command: a compliance view of every user's access keys and console
-password (age, last use, CIS 1.12 / 1.13 / 1.14, and 1.19 for server certificates) and what
-rotator will do about each; OIDC providers whose thumbprints do not match what they
-serve; service-specific credentials past their expiry (Bedrock API keys).
+"""The ``rotator report`` command: a compliance view of every user's access keys (by ID) and
+console password (age, last use, the CIS controls of ``--benchmark`` and the Security Hub
+ones: unused, one active key, rotated, expired server certificates) and what rotator will
+do about each; OIDC providers whose thumbprints do not match what they serve;
+service-specific credentials past their expiry (Bedrock API keys). ``--output`` picks the
+format (``report_formats``).
 ``register(app)`` adds it to the ``rotator`` CLI; this module imports nothing from
 ``cli.py`` so that ``cli.py`` can import it at the top.
 
@@ -14,15 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from rotator import benchmarks_cis
 from rotator.entrypoints.exits import EXIT_FAILED, fail
 from rotator.entrypoints.lazy import lazy
 from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
+from rotator.entrypoints.report_formats import ReportFormat
 from rotator.errors import ConfigError, RotatorError
 from rotator.model import Holder, Kind, utcnow
 from rotator.progress import NO_PROGRESS, ProgressFn
@@ -34,7 +38,8 @@ if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
 
     from rotator import app as application
     from rotator import aws, compliance, credential_report, inventory, kinds, policy, sinks
-    from rotator.entrypoints import render
+    from rotator.benchmarks_cis import Benchmark
+    from rotator.entrypoints import render, report_formats, report_html
     from rotator.model import Plan
     from rotator.policy import Account
     from rotator.rotation import org as orgs
@@ -48,8 +53,35 @@ else:
     kinds = lazy("rotator.kinds")
     sinks = lazy("rotator.sinks")
     render = lazy("rotator.entrypoints.render")
+    report_formats = lazy("rotator.entrypoints.report_formats")
+    report_html = lazy("rotator.entrypoints.report_html")
     policy = lazy("rotator.policy")
     orgs = lazy("rotator.rotation.org")
+
+
+OutputOpt = Annotated[
+    ReportFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        help="json, table (for people), text (tab-separated, a row a line), csv, markdown, "
+        "or html (one self-contained page with a summary chart).",
+        case_sensitive=False,
+    ),
+]
+BenchmarkOpt = Annotated[
+    str,
+    typer.Option(
+        "--benchmark",
+        help="The CIS AWS Foundations Benchmark version whose control numbers to use: "
+        + ", ".join(benchmarks_cis.VERSIONS)
+        + " (or short: cis-v7).",
+    ),
+]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="Show every reason whole (the table cuts them at 3 lines).")
+]
+DEFAULT_BENCHMARK = benchmarks_cis.DEFAULT
 
 
 def asyncio_run(work: Any) -> Any:
@@ -71,17 +103,20 @@ def _gather_limited(limit: int, works: Sequence[Any]) -> Any:
     return asyncio.gather(*(one(w) for w in works))
 
 
-STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim"}
-
-
-async def build(config: Config, progress: ProgressFn = NO_PROGRESS) -> compliance.Report:
-    """Plan with the policy, survey the whole account, and judge every credential."""
+async def build(
+    config: Config, benchmark: Benchmark | None = None, progress: ProgressFn = NO_PROGRESS
+) -> compliance.Report:
+    """Plan with the policy, survey the whole account, and judge every credential,
+    numbered as ``benchmark`` (default: the newest) numbers the controls."""
     async with application.open_engine(config) as engine:
         the_plan = await engine.plan(progress=progress)
-    return await survey(config, application.make_aws(config), the_plan)
+    mark = benchmark or benchmarks_cis.benchmark(benchmarks_cis.DEFAULT)
+    return await survey(config, application.make_aws(config), the_plan, mark)
 
 
-async def survey(config: Config, session: aws.Aws, the_plan: Plan | None) -> compliance.Report:
+async def survey(
+    config: Config, session: aws.Aws, the_plan: Plan | None, benchmark: Benchmark
+) -> compliance.Report:
     """Every credential of the account ``session`` acts in, judged and joined with the
     plan."""
     now = utcnow()
@@ -108,6 +143,7 @@ async def survey(config: Config, session: aws.Aws, the_plan: Plan | None) -> com
         except credential_report.ReportUnavailable as exc:
             report, source = None, f"per-user listing (credential report unavailable: {exc})"
         view = await credential_report.survey(
+            iam=iam,
             users=users,
             account=account,
             kinds=bound,
@@ -115,11 +151,19 @@ async def survey(config: Config, session: aws.Aws, the_plan: Plan | None) -> com
             now=now,
             max_concurrency=config.max_concurrency,
         )
+        del report  # parsed rows: not needed once surveyed
         certificates = await credential_report.server_certificates(iam)
         judged = await _judged(config, ctx, account)
         expired = await _expired(config, ctx, account, users, the_plan, now)
     return compliance.evaluate(
-        view, the_plan, certificates, now, source=source, judged=judged, expired=expired
+        view.inventory,
+        credential_report.named(the_plan, view.names),
+        certificates,
+        now,
+        source=source,
+        judged=judged,
+        expired=expired,
+        benchmark=benchmark,
     )
 
 
@@ -191,7 +235,11 @@ class AccountReport:
 
 
 async def build_org(
-    config: Config, only: Sequence[str], ous: Sequence[str], progress: ProgressFn = NO_PROGRESS
+    config: Config,
+    only: Sequence[str],
+    ous: Sequence[str],
+    benchmark: Benchmark,
+    progress: ProgressFn = NO_PROGRESS,
 ) -> list[AccountReport]:
     """``build`` in every account of ``[accounts]`` (each on its own session); an account
     that cannot be surveyed gets its error, the others their reports."""
@@ -208,7 +256,9 @@ async def build_org(
                 )
             try:
                 session = await org.aws_for(account)
-                report = await survey(orgs.config_for(config, account), session, planned_one.plan)
+                report = await survey(
+                    orgs.config_for(config, account), session, planned_one.plan, benchmark
+                )
             except Exception as exc:
                 failed = org.failed(account, exc)
                 return AccountReport(account=account, error=failed.error, reason=failed.reason)
@@ -218,15 +268,16 @@ async def build_org(
         return list(await _gather_limited(org.settings.max_accounts, works))
 
 
-def _controls_all() -> tuple[str, ...]:
-    return (*compliance.CONTROLS, "1.19")
+def _controls_all(benchmark: Benchmark) -> tuple[str, ...]:
+    numbers = (benchmark.control(c) for c in benchmark.checks)
+    return tuple(n for n in numbers if n is not None)
 
 
-def org_table(reports: Sequence[AccountReport]) -> Table:
+def org_table(reports: Sequence[AccountReport], benchmark: Benchmark) -> Table:
     """Per-account totals: credentials and failures per CIS control."""
     from rich.table import Table
 
-    controls = _controls_all()
+    controls = _controls_all(benchmark)
     out = Table(title="Compliance per account", title_justify="left")
     for column in ("account", "OU", "credentials", *controls, "note"):
         out.add_column(column, no_wrap=column != "note", overflow="fold")
@@ -255,50 +306,34 @@ def _count(n: int) -> str:
     return f"[bold red]{n}[/]" if n else "[green]0[/]"
 
 
-def _cell(verdict: compliance.Verdict) -> str:
-    return f"[{STYLE[str(verdict)]}]{verdict}[/]"
-
-
-def table(report: compliance.Report) -> Table:
-    """The report for people: one row per credential."""
-    from rich.table import Table
-
-    out = Table(
-        title=f"Compliance, account {report.account} ({report.source})", title_justify="left"
-    )
-    columns = ("user", "kind", "credential", "status", "age", "last used")
-    for column in (*columns, "1.12", "1.13", "1.14", "rotator"):
-        out.add_column(column, overflow="fold")
-    for row in report.rows:
-        used = f"{row.last_used:%Y-%m-%d}" if row.last_used else "never"
-        out.add_row(
-            row.user,
-            str(row.kind),
-            row.credential_id,
-            row.status,
-            f"{row.age_days}d",
-            used,
-            *(_cell(row.verdicts[c]) for c in compliance.CONTROLS),
-            f"{row.action}: {row.reason}",
-        )
-    return out
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``report`` command to ``app``."""
 
     @app.command()
     def report(
         config: ConfigOpt,
+        output: OutputOpt = ReportFormat.TABLE,
         as_json: JsonOpt = False,
+        benchmark: BenchmarkOpt = DEFAULT_BENCHMARK,
+        wide: WideOpt = False,
         account: AccountsOpt = None,
         ou: OusOpt = None,
     ) -> None:
-        """Compliance per user and credential: age, last use, CIS 1.12 (unused), 1.13 (one
-        active key), 1.14 (rotated within 90 days), 1.19 (no expired server certificates),
-        and what rotator will do about it. With [accounts]: every account, with per-account
-        totals (exit 1 if an account could not be surveyed). Changes nothing."""
+        """Compliance per user and credential: age, last use, the CIS AWS Foundations
+        controls of --benchmark (credentials unused for 45 days, one active key per user,
+        keys rotated within 90 days, no expired server certificates) with the Security Hub
+        controls IAM.3, IAM.8, IAM.22 and IAM.26, and what rotator will do about each.
+        With [accounts]: every account, with per-account totals (exit 1 if an account
+        could not be surveyed). Changes nothing."""
         out, err = Console(), Console(stderr=True)
+        try:
+            mark = benchmarks_cis.benchmark(benchmark)
+        except ValueError as exc:
+            raise fail(ConfigError("--benchmark", [str(exc)]), err) from None
+        if as_json and output not in (ReportFormat.TABLE, ReportFormat.JSON):
+            problem = f"--json and --output {output}: give one of them"
+            raise fail(ConfigError("command line", [problem]), err)
+        shape = ReportFormat.JSON if as_json else output
         try:
             cfg = application.load(config)
         except ConfigError as exc:
@@ -308,22 +343,19 @@ def register(app: typer.Typer) -> None:
         try:
             with render.progress_bar(err) as progress:
                 if cfg.accounts is not None:
-                    reports = asyncio_run(build_org(cfg, only, ous, progress))
+                    reports = asyncio_run(build_org(cfg, only, ous, mark, progress))
                 else:
-                    result = asyncio_run(build(cfg, progress))
+                    result = asyncio_run(build(cfg, mark, progress))
         except RotatorError as exc:
             raise fail(exc, err) from None
         finally:
             close()
         if cfg.accounts is not None:
-            _print_org(out, reports, as_json=as_json)
+            _print_org(out, reports, mark, shape, wide=wide)
             if any(r.report is None for r in reports):
                 raise typer.Exit(EXIT_FAILED)
             return
-        if as_json:
-            render.print_json(out, result.as_dict())
-            return
-        _print_one(out, result)
+        _print(out, [result], shape, wide=wide)
 
 
 def _filters(
@@ -350,48 +382,61 @@ def _filters(
     return only, within
 
 
-def _print_one(out: Console, result: compliance.Report) -> None:
-    out.print(table(result))
-    for cert in result.certificates:
-        expires = f"{cert.expires:%Y-%m-%d}"
-        out.print(f"server certificate {cert.name}: expires {expires}, 1.19 {_cell(cert.verdict)}")
-    for gone in result.expired:
-        when = f" on {gone.expired:%Y-%m-%d}" if gone.expired else ""
-        out.print(
-            f"[bold red]expired[/] {gone.service} credential {gone.credential_id} of "
-            f"{gone.user}{when}: {gone.action}: ",
-            end="",
-        )
-        out.print(gone.reason, markup=False, highlight=False)
-    for found in result.findings:
-        verdict = "matches" if found.matches else f"[bold red]{found.action}[/]"
-        out.print(f"{found.kind} {found.holder}: {verdict}: ", end="")
-        out.print(found.reason, markup=False, highlight=False)
-    failures = ", ".join(f"{c}: {n}" for c, n in result.failures().items())
-    out.print(f"failures per CIS control: {failures}", highlight=False)
+def _print(
+    out: Console, reports: Sequence[compliance.Report], shape: ReportFormat, *, wide: bool
+) -> None:
+    """``reports`` (one per account) in ``shape``; JSON is printed by the caller."""
+    file = out.file
+    if shape is ReportFormat.TEXT:
+        report_formats.write_text(file, reports)
+    elif shape is ReportFormat.CSV:
+        report_formats.write_csv(file, reports)
+    elif shape is ReportFormat.MARKDOWN:
+        report_formats.write_markdown(file, reports)
+    elif shape is ReportFormat.HTML:
+        report_html.write_html(file, reports)
+    elif shape is ReportFormat.JSON:
+        (one,) = reports
+        render.print_json(out, one.as_dict())
+    else:
+        for one in reports:
+            report_formats.print_table(out, one, wide=wide)
+            for line in report_formats.lines_after(one):
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
+    file.flush()
 
 
-def _print_org(out: Console, reports: Sequence[AccountReport], *, as_json: bool) -> None:
-    if as_json:
+def _print_org(
+    out: Console,
+    reports: Sequence[AccountReport],
+    benchmark: Benchmark,
+    shape: ReportFormat,
+    *,
+    wide: bool,
+) -> None:
+    if shape is ReportFormat.JSON:
         data = {
+            "schema_version": compliance.SCHEMA_VERSION,
+            "kind": "org-report",
+            "benchmark": benchmark.name,
             "accounts": (
                 {**r.totals(), **({"report": r.report.as_dict()} if r.report else {})}
                 for r in reports
             ),
-            "failures": _sum(reports),
+            "failures": _sum(reports, benchmark),
         }
         render.print_json(out, data)
         return
-    for one in reports:
-        if one.report is not None:
-            _print_one(out, one.report)
-    out.print(org_table(reports))
-    total = ", ".join(f"{c}: {n}" for c, n in _sum(reports).items())
+    _print(out, [r.report for r in reports if r.report is not None], shape, wide=wide)
+    if shape is not ReportFormat.TABLE:
+        return
+    out.print(org_table(reports, benchmark))
+    total = ", ".join(f"{c}: {n}" for c, n in _sum(reports, benchmark).items())
     out.print(f"failures per CIS control, all accounts: {total}", highlight=False)
 
 
-def _sum(reports: Sequence[AccountReport]) -> dict[str, int]:
-    totals = dict.fromkeys(_controls_all(), 0)
+def _sum(reports: Sequence[AccountReport], benchmark: Benchmark) -> dict[str, int]:
+    totals = dict.fromkeys(_controls_all(benchmark), 0)
     for one in reports:
         if one.report is not None:
             for control, n in one.report.failures().items():

@@ -262,7 +262,8 @@ async def test_report_lists_expired_keys_and_what_a_delete_expired_rule_does(
     [row] = report.expired
     assert (row.user, row.service, row.credential_id) == ("dev", BEDROCK, expired)
     assert row.action == "none" and "delete_expired" in row.reason
-    assert report.as_dict()["expired_service_credentials"][0]["credential_id"] == expired
+    (listed,) = report.as_dict()["expired_service_credentials"]  # written as it is read
+    assert listed["credential_id"] == expired
     cleaning = await cli_report.build(config(delete_expired=True))
     [row] = cleaning.expired
     assert row.action == "disable" and "expired on" in row.reason

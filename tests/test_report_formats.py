@@ -1,0 +1,136 @@
+"""The report's formats with hostile user text: each escapes it for its own reader (rich,
+a spreadsheet, a Markdown renderer, a browser), keeps one record per line or row, and
+the table keeps to its width with rows of at most three lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rich.console import Console
+
+from rotator.benchmarks_cis import benchmark
+from rotator.compliance import Report, evaluate
+from rotator.entrypoints.report_formats import (
+    columns,
+    lines_after,
+    print_table,
+    table,
+    write_csv,
+    write_markdown,
+    write_text,
+)
+from rotator.entrypoints.report_html import write_html
+from rotator.model import Action, Credential, Decision, Holder, Inventory, Kind, Plan, Status
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+HOSTILE = '[b]"><script>alert(1)</script>|x'
+REASON = "a reason with a | pipe,\ta tab and\na line break " + "and many words " * 12
+
+
+def key(cid: str, age: int) -> Credential:
+    return Credential(
+        kind=Kind.ACCESS_KEY, credential_id=cid, status=Status.ACTIVE, created=NOW - timedelta(age)
+    )
+
+
+@pytest.fixture
+def report() -> Report:
+    holders = (
+        Holder(account="123456789012", name=HOSTILE, arn="a", credentials=(key("AKIA1" * 4, 100),)),
+        Holder(
+            account="123456789012", name="=SUM(A1)", arn="b", credentials=(key("AKIA2" * 4, 1),)
+        ),
+    )
+    decision = Decision(
+        account="123456789012",
+        user=HOSTILE,
+        kind=Kind.ACCESS_KEY,
+        rule="r",
+        action=Action.ROTATE,
+        reason=REASON,
+        credential_id="AKIA1" * 4,
+    )
+    return evaluate(
+        Inventory(account="123456789012", holders=holders),
+        Plan(decisions=(decision,)),
+        [],
+        NOW,
+        source="test",
+        benchmark=benchmark("cis-v5.0"),
+    )
+
+
+def test_csv_quotes_and_defuses_formulas(report: Report) -> None:
+    out = io.StringIO()
+    write_csv(out, [report])
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["user"] for r in rows] == ["'=SUM(A1)", HOSTILE]
+    assert rows[1]["rotator_reason"] == REASON, "quoted, not split"
+    assert (rows[1]["cis_1.13"], rows[1]["IAM.3"]) == ("fail", "fail")
+
+
+def test_text_is_one_record_a_line_with_no_tab_inside_a_field(report: Report) -> None:
+    out = io.StringIO()
+    write_text(out, [report])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert {len(line.split("\t")) for line in lines} == {len(columns(report.benchmark))}
+
+
+def test_markdown_cells_cannot_open_a_cell_html_or_a_link(report: Report) -> None:
+    out = io.StringIO()
+    write_markdown(out, [report])
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("| credential")]
+    assert len(rows) == 2
+    assert {line.replace("\\|", "").count("|") for line in rows} == {len(columns(report.benchmark))}
+    assert "<script>" not in out.getvalue() and "\\<script\\>" in out.getvalue()
+
+
+def test_html_escapes_user_text_and_fetches_nothing(report: Report) -> None:
+    out = io.StringIO()
+    write_html(out, [report])
+    page = out.getvalue()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "http://" not in page and "https://" not in page
+    assert page.count("<svg") == 1 and "default-src 'none'" in page
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_the_table_keeps_its_width_ids_whole_and_rows_of_three_lines(
+    report: Report, width: int
+) -> None:
+    console = Console(width=width, file=io.StringIO(), no_color=True, force_terminal=False)
+    console.print(table(report, width=width))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    lines = shown.splitlines()
+    assert max(len(line) for line in lines) <= width
+    body = [line for line in lines if line.startswith("│")]
+    assert len(body) <= 2 * 3
+    assert '[b]"><scr' in shown, "user text is not markup"
+    cut = [line.split("│")[1].strip() for line in body if "AKIA1" * 4 in line]
+    assert cut[0].endswith("…") and HOSTILE.startswith(cut[0][:-1]), "cut on its line"
+    assert sum("AKIA1" * 4 in line for line in body) >= 1, "the ID is whole"
+    assert "…" in shown, "the long reason is cut"
+    everything = " ".join(" ".join(lines_after(report)).split())
+    assert "failures per CIS control (cis-v5.0): 1.11: 1, 1.12: 0, 1.13: 1, 1.18: 0" in everything
+
+
+def test_a_long_table_is_printed_in_pieces_that_read_as_one_table() -> None:
+    """600 keys: rendered 256 rows at a time (never held whole), joined without the
+    pieces' inner borders: one title, one header, three lines a row, one bottom edge."""
+    holders = tuple(
+        Holder(account="1", name=f"user-{n:04d}", arn="a", credentials=(key(f"AKIA{n:016d}", n),))
+        for n in range(600)
+    )
+    report = evaluate(Inventory(account="1", holders=holders), None, [], NOW)
+    console = Console(width=80, file=io.StringIO(), no_color=True, force_terminal=False)
+    print_table(console, report)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 5 + 600 * 3
+    edges = [line[0] for line in lines[1:] if not line.startswith("│")]
+    assert edges == ["┏", "┃", "┡", "└"]
+    ids = [line.split("│")[2].strip() for line in lines if line.startswith("│ user-")]
+    assert ids == [f"AKIA{n:016d}" for n in range(600)]
