@@ -489,3 +489,13 @@ def test_the_help_names_the_defaults_of_partition_and_for_whole() -> None:
     assert "(the aws.region setting, AWS_DEFAULT_REGION or the profile's region), else aws" in text
     assert "Repeatable; default: run." in text
     assert text.count("With an `accounts` section:") == 2
+
+
+def test_iam_policy_for_report_grants_every_action_the_report_calls() -> None:
+    """``compliance.REPORT_ACTIONS`` (what ``rotator report`` calls, checked against the
+    calls it really makes in tests/e2e/test_report.py) is exactly what ``--for report``
+    grants beside the plan's reads."""
+    from rotator import compliance, permissions
+
+    granted = {*permissions.REPORT_ACCOUNT, *permissions.REPORT_USERS}
+    assert set(compliance.REPORT_ACTIONS) == granted
