@@ -55,6 +55,7 @@ REPORT_ACTIONS: tuple[str, ...] = (
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
     "iam:GetLoginProfile",
+    "iam:GetUser",  # a console password's last use, when the credential report is unavailable
     "iam:ListServerCertificates",
 )
 
