@@ -476,7 +476,7 @@ def rotate(
     if as_json:
         render.print_json(out, report.as_dict())
     else:
-        out.print(render.report_line(report), highlight=False)
+        out.print(render.report_text(report), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 

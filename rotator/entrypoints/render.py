@@ -23,11 +23,13 @@ from rich.table import Table
 from rich.text import Text
 
 from rotator.errors import CorruptRecord
-from rotator.model import Action, Plan, Rotation, StepRecord
+from rotator.kinds import facts_of
+from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.org import AccountResult, OrgResult
 from rotator.rotation.protocol import next_step
 from rotator.rotation.report import Report, Result, SweepResult
+from rotator.rotation.steps import StepResult
 
 ACTION_STYLE = {
     Action.ROTATE: "bold green",
@@ -453,13 +455,41 @@ def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
 
 
 def report_line(report: Report) -> str:
-    """One operator-facing line about one rotation."""
+    """One operator-facing line about one rotation (plain text, not markup)."""
     d = report.decision
+    planned = _planned(report)
     steps = " ".join(f"{s.step}:{s.outcome}" for s in report.steps) or "no steps"
+    if planned:
+        steps = f"dry run: {len(planned)} steps below, nothing changed"
     state = f"{report.rotation_id} {report.state}" if report.rotation_id else "not started"
     return (
         f"{d.user} {d.kind} {d.credential_id}: {report.result}, {state} ({steps}) — {report.reason}"
     )
+
+
+def _planned(report: Report) -> list[StepResult]:
+    return [s for s in report.steps if s.outcome is Outcome.DRY_RUN]
+
+
+def report_text(report: Report) -> str:
+    """``report_line``, then what an operator needs next (plain text, not markup): for a
+    dry run every step that would run, in order, with when and on what; for a rotation
+    that made a new credential, its ID and where its secret is."""
+    lines = [report_line(report)]
+    planned = _planned(report)
+    if planned:
+        first = planned[0].rotation.updated_at
+        lines.append("would run, in order:")
+        for n, s in enumerate(planned, 1):
+            at = s.rotation.updated_at
+            when = "now" if at <= first else f"from {_when(at)}"
+            lines.append(f"  {n}. {s.step} ({when}): {s.reason}")
+        return "\n".join(lines)
+    rotation = report.rotation
+    if rotation is not None and rotation.new_credential_id and report.sink:
+        noun = facts_of(rotation.kind).noun
+        lines.append(f"new {noun}: {rotation.new_credential_id}, its secret in {report.sink}")
+    return "\n".join(lines)
 
 
 @contextmanager
