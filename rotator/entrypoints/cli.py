@@ -172,7 +172,9 @@ AllOpt = Annotated[
 
 WideOpt = Annotated[
     bool,
-    typer.Option("--wide", help="Show long reasons whole (wrapped) instead of cut to one line."),
+    typer.Option(
+        "--wide", help="Show long reasons and steps whole (wrapped) instead of cut to one line."
+    ),
 ]
 
 
@@ -322,6 +324,7 @@ def _kept(bad: CorruptRecord, keep: set[str] | None) -> bool:
 def status(
     config: ConfigOpt,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
@@ -342,7 +345,7 @@ def status(
         elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
-            out.print(render.status_table(active, now, corrupt))
+            out.print(render.status_table(active, now, corrupt, wide=wide))
         return corrupt
 
     corrupt = _run(work())
@@ -357,6 +360,7 @@ def history(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
@@ -380,7 +384,7 @@ def history(
         elif not items:
             out.print("no rotations recorded" + (f" for {user}" if user else ""))
         else:
-            out.print(render.history_table(items))
+            out.print(render.history_table(items, wide=wide))
 
     corrupt: list[CorruptRecord] = []
     _run(work())
