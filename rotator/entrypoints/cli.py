@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_profile, cli_report
 from rotator.entrypoints.exits import (
@@ -132,7 +133,7 @@ def validate(config: ConfigOpt) -> None:
     if sink_problems:  # one line each: "error: FILE: unusable sink: ..."
         problems = [f"unusable sink: {problem}" for problem in sink_problems]
         raise fail(ConfigError(str(config), problems), err)
-    out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
+    out.print(f"[green]ok[/]: {escape(str(config))} — {len(cfg.rules)} rule(s)")
     if cfg.accounts is not None:
         accounts = cfg.accounts
         where = []
@@ -144,7 +145,8 @@ def validate(config: ConfigOpt) -> None:
         if accounts.include_self:
             where.append("this account")
         role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
-        out.print(f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False)
+        line = f"  accounts: {'; '.join(where)}; role {role or '-'}"
+        out.print(line, markup=False, highlight=False)
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
         deadline = ""
@@ -154,8 +156,8 @@ def validate(config: ConfigOpt) -> None:
                 f"{policy.format_duration(rule.start_age)} old)"
             )
         out.print(
-            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
-            f"sink {rule.sink.type} {rule.sink.template}{state}",
+            f"  {escape(rule.name)}: {rule.kind}, max_age {rule.model_dump()['max_age']}"
+            f"{deadline}, sink {rule.sink.type} {escape(rule.sink.template)}{state}",
             highlight=False,
         )
 
@@ -382,7 +384,7 @@ def history(
         if as_json:
             render.print_json(out, render.history_rows(items))
         elif not items:
-            out.print("no rotations recorded" + (f" for {user}" if user else ""))
+            out.print("no rotations recorded" + (f" for {user}" if user else ""), markup=False)
         else:
             out.print(render.history_table(items, wide=wide))
 
@@ -493,7 +495,7 @@ def journal_init(config: ConfigOpt) -> None:
     """Create the journal: the DynamoDB table (on-demand billing, TTL on finished records)
     or the SQLite file. Safe to run again."""
     cfg = _load(config)
-    out.print(_run(application.init_journal(cfg)), highlight=False)
+    out.print(_run(application.init_journal(cfg)), markup=False, highlight=False)
 
 
 @cli.command()
@@ -516,7 +518,8 @@ def rollback(
             result = await engine.rollback(rotation_id)
         return result.reason or "already rolled back"
 
-    out.print(f"[green]rolled back[/] {rotation_id}: {_with_audit(cfg, work)}", highlight=False)
+    done = escape(f"{rotation_id}: {_with_audit(cfg, work)}")
+    out.print(f"[green]rolled back[/] {done}", highlight=False)
 
 
 @cli.command()

@@ -319,15 +319,18 @@ def org_sweep_table(result: OrgResult, *, everything: bool = False, wide: bool =
 
 
 def org_counts_lines(result: OrgResult) -> list[str]:
-    """One line per account (its totals, or why it failed), then the totals over all."""
+    """One line per account (its totals, or why it failed), then the totals over all;
+    rich markup, names and AWS messages escaped."""
     lines = []
     for one in result.accounts:
         if one.sweep is None:
-            lines.append(f"account {one.account.label}: FAILED ({one.error}) {one.reason}")
+            failed = f"account {one.account.label}: FAILED ({one.error}) {one.reason}"
+            lines.append(escape(failed))
         else:
-            lines.append(counts_line(one.sweep).replace(one.account.id, one.account.label, 1))
+            label = escape(one.account.label)
+            lines.append(counts_line(one.sweep).replace(one.account.id, label, 1))
     for skipped in result.skipped:
-        lines.append(f"account {skipped.account.label}: skipped, {skipped.reason}")
+        lines.append(escape(f"account {skipped.account.label}: skipped, {skipped.reason}"))
     counts = result.counts()
     shown = [f"{k}={v}" for k, v in counts.items() if v and k not in ("decisions", "accounts")]
     lines.append(

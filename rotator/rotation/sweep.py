@@ -328,7 +328,10 @@ class Sweep:
                 return ()
             rotation = new_rotation(decision, rule, rule.timings(), now)
         else:
-            rotation = await self._rotations.journal.get(decision.rotation_id)
+            try:
+                rotation = await self._rotations.journal.get(decision.rotation_id)
+            except RotatorError:  # gone or unreadable since the plan: nothing to preview
+                return ()
             rule = self._config.rule(rotation.rule)
             if rule is None:  # the real run reports it BLOCKED (``RuleGone``)
                 return ()

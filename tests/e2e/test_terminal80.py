@@ -159,6 +159,11 @@ def test_run_dry_run_at_80_columns_counts_what_would_happen(
     assert result.stdout.count("would-rotate") == 2 + 2, "two rows, the title, the summary"
     assert "create verify" in result.stdout, "the steps each would take"
     _check(result, words={*due, BLOCKED}, rows=3)  # the rotations in flight: one caption line
+
+    one = on_terminal(cli, "rotate", "--user", due[1], "--dry-run")
+    assert one.code == 0, one.stdout + one.stderr
+    assert one.stdout.startswith(f"{due[1]} access-key "), "the name keeps its brackets"
+    assert "would run, in order:" in one.stdout
     assert sandbox.dump() == before
 
 
