@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_profile, cli_report
 from rotator.entrypoints.exits import (
@@ -152,7 +153,7 @@ def validate(
     cfg = examined.config
     skipped = " (offline: no file it names, no AWS environment)" if offline else ""
     out.print(
-        f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s){skipped}",
+        f"[green]ok[/]: {escape(str(config))} — {len(cfg.rules)} rule(s){skipped}",
         highlight=False,
         soft_wrap=True,
     )
@@ -167,9 +168,8 @@ def validate(
         if accounts.include_self:
             where.append("this account")
         role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
-        out.print(
-            f"  accounts: {'; '.join(where)}; role {role or '-'}", highlight=False, soft_wrap=True
-        )
+        line = f"  accounts: {'; '.join(where)}; role {role or '-'}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     for rule in cfg.rules:
         state = "" if rule.enabled else " [dim](disabled)[/]"
         deadline = ""
@@ -179,8 +179,8 @@ def validate(
                 f"{policy.format_duration(rule.start_age)} old)"
             )
         out.print(
-            f"  {rule.name}: {rule.kind}, max_age {rule.model_dump()['max_age']}{deadline}, "
-            f"sink {rule.sink.type} {rule.sink.template}{state}",
+            f"  {escape(rule.name)}: {rule.kind}, max_age {rule.model_dump()['max_age']}"
+            f"{deadline}, sink {rule.sink.type} {escape(rule.sink.template)}{state}",
             highlight=False,
             soft_wrap=True,
         )
@@ -198,7 +198,9 @@ AllOpt = Annotated[
 
 WideOpt = Annotated[
     bool,
-    typer.Option("--wide", help="Show long reasons whole (wrapped) instead of cut to one line."),
+    typer.Option(
+        "--wide", help="Show long reasons and steps whole (wrapped) instead of cut to one line."
+    ),
 ]
 
 
@@ -351,6 +353,7 @@ def _kept(bad: CorruptRecord, keep: set[str] | None) -> bool:
 def status(
     config: ConfigOpt,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
@@ -371,7 +374,7 @@ def status(
         elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
-            out.print(render.status_table(active, now, corrupt))
+            out.print(render.status_table(active, now, corrupt, wide=wide))
         return corrupt
 
     corrupt = _run(work())
@@ -386,6 +389,7 @@ def history(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
@@ -407,9 +411,9 @@ def history(
         if as_json:
             render.print_json(out, render.history_rows(items))
         elif not items:
-            out.print("no rotations recorded" + (f" for {user}" if user else ""))
+            out.print("no rotations recorded" + (f" for {user}" if user else ""), markup=False)
         else:
-            out.print(render.history_table(items))
+            out.print(render.history_table(items, wide=wide))
 
     corrupt: list[CorruptRecord] = []
     _run(work())
@@ -511,7 +515,7 @@ def rotate(
     if as_json:
         render.print_json(out, report.as_dict())
     else:
-        out.print(render.report_line(report), highlight=False)
+        out.print(render.report_text(report), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
@@ -526,7 +530,7 @@ def journal_init(config: ConfigOpt) -> None:
     """Create the journal: the DynamoDB table (on-demand billing, TTL on finished records)
     or the SQLite file. Safe to run again."""
     cfg = _load(config)
-    out.print(_run(application.init_journal(cfg)), highlight=False)
+    out.print(_run(application.init_journal(cfg)), markup=False, highlight=False)
 
 
 @cli.command()
@@ -549,7 +553,8 @@ def rollback(
             result = await engine.rollback(rotation_id)
         return result.reason or "already rolled back"
 
-    out.print(f"[green]rolled back[/] {rotation_id}: {_with_audit(cfg, work)}", highlight=False)
+    done = escape(f"{rotation_id}: {_with_audit(cfg, work)}")
+    out.print(f"[green]rolled back[/] {done}", highlight=False)
 
 
 @cli.command()

@@ -123,4 +123,4 @@ def _summary(report: Report, found: profiles.Profile) -> str:
                 f"{where} now holds {new}; the old key {old} is kept ({state}) for now: run "
                 f"`rotator rotate-profile {found.name}` again later to finish"
             )
-    return render.report_line(report)
+    return render.report_text(report)

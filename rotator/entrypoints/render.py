@@ -19,15 +19,17 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
+from rotator.entrypoints.fit import Fitted, Group, one_line
 from rotator.errors import CorruptRecord
-from rotator.model import Action, Plan, Rotation, StepRecord
+from rotator.kinds import facts_of
+from rotator.model import Action, Outcome, Plan, Rotation, StepRecord
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.org import AccountResult, OrgResult
 from rotator.rotation.protocol import next_step
 from rotator.rotation.report import Report, Result, SweepResult
+from rotator.rotation.steps import StepResult
 
 ACTION_STYLE = {
     Action.ROTATE: "bold green",
@@ -130,31 +132,24 @@ QUIET_ACTIONS = frozenset({Action.SKIP})
 QUIET_RESULTS = frozenset({Result.SKIPPED, Result.NOT_DUE})
 
 
-def _table(title: str, columns: Sequence[str], *, wrap: Sequence[str] = ()) -> Table:
-    """A table whose IDs, names, kinds, states and dates never wrap (they would break
-    across lines at 80 columns); only the free-text columns in ``wrap`` give way (their
-    cells are ``_free`` text)."""
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, no_wrap=column not in wrap, overflow="fold")
-    return table
+def _free(text: str) -> Text:
+    """A free-text cell (a reason, the steps): plain text, so user-supplied characters
+    are never markup; ``Fitted`` cuts it to one line ending in "…", or with ``--wide``
+    wraps it whole."""
+    return Text(text)
 
 
-def _free(text: str, wide: bool) -> Text:
-    """A free-text cell (a reason, the steps): cut to one line ending in "…", or, when
-    ``wide``, wrapped whole. Plain text: user-supplied characters are never markup."""
-    if wide:
-        return Text(text, overflow="fold")
-    return Text(text, no_wrap=True, overflow="ellipsis")
-
-
-def _quiet_note(table: Table, hidden: Counter[str], what: str) -> None:
+def _quiet_note(table: Fitted, hidden: Counter[str], what: str) -> None:
     if hidden:
         summary = ", ".join(f"{n} {reason}" for reason, n in hidden.most_common())
         table.caption = (
             f"and {sum(hidden.values())} {what} not listed ({summary}); --all lists them"
         )
-        table.caption_justify = "left"
+
+
+def _stacked(*groups: tuple[str, ...]) -> tuple[Group, ...]:
+    """A narrow layout: each tuple of columns one column, its cells stacked."""
+    return tuple(Group(columns) for columns in groups)
 
 
 def plan_table(
@@ -164,11 +159,13 @@ def plan_table(
     everything: bool = False,
     wide: bool = False,
     failed: Sequence[AccountResult] = (),
-) -> Table:
+) -> Fitted:
     """The plan; ``accounts``: with an account column (a sweep over many accounts), and a
     row for each account in ``failed`` (one that could not be planned)."""
-    columns = (*_ACCOUNT[accounts], "user", "kind", "credential", "action", "reason")
-    table = _table("Plan", columns, wrap=("reason",))
+    account = _ACCOUNT[accounts]
+    columns = (*account, "user", "kind", "credential", "action", "reason")
+    narrow = _stacked((*account, "user", "credential"), ("kind", "action"), ("reason",))
+    table = Fitted("Plan", columns, free={"reason"}, layouts=(one_line(columns), narrow), wide=wide)
     hidden: Counter[str] = Counter()
     for d in plan:
         if d.action in QUIET_ACTIONS and not everything:
@@ -181,7 +178,7 @@ def plan_table(
             str(d.kind) + (f" ({escape(d.slot)})" if d.slot else ""),
             d.credential_id or "",
             f"[{style}]{d.action}[/]",
-            _free(d.reason, wide),
+            _free(d.reason),
         )
     for one in failed:
         table.add_row(
@@ -190,10 +187,27 @@ def plan_table(
             "",
             "",
             "[bold red]account-failed[/]",
-            _free(one.reason, wide),
+            _free(one.reason),
         )
     _quiet_note(table, hidden, "decisions")
     return table
+
+
+def _sweep_layout(title: str, accounts: bool, wide: bool) -> Fitted:
+    """The sweep table: one line a decision where it fits; else the user over its kind,
+    action over state over outcome, and the steps over the detail."""
+    account = _ACCOUNT[accounts]
+    columns = (*account, "user", "kind", "action", "state", "outcome", "steps", "detail")
+    narrow = _stacked(
+        (*account, "user", "kind"), ("action", "state", "outcome"), ("steps", "detail")
+    )
+    return Fitted(
+        title,
+        columns,
+        free={"steps", "detail"},
+        layouts=(one_line(columns), narrow),
+        wide=wide,
+    )
 
 
 def sweep_table(
@@ -203,22 +217,29 @@ def sweep_table(
     title: str | None = None,
     everything: bool = False,
     wide: bool = False,
-) -> Table:
-    title = title or ("Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}")
-    columns = (*_ACCOUNT[accounts], "user", "kind", "action", "state", "outcome", "steps")
-    table = _table(title, (*columns, "detail"), wrap=("steps", "detail"))
+) -> Fitted:
+    title = title or (_dry_title(result.counts()) if result.dry_run else f"Sweep {result.run_id}")
+    table = _sweep_layout(title, accounts, wide)
     hidden: Counter[str] = Counter()
-    _sweep_rows(table, result, accounts, everything, wide, hidden)
+    _sweep_rows(table, result, accounts, everything, hidden)
     _quiet_note(table, hidden, "decisions")
     return table
 
 
+_WOULD = (Result.WOULD_ROTATE, Result.WOULD_ADVANCE, Result.WOULD_DISABLE, Result.WOULD_CLEAN)
+
+
+def _dry_title(counts: dict[str, int]) -> str:
+    """A dry run's title: nothing changed, and what would have (``would-rotate=2`` …)."""
+    would = [f"{result}={counts[result]}" for result in _WOULD if counts[result]]
+    return "Dry run (nothing changed): " + (", ".join(would) or "nothing would change")
+
+
 def _sweep_rows(
-    table: Table,
+    table: Fitted,
     result: SweepResult,
     accounts: bool,
     everything: bool,
-    wide: bool,
     hidden: Counter[str],
 ) -> None:
     """One sweep's rows (its corrupt journal rows last); the quiet ones counted in
@@ -234,14 +255,14 @@ def _sweep_rows(
             f"[{ACTION_STYLE[r.decision.action]}]{r.decision.action}[/]",
             str(r.state or ""),
             f"[{RESULT_STYLE[r.result]}]{r.result}[/]",
-            _free(" ".join(f"{s.step}" for s in r.steps), wide),
-            _free(r.reason, wide),
+            _free(" ".join(f"{s.step}" for s in r.steps)),
+            _free(r.reason),
         )
     for bad in result.corrupt:
         _corrupt_row(table, bad, status=False, accounts=accounts)
 
 
-def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool, accounts: bool) -> None:
+def _corrupt_row(table: Fitted, bad: CorruptRecord, *, status: bool, accounts: bool) -> None:
     """A quarantined journal row as a table row: its account (``accounts``), user and kind
     if readable, the state ``corrupt`` and what is wrong; the other cells empty."""
     account, user, kind, _ = bad.target or ("?", "?", "?", "")
@@ -249,7 +270,7 @@ def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool, accounts: bo
     if not status:  # the sweep table: [account] user kind action state outcome steps detail
         cells = [escape(user), escape(kind), "", "[bold red]corrupt[/]", "", "", escape(str(bad))]
         table.add_row(*shown, *cells)
-    else:  # the status table: rotation [account] user kind state old→new next due
+    else:  # the status table: rotation account user kind state old new next note
         table.add_row(
             escape(bad.rotation_id),
             *shown,
@@ -258,7 +279,9 @@ def _corrupt_row(table: Table, bad: CorruptRecord, *, status: bool, accounts: bo
             "[bold red]corrupt[/]",
             "",
             "",
-            escape(f"{bad.field}: {bad.detail}"),
+            "",
+            "",
+            _free(f"{bad.field}: {bad.detail}"),
         )
 
 
@@ -268,12 +291,11 @@ def counts_line(result: SweepResult) -> str:
     return f"account {result.account}: {counts['decisions']} decisions; " + ", ".join(shown)
 
 
-def org_sweep_table(result: OrgResult, *, everything: bool = False, wide: bool = False) -> Table:
+def org_sweep_table(result: OrgResult, *, everything: bool = False, wide: bool = False) -> Fitted:
     """An organization sweep: the decisions of every account (those with something to do,
     unless ``everything``), with its account; a row for each account that failed."""
-    title = "Dry run (nothing changed)" if result.dry_run else f"Sweep {result.run_id}"
-    columns = ("account", "user", "kind", "action", "state", "outcome", "steps", "detail")
-    table = _table(title, columns, wrap=("steps", "detail"))
+    title = _dry_title(result.counts()) if result.dry_run else f"Sweep {result.run_id}"
+    table = _sweep_layout(title, True, wide)
     for one in result.accounts:
         if one.account.name:
             ACCOUNT_NAMES[one.account.id] = one.account.name
@@ -288,24 +310,27 @@ def org_sweep_table(result: OrgResult, *, everything: bool = False, wide: bool =
                 "",
                 "[bold red]account-failed[/]",
                 "",
-                _free(one.reason, wide),
+                _free(one.reason),
             )
             continue
-        _sweep_rows(table, one.sweep, True, everything, wide, hidden)
+        _sweep_rows(table, one.sweep, True, everything, hidden)
     _quiet_note(table, hidden, "decisions")
     return table
 
 
 def org_counts_lines(result: OrgResult) -> list[str]:
-    """One line per account (its totals, or why it failed), then the totals over all."""
+    """One line per account (its totals, or why it failed), then the totals over all;
+    rich markup, names and AWS messages escaped."""
     lines = []
     for one in result.accounts:
         if one.sweep is None:
-            lines.append(f"account {one.account.label}: FAILED ({one.error}) {one.reason}")
+            failed = f"account {one.account.label}: FAILED ({one.error}) {one.reason}"
+            lines.append(escape(failed))
         else:
-            lines.append(counts_line(one.sweep).replace(one.account.id, one.account.label, 1))
+            label = escape(one.account.label)
+            lines.append(counts_line(one.sweep).replace(one.account.id, label, 1))
     for skipped in result.skipped:
-        lines.append(f"account {skipped.account.label}: skipped, {skipped.reason}")
+        lines.append(escape(f"account {skipped.account.label}: skipped, {skipped.reason}"))
     counts = result.counts()
     shown = [f"{k}={v}" for k, v in counts.items() if v and k not in ("decisions", "accounts")]
     lines.append(
@@ -333,7 +358,7 @@ def org_plan_rows(planned: Sequence[AccountResult]) -> Iterator[dict[str, Any]]:
 
 def org_plan_table(
     planned: Sequence[AccountResult], *, everything: bool = False, wide: bool = False
-) -> Table:
+) -> Fitted:
     decisions = [d for one in planned if one.plan is not None for d in one.plan]
     for one in planned:
         if one.account.name:
@@ -378,27 +403,48 @@ def _state(rotation: Rotation) -> str:
     return str(rotation.state)
 
 
+_KEYS = Group(("old", "→ new"), " ")  # "AKIAOLD → AKIANEW" on one line
+
+
 def status_table(
-    rotations: Sequence[Rotation], now: datetime, corrupt: Sequence[CorruptRecord] = ()
-) -> Table:
-    columns = ("rotation", "account", "user", "kind", "state", "old → new", "next step", "due")
-    table = _table("Rotations in flight", columns, wrap=("due",))
+    rotations: Sequence[Rotation],
+    now: datetime,
+    corrupt: Sequence[CorruptRecord] = (),
+    *,
+    wide: bool = False,
+) -> Fitted:
+    """Rotations in flight: one line each where it fits; else three, the rotation over its
+    user and kind, the account over the state and when the next step is due (or since when
+    it is held), the old key over the new and the next step. ``note``: what is wrong with
+    a corrupt row."""
+    columns = (
+        *("rotation", "account", "user", "kind", "state"),
+        *("old", "→ new", "next step", "due", "note"),
+    )
+    one = (*one_line(columns[:5]), _KEYS, *one_line(columns[7:]))
+    narrow = (
+        *_stacked(("rotation", "user", "kind"), ("account", "state", "due")),
+        Group(("old", "→ new", "next step", "note"), title="old\n→ new\nnext step"),
+    )
+    table = Fitted("Rotations in flight", columns, free={"note"}, layouts=(one, narrow), wide=wide)
     for r in rotations:
         due = next_step(r)
         when = ""
         if due:
             when = "now" if due.ready(now) else _when(due.at)
-            if r.held_since:
-                when += f" [yellow](held since {_when(r.held_since)})[/]"
+        if r.held_since:  # a held step is due again now: since when it is held says more
+            when = f"[yellow]held {_when(r.held_since)}[/]"
         table.add_row(
             r.rotation_id,
             *_account_cell(True, r.account),
             escape(r.user),
             str(r.kind),
             _state(r),
-            f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
+            r.old_credential_id or "-",
+            f"→ {r.new_credential_id or '-'}",
             str(due.step) if due else "",
             when,
+            "",
         )
     for bad in corrupt:
         _corrupt_row(table, bad, status=True, accounts=True)
@@ -435,9 +481,21 @@ def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dic
     ]
 
 
-def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
-    columns = ("started", "rotation", "account", "user", "kind", "state", "old → new", "steps")
-    table = _table("Rotation history", columns, wrap=("steps",))
+def history_table(
+    items: Iterable[tuple[Rotation, list[StepRecord]]], *, wide: bool = False
+) -> Fitted:
+    """Past and current rotations: one line each where it fits; else three, the rotation
+    over its user and kind, when it started over its account and state, the old key over
+    the new and the steps."""
+    columns = (
+        *("started", "rotation", "account", "user", "kind", "state"),
+        *("old", "→ new", "steps"),
+    )
+    one = (*one_line(columns[:6]), _KEYS, *one_line(columns[8:]))
+    narrow = _stacked(
+        ("rotation", "user", "kind"), ("started", "account", "state"), ("old", "→ new", "steps")
+    )
+    table = Fitted("Rotation history", columns, free={"steps"}, layouts=(one, narrow), wide=wide)
     for r, steps in items:
         table.add_row(
             _when(r.created_at),
@@ -446,20 +504,49 @@ def history_table(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> Table:
             escape(r.user),
             str(r.kind),
             _state(r),
-            f"{r.old_credential_id or '-'} → {r.new_credential_id or '-'}",
-            " ".join(f"{s.step}:{s.outcome}" for s in steps),
+            r.old_credential_id or "-",
+            f"→ {r.new_credential_id or '-'}",
+            _free(" ".join(f"{s.step}:{s.outcome}" for s in steps)),
         )
     return table
 
 
 def report_line(report: Report) -> str:
-    """One operator-facing line about one rotation."""
+    """One operator-facing line about one rotation (plain text, not markup)."""
     d = report.decision
+    planned = _planned(report)
     steps = " ".join(f"{s.step}:{s.outcome}" for s in report.steps) or "no steps"
+    if planned:
+        steps = f"dry run: {len(planned)} steps below, nothing changed"
     state = f"{report.rotation_id} {report.state}" if report.rotation_id else "not started"
     return (
         f"{d.user} {d.kind} {d.credential_id}: {report.result}, {state} ({steps}) — {report.reason}"
     )
+
+
+def _planned(report: Report) -> list[StepResult]:
+    return [s for s in report.steps if s.outcome is Outcome.DRY_RUN]
+
+
+def report_text(report: Report) -> str:
+    """``report_line``, then what an operator needs next (plain text, not markup): for a
+    dry run every step that would run, in order, with when and on what; for a rotation
+    that made a new credential, its ID and where its secret is."""
+    lines = [report_line(report)]
+    planned = _planned(report)
+    if planned:
+        first = planned[0].rotation.updated_at
+        lines.append("would run, in order:")
+        for n, s in enumerate(planned, 1):
+            at = s.rotation.updated_at
+            when = "now" if at <= first else f"from {_when(at)}"
+            lines.append(f"  {n}. {s.step} ({when}): {s.reason}")
+        return "\n".join(lines)
+    rotation = report.rotation
+    if rotation is not None and rotation.new_credential_id and report.sink:
+        noun = facts_of(rotation.kind).noun
+        lines.append(f"new {noun}: {rotation.new_credential_id}, its secret in {report.sink}")
+    return "\n".join(lines)
 
 
 @contextmanager

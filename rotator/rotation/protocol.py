@@ -37,7 +37,9 @@ _BEFORE_DEACTIVATION = frozenset({S.PLANNED, S.CREATING, S.CREATED, S.VERIFIED, 
 @dataclass(frozen=True, kw_only=True)
 class Transition:
     """One row of the protocol: ``step`` leaves any of ``leaves`` when ``applies`` holds,
-    is due at ``due``, and may leave the rotation in one of ``reaches`` (or FAILED)."""
+    is due at ``due``, and may leave the rotation in one of ``reaches`` (or FAILED).
+    ``succeeds`` is the record once the step has done its work at a given moment (the
+    path a dry run previews, ``rotator.rotation.preview``); it lands in ``reaches``."""
 
     name: str
     step: Step
@@ -45,6 +47,7 @@ class Transition:
     reaches: frozenset[RotationState]
     applies: Callable[[Rotation], bool] = lambda _r: True
     due: Callable[[Rotation], datetime] = lambda r: r.updated_at
+    succeeds: Callable[[Rotation, datetime], Rotation] = lambda r, at: r.evolve(updated_at=at)
 
     def allows(self, state: RotationState) -> bool:
         """Whether this step may leave a rotation in ``state``."""
@@ -72,6 +75,30 @@ def _delete_due(rotation: Rotation) -> datetime:
     return since + rotation.delete_after
 
 
+def _moved(
+    state: RotationState, stamp: str | None = None
+) -> Callable[[Rotation, datetime], Rotation]:
+    """A row's success: the rotation in ``state``, its field ``stamp`` set to the moment
+    (and ``finished_at`` when ``state`` is finished)."""
+
+    def succeeds(rotation: Rotation, at: datetime) -> Rotation:
+        stamps = {stamp: at} if stamp else {}
+        if state.finished:
+            stamps["finished_at"] = at
+        return rotation.evolve(state=state, updated_at=at, **stamps)
+
+    return succeeds
+
+
+def _leaked_deactivated(rotation: Rotation, at: datetime) -> Rotation:
+    state = S.DEACTIVATED if rotation.state is S.PROMOTED else rotation.state
+    return rotation.evolve(state=state, deactivated_at=at, updated_at=at)
+
+
+def _promoted(rotation: Rotation, at: datetime) -> Rotation:
+    return _moved(state_after_promote(rotation), "promoted_at")(rotation, at)
+
+
 EMERGENCY_DEACTIVATE = Transition(
     name="emergency-deactivate",
     step=Step.DEACTIVATE,
@@ -81,24 +108,28 @@ EMERGENCY_DEACTIVATE = Transition(
     reaches=frozenset({S.PLANNED, S.CREATING, S.CREATED, S.VERIFIED, S.DEACTIVATED}),
     applies=_leaked_still_active,
     due=lambda r: r.created_at,
+    succeeds=_leaked_deactivated,
 )
 CREATE = Transition(
     name="create",
     step=Step.CREATE,
     leaves=frozenset({S.PLANNED, S.CREATING}),
     reaches=frozenset({S.CREATING, S.CREATED}),
+    succeeds=_moved(S.CREATED, "creating_at"),
 )
 VERIFY = Transition(
     name="verify",
     step=Step.VERIFY,
     leaves=frozenset({S.CREATED}),
     reaches=frozenset({S.CREATED, S.VERIFIED}),
+    succeeds=_moved(S.VERIFIED),
 )
 PROMOTE = Transition(
     name="promote",
     step=Step.PROMOTE,
     leaves=frozenset({S.VERIFIED}),
     reaches=frozenset({S.PROMOTED, S.DEACTIVATED, S.COMPLETED}),
+    succeeds=_promoted,
 )
 DEACTIVATE = Transition(
     name="deactivate",
@@ -106,6 +137,7 @@ DEACTIVATE = Transition(
     leaves=frozenset({S.PROMOTED}),
     reaches=frozenset({S.PROMOTED, S.DEACTIVATED, S.COMPLETED}),
     due=_deactivate_due,
+    succeeds=_moved(S.DEACTIVATED, "deactivated_at"),
 )
 DELETE = Transition(
     name="delete",
@@ -113,6 +145,7 @@ DELETE = Transition(
     leaves=frozenset({S.DEACTIVATED}),
     reaches=frozenset({S.DEACTIVATED, S.COMPLETED}),
     due=_delete_due,
+    succeeds=_moved(S.COMPLETED),
 )
 ROLLBACK = Transition(
     name="rollback",

@@ -105,7 +105,10 @@ class Report:
     """What was done about one decision. ``began`` is True if this run journalled a new
     rotation; ``error`` is the AWS (or rotator) error code of a failure, if any;
     ``stalled`` marks a WAITING rotation whose lease looks expired (its holder may be gone:
-    the sweep then watches it for a lease period and takes it over if it stays silent)."""
+    the sweep then watches it for a lease period and takes it over if it stays silent).
+    In a dry run, ``steps`` are the steps that would run (outcome ``dry-run``,
+    ``rotator.rotation.preview``). ``sink`` says where the rotation keeps the new secret
+    (``rotator.sinks.where``), when a rotation was driven."""
 
     decision: Decision
     result: Result
@@ -116,6 +119,7 @@ class Report:
     began: bool = False
     error: str | None = None
     stalled: bool = False
+    sink: str | None = None
 
     @classmethod
     def of(
@@ -125,8 +129,9 @@ class Report:
         done: Sequence[StepResult],
         *,
         began: bool = False,
+        sink: str | None = None,
     ) -> Report:
-        """The report of a rotation driven through ``done``."""
+        """The report of a rotation driven through ``done``, its secrets kept in ``sink``."""
         last = done[-1] if done else None
         return cls(
             decision=decision,
@@ -136,6 +141,7 @@ class Report:
             reason=(last.reason if last else "") or decision.reason,
             steps=tuple(done),
             began=began,
+            sink=sink,
         )
 
     @property
@@ -162,10 +168,17 @@ class Report:
         return out
 
 
-def would(step: Step, decision: Decision, result: Result, reason: str) -> Report:
-    """A dry run's report of ``decision``, and its audit line saying what would happen."""
+def would(
+    step: Step,
+    decision: Decision,
+    result: Result,
+    reason: str,
+    steps: Sequence[StepResult] = (),
+) -> Report:
+    """A dry run's report of ``decision``, and its audit line saying what would happen;
+    ``steps``: the steps that would run (``rotator.rotation.preview``)."""
     audit.step_event(step, Outcome.DRY_RUN, decision=decision, reason=reason)
-    return Report(decision=decision, result=result, reason=reason)
+    return Report(decision=decision, result=result, reason=reason, steps=tuple(steps))
 
 
 @dataclass(frozen=True, kw_only=True)

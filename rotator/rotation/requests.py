@@ -19,8 +19,9 @@ from rotator.rotation.emergency import (
     escalate,
     pick_rule,
 )
+from rotator.rotation.preview import preview
 from rotator.rotation.report import Report, Result, would
-from rotator.rotation.rotations import Rotations
+from rotator.rotation.rotations import Rotations, new_rotation
 from rotator.rotation.session import Session
 from rotator.rotation.steps import StepResult
 
@@ -88,10 +89,13 @@ class Requests:
                 delete_first=choice.delete_first.credential_id if choice.delete_first else None,
                 reason=f"{why} rotation of {choice.old.credential_id} requested by an operator",
             )
-            if dry_run:
-                reason = f"would rotate: {decision.reason}"
-                return would(Step.PLAN, decision, Result.WOULD_ROTATE, reason)
             timings = (timedelta(0), request.hold) if request.emergency else rule.timings()
+            if dry_run:
+                now = self._rotations.clock()
+                rotation = new_rotation(decision, rule, timings, now, emergency=request.emergency)
+                steps = preview(rotation, rule, session.sink(rule), now)
+                reason = f"would rotate: {decision.reason}"
+                return would(Step.PLAN, decision, Result.WOULD_ROTATE, reason, steps)
             try:
                 return await self._rotations.start(
                     decision,
@@ -129,7 +133,9 @@ class Requests:
         self, under_way: Rotation, request: Request, session: Session, patience: timedelta
     ) -> Report:
         """Make the rotation under way for a leaked credential an emergency and drive it."""
-        reason = escalate(under_way, request, self._rotations.clock()).reason  # checked first
+        now = self._rotations.clock()
+        escalated = escalate(under_way, request, now)  # checked first
+        reason = escalated.reason
         decision = Decision(
             account=under_way.account,
             user=under_way.user,
@@ -142,9 +148,10 @@ class Requests:
             reason=reason,
         )
         if session.dry_run:
-            return would(
-                Step.PLAN, decision, Result.WOULD_ADVANCE, f"would deactivate at once: {reason}"
-            )
+            rule = self._config.rule(under_way.rule)
+            steps = () if rule is None else preview(escalated, rule, session.sink(rule), now)
+            why = f"would deactivate at once: {reason}"
+            return would(Step.PLAN, decision, Result.WOULD_ADVANCE, why, steps)
         return await self._rotations.escalate(under_way, request, session, decision, patience)
 
     async def _requested_holder(

@@ -26,8 +26,9 @@ from rotator.rotation.owners import this_worker
 from rotator.rotation.report import Report, Result
 from rotator.rotation.rollback import roll_back
 from rotator.rotation.session import Session, open_session
-from rotator.rotation.steps import StepResult, Steps
+from rotator.rotation.steps import StepResult, Steps, sink_key
 from rotator.settings import Config, call_budget
+from rotator.sinks import where
 
 
 def default_owner() -> str:
@@ -58,6 +59,34 @@ def waiting(decision: Decision, exc: LeaseLost, now: datetime | None = None) -> 
         reason=reason,
     )
     return Report(decision=decision, result=Result.WAITING, reason=reason, stalled=stalled)
+
+
+def new_rotation(
+    decision: Decision,
+    rule: Rule,
+    timings: tuple[timedelta, timedelta],
+    now: datetime,
+    *,
+    emergency: bool = False,
+) -> Rotation:
+    """The rotation ``decision`` starts (not journalled): ``Rotations.start`` journals it,
+    a dry run previews it (``rotator.rotation.preview``). ``timings``: deactivate_after and
+    delete_after."""
+    in_place = rule.facts.shape is Shape.IN_PLACE
+    return Rotation.start(
+        account=decision.account,
+        user=decision.user,
+        kind=decision.kind,
+        slot=decision.slot,
+        rule=rule.name,
+        now=now,
+        old_credential_id=None if in_place else decision.credential_id,
+        delete_first=decision.delete_first,
+        deactivate_after=timings[0],
+        delete_after=timings[1],
+        emergency=emergency,
+        reason=decision.reason,
+    )
 
 
 class Rotations:
@@ -130,21 +159,7 @@ class Rotations:
         target's fence is no longer ``expect_fence`` (it was rotated since it was read).
         ``listed``: what IAM held for the holder a moment ago, if the caller just looked."""
         now = self.clock()
-        in_place = rule.facts.shape is Shape.IN_PLACE
-        rotation = Rotation.start(
-            account=decision.account,
-            user=decision.user,
-            kind=decision.kind,
-            slot=decision.slot,
-            rule=rule.name,
-            now=now,
-            old_credential_id=None if in_place else decision.credential_id,
-            delete_first=decision.delete_first,
-            deactivate_after=timings[0],
-            delete_after=timings[1],
-            emergency=emergency,
-            reason=decision.reason,
-        )
+        rotation = new_rotation(decision, rule, timings, now, emergency=emergency)
         lease = Lease(owner=self.owner, expires_at=now + self.config.journal.lease_ttl, fence=1)
         rotation = await self.journal.add(rotation.evolve(lease=lease), expect_fence=expect_fence)
         return await self._drive(rotation, rule, session, decision, began=True, listed=listed)
@@ -261,10 +276,11 @@ class Rotations:
         began: bool = False,
         listed: Sequence[Credential] | None = None,
     ) -> Report:
+        sink = session.sink(rule)
         steps = Steps(
             journal=self.journal,
             kind=session.kind(rotation.kind),
-            sink=session.sink(rule),
+            sink=sink,
             rule=rule,
             clock=self.clock,
             own=session.own,
@@ -289,4 +305,6 @@ class Rotations:
                 state=rotation.state,
                 began=began,
             )
-        return Report.of(decision, rotation, done, began=began)
+        return Report.of(
+            decision, rotation, done, began=began, sink=where(rule, sink, sink_key(rotation))
+        )

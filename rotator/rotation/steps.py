@@ -46,6 +46,7 @@ from rotator.rotation.protocol import (
     Transition,
     state_after_promote,
 )
+from rotator.sinks import where
 from rotator.sinks.base import Fence, SecretEntry, SecretSink, SinkKey
 
 T = TypeVar("T")
@@ -254,6 +255,7 @@ class Steps:
             await self._store_new(rotation, key, entry, made_by_iam=material is None)
             self._made(rotation, entry)
             outcome = Outcome.DONE
+            notes.insert(0, f"secret stored as pending in {where(self._rule, self._sink, key)}")
         rotation = await self._save(
             rotation, state=RotationState.CREATED, new_credential_id=entry.credential_id
         )
@@ -577,8 +579,13 @@ class Steps:
         rotation = await self._save(
             rotation, state=RotationState.COMPLETED, finished_at=now, held_since=None
         )
-        outcome = Outcome.DONE if old is not None else Outcome.ALREADY_DONE
-        return self._result(rotation, Step.DELETE, outcome, "" if old else "already deleted")
+        outcome, reason = Outcome.DONE, ""
+        if old is None and rotation.delete_first == rotation.old_credential_id:
+            # An emergency at IAM's limit: this rotation's create deleted it to make room.
+            reason = f"{rotation.old_credential_id} was deleted by this rotation's create step"
+        elif old is None:
+            outcome, reason = Outcome.ALREADY_DONE, "already deleted"
+        return self._result(rotation, Step.DELETE, outcome, reason)
 
     @staticmethod
     def _result(rotation: Rotation, step: Step, outcome: Outcome, reason: str) -> StepResult:

@@ -44,10 +44,12 @@ from rotator.model import (
 )
 from rotator.planner import plan
 from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
+from rotator.rotation.preview import preview
 from rotator.rotation.rechecks import changed_since_plan, late_orphan, still_blocked
 from rotator.rotation.report import Report, Result, SweepResult, would
-from rotator.rotation.rotations import Rotations, waiting
+from rotator.rotation.rotations import Rotations, new_rotation, waiting
 from rotator.rotation.session import Session
+from rotator.rotation.steps import StepResult
 from rotator.sinks.base import SinkKey
 
 # Decisions that change something: a sweep out of time (``time_left``) starts none of them.
@@ -307,12 +309,33 @@ class Sweep:
         if session.dry_run:
             what = "start a rotation" if action is Action.ROTATE else "advance"
             result = Result.WOULD_ROTATE if action is Action.ROTATE else Result.WOULD_ADVANCE
-            return would(Step.PLAN, decision, result, f"would {what}: {decision.reason}")
+            steps = await self._preview(decision, session)
+            return would(Step.PLAN, decision, result, f"would {what}: {decision.reason}", steps)
         if action is Action.ROTATE:
             return await self._start(decision, session)
         if decision.rotation_id is None:  # the planner names the rotation it advances
             raise ValueError(f"an ADVANCE decision for {decision.user} names no rotation")
         return await self._rotations.advance(decision, decision.rotation_id, session)
+
+    async def _preview(self, decision: Decision, session: Session) -> tuple[StepResult, ...]:
+        """The steps a ROTATE or ADVANCE decision would run (``preview``): a new rotation
+        as ``Rotations.start`` would journal it, or the rotation in flight as journalled.
+        Reads the journal, changes nothing."""
+        now = self._rotations.clock()
+        if decision.rotation_id is None:
+            rule = self._config.rule(decision.rule)
+            if rule is None:
+                return ()
+            rotation = new_rotation(decision, rule, rule.timings(), now)
+        else:
+            try:
+                rotation = await self._rotations.journal.get(decision.rotation_id)
+            except RotatorError:  # gone or unreadable since the plan: nothing to preview
+                return ()
+            rule = self._config.rule(rotation.rule)
+            if rule is None:  # the real run reports it BLOCKED (``RuleGone``)
+                return ()
+        return preview(rotation, rule, session.sink(rule), now)
 
     async def _block(self, decision: Decision, session: Session) -> Report:
         if decision.rotation_id is None and facts_of(decision.kind).shape is Shape.TWO_SLOT:

@@ -39,6 +39,7 @@ __all__ = [
     "build_sink",
     "preflight_problems",
     "sink_problems",
+    "where",
 ]
 
 # Each builder receives the settings of its own ``type`` (the policy's discriminator).
@@ -76,6 +77,14 @@ class Sinks:
             clients = self._hub if rule.sink_in == "hub" and self._hub else self._clients
             self._built[rule.name] = build_sink(rule.sink, clients)
         return self._built[rule.name]
+
+
+def where(rule: Rule, sink: SecretSink, key: SinkKey) -> str:
+    """Where ``rule``'s sink keeps ``key``'s secret, for people: the sink's type and its
+    name for this holder (a path, a secret or parameter name), e.g. ``secretsmanager
+    rotator/ci-app``; ``(hub account)`` when the rule keeps secrets in the hub. No secrets."""
+    hub = " (hub account)" if rule.sink_in == "hub" else ""
+    return f"{rule.sink.type} {sink.location(key)}{hub}"
 
 
 def preflight_problems(rules: list[Rule]) -> list[str]:

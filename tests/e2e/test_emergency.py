@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.cli import Cli, Result
 from tests.support.daemon import Daemon, named
-from tests.support.faults import FaultProxy
+from tests.support.faults import FaultProxy, is_mutating
 from tests.support.moto import MotoSandbox
 
 pytestmark = pytest.mark.e2e
@@ -197,3 +197,82 @@ def test_beside_a_running_daemon_the_leak_waits_for_its_step_then_escalates_its_
     # The daemon finished its step (promote) before the operator's process touched it.
     steps = [(e["step"], e["outcome"]) for e in named(cli.audit_events(), "rotation.step")]
     assert steps.index(("promote", "done")) < steps.index(("deactivate", "done"))
+
+
+def _steps(report: dict[str, object]) -> list[str]:
+    """A report's steps as ``step:outcome`` (whether listed as strings or as objects)."""
+    listed = report["steps"]
+    assert isinstance(listed, list)
+    return [s if isinstance(s, str) else f"{s['step']}:{s['outcome']}" for s in listed]
+
+
+def test_an_emergency_dry_run_lists_the_steps_in_order_and_changes_nothing_in_aws(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    """The preview names each step that would run, in the protocol's order, on which key,
+    into which sink; the AWS the CLI talks to sees only reads; then the real emergency
+    takes exactly those steps."""
+    cli, proxy = proxied
+    leaked = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
+    before = sandbox.dump()
+    sink = f"file {cli.tmp}/secrets/{sandbox.account()}/ci-app/access-key.json"
+
+    dry = cli("rotate", "--access-key-id", leaked, "--emergency", "--hold", "1h", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert "would run, in order:" in lines
+    steps = lines[lines.index("would run, in order:") + 1 :]
+    assert [line.split()[1] for line in steps] == [
+        "deactivate",
+        "create",
+        "verify",
+        "promote",
+        "delete",
+    ]
+    assert f"deactivate the leaked access key {leaked} first" in steps[0]
+    assert f"stored as pending in {sink}" in steps[1]
+    assert f"current in {sink}" in steps[3]
+    assert "(from " in steps[4] and leaked in steps[4], "the hold: deleted an hour later"
+    as_json = cli("rotate", "--access-key-id", leaked, "--emergency", "--dry-run", "--json")
+    assert as_json.code == 0, as_json.stderr
+    previewed = _steps(as_json.json())
+    assert previewed == [f"{s}:dry-run" for s in ("deactivate", "create", "verify", "promote")] + [
+        "delete:dry-run"
+    ]
+
+    assert [a for a in proxy.actions_seen() if is_mutating(a)] == [], "a dry run only reads"
+    assert sandbox.dump() == before
+    assert not (cli.tmp / "secrets").exists(), "no secret written"
+
+    done = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
+    assert done.code == 0, done.stdout + done.stderr
+    assert [s.split(":")[0] for s in _steps(done.json())] == [s.split(":")[0] for s in previewed], (
+        "the real emergency took the previewed steps"
+    )
+
+
+def test_the_emergency_result_names_the_new_key_and_its_sink_and_at_the_limit_owns_the_delete(
+    proxied: tuple[Cli, FaultProxy], sandbox: MotoSandbox
+) -> None:
+    """At IAM's two-key limit the leaked key is deleted to make room: the result says the
+    delete was done by this rotation (not ``already-done``), and names the new key and where
+    its secret went."""
+    cli, _ = proxied
+    leaked, other = (k["AccessKeyId"] for k in sandbox.create_user("ci-app", path="/ci/", keys=2))
+    dry = cli("rotate", "--access-key-id", leaked, "--emergency", "--dry-run")
+    assert f"delete the leaked access key {leaked} to make room, then create" in dry.stdout
+
+    result = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes")
+    assert result.code == 0, result.stdout + result.stderr
+    (new,) = set(sandbox.keys("ci-app")) - {other}
+    sink = f"file {cli.tmp}/secrets/{sandbox.account()}/ci-app/access-key.json"
+    assert f"new access key: {new}, its secret in {sink}" in result.stdout
+    assert "already-done" not in result.stdout
+    assert "delete:done" in result.stdout
+    assert cli.sink_document(sandbox.account(), "ci-app")["current"]["AccessKeyId"] == new
+    (rotation,) = cli("history", "--json").json()
+    delete = rotation["steps"][-1]
+    assert (delete["step"], delete["outcome"]) == ("delete", "done")
+    assert "deleted by this rotation's create step" in delete["reason"]
+    create = next(s for s in rotation["steps"] if s["step"] == "create")
+    assert f"stored as pending in {sink}" in create["reason"]

@@ -165,3 +165,45 @@ async def test_a_live_worker_is_never_taken_over_even_when_its_clock_is_behind(
     (report,) = result.reports
     assert report.result is Result.WAITING
     assert (await journal.get(rid)).lease.owner == holder  # type: ignore[union-attr]
+
+
+async def test_a_dry_run_lists_the_steps_each_decision_would_take_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """would-rotate: the whole protocol, the old key's retirement after deactivate_after;
+    would-advance: what is left of the rotation in flight, from its journalled state."""
+    twin = MemoryIam()
+    await user_with_old_key(twin, "ci-app")
+    journal = MemoryJournal()
+    cfg = config(tmp_path)
+    started = await Engine(config=cfg, journal=journal, aws=MemoryAws(twin)).sweep()
+    assert [r.result for r in started.reports] == [Result.ROTATED]
+    old = await user_with_old_key(twin, "ci-new")
+    later = utcnow() + timedelta(days=8)
+    engine = Engine(config=cfg, journal=journal, aws=MemoryAws(twin), clock=lambda: later)
+    keys = {u: [(k.key_id, k.status) for k in twin.users[u].keys] for u in twin.users}
+    (rotation,) = await journal.list_active()
+
+    dry = await engine.sweep(dry_run=True)
+    by_user = {r.decision.user: r for r in dry.reports}
+    advance, rotate = by_user["ci-app"], by_user["ci-new"]
+    assert advance.result is Result.WOULD_ADVANCE
+    assert [(s.step, s.credential_id) for s in advance.steps] == [
+        (Step.DEACTIVATE, rotation.old_credential_id),
+        (Step.DELETE, rotation.old_credential_id),
+    ]
+    assert rotate.result is Result.WOULD_ROTATE
+    assert [s.step for s in rotate.steps] == [
+        Step.CREATE,
+        Step.VERIFY,
+        Step.PROMOTE,
+        Step.DEACTIVATE,
+        Step.DELETE,
+    ]
+    assert rotate.steps[3].credential_id == old
+    assert rotate.steps[3].rotation.updated_at == later + timedelta(days=7)
+    assert f"pending in file {tmp_path}/secrets/ci-new.json" in rotate.steps[0].reason
+    assert dry.counts()["would-rotate"] == 1 and dry.counts()["would-advance"] == 1
+    assert {u: [(k.key_id, k.status) for k in twin.users[u].keys] for u in twin.users} == keys
+    assert await journal.list_active() == [rotation]
+    assert not (tmp_path / "secrets" / "ci-new.json").exists()
