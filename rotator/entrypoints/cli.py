@@ -22,7 +22,15 @@ from rotator.entrypoints.exits import (
     fail,
 )
 from rotator.entrypoints.lazy import lazy
-from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
+from rotator.entrypoints.options import (
+    AccountsOpt,
+    ConfigOpt,
+    JsonOpt,
+    OusOpt,
+    Output,
+    OutputOpt,
+    output_format,
+)
 from rotator.errors import ConfigError, CorruptRecord, RotatorError
 from rotator.model import Kind, Plan, utcnow
 
@@ -30,10 +38,10 @@ if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
     from rotator import journal as journals
     from rotator import policy, sinks
-    from rotator.entrypoints import render
+    from rotator.entrypoints import documents, render
     from rotator.rotation import emergency as emergencies
-    from rotator.rotation import report as reports
     from rotator.rotation.report import Report
+    from rotator.rotation.steps import StepResult
     from rotator.settings import Config
 else:
     application = lazy("rotator.app")
@@ -41,8 +49,8 @@ else:
     policy = lazy("rotator.policy")
     sinks = lazy("rotator.sinks")
     render = lazy("rotator.entrypoints.render")
+    documents = lazy("rotator.entrypoints.documents")
     emergencies = lazy("rotator.rotation.emergency")
-    reports = lazy("rotator.rotation.report")
 
 cli = typer.Typer(
     name="rotator",
@@ -125,13 +133,20 @@ def _with_audit(config: Config, work: Callable[[], Awaitable[T]]) -> T:
 
 
 @cli.command()
-def validate(config: ConfigOpt) -> None:
+def validate(config: ConfigOpt, output: OutputOpt = None, as_json: JsonOpt = False) -> None:
     """Check the policy file; exit 2 with every problem named if it is invalid."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     sink_problems = sinks.preflight_problems(cfg.rules)
     if sink_problems:  # one line each: "error: FILE: unusable sink: ..."
         problems = [f"unusable sink: {problem}" for problem in sink_problems]
         raise fail(ConfigError(str(config), problems), err)
+    if shown is Output.JSON:
+        render.print_json(out, documents.validate_document(config, cfg))
+        return
+    if shown is Output.TEXT:
+        documents.print_text(out, documents.validate_text(cfg))
+        return
     out.print(f"[green]ok[/]: {config} — {len(cfg.rules)} rule(s)")
     if cfg.accounts is not None:
         accounts = cfg.accounts
@@ -225,6 +240,7 @@ async def _account_ids(cfg: Config, filters: Filters) -> set[str] | None:
 @cli.command()
 def plan(
     config: ConfigOpt,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     everything: AllOpt = False,
     wide: WideOpt = False,
@@ -233,6 +249,7 @@ def plan(
 ) -> None:
     """Show what a sweep would do now and why (changes nothing). With [accounts]: in
     every account (--account / --ou: some of them)."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     filters = _filters(cfg, account, ou)
 
@@ -243,8 +260,10 @@ def plan(
                     planned = await engine.org.plan(
                         progress=progress, only=filters.accounts, ous=filters.ous
                     )
-                if as_json:
-                    render.print_json(out, render.org_plan_rows(planned))
+                if shown is Output.JSON:
+                    render.print_json(out, documents.org_plan_document(planned))
+                elif shown is Output.TEXT:
+                    documents.print_text(out, documents.org_plan_text(planned))
                 else:
                     out.print(render.org_plan_table(planned, everything=everything, wide=wide))
                 return
@@ -253,8 +272,10 @@ def plan(
         if filters.accounts:
             kept = tuple(d for d in the_plan if d.account in filters.accounts)
             the_plan = Plan(decisions=kept)
-        if as_json:
-            render.print_json(out, render.plan_rows(the_plan))
+        if shown is Output.JSON:
+            render.print_json(out, documents.plan_document(the_plan))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.plan_text(the_plan))
         else:
             out.print(render.plan_table(the_plan, everything=everything, wide=wide))
 
@@ -267,6 +288,7 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
     ] = False,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     everything: AllOpt = False,
     wide: WideOpt = False,
@@ -276,6 +298,7 @@ def run(
     """Run one sweep: advance rotations in flight, start those the policy says are due.
     With [accounts]: every account on its own session; an account that cannot be swept is
     reported and the others go on (exit 1)."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     filters = _filters(cfg, account, ou)
 
@@ -286,8 +309,10 @@ def run(
                     org = await engine.org.run(
                         dry_run=dry_run, progress=progress, only=filters.accounts, ous=filters.ous
                     )
-                if as_json:
-                    render.print_json(out, org.as_dict())
+                if shown is Output.JSON:
+                    render.print_json(out, documents.org_sweep_document(org))
+                elif shown is Output.TEXT:
+                    documents.print_text(out, documents.org_sweep_text(org))
                 else:
                     out.print(render.org_sweep_table(org, everything=everything, wide=wide))
                     for line in render.org_counts_lines(org):
@@ -301,8 +326,10 @@ def run(
                 f"caller's account {result.account}",
                 highlight=False,
             )
-        if as_json:
-            render.print_json(out, render.sweep_document(result))
+        if shown is Output.JSON:
+            render.print_json(out, documents.sweep_document(result))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.sweep_text(result))
         else:
             out.print(render.sweep_table(result, everything=everything, wide=wide))
             out.print(render.counts_line(result), highlight=False)
@@ -321,11 +348,13 @@ def _kept(bad: CorruptRecord, keep: set[str] | None) -> bool:
 @cli.command()
 def status(
     config: ConfigOpt,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
     """Rotations in flight, their account, next step and when it is due."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config, inputs=False)
     filters = _filters(cfg, account, ou)
     _journal_exists(cfg)
@@ -336,9 +365,10 @@ def status(
             active = [r for r in await journal.list_active() if keep is None or r.account in keep]
             corrupt = [c for c in journal.quarantined() if _kept(c, keep)]
         now = utcnow()
-        if as_json:
-            rows = render.status_rows(active, now) + [reports.corrupt_dict(c) for c in corrupt]
-            render.print_json(out, rows)
+        if shown is Output.JSON:
+            render.print_json(out, documents.status_document(active, now, corrupt))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.status_text(active, now, corrupt))
         elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
@@ -356,12 +386,14 @@ def history(
     config: ConfigOpt,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
     """Past and current rotations, newest first, with their account and every step's
     outcome."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config, inputs=False)
     filters = _filters(cfg, account, ou)
     _journal_exists(cfg)
@@ -375,8 +407,10 @@ def history(
             rotations = [r for r in rotations if keep is None or r.account in keep][:limit]
             corrupt.extend(c for c in journal.quarantined() if _kept(c, keep))
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
-        if as_json:
-            render.print_json(out, render.history_rows(items))
+        if shown is Output.JSON:
+            render.print_json(out, documents.history_document(items, corrupt))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.history_text(items, corrupt))
         elif not items:
             out.print("no rotations recorded" + (f" for {user}" if user else ""))
         else:
@@ -421,6 +455,7 @@ def rotate(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     account: Annotated[
         str | None,
@@ -433,6 +468,7 @@ def rotate(
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
+    shown = output_format(output, as_json, err)
     problems = []
     if hold is not None and not emergency:
         problems.append("--hold: only an --emergency rotation holds the old credential")
@@ -473,8 +509,10 @@ def rotate(
             )
 
     report = _with_audit(cfg, work)
-    if as_json:
-        render.print_json(out, report.as_dict())
+    if shown is Output.JSON:
+        render.print_json(out, documents.rotation_document(report))
+    elif shown is Output.TEXT:
+        documents.print_text(out, documents.rotation_text(report))
     else:
         out.print(render.report_line(report), highlight=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
@@ -497,9 +535,12 @@ def rollback(
     rotation_id: Annotated[str, typer.Argument(help="The rotation (see `rotator history`).")],
     config: ConfigOpt,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put the old credential back: reactivate it (while it still exists) and make the
     sink's previous secret current again. The new credential stays active."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     if not yes:
         if not sys.stdin.isatty():
@@ -507,12 +548,18 @@ def rollback(
             raise typer.Exit(EXIT_BAD_INPUT)
         _confirm(f"Roll back {rotation_id}?")
 
-    async def work() -> str:
+    async def work() -> StepResult:
         async with application.open_engine(cfg) as engine:
-            result = await engine.rollback(rotation_id)
-        return result.reason or "already rolled back"
+            return await engine.rollback(rotation_id)
 
-    out.print(f"[green]rolled back[/] {rotation_id}: {_with_audit(cfg, work)}", highlight=False)
+    done = _with_audit(cfg, work)
+    if shown is Output.JSON:
+        render.print_json(out, documents.rollback_document(done))
+    elif shown is Output.TEXT:
+        documents.print_text(out, documents.rollback_text(done))
+    else:
+        said = done.reason or "already rolled back"
+        out.print(f"[green]rolled back[/] {rotation_id}: {said}", highlight=False)
 
 
 @cli.command()
