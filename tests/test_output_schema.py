@@ -46,8 +46,8 @@ def test_every_kind_has_a_closed_schema_in_the_package() -> None:
         assert {"schema_version", "kind"} <= set(schema["required"])
     with pytest.raises(AssertionError, match="schema_version"):
         schemas.validate("status", {"kind": "status", "items": [], "corrupt": []})
+    doc = {"schema_version": 1, "kind": "status", "items": [], "corrupt": [], "extra": 1}
     with pytest.raises(AssertionError, match="unexpected"):
-        doc = {"schema_version": 1, "kind": "status", "items": [], "corrupt": [], "extra": 1}
         schemas.validate("status", doc)
 
 
@@ -61,9 +61,7 @@ def _timestamps(value: Any, key: str = "") -> list[str]:
     return [value] if timed and isinstance(value, str) else []
 
 
-def test_every_command_prints_a_document_its_schema_accepts(
-    cli: Cli, sandbox: MotoSandbox
-) -> None:
+def test_every_command_prints_a_document_its_schema_accepts(cli: Cli, sandbox: MotoSandbox) -> None:
     (kept,) = sandbox.create_user("ci-kept", path="/ci/", keys=1)
     (leaked,) = sandbox.create_user("ci-leaked", path="/ci/", keys=1)
     (work,) = sandbox.create_user("dev-laptop", keys=1)
@@ -94,7 +92,7 @@ def test_every_command_prints_a_document_its_schema_accepts(
     )["result"]
     assert emergency["credential_id"] == leaked["AccessKeyId"]
     assert emergency["new_credential_id"] not in (None, leaked["AccessKeyId"])
-    assert [s["credential_id"] for s in emergency["steps"]][0] == leaked["AccessKeyId"]
+    assert emergency["steps"][0]["credential_id"] == leaked["AccessKeyId"]
     swept = document("run")
     (rotated,) = [r for r in swept["results"] if r["user"] == "ci-kept"]
     assert (rotated["outcome"], rotated["credential_id"]) == ("rotated", kept["AccessKeyId"])
