@@ -20,6 +20,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_iso(value: datetime) -> str:
+    """``value`` as UTC ISO 8601 ending in ``Z`` (``2026-11-22T03:00:04.120000Z``), the one
+    spelling of a timestamp in rotator's JSON output (the audit log's ``ts`` has it too)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def new_id(prefix: str) -> str:
     """A short random identifier such as ``rot-3f9a1c2b7d4e``."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -288,6 +294,16 @@ class StepRecord:
     run_id: str = ""
     credential_id: str | None = None
 
+    def as_dict(self) -> dict[str, str | None]:
+        """The step as JSON output shows it: step, outcome, at, credential_id, reason."""
+        return {
+            "step": str(self.step),
+            "outcome": str(self.outcome),
+            "at": utc_iso(self.at),
+            "credential_id": self.credential_id,
+            "reason": self.reason,
+        }
+
 
 class Action(StrEnum):
     """What the planner decided for one credential."""
@@ -329,7 +345,7 @@ class Decision:
             "reason": self.reason,
             "delete_first": self.delete_first,
             "rotation_id": self.rotation_id,
-            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "due_at": utc_iso(self.due_at) if self.due_at else None,
         }
 
 

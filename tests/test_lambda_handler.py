@@ -26,6 +26,7 @@ from rotator.journal import create_table, open_journal
 from rotator.model import Rotation, utcnow
 from rotator.settings import load_config_text
 from tests.support.moto import MotoSandbox
+from tests.support.schemas import validate
 
 TABLE = "rotator-journal"
 POLICY = """\
@@ -123,6 +124,7 @@ def test_a_scheduled_event_runs_one_sweep_and_returns_its_summary(
     result = handler(SCHEDULED_EVENT, Context())
 
     assert json.loads(json.dumps(result)) == result, "JSON-serialisable"
+    validate("sweep", result)  # the document of `rotator run --output json`, and mode
     assert (result["mode"], result["ok"], result["complete"], result["deferred"]) == (
         "sweep",
         True,
@@ -162,8 +164,12 @@ def test_an_emergency_event_rotates_a_leaked_key_and_deletes_it(
     result = handler(event, Context())
 
     assert result["ok"] is True, result
-    assert (result["mode"], result["user"], result["state"]) == ("rotate", "ci-app", "completed")
-    assert result["steps"][0] == "deactivate:done", "the leaked key is deactivated first"
+    validate("rotation", result)  # the document of `rotator rotate --output json`, and mode
+    report = result["result"]
+    assert (result["mode"], report["user"], report["state"]) == ("rotate", "ci-app", "completed")
+    first = report["steps"][0]
+    assert (first["step"], first["outcome"]) == ("deactivate", "done"), "deactivated first"
+    assert first["credential_id"] == leaked["AccessKeyId"]
     new = current_secret(sandbox, "ci-app")
     assert sandbox.keys("ci-app") == {new["AccessKeyId"]: "Active"}
     audit = (policy.parent / "audit.jsonl").read_text()
@@ -207,8 +213,12 @@ def test_an_emergency_on_a_key_being_rotated_waits_no_longer_than_the_invocation
     result = handler(event, Context())
 
     assert result["ok"] is True, result
-    assert result["steps"] == ["deactivate:done", "delete:done"]
-    assert result["rotation_id"] == held.rotation_id, "the sweep's rotation, escalated"
+    report = validate("rotation", result)["result"]
+    assert [(s["step"], s["outcome"]) for s in report["steps"]] == [
+        ("deactivate", "done"),
+        ("delete", "done"),
+    ]
+    assert report["rotation_id"] == held.rotation_id, "the sweep's rotation, escalated"
     (new,) = sandbox.keys("ci-app")
     assert new != leaked and current_secret(sandbox, "ci-app")["AccessKeyId"] == new
 

@@ -23,7 +23,15 @@ from rotator.entrypoints.exits import (
     fail,
 )
 from rotator.entrypoints.lazy import lazy
-from rotator.entrypoints.options import AccountsOpt, ConfigOpt, JsonOpt, OusOpt
+from rotator.entrypoints.options import (
+    AccountsOpt,
+    ConfigOpt,
+    JsonOpt,
+    OusOpt,
+    Output,
+    OutputOpt,
+    output_format,
+)
 from rotator.errors import ConfigError, CorruptRecord, RotatorError
 from rotator.model import Kind, Plan, utcnow
 
@@ -31,18 +39,18 @@ if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
     from rotator import journal as journals
     from rotator import policy
-    from rotator.entrypoints import render
+    from rotator.entrypoints import documents, render
     from rotator.rotation import emergency as emergencies
-    from rotator.rotation import report as reports
     from rotator.rotation.report import Report
+    from rotator.rotation.steps import StepResult
     from rotator.settings import Config
 else:
     application = lazy("rotator.app")
     journals = lazy("rotator.journal")
     policy = lazy("rotator.policy")
     render = lazy("rotator.entrypoints.render")
+    documents = lazy("rotator.entrypoints.documents")
     emergencies = lazy("rotator.rotation.emergency")
-    reports = lazy("rotator.rotation.report")
 
 cli = typer.Typer(
     name="rotator",
@@ -139,10 +147,13 @@ def validate(
             "environment. For CI, or a machine other than the one that runs it.",
         ),
     ] = False,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check the policy file without calling AWS. Every problem is reported at once, one
     line each naming the file and the field (exit 2); warnings (a rule that can never
     apply, an unknown ROTATOR_* variable) do not change the exit code."""
+    shown = output_format(output, as_json, err)
     examined = application.examine(config, offline=offline)
     for warning in examined.warnings:
         err.print(
@@ -151,6 +162,12 @@ def validate(
     if examined.config is None:  # one line each: "error: FILE: FIELD: ..."
         raise fail(examined.error(), err)
     cfg = examined.config
+    if shown is Output.JSON:
+        render.print_json(out, documents.validate_document(config, cfg, examined.warnings))
+        return
+    if shown is Output.TEXT:
+        documents.print_text(out, documents.validate_text(cfg))
+        return
     skipped = " (offline: no file it names, no AWS environment)" if offline else ""
     out.print(
         f"[green]ok[/]: {escape(str(config))} — {len(cfg.rules)} rule(s){skipped}",
@@ -253,6 +270,7 @@ async def _account_ids(cfg: Config, filters: Filters) -> set[str] | None:
 @cli.command()
 def plan(
     config: ConfigOpt,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     everything: AllOpt = False,
     wide: WideOpt = False,
@@ -262,6 +280,7 @@ def plan(
     """Show what a sweep would do now and why (changes nothing). With [accounts]: in
     every account (--account / --ou: some of them); exit 1 if AWS fails, or an account
     could not be planned."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     filters = _filters(cfg, account, ou)
 
@@ -272,8 +291,10 @@ def plan(
                     planned = await engine.org.plan(
                         progress=progress, only=filters.accounts, ous=filters.ous
                     )
-                if as_json:
-                    render.print_json(out, render.org_plan_rows(planned))
+                if shown is Output.JSON:
+                    render.print_json(out, documents.org_plan_document(planned))
+                elif shown is Output.TEXT:
+                    documents.print_text(out, documents.org_plan_text(planned))
                 else:
                     out.print(render.org_plan_table(planned, everything=everything, wide=wide))
                 return all(result.ok for result in planned)
@@ -282,8 +303,10 @@ def plan(
         if filters.accounts:
             kept = tuple(d for d in the_plan if d.account in filters.accounts)
             the_plan = Plan(decisions=kept)
-        if as_json:
-            render.print_json(out, render.plan_rows(the_plan))
+        if shown is Output.JSON:
+            render.print_json(out, documents.plan_document(the_plan))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.plan_text(the_plan))
         else:
             out.print(render.plan_table(the_plan, everything=everything, wide=wide))
         return True
@@ -298,6 +321,7 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and report, change nothing.")
     ] = False,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     everything: AllOpt = False,
     wide: WideOpt = False,
@@ -307,6 +331,7 @@ def run(
     """Run one sweep: advance rotations in flight, start those the policy says are due.
     With [accounts]: every account on its own session; an account that cannot be swept is
     reported and the others go on (exit 1)."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     filters = _filters(cfg, account, ou)
 
@@ -317,8 +342,10 @@ def run(
                     org = await engine.org.run(
                         dry_run=dry_run, progress=progress, only=filters.accounts, ous=filters.ous
                     )
-                if as_json:
-                    render.print_json(out, org.as_dict())
+                if shown is Output.JSON:
+                    render.print_json(out, documents.org_sweep_document(org))
+                elif shown is Output.TEXT:
+                    documents.print_text(out, documents.org_sweep_text(org))
                 else:
                     out.print(render.org_sweep_table(org, everything=everything, wide=wide))
                     for line in render.org_counts_lines(org):
@@ -332,8 +359,10 @@ def run(
                 f"caller's account {result.account}",
                 highlight=False,
             )
-        if as_json:
-            render.print_json(out, render.sweep_document(result))
+        if shown is Output.JSON:
+            render.print_json(out, documents.sweep_document(result))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.sweep_text(result))
         else:
             out.print(render.sweep_table(result, everything=everything, wide=wide))
             out.print(render.counts_line(result), highlight=False)
@@ -352,12 +381,14 @@ def _kept(bad: CorruptRecord, keep: set[str] | None) -> bool:
 @cli.command()
 def status(
     config: ConfigOpt,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
     account: AccountsOpt = None,
     ou: OusOpt = None,
 ) -> None:
     """Rotations in flight, their account, next step and when it is due."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config, inputs=False)
     filters = _filters(cfg, account, ou)
     _journal_exists(cfg)
@@ -368,9 +399,10 @@ def status(
             active = [r for r in await journal.list_active() if keep is None or r.account in keep]
             corrupt = [c for c in journal.quarantined() if _kept(c, keep)]
         now = utcnow()
-        if as_json:
-            rows = render.status_rows(active, now) + [reports.corrupt_dict(c) for c in corrupt]
-            render.print_json(out, rows)
+        if shown is Output.JSON:
+            render.print_json(out, documents.status_document(active, now, corrupt))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.status_text(active, now, corrupt))
         elif not (active or corrupt):
             out.print("no rotations in flight")
         else:
@@ -388,6 +420,7 @@ def history(
     config: ConfigOpt,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
     account: AccountsOpt = None,
@@ -395,6 +428,7 @@ def history(
 ) -> None:
     """Past and current rotations, newest first, with their account and every step's
     outcome."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config, inputs=False)
     filters = _filters(cfg, account, ou)
     _journal_exists(cfg)
@@ -408,8 +442,10 @@ def history(
             rotations = [r for r in rotations if keep is None or r.account in keep][:limit]
             corrupt.extend(c for c in journal.quarantined() if _kept(c, keep))
             items = [(r, await journal.steps(r.rotation_id)) for r in rotations]
-        if as_json:
-            render.print_json(out, render.history_rows(items))
+        if shown is Output.JSON:
+            render.print_json(out, documents.history_document(items, corrupt))
+        elif shown is Output.TEXT:
+            documents.print_text(out, documents.history_text(items, corrupt))
         elif not items:
             out.print("no rotations recorded" + (f" for {user}" if user else ""), markup=False)
         else:
@@ -460,6 +496,7 @@ def rotate(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
     account: Annotated[
         str | None,
@@ -472,6 +509,7 @@ def rotate(
 ) -> None:
     """Rotate one credential now. With --emergency (a leaked key) the credential is
     deactivated before anything else. Works while a daemon runs (leases)."""
+    shown = output_format(output, as_json, err)
     problems = []
     if hold is not None and not emergency:
         problems.append("--hold: only an --emergency rotation holds the old credential")
@@ -512,8 +550,10 @@ def rotate(
             )
 
     report = _with_audit(cfg, work)
-    if as_json:
-        render.print_json(out, report.as_dict())
+    if shown is Output.JSON:
+        render.print_json(out, documents.rotation_document(report))
+    elif shown is Output.TEXT:
+        documents.print_text(out, documents.rotation_text(report))
     else:
         out.print(render.report_text(report), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
@@ -538,9 +578,12 @@ def rollback(
     rotation_id: Annotated[str, typer.Argument(help="The rotation (see `rotator history`).")],
     config: ConfigOpt,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put the old credential back: reactivate it (while it still exists) and make the
     sink's previous secret current again. The new credential stays active."""
+    shown = output_format(output, as_json, err)
     cfg = _load(config)
     if not yes:
         if not sys.stdin.isatty():
@@ -548,13 +591,18 @@ def rollback(
             raise typer.Exit(EXIT_BAD_INPUT)
         _confirm(f"Roll back {rotation_id}?")
 
-    async def work() -> str:
+    async def work() -> StepResult:
         async with application.open_engine(cfg) as engine:
-            result = await engine.rollback(rotation_id)
-        return result.reason or "already rolled back"
+            return await engine.rollback(rotation_id)
 
-    done = escape(f"{rotation_id}: {_with_audit(cfg, work)}")
-    out.print(f"[green]rolled back[/] {done}", highlight=False)
+    done = _with_audit(cfg, work)
+    if shown is Output.JSON:
+        render.print_json(out, documents.rollback_document(done))
+    elif shown is Output.TEXT:
+        documents.print_text(out, documents.rollback_text(done))
+    else:
+        said = done.reason or "already rolled back"
+        out.print(f"[green]rolled back[/] {escape(f'{rotation_id}: {said}')}", highlight=False)
 
 
 @cli.command()

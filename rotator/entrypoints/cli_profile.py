@@ -13,20 +13,21 @@ from rich.console import Console
 
 from rotator.entrypoints.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, fail
 from rotator.entrypoints.lazy import lazy
-from rotator.entrypoints.options import JsonOpt
+from rotator.entrypoints.options import JsonOpt, Output, OutputOpt, output_format
 from rotator.errors import ConfigError, RotatorError
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
     from rotator import policy
     from rotator import profile as profiles
-    from rotator.entrypoints import render
+    from rotator.entrypoints import documents, render
     from rotator.rotation.report import Report
 else:
     application = lazy("rotator.app")
     policy = lazy("rotator.policy")
     profiles = lazy("rotator.profile")
     render = lazy("rotator.entrypoints.render")
+    documents = lazy("rotator.entrypoints.documents")
 
 out = Console()
 err = Console(stderr=True)
@@ -55,6 +56,7 @@ def rotate_profile(
     ] = "0s",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate the access key of a profile of ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE)
@@ -62,6 +64,7 @@ def rotate_profile(
     verify it, then deactivate and delete the old one. No policy file needed; a journal in
     the state directory ($XDG_STATE_HOME/rotator) makes an interrupted run resumable: run
     the command again."""
+    shown = output_format(output, as_json, err)
     try:
         kept = policy.parse_duration(keep_old)
     except ValueError as exc:
@@ -100,10 +103,10 @@ def rotate_profile(
     except OSError as exc:  # the state directory or its audit log
         problem = f"state directory: {exc.strerror or type(exc).__name__}"
         raise fail(ConfigError(profiles.SOURCE, [problem]), err) from None
-    if as_json:
-        doc = report.as_dict()
-        doc.update(profile=profile, file=str(found.path))
-        render.print_json(out, doc)
+    if shown is Output.JSON:
+        render.print_json(out, documents.profile_document(report, profile, found.path))
+    elif shown is Output.TEXT:
+        documents.print_text(out, documents.rotation_text(report))
     else:
         out.print(_summary(report, found), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -34,8 +34,10 @@ parameter (``ROTATOR_CONFIG_SSM``); its journal must be ``dynamodb://`` (a Lambd
 disk that lasts). A sweep starts no new rotation once less than ``ROTATOR_LAMBDA_MARGIN``
 (default 2 minutes) of the invocation remains: the next invocation does the rest.
 
-The result is ``SweepResult.as_dict()`` (plus ``mode``, ``deferred``, ``complete``) or
-``Report.as_dict()`` (plus ``mode``, ``ok``). Any error is returned, not raised, as
+A sweep's result is the ``sweep`` document of ``rotator run --output json`` (plus ``mode``,
+``deferred``, ``complete``), a rotation's the ``rotation`` document of ``rotator rotate
+--output json`` (plus ``mode``): both carry ``schema_version`` and ``kind`` and match the
+schemas in ``rotator/schemas/`` (docs/output.md). Any error is returned, not raised, as
 ``{"ok": false, "error": TYPE, "message": ...}`` and logged as ``lambda.failed``; results,
 messages and log lines never hold a secret.
 """
@@ -62,13 +64,14 @@ from rotator import app as application
 from rotator import audit, redaction
 from rotator.aws import Aws, aws_errors
 from rotator.daemon.notify import Notifier
+from rotator.entrypoints import documents
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind, Plan, new_id, utcnow
 from rotator.policy import Account, AccountId, Duration, OuRef
 from rotator.rotation.emergency import Request, access_key_id_problem
 from rotator.rotation.engine import Engine
 from rotator.rotation.org import OrgResult
-from rotator.rotation.report import Report, SweepResult
+from rotator.rotation.report import Report, SweepResult, json_counts
 from rotator.settings import Config, LambdaSettings, lambda_settings
 
 LAMBDA_FAILED = "lambda.failed"
@@ -326,7 +329,7 @@ async def _run(
             deferred = result.counts()["deferred"]
             return {
                 "mode": "sweep",
-                **result.as_dict(),
+                **documents.document("sweep", **result.as_dict()),
                 "deferred": deferred,
                 "complete": not deferred,
             }
@@ -341,7 +344,7 @@ async def _run(
             patience=patience,
             account=command.account,
         )
-    return {"mode": "rotate", "ok": report.ok, **report.as_dict()}
+    return {"mode": "rotate", **documents.rotation_document(report)}
 
 
 async def _exposed(
@@ -395,7 +398,7 @@ def compact(org: OrgResult) -> dict[str, Any]:
         "run_id": org.run_id,
         "ok": org.ok,
         "dry_run": org.dry_run,
-        "counts": org.counts(),
+        "counts": json_counts(org.counts()),
         "deferred": deferred,
         "complete": not deferred,
         "accounts": [
@@ -406,7 +409,7 @@ def compact(org: OrgResult) -> dict[str, Any]:
                 "ok": a.ok,
                 "error": a.error,
                 "reason": a.reason,
-                "counts": a.sweep.counts() if a.sweep is not None else {},
+                "counts": json_counts(a.sweep.counts()) if a.sweep is not None else {},
             }
             for a in org.accounts
         ],

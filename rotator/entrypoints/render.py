@@ -117,16 +117,6 @@ def _encode(value: Any, depth: int) -> Iterator[str]:
         yield text.replace("\n", "\n" + pad) if "\n" in text else text
 
 
-def plan_rows(plan: Plan) -> Iterator[dict[str, Any]]:
-    """The ``plan --json`` objects: user, kind, credential_id, action, reason (and more)."""
-    return (d.as_dict() for d in plan)
-
-
-def sweep_document(result: SweepResult) -> dict[str, Any]:
-    """The ``run --json`` document; its results are built one at a time as they are written."""
-    return {**result.head(), "results": (r.as_dict() for r in result.reports)}
-
-
 # Rows nobody needs to read one by one: a no-op sweep of 10,000 users is 10,000 of them.
 QUIET_ACTIONS = frozenset({Action.SKIP})
 QUIET_RESULTS = frozenset({Result.SKIPPED, Result.NOT_DUE})
@@ -339,23 +329,6 @@ def org_counts_lines(result: OrgResult) -> list[str]:
     return lines
 
 
-def org_plan_rows(planned: Sequence[AccountResult]) -> Iterator[dict[str, Any]]:
-    """``plan --json`` over many accounts: every decision (with its account and the
-    account's name), and an ``account-failed`` row for an account that could not be read;
-    built one at a time as they are written."""
-    for one in planned:
-        if one.plan is None:
-            yield {
-                "account": one.account.id,
-                "account_name": one.account.name,
-                "action": "account-failed",
-                "error": one.error,
-                "reason": one.reason,
-            }
-            continue
-        yield from ({**d.as_dict(), "account_name": one.account.name} for d in one.plan)
-
-
 def org_plan_table(
     planned: Sequence[AccountResult], *, everything: bool = False, wide: bool = False
 ) -> Fitted:
@@ -370,30 +343,6 @@ def org_plan_table(
         wide=wide,
         failed=[one for one in planned if one.plan is None],
     )
-
-
-def status_rows(rotations: Sequence[Rotation], now: datetime) -> list[dict[str, Any]]:
-    rows = []
-    for r in rotations:
-        due = next_step(r)
-        rows.append(
-            {
-                "rotation_id": r.rotation_id,
-                "account": r.account,
-                "user": r.user,
-                "kind": str(r.kind),
-                "state": str(r.state),
-                "emergency": r.emergency,
-                "old_credential_id": r.old_credential_id,
-                "new_credential_id": r.new_credential_id,
-                "next_step": str(due.step) if due else None,
-                "due_at": due.at.isoformat() if due else None,
-                "due_now": bool(due and due.ready(now)),
-                "held_since": r.held_since.isoformat() if r.held_since else None,
-                "reason": r.reason,
-            }
-        )
-    return rows
 
 
 def _state(rotation: Rotation) -> str:
@@ -449,36 +398,6 @@ def status_table(
     for bad in corrupt:
         _corrupt_row(table, bad, status=True, accounts=True)
     return table
-
-
-def history_rows(items: Iterable[tuple[Rotation, list[StepRecord]]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "rotation_id": r.rotation_id,
-            "account": r.account,
-            "user": r.user,
-            "kind": str(r.kind),
-            "rule": r.rule,
-            "state": str(r.state),
-            "emergency": r.emergency,
-            "old_credential_id": r.old_credential_id,
-            "new_credential_id": r.new_credential_id,
-            "created_at": r.created_at.isoformat(),
-            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-            "reason": r.reason,
-            "steps": [
-                {
-                    "at": s.at.isoformat(),
-                    "step": str(s.step),
-                    "outcome": str(s.outcome),
-                    "reason": s.reason,
-                    "credential_id": s.credential_id,
-                }
-                for s in steps
-            ],
-        }
-        for r, steps in items
-    ]
 
 
 def history_table(

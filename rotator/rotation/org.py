@@ -30,12 +30,12 @@ from rotator.accounts import AccountsSettings, select_accounts
 from rotator.aws import Aws, aws_errors
 from rotator.errors import AwsError, InputError, RotatorError
 from rotator.journal.base import Journal
-from rotator.model import Plan, new_id, utcnow
+from rotator.model import Plan, new_id, utc_iso, utcnow
 from rotator.organizations import Accounts, Skipped, resolve
 from rotator.policy import Account
 from rotator.progress import NO_PROGRESS, ProgressFn
 from rotator.rotation.emergency import Request
-from rotator.rotation.report import Report, Result, SweepResult
+from rotator.rotation.report import Report, Result, SweepResult, json_counts
 from rotator.rotation.requests import Requests
 from rotator.rotation.rotations import Rotations
 from rotator.rotation.steps import StepResult
@@ -119,9 +119,9 @@ class OrgResult:
         return {
             "run_id": self.run_id,
             "dry_run": self.dry_run,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "counts": self.counts(),
+            "started_at": utc_iso(self.started_at),
+            "finished_at": utc_iso(self.finished_at),
+            "counts": json_counts(self.counts()),
             "ok": self.ok,
             "accounts": [a.as_dict() for a in self.accounts],
             "skipped": [{**s.account.as_dict(), "reason": s.reason} for s in self.skipped],

@@ -25,6 +25,7 @@ from rotator.model import (
     Rotation,
     RotationState,
     Step,
+    utc_iso,
 )
 from rotator.rotation.steps import StepResult
 
@@ -161,7 +162,7 @@ class Report:
             state=str(self.state) if self.state else None,
             outcome=str(self.result),
             new_credential_id=last.new_credential_id if last else None,
-            steps=[f"{s.step}:{s.outcome}" for s in self.steps],
+            steps=[s.record("").as_dict() for s in self.steps],
             detail=self.reason,
             error=self.error,
         )
@@ -217,15 +218,21 @@ class SweepResult:
             "run_id": self.run_id,
             "account": self.account,
             "dry_run": self.dry_run,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "counts": self.counts(),
+            "started_at": utc_iso(self.started_at),
+            "finished_at": utc_iso(self.finished_at),
+            "counts": json_counts(self.counts()),
             "ok": self.ok,
             "corrupt": [corrupt_dict(c) for c in self.corrupt],
         }
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.head(), "results": [r.as_dict() for r in self.reports]}
+
+
+def json_counts(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` with JSON's key spelling: ``would_rotate`` for ``would-rotate`` (a key a
+    script can name as ``.counts.would_rotate``)."""
+    return {key.replace("-", "_"): n for key, n in counts.items()}
 
 
 def corrupt_dict(bad: CorruptRecord) -> dict[str, Any]:

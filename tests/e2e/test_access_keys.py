@@ -58,7 +58,7 @@ def test_plan_json_gives_a_decision_with_a_reason_for_every_selected_user(
     keys = seed_account(sandbox)
     result = cli("plan", "--json")
     assert result.code == 0, result.stderr
-    decisions = {d["user"]: d for d in result.json()}
+    decisions = {d["user"]: d for d in result.items()}
     assert set(decisions) == {"ci-deployer", "ci-builder", "legacy-app", "break-glass", "vendor"}
     for d in decisions.values():
         assert {"user", "kind", "credential_id", "action", "reason"} <= set(d)
@@ -160,7 +160,11 @@ def test_dry_run_changes_nothing(cli: Cli, sandbox: MotoSandbox) -> None:
     before = {u: sandbox.keys(u) for u in keys}
     result = cli("run", "--dry-run", "--json")
     assert result.code == 1  # the blocked user is still reported
-    assert result.json()["dry_run"] is True
+    swept = result.json()
+    assert swept["dry_run"] is True
+    # The would-be rotations are counted (ci-deployer, ci-builder), the block too.
+    assert (swept["counts"]["would_rotate"], swept["counts"]["blocked"]) == (2, 1)
+    assert swept["counts"]["rotated"] == 0
     assert {u: sandbox.keys(u) for u in keys} == before
     assert not (cli.tmp / "secrets").exists()
     assert cli.journal_rows() == []
@@ -177,7 +181,7 @@ def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) ->
     assert first.code == 0, first.stderr
     keys = sandbox.keys("ci-app")
     assert len(keys) == 2 and keys[old] == "Active", "old key kept until deactivate_after"
-    status = cli("status", "--json").json()
+    status = cli("status", "--json").items()
     assert [(s["state"], s["next_step"], s["due_now"]) for s in status] == [
         ("promoted", "deactivate", False)
     ]
@@ -187,14 +191,14 @@ def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) ->
     assert [r["action"] for r in second.json()["results"]] == ["wait"]
     assert sandbox.keys("ci-app") == keys, "nothing changes before the step is due"
 
-    (due,) = cli("status", "--json").json()
+    (due,) = cli("status", "--json").items()
     wait = datetime.fromisoformat(due["due_at"]) - datetime.now(UTC)
     time.sleep(max(0.0, wait.total_seconds()) + 0.2)
     third = cli("run", "--json")
     assert third.code == 0, third.stderr
     (new,) = sandbox.keys("ci-app")
     assert new != old
-    history = cli("history", "--user", "ci-app", "--json").json()
+    history = cli("history", "--user", "ci-app", "--json").items()
     assert len(history) == 1
     assert history[0]["state"] == "completed"
     assert [s["step"] for s in history[0]["steps"]] == [
@@ -204,7 +208,7 @@ def test_a_rotation_spans_sweeps_and_restarts(cli: Cli, sandbox: MotoSandbox) ->
         "deactivate",
         "delete",
     ]
-    assert cli("status", "--json").json() == []
+    assert cli("status", "--json").items() == []
 
 
 def test_an_old_key_used_after_promotion_is_held_not_deactivated(
@@ -224,7 +228,7 @@ def test_an_old_key_used_after_promotion_is_held_not_deactivated(
     assert event["level"] == "warning"
     assert event["step"] == "deactivate"
     assert "after the promotion" in event["reason"]
-    (status,) = cli("status", "--json").json()
+    (status,) = cli("status", "--json").items()
     assert status["held_since"]
     assert status["next_step"] == "deactivate"
 

@@ -109,7 +109,7 @@ def test_a_server_certificate_expiring_in_10_days_is_renewed_and_the_old_one_ret
     toml, offered = issuer_for(issuer, cli.tmp)
     write_policy(cli, server_rule(cli.tmp, toml))
     old = seed_server(sandbox, "web", days_left=10)
-    planned = {d["user"]: d for d in cli("plan", "--json").json()}
+    planned = {d["user"]: d for d in cli("plan", "--json").items()}
     assert planned["web"]["action"] == "rotate", planned
     assert "renew_before 30d" in planned["web"]["reason"] or issuer == "directory"
 
@@ -142,7 +142,7 @@ def test_a_server_certificate_expiring_in_90_days_is_left_alone_with_the_reason(
 ) -> None:
     write_policy(cli, server_rule(cli.tmp, SELF_SIGNED))
     cert = seed_server(sandbox, "api", days_left=90)
-    (decision,) = cli("plan", "--json").json()
+    (decision,) = cli("plan", "--json").items()
     assert decision["user"] == "api"
     assert decision["kind"] == "server-certificate"
     assert decision["action"] == "skip"
@@ -188,14 +188,14 @@ def test_a_certificate_still_attached_to_a_load_balancer_is_held_not_failed(
     assert event["level"] == "warning"
     assert "still in use, not deleted" in event["reason"]
     assert in_use in event["reason"]
-    (status,) = cli("status", "--json").json()
+    (status,) = cli("status", "--json").items()
     assert status["next_step"] == "delete"
     assert status["held_since"]
 
     monkeypatch.setattr(IAMBackend, "delete_server_certificate", original)  # detached
     assert cli("run").code == 0
     assert list(server_certificates(sandbox)) == [f"web-{utcnow():%Y%m%d}"]
-    assert cli("status", "--json").json() == []
+    assert cli("status", "--json").items() == []
 
 
 def test_no_private_key_reaches_output_logs_or_journal(cli: Cli, sandbox: MotoSandbox) -> None:
@@ -240,7 +240,7 @@ def test_a_directory_certificate_no_newer_than_iams_is_not_uploaded_again(
     (web,) = [r for r in result.json()["results"] if r["user"] == "web"]
     assert web["action"] == "block"
     assert "is not newer than IAM's: renew it with the ACME client" in web["reason"]
-    assert cli("history", "--json").json() == [], "no rotation was started"
+    assert cli("history", "--json").items() == [], "no rotation was started"
     assert list(server_certificates(sandbox)) == ["web"], "nothing uploaded"
 
 
@@ -325,7 +325,7 @@ def test_an_operator_renews_a_server_certificate_now(cli: Cli, sandbox: MotoSand
     write_policy(cli, server_rule(cli.tmp, SELF_SIGNED))
     result = cli("rotate", "--user", "web", "--kind", "server-certificate", "--yes", "--json")
     assert result.code == 0, result.stdout + result.stderr
-    assert result.json()["state"] == "completed", result.stdout
+    assert result.json()["result"]["state"] == "completed", result.stdout
     current = assert_certificate_rotated_once(
         cli, sandbox, "web", "server-certificate", original="web"
     )

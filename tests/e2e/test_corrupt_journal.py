@@ -117,11 +117,12 @@ def test_a_corrupt_row_is_quarantined_and_everyone_else_rotates(
     status = cli("status", "--json")
     assert "Traceback" not in status.stdout + status.stderr
     assert status.code == 1, status.stderr
-    rows = status.json()
-    assert sorted(r["rotation_id"] for r in rows if r["state"] == "corrupt") == sorted(
+    listed = status.json()
+    assert sorted(r["rotation_id"] for r in listed["corrupt"]) == sorted(
         c["rotation_id"] for c in swept["corrupt"]
     )
-    assert {r["user"] for r in rows if r["state"] != "corrupt"} == {FINE, NEW}
+    assert {r["state"] for r in listed["corrupt"]} == {"corrupt"}
+    assert {r["user"] for r in listed["items"]} == {FINE, NEW}
     assert all(line.startswith("error: journal row ") for line in status.stderr.splitlines())
 
     table = cli("status")

@@ -81,7 +81,7 @@ def assert_replaced_once(
 ) -> None:
     assert thumbprints(sandbox, arn) == [new], "exactly the served thumbprint remains"
     records = [r for r in history(cli) if r["kind"] == "oidc-thumbprint"]
-    assert [(r["state"], r["old_credential_id"], r["new_credential_id"]) for r in records] == [
+    assert [(r["state"], r["credential_id"], r["new_credential_id"]) for r in records] == [
         ("completed", old, new)
     ], records
     doc = cli.sink_document(sandbox.account(), provider.url, "oidc-thumbprint")

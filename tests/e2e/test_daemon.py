@@ -188,14 +188,14 @@ def test_sigterm_mid_sweep_finishes_the_sweep_in_flight_and_exits_0(
     assert all(
         s == [("create", "done"), ("verify", "done"), ("promote", "done")] for s in steps.values()
     )
-    in_flight = cli("status", "--json").json()
+    in_flight = cli("status", "--json").items()
     assert sorted(r["state"] for r in in_flight) == ["promoted"] * len(users)
 
     time.sleep(4.2)
     after = cli("run", "--json")
     assert after.code == 0, after.stderr
     assert after.json()["counts"]["completed"] == len(users)
-    assert cli("status", "--json").json() == []
+    assert cli("status", "--json").items() == []
     account = sandbox.account()
     for user in users:
         (key,) = sandbox.keys(user)

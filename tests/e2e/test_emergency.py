@@ -46,17 +46,25 @@ def test_a_leaked_key_is_deactivated_before_the_new_one_exists(
     result = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
     assert seen_at_create == {leaked: "Inactive"}, "the leaked key was still active at create"
     assert result.code == 0, result.stdout + result.stderr
-    report = result.json()
+    doc = result.json()
+    assert (doc["kind"], doc["ok"]) == ("rotation", True)
+    report = doc["result"]
     assert report["user"] == "ci-app"
     assert report["state"] == "completed"
-    assert report["steps"][0] == "deactivate:done"
+    first = report["steps"][0]
+    assert (first["step"], first["outcome"], first["credential_id"]) == (
+        "deactivate",
+        "done",
+        leaked,
+    )
     keys = sandbox.keys("ci-app")
     assert leaked not in keys, "--hold 0s deletes the leaked key at once"
     (new,) = keys
+    assert (report["credential_id"], report["new_credential_id"]) == (leaked, new)
     doc = cli.sink_document(sandbox.account(), "ci-app")
     assert doc["current"]["AccessKeyId"] == new
     assert sandbox.caller_arn(new, doc["current"]["SecretAccessKey"]).endswith("/ci-app")
-    history = cli("history", "--json").json()
+    history = cli("history", "--json").items()
     assert history[0]["emergency"] is True
     assert "completed (emergency)" in cli("history").stdout
 
@@ -71,7 +79,7 @@ def test_a_hold_keeps_the_leaked_key_inactive_until_it_expires(
     keys = sandbox.keys("ci-app")
     assert keys[leaked] == "Inactive"
     assert list(keys.values()).count("Active") == 1
-    (status,) = cli("status", "--json").json()
+    (status,) = cli("status", "--json").items()
     assert (status["state"], status["next_step"], status["due_now"]) == (
         "deactivated",
         "delete",
@@ -129,7 +137,7 @@ def test_on_demand_rotation_by_user_follows_the_normal_protocol(
     old = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
     result = cli("rotate", "--user", "ci-app", "--kind", "access-key", "--yes", "--json")
     assert result.code == 0, result.stdout + result.stderr
-    assert result.json()["state"] == "promoted", "the old key waits for deactivate_after"
+    assert result.json()["result"]["state"] == "promoted", "the old key waits for deactivate_after"
     assert sandbox.keys("ci-app")[old] == "Active"
 
 
@@ -184,14 +192,18 @@ def test_beside_a_running_daemon_the_leak_waits_for_its_step_then_escalates_its_
         finally:
             daemon.kill()
 
-    report = result.json()
-    assert report["steps"] == ["deactivate:done", "delete:done"]
+    report = result.json()["result"]
+    assert [(s["step"], s["outcome"]) for s in report["steps"]] == [
+        ("deactivate", "done"),
+        ("delete", "done"),
+    ]
+    assert {s["credential_id"] for s in report["steps"]} == {leaked}
     (new,) = sandbox.keys("ci-app").items()
     assert new[0] != leaked and new[1] == "Active", "the daemon's new key stays; no third key"
     doc = cli.sink_document(sandbox.account(), "ci-app")
     assert doc["current"]["AccessKeyId"] == new[0]
     assert sandbox.caller_arn(new[0], doc["current"]["SecretAccessKey"]).endswith("/ci-app")
-    (rotation,) = cli("history", "--user", "ci-app", "--json").json()
+    (rotation,) = cli("history", "--user", "ci-app", "--json").items()
     assert rotation["rotation_id"] == report["rotation_id"], "one rotation, escalated"
     assert rotation["emergency"] is True and rotation["state"] == "completed"
     # The daemon finished its step (promote) before the operator's process touched it.

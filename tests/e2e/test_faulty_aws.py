@@ -45,7 +45,7 @@ def test_every_rotation_completes_within_three_sweeps_under_faults(
             result = cli("run", "--json")
             assert result.code in (0, 1), result.stderr
             done = [r for r in history(cli) if r["state"] == "completed"]
-            if len(done) == len(USERS) and cli("status", "--json").json() == []:
+            if len(done) == len(USERS) and cli("status", "--json").items() == []:
                 break
         counts = proxy.counts()
     assert_rotated_once_and_whole(cli, sandbox, USERS, sink=sink, originals=originals)

@@ -98,7 +98,7 @@ def test_a_console_password_is_rotated_to_the_account_policy_once(
 
     plan = cli("plan", "--json")
     assert plan.code == 0, plan.stderr
-    decisions = {d["user"]: d for d in plan.json()}
+    decisions = {d["user"]: d for d in plan.items()}
     assert decisions["ops-alice"]["action"] == "rotate"
     assert (
         "console password ops-alice is 100d old (max_age 90d)" in decisions["ops-alice"]["reason"]
@@ -120,8 +120,8 @@ def test_a_console_password_is_rotated_to_the_account_policy_once(
     policy = passwords.PasswordPolicy.from_iam(POLICY)
     assert passwords.problems(password, policy) == [] and len(password) == 32
     assert _policy_violation(password, POLICY) is None, "IAM would accept it (moto does not check)"
-    (record,) = cli("history", "--json").json()
-    assert record["state"] == "completed" and record["old_credential_id"] is None
+    (record,) = cli("history", "--json").items()
+    assert record["state"] == "completed" and record["credential_id"] is None
     assert record["new_credential_id"] == doc["current"]["CredentialId"]
 
     second = cli("run", "--json")
@@ -213,7 +213,7 @@ def test_unused_credentials_are_disabled_through_the_credential_report(
 
     plan = cli("plan", "--json")
     assert plan.code == 0, plan.stderr
-    disable = {(d["user"], d["kind"]): d for d in plan.json() if d["action"] == "disable"}
+    disable = {(d["user"], d["kind"]): d for d in plan.items() if d["action"] == "disable"}
     assert set(disable) == {
         ("idle", "access-key"),
         ("stale", "access-key"),

@@ -63,7 +63,7 @@ def thumbprints(sandbox: MotoSandbox, arn: str) -> list[str]:
 def decisions(cli: Cli) -> list[dict[str, Any]]:
     result = cli("plan", "--json")
     assert result.code == 0, result.stdout + result.stderr
-    return [d for d in result.json() if d["kind"] == "oidc-thumbprint"]
+    return [d for d in result.items() if d["kind"] == "oidc-thumbprint"]
 
 
 def providers_in_report(cli: Cli) -> list[dict[str, Any]]:
@@ -123,7 +123,7 @@ def test_a_new_intermediate_is_added_then_the_old_thumbprint_retired(
 
     (record,) = [r for r in history(cli) if r["kind"] == "oidc-thumbprint"]
     assert record["state"] == "completed"
-    assert record["old_credential_id"] == old and record["new_credential_id"] == new
+    assert record["credential_id"] == old and record["new_credential_id"] == new
     steps = [
         (e["step"], e["outcome"])
         for e in cli.audit_events()

@@ -57,16 +57,19 @@ def test_run_rotates_every_account_and_reports_the_one_without_a_role(cli: Cli, 
     before = {name: org.keys(ids[name], "ci-app") for name in ids}
     plan = cli("plan", "--json")
     assert plan.code == 1, plan.stderr  # the norole account could not be planned
-    rows = plan.json()
-    by_account = {r["account"]: r for r in rows}
+    planned = plan.json()
+    by_account = {r["account"]: r for r in planned["items"]}
     assert by_account[ids["prod"]]["action"] == "rotate"
     assert by_account[ids["prod"]]["account_name"] == "prod"
-    assert by_account[ids["norole"]]["action"] == "account-failed"
+    assert ids["norole"] not in by_account
+    (failed,) = planned["failed_accounts"]
+    assert (failed["account"], failed["error"]) == (ids["norole"], "AccessDenied")
     assert ids["outside"] not in by_account
 
     result = cli("run", "--json")
     assert result.code == 1, result.stderr
     summary = result.json()
+    assert summary["kind"] == "org-sweep"
     accounts = {a["id"]: a for a in summary["accounts"]}
     assert set(accounts) == {ids["prod"], ids["dev"], ids["norole"]}
     assert accounts[ids["norole"]]["outcome"] == "account-failed"
@@ -97,10 +100,10 @@ def test_run_rotates_every_account_and_reports_the_one_without_a_role(cli: Cli, 
 
     status = cli("status", "--json", "--account", ids["prod"])
     assert status.code == 0, status.stderr
-    assert {r["account"] for r in status.json()} == {ids["prod"]}
+    assert {r["account"] for r in status.items()} == {ids["prod"]}
     history = cli("history", "--json", "--ou", "/Workloads/Prod")
     assert history.code == 0, history.stderr
-    assert {r["account"] for r in history.json()} == {ids["prod"]}
+    assert {r["account"] for r in history.items()} == {ids["prod"]}
     shown = cli("history")
     assert "account" in shown.stdout and ids["dev"] in shown.stdout
     assert cli("status", "--ou", "Workloads").code == 2  # neither an OU ID nor a path
@@ -130,9 +133,14 @@ def test_rotate_finds_the_account_of_a_leaked_key(cli: Cli, org: Org) -> None:
     (leaked,) = org.keys(account, "ci-app")
     done = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
     assert done.code == 0, done.stderr
-    report = done.json()
+    report = done.json()["result"]
     assert (report["account"], report["user"]) == (account, "ci-app")
-    assert report["steps"][0] == "deactivate:done"
+    first = report["steps"][0]
+    assert (first["step"], first["outcome"], first["credential_id"]) == (
+        "deactivate",
+        "done",
+        leaked,
+    )
     assert leaked not in org.keys(account, "ci-app")
     outside = org.keys(org.accounts["outside"], "ci-app")  # /Sandbox: not covered
     (key,) = outside

@@ -23,7 +23,7 @@ def rotate_once(cli: Cli, sandbox: MotoSandbox) -> str:
 
 
 def only_rotation(cli: Cli, state: str) -> str:
-    history = cli("history", "--json").json()
+    history = cli("history", "--json").items()
     (found,) = [h for h in history if h["state"] == state]
     return str(found["rotation_id"])
 
@@ -49,12 +49,12 @@ def test_rollback_round_trip_after_deactivation(cli: Cli, sandbox: MotoSandbox) 
     assert sandbox.caller_arn(current["AccessKeyId"], current["SecretAccessKey"]).endswith(
         "/ci-app"
     )
-    history = cli("history", "--json").json()
+    history = cli("history", "--json").items()
     rolled = next(h for h in history if h["rotation_id"] == rotation_id)
     assert rolled["state"] == "rolled-back"
     assert rolled["steps"][-1]["step"] == "rollback"
     assert any(e.get("step") == "rollback" and e["outcome"] == "done" for e in cli.audit_events())
-    plan = {d["user"]: d for d in cli("plan", "--json").json()}
+    plan = {d["user"]: d for d in cli("plan", "--json").items()}
     assert plan["ci-app"]["action"] == "block", "two active keys again: a human decides"
 
     again = cli("rollback", rotation_id, "--yes")

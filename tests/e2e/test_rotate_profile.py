@@ -62,10 +62,17 @@ def test_rotates_the_profile_key_in_one_command(
     result = _run(cli, "work", "--yes", "--json")
     assert result.code == 0, result.stdout + result.stderr
     doc = result.json()
-    assert (doc["state"], doc["profile"], doc["file"]) == ("completed", "work", str(creds))
+    assert (doc["kind"], doc["ok"], doc["profile"], doc["file"]) == (
+        "profile-rotation",
+        True,
+        "work",
+        str(creds),
+    )
+    assert doc["result"]["state"] == "completed"
     parser = _read(creds)
     new = parser.get("work", "aws_access_key_id")
     assert new != old
+    assert (doc["result"]["credential_id"], doc["result"]["new_credential_id"]) == (old, new)
     secret = parser.get("work", "aws_secret_access_key")
     assert sandbox.caller_arn(new, secret).endswith(f"/{USER}")
     assert sandbox.keys(USER) == {new: "Active"}  # one key active, the old one deleted
@@ -90,7 +97,7 @@ def test_dry_run_changes_nothing(cli: Cli, sandbox: MotoSandbox, profile: tuple[
     before = creds.read_text()
     result = _run(cli, "work", "--dry-run", "--json")
     assert result.code == 0, result.stdout + result.stderr
-    assert result.json()["outcome"] == "would-rotate"
+    assert result.json()["result"]["outcome"] == "would-rotate"
     assert creds.read_text() == before
     assert sandbox.keys(USER) == {old: "Active"}
 
@@ -101,13 +108,13 @@ def test_keep_old_finishes_on_the_next_run(
     creds, old = profile
     first = _run(cli, "work", "--yes", "--keep-old", "2s", "--json")
     assert first.code == 0, first.stdout + first.stderr
-    assert first.json()["state"] == "promoted"
+    assert first.json()["result"]["state"] == "promoted"
     new = _read(creds).get("work", "aws_access_key_id")
     assert sandbox.keys(USER) == {old: "Active", new: "Active"}
     time.sleep(2.1)
     second = _run(cli, "work", "--yes", "--keep-old", "2s", "--json")
     assert second.code == 0, second.stdout + second.stderr
-    assert second.json()["state"] == "completed"
+    assert second.json()["result"]["state"] == "completed"
     assert sandbox.keys(USER) == {new: "Active"}
     assert _read(creds).get("work", "aws_access_key_id") == new
 

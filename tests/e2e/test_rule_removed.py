@@ -34,7 +34,7 @@ def test_an_emergency_whose_rule_is_renamed_is_blocked_and_the_others_still_rota
         sandbox.age_keys(user, days=120)
     held = cli("rotate", "--access-key-id", leaked, "--emergency", "--hold", "1s", "--yes")
     assert held.code == 0, held.stdout + held.stderr
-    (rotation,) = cli("status", "--json").json()
+    (rotation,) = cli("status", "--json").items()
     rename_rule(cli)
     time.sleep(1.2)  # the hold is over: the leaked key's deletion is due
 
@@ -65,7 +65,7 @@ def test_a_rotation_whose_rule_is_gone_can_still_be_rolled_back(
     old = sandbox.create_user("ci-app", path="/ci/", keys=1)[0]["AccessKeyId"]
     sandbox.age_keys("ci-app", days=120)
     assert cli("run").code == 0
-    (rotation,) = cli("status", "--json").json()
+    (rotation,) = cli("status", "--json").items()
     assert rotation["state"] == "deactivated"
     rename_rule(cli)
 

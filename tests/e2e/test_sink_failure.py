@@ -31,7 +31,7 @@ def test_an_unwritable_sink_leaves_the_user_with_exactly_its_old_key(
     assert report["state"] == "failed"
     assert "was deleted at once and the user is as before" in report["detail"]
     assert sandbox.keys("ci-app") == {old: "Active"}, "no key whose secret is lost"
-    (rotation,) = cli("history", "--json").json()
+    (rotation,) = cli("history", "--json").items()
     assert "could not store the secret of" in rotation["reason"]
     events = cli.audit_events()
     (compensated,) = [e for e in events if e["event"] == "rotation.compensated"]

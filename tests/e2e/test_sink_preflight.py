@@ -48,7 +48,7 @@ def test_plan_and_run_stop_before_iam_changes_when_the_sink_cannot_take_the_secr
 
     planned = cli("plan", "--json")
     assert planned.code == 0, planned.stderr
-    (decision,) = [d for d in planned.json() if d["user"] == "ci-app"]
+    (decision,) = [d for d in planned.items() if d["user"] == "ci-app"]
     assert decision["action"] == "block", decision
     assert "the sink cannot store the new secret" in decision["reason"]
 

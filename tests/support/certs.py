@@ -200,7 +200,7 @@ def assert_certificate_rotated_once(
     no pending entry left. Returns the sink's current entry."""
     records = [r for r in history(cli) if r["user"] == holder and r["kind"] == kind]
     assert [r for r in records if r["state"] not in ("completed",)] == [], records
-    rotated = Counter(r["old_credential_id"] for r in records)
+    rotated = Counter(r["credential_id"] for r in records)
     assert rotated == Counter({original: 1}), rotated
     doc = cli.sink_document(sandbox.account(), holder, kind)
     current = doc["current"]

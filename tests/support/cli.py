@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import schemas
+
 POLICY = """\
 [journal]
 url = "sqlite:///{tmp}/journal.db"
@@ -47,7 +49,16 @@ class Result:
     stderr: str
 
     def json(self) -> Any:
-        return json.loads(self.stdout)
+        """stdout as JSON; a rotator document (``schema_version``, ``kind``) is checked
+        against the schema the package ships for its kind first."""
+        doc = json.loads(self.stdout)
+        if isinstance(doc, dict) and "schema_version" in doc:
+            schemas.validate(doc["kind"], doc)
+        return doc
+
+    def items(self) -> list[Any]:
+        """The ``items`` of a listing (plan, status, history), checked as ``json`` is."""
+        return self.json()["items"]  # type: ignore[no-any-return]
 
 
 @dataclass
