@@ -133,3 +133,11 @@ def test_text_cells_stay_on_one_line_and_empty_ones_are_a_dash() -> None:
     assert len(row) == len(documents.SWEEP_COLUMNS)
     assert row[-1] == "two keys: AKIA1 and AKIA2"
     assert row[5] == "-" and row[7] == "-"  # no state, no new credential
+
+
+def test_iterators_at_every_depth_are_written_as_arrays() -> None:
+    """An organization report nests each account's rows (iterators) below the streamed
+    levels: they must come out as arrays, not as the text of a generator object."""
+    rows = (n for n in range(3))
+    doc = {"accounts": [{"report": {"credentials": rows, "deeper": [iter(["a"])]}}]}
+    assert written(doc) == {"accounts": [{"report": {"credentials": [0, 1, 2], "deeper": [["a"]]}}]}

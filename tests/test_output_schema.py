@@ -110,8 +110,12 @@ def test_every_command_prints_a_document_its_schema_accepts(cli: Cli, sandbox: M
     profile = document("rotate-profile", "work", "--yes", config=False)
     assert (profile["profile"], profile["result"]["state"]) == ("work", "completed")
 
+    reported = document("report")
+    assert {"ci-kept", "ci-leaked", "dev-laptop"} <= {c["user"] for c in reported["credentials"]}
+
     kinds = {doc["kind"] for doc in seen.values()}
-    assert kinds == set(KINDS) - {"org-sweep"}, "org-sweep: tests/e2e/test_org.py"
+    organization = {"org-sweep", "org-report"}
+    assert kinds == set(KINDS) - organization, "org-sweep, org-report: tests/e2e/test_org.py"
     for doc in seen.values():
         stamps = _timestamps(doc)
         assert all(ISO_Z.match(t) for t in stamps), stamps

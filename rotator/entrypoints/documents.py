@@ -45,6 +45,8 @@ KINDS = (
     "rotation",
     "profile-rotation",
     "rollback",
+    "report",  # rotator report (entrypoints/report_formats.py)
+    "org-report",
 )
 
 

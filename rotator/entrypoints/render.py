@@ -94,7 +94,8 @@ def print_json(console: Console, data: Any) -> None:
 
 def _encode(value: Any, depth: int) -> Iterator[str]:
     """JSON text of ``value``: containers at the top two levels stream their members (and
-    iterators are read lazily); anything deeper is one ``json.dumps`` each."""
+    iterators are read lazily); anything deeper is one ``json.dumps`` each (its iterators
+    read whole)."""
     pad, inner = "  " * depth, "  " * (depth + 1)
     if depth < 2 and isinstance(value, dict):
         if not value:
@@ -113,8 +114,15 @@ def _encode(value: Any, depth: int) -> Iterator[str]:
             yield from _encode(member, depth + 1)
         yield "[]" if empty else f"\n{pad}]"
     else:
-        text = json.dumps(value, default=str, indent=2)
+        text = json.dumps(value, default=_plain, indent=2)
         yield text.replace("\n", "\n" + pad) if "\n" in text else text
+
+
+def _plain(value: Any) -> Any:
+    """What ``json.dumps`` makes of a value it does not know: an iterator deeper than the
+    streamed levels (an organization report's per-account rows) is read into a list; else
+    its ``str``."""
+    return list(value) if isinstance(value, Iterator) else str(value)
 
 
 # Rows nobody needs to read one by one: a no-op sweep of 10,000 users is 10,000 of them.

@@ -247,7 +247,7 @@ def test_an_emergency_dry_run_lists_the_steps_in_order_and_changes_nothing_in_aw
     assert "(from " in steps[4] and leaked in steps[4], "the hold: deleted an hour later"
     as_json = cli("rotate", "--access-key-id", leaked, "--emergency", "--dry-run", "--json")
     assert as_json.code == 0, as_json.stderr
-    previewed = _steps(as_json.json())
+    previewed = _steps(as_json.json()["result"])
     assert previewed == [f"{s}:dry-run" for s in ("deactivate", "create", "verify", "promote")] + [
         "delete:dry-run"
     ]
@@ -258,7 +258,7 @@ def test_an_emergency_dry_run_lists_the_steps_in_order_and_changes_nothing_in_aw
 
     done = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
     assert done.code == 0, done.stdout + done.stderr
-    assert [s.split(":")[0] for s in _steps(done.json())] == [s.split(":")[0] for s in previewed], (
+    assert [s.split(":")[0] for s in _steps(done.json()["result"])] == [s.split(":")[0] for s in previewed], (
         "the real emergency took the previewed steps"
     )
 
@@ -282,7 +282,7 @@ def test_the_emergency_result_names_the_new_key_and_its_sink_and_at_the_limit_ow
     assert "already-done" not in result.stdout
     assert "delete:done" in result.stdout
     assert cli.sink_document(sandbox.account(), "ci-app")["current"]["AccessKeyId"] == new
-    (rotation,) = cli("history", "--json").json()
+    (rotation,) = cli("history", "--json").items()
     delete = rotation["steps"][-1]
     assert (delete["step"], delete["outcome"]) == ("delete", "done")
     assert "deleted by this rotation's create step" in delete["reason"]
