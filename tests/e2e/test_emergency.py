@@ -258,9 +258,9 @@ def test_an_emergency_dry_run_lists_the_steps_in_order_and_changes_nothing_in_aw
 
     done = cli("rotate", "--access-key-id", leaked, "--emergency", "--yes", "--json")
     assert done.code == 0, done.stdout + done.stderr
-    assert [s.split(":")[0] for s in _steps(done.json()["result"])] == [s.split(":")[0] for s in previewed], (
-        "the real emergency took the previewed steps"
-    )
+    assert [s.split(":")[0] for s in _steps(done.json()["result"])] == [
+        s.split(":")[0] for s in previewed
+    ], "the real emergency took the previewed steps"
 
 
 def test_the_emergency_result_names_the_new_key_and_its_sink_and_at_the_limit_owns_the_delete(
