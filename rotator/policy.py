@@ -484,39 +484,56 @@ def shadowed(rules: list[Rule]) -> list[str]:
     selects everything they select (the planner lets the first rule that selects a holder
     decide), in every account they apply to. One warning each, naming both rules."""
     warnings = []
-    for index, later in enumerate(rules):
-        if not later.enabled:
+    earlier: dict[tuple[str, str], list[_Reach]] = {}
+    for rule in rules:
+        if not rule.enabled:
             continue
-        earlier = next((r for r in rules[:index] if _covers(r, later)), None)
-        if earlier is not None:
-            slot = f" ({later.slot})" if later.slot else ""
+        reach = _Reach.of(rule)
+        group = earlier.setdefault((rule.kind, rule.slot), [])
+        first = next((r for r in group if r.covers(reach)), None)
+        if first is not None:
+            slot = f" ({rule.slot})" if rule.slot else ""
             warnings.append(
-                f"rule {later.name!r}: never applies: the earlier rule {earlier.name!r} "
-                f"({earlier.kind}{slot}) already selects everything it selects; move it "
-                f"before {earlier.name!r} or narrow {earlier.name!r}"
+                f"rule {rule.name!r}: never applies: the earlier rule {first.name!r} "
+                f"({rule.kind}{slot}) already selects everything it selects; move it "
+                f"before {first.name!r} or narrow {first.name!r}"
             )
+        group.append(reach)
     return warnings
 
 
-def _covers(first: Rule, then: Rule) -> bool:
-    """Does ``first`` select every holder ``then`` selects, in every account?"""
-    a, b = first.select, then.select
-    return (
-        first.enabled
-        and first.kind == then.kind
-        and first.slot == then.slot
-        and b.path_prefix.startswith(a.path_prefix)
-        and all(_pattern_covers(a.patterns, pattern) for pattern in b.patterns)
-        and a.tags.items() <= b.tags.items()
-        and (
-            not first.account_scoped
-            or (first.accounts, first.ous, first.account_tags)
-            == (then.accounts, then.ous, then.account_tags)
+@dataclass(frozen=True)
+class _Reach:
+    """What an enabled rule selects, read once (``shadowed`` compares every pair)."""
+
+    name: str
+    path_prefix: str
+    patterns: tuple[str, ...]
+    tags: frozenset[tuple[str, str]]
+    scope: tuple[object, ...] | None  # accounts, OUs, account tags; None: every account
+
+    @classmethod
+    def of(cls, rule: Rule) -> _Reach:
+        scope = (rule.accounts, rule.ous, rule.account_tags) if rule.account_scoped else None
+        return cls(
+            name=rule.name,
+            path_prefix=rule.select.path_prefix,
+            patterns=tuple(rule.select.patterns),
+            tags=frozenset(rule.select.tags.items()),
+            scope=scope,
         )
-    )
+
+    def covers(self, then: _Reach) -> bool:
+        """Does this rule select every holder ``then`` selects, in every account?"""
+        return (
+            then.path_prefix.startswith(self.path_prefix)
+            and self.tags <= then.tags
+            and (self.scope is None or self.scope == then.scope)
+            and all(_pattern_covers(self.patterns, pattern) for pattern in then.patterns)
+        )
 
 
-def _pattern_covers(patterns: list[str], pattern: str) -> bool:
+def _pattern_covers(patterns: tuple[str, ...], pattern: str) -> bool:
     """Does one of ``patterns`` match every name ``pattern`` matches? ("*" does; so does
     any glob for a plain name it matches.)"""
     if "*" in patterns:
