@@ -235,6 +235,8 @@ async def fetch(
 # -- the whole account, for `rotator report` ---------------------------------------------
 
 
+# Users surveyed at once (their tasks exist together; at most max_concurrency call IAM).
+SURVEY_BATCH = 256
 # The names the report gives keys, by user: {user: {"access_key_1": "AKIA…"}}.
 KeyNames = dict[str, dict[str, str]]
 
@@ -285,7 +287,9 @@ async def survey(
             credentials=tuple(creds),
         )
 
-    holders = await asyncio.gather(*(one(u) for u in users))
+    holders: list[Holder] = []
+    for start in range(0, len(users), SURVEY_BATCH):  # not 10,000 tasks at once
+        holders += await asyncio.gather(*(one(u) for u in users[start : start + SURVEY_BATCH]))
     return Survey(inventory=Inventory(account=account, holders=tuple(holders)), names=names)
 
 
