@@ -73,7 +73,7 @@ class Status(StrEnum):
     EXPIRED = "Expired"  # service-specific credentials with a lifetime (Bedrock API keys)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Credential:
     """One credential as IAM reports it. IDs are not secrets; no secret lives here."""
 
@@ -94,7 +94,7 @@ class Credential:
         return now - self.created
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Finding:
     """A kind's own verdict on a holder, from what it saw outside IAM: ``action`` is
     ``Action.ROTATE`` (a new credential is due now), ``Action.BLOCK`` (nothing may change
@@ -104,7 +104,7 @@ class Finding:
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Holder:
     """An IAM user and the credentials of the inventoried kinds it holds."""
 
@@ -301,7 +301,7 @@ class Action(StrEnum):
     DISABLE = "disable"  # deactivate (or remove) a credential unused for too long
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Decision:
     """One planner decision, always with the reason an operator would want."""
 
