@@ -36,6 +36,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
+from botocore.utils import parse_timestamp
 
 from rotator.errors import (
     AccessDenied,
@@ -128,9 +129,12 @@ async def all_pages(
     items: str,
     operation: str,
     ids: Mapping[str, str] | None = None,
+    *,
+    each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Every item under ``items`` of an IAM ``List*`` call, following ``Marker`` page by page.
+    """Every item under ``items`` of an IAM ``List*`` call, following ``Marker`` page by page
+    (each item passed through ``each`` as its page arrives, if given).
 
     Written out rather than botocore's paginators so that the in-memory IAM twin
     (``rotator.testing``), which has the calls but not ``get_paginator``, serves too.
@@ -140,7 +144,8 @@ async def all_pages(
     while True:
         with aws_errors(operation, **(ids or {})):
             page = await call(**kwargs, **({"Marker": marker} if marker else {}))
-        found.extend(page.get(items, []))
+        got = page.get(items, [])
+        found.extend(got if each is None else map(each, got))
         if not page.get("IsTruncated"):
             return found
         marker = page["Marker"]
@@ -186,6 +191,23 @@ def _sign_as_caller(request: Any, **_: Any) -> None:
     signing["request_credentials"] = AioCredentials(
         credentials.access_key_id, credentials.secret_access_key
     )
+
+
+def timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, fast for what AWS sends: ISO 8601 with a zone
+    (``2026-12-03T07:00:00Z``) by ``datetime.fromisoformat``, about 200 times faster than
+    botocore's ``dateutil`` (which also gives every such timestamp a ``tzlocal`` object of
+    its own when the machine runs in UTC: 0.5 KB each, 5 MB for 10,000 users). Anything
+    else (epoch seconds, RFC 822, no zone) is botocore's own parse."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    return parse_timestamp(value)  # type: ignore[no-any-return]
 
 
 def _user_agent_once(client: Any) -> None:
@@ -256,6 +278,8 @@ class Aws:
             self._session = aioboto3.Session(botocore_session=botocore_session, region_name=region)
         else:
             self._session = aioboto3.Session(profile_name=profile, region_name=region)
+        parsers = self._session._session.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=timestamp)
         self._own: Credentials | None = None  # set by ``switch_to``
 
     async def own_access_key_id(self) -> str | None:

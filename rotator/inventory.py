@@ -20,15 +20,16 @@ reports a password change only in the credential report.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from rotator import audit, credential_report
 from rotator.aws import all_pages
+from rotator.bounded import bounded_map
 from rotator.credential_report import CredentialReport, ReportUnavailable
 from rotator.errors import NoSuchEntity
 from rotator.kinds.base import (
@@ -46,6 +47,7 @@ from rotator.progress import INVENTORY, NO_PROGRESS, Counter, ProgressFn
 REPORT_COST = 3  # calls to fetch the credential report (get, generate, get)
 SCREEN_AHEAD = timedelta(hours=1)  # report data is screened as of now + this
 _ACTS = frozenset({Action.ROTATE, Action.DISABLE, Action.BLOCK})
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})  # one for every untagged holder
 
 
 def _common_prefix(rules: Sequence[Rule]) -> str:
@@ -70,11 +72,30 @@ def _wants_tags(rule: Rule) -> bool:
     return bool(rule.select.tags or rule.exclude.tags)
 
 
+# What rotator reads of a ListUsers entry; the rest (UserId, ...) is dropped page by page.
+USER_FIELDS = ("UserName", "Path", "Arn", "CreateDate", "PasswordLastUsed")
+
+
 async def list_users(iam: IamClient, path_prefix: str) -> list[dict[str, Any]]:
-    """Every IAM user under ``path_prefix`` (all pages, 1,000 a page)."""
+    """Every IAM user under ``path_prefix`` (all pages, 1,000 a page), each with only the
+    ``USER_FIELDS`` IAM gave, and one copy of each path for all the users that share it."""
     ids = {"path_prefix": path_prefix}
+    paths: dict[str, str] = {}
+
+    def trimmed(user: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: user[k] for k in USER_FIELDS if k in user}
+        if isinstance(path := kept.get("Path"), str):
+            kept["Path"] = paths.setdefault(path, path)
+        return kept
+
     return await all_pages(
-        iam.list_users, "Users", "ListUsers", ids, PathPrefix=path_prefix, MaxItems=1000
+        iam.list_users,
+        "Users",
+        "ListUsers",
+        ids,
+        each=trimmed,
+        PathPrefix=path_prefix,
+        MaxItems=1000,
     )
 
 
@@ -119,7 +140,8 @@ class _Collector:
 
     async def holder(self, user: dict[str, Any], candidates: Sequence[Rule]) -> Holder | None:
         name, path = user["UserName"], user.get("Path", "/")
-        tags = await user_tags(self.iam, name) if any(map(_wants_tags, candidates)) else {}
+        wanted = any(map(_wants_tags, candidates))
+        tags = await user_tags(self.iam, name) if wanted else _NO_TAGS
         selecting = [r for r in candidates if r.select.matches(name, path, tags)]
         if not selecting:
             return None
@@ -238,21 +260,17 @@ async def collect(
         report=await _report(iam) if wanted else None,
         now=now,
     )
-    limit = asyncio.Semaphore(max_concurrency)
-    read = Counter(progress, INVENTORY, sum(1 for mine in candidates.values() if mine))
+    selected = [u for u in listed if candidates[u["UserName"]]]
+    read = Counter(progress, INVENTORY, len(selected))
 
     async def one(user: dict[str, Any]) -> Holder | None:
-        mine = candidates[user["UserName"]]
-        if not mine:
-            return None
-        async with limit:
-            try:
-                return await collector.holder(user, mine)
-            except NoSuchEntity:
-                return None  # deleted while we listed
-            finally:
-                read.tick()
+        try:
+            return await collector.holder(user, candidates[user["UserName"]])
+        except NoSuchEntity:
+            return None  # deleted while we listed
+        finally:
+            read.tick()
 
-    holders = await asyncio.gather(*(one(u) for u in listed))
+    holders = await bounded_map(one, selected, max_concurrency)
     found = tuple(h for h in holders if h is not None) + tuple(account_holders)
     return Inventory(account=account, holders=found)

@@ -79,7 +79,7 @@ class Status(StrEnum):
     EXPIRED = "Expired"  # service-specific credentials with a lifetime (Bedrock API keys)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Credential:
     """One credential as IAM reports it. IDs are not secrets; no secret lives here."""
 
@@ -100,7 +100,7 @@ class Credential:
         return now - self.created
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Finding:
     """A kind's own verdict on a holder, from what it saw outside IAM: ``action`` is
     ``Action.ROTATE`` (a new credential is due now), ``Action.BLOCK`` (nothing may change
@@ -110,7 +110,7 @@ class Finding:
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Holder:
     """An IAM user and the credentials of the inventoried kinds it holds."""
 
@@ -317,7 +317,7 @@ class Action(StrEnum):
     DISABLE = "disable"  # deactivate (or remove) a credential unused for too long
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Decision:
     """One planner decision, always with the reason an operator would want."""
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from botocore.useragent import UserAgentString
+from botocore.utils import parse_timestamp
 
-from rotator.aws import Aws, Clients, Credentials, all_pages, signing_as
+from rotator.aws import Aws, Clients, Credentials, all_pages, signing_as, timestamp
 from rotator.errors import NoSuchEntity
 from rotator.kinds.access_key import is_user_arn
 from tests.support.moto import MotoSandbox
@@ -189,3 +191,33 @@ async def test_a_client_builds_its_user_agent_once_not_per_request(
     assert set(sent) <= set(built)
     assert "md/Botocore#" in sent[0]
     assert len(built) <= 2, built  # botocore's own: twice for each of the 6 requests
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-12-03T07:00:00Z",
+        "2026-12-03T07:00:00.123456Z",
+        "2026-12-03T09:00:00.123+02:00",
+        "2026-12-03T07:00:00",  # no zone: botocore's own parse
+        "Thu, 03 Dec 2026 07:00:00 GMT",
+        1764745200,
+        "1764745200",
+    ],
+)
+def test_timestamps_parse_to_the_instant_botocore_reads(value: object) -> None:
+    assert timestamp(value) == parse_timestamp(value)
+    assert (timestamp(value).tzinfo is None) == (parse_timestamp(value).tzinfo is None)
+
+
+async def test_clients_read_aws_timestamps_as_aware_utc_datetimes_sharing_one_zone(
+    sandbox: MotoSandbox,
+) -> None:
+    for n in range(3):
+        sandbox.create_user(f"ts-{n}", keys=1)
+    async with Aws().client("iam") as iam:
+        users = (await iam.list_users())["Users"]
+        keys = (await iam.list_access_keys(UserName="ts-0"))["AccessKeyMetadata"]
+    created = [u["CreateDate"] for u in users] + [k["CreateDate"] for k in keys]
+    assert {d.tzinfo for d in created} == {UTC}
+    assert all(abs(d - datetime.now(UTC)) < timedelta(minutes=5) for d in created)

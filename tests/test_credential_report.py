@@ -72,6 +72,20 @@ def test_report_rows_become_credentials_named_as_the_report_names_them() -> None
     assert credentials(alice, Kind.SSH_PUBLIC_KEY) == []
 
 
+def test_columns_are_read_by_name_whatever_their_order_and_line_ends() -> None:
+    """The report is read as it streams: columns found by the header's names (in another
+    order, with CRLF line ends) and a row cut short read as empty for what it lacks."""
+    lines = [line.split(",") for line in CSV.splitlines()]
+    order = list(reversed(range(len(lines[0]))))
+    shuffled = "\r\n".join(",".join(row[i] for i in order) for row in lines) + "\r\n"
+    assert parse(shuffled.encode(), GENERATED) == parse(CSV.encode(), GENERATED)
+    cut = CSV + "carol,arn:aws:iam::123456789012:user/carol,2024-06-06T06:06:06+00:00,true\n\n"
+    carol = parse(cut.encode(), GENERATED).rows["carol"]
+    assert carol.password_enabled
+    assert carol.password_last_changed is None
+    assert carol.keys == ()
+
+
 def test_a_user_recreated_since_the_report_is_not_in_it() -> None:
     report = parse(CSV, GENERATED)
     same = datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)  # ListUsers has microseconds

@@ -55,3 +55,22 @@ def test_version_prints_the_package_version() -> None:
     )
     assert out.returncode == 0
     assert out.stdout.startswith(f"rotator {rotator.__version__} ")
+
+
+def test_the_lambda_handler_needs_no_cli_only_package() -> None:
+    """The Lambda package leaves out typer and rich (benchmarks/lambda_package.py): the
+    handler imports and answers without them, and loads no CLI module."""
+    code = (
+        "import sys\n"
+        "for name in ('typer', 'rich', 'click', 'pygments'):\n"
+        "    sys.modules[name] = None  # import fails, as in the lean package\n"
+        "from rotator.entrypoints.lambda_handler import handler\n"
+        "out = handler({'action': 'no-such-action'})\n"
+        "cli = sorted(m for m in sys.modules if m.startswith('rotator.entrypoints.')\n"
+        "             and m != 'rotator.entrypoints.lambda_handler')\n"
+        "print(out['ok'], out['error'], cli)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split("\n")[-2] == "False InputError []", out.stdout + out.stderr

@@ -101,7 +101,7 @@ def driven(rotation: Rotation, done: Sequence[StepResult]) -> Result:
     return Result.ADVANCED if done else Result.NOT_DUE
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Report:
     """What was done about one decision. ``began`` is True if this run journalled a new
     rotation; ``error`` is the AWS (or rotator) error code of a failure, if any;

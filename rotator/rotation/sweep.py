@@ -91,7 +91,7 @@ class Sweep:
 
         async def one(decision: Decision) -> Decision:
             rule = self._config.rule(decision.rule)
-            if decision.action is not Action.ROTATE or rule is None:
+            if rule is None:
                 return decision
             key = SinkKey(
                 account=decision.account, user=decision.user, kind=decision.kind, slot=decision.slot
@@ -103,7 +103,13 @@ class Sweep:
                 return replace(decision, action=Action.BLOCK, reason=reason)
             return decision
 
-        return Plan(decisions=tuple(await asyncio.gather(*(one(d) for d in the_plan))))
+        # Only rotations are checked: no task for each of 10,000 decisions with nothing to do.
+        decisions = list(the_plan)
+        rotating = [n for n, d in enumerate(decisions) if d.action is Action.ROTATE]
+        checked = await asyncio.gather(*(one(decisions[n]) for n in rotating))
+        for n, decision in zip(rotating, checked, strict=True):
+            decisions[n] = decision
+        return Plan(decisions=tuple(decisions))
 
     async def run(
         self,
