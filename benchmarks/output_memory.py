@@ -1,6 +1,6 @@
 """Memory of ``--output json`` / ``--output text`` at 1k and 10k rows, in process: the
 extra memory (tracemalloc peak above the inputs already held) of writing the ``plan``,
-``sweep``, ``status`` and ``history`` documents (``rotator.entrypoints.documents``, streamed
+``sweep``, ``status`` and ``history`` documents (``rotator.documents``, streamed
 by ``render.print_json``) and their text rows. The baseline, measured in the same run, is
 the same document made whole and written with one ``json.dumps`` (what streaming avoids).
 Target: the streamed extra memory stays flat (10k rows within 2x of 1k rows) and is a small
@@ -21,7 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
-from rotator.entrypoints import documents, render
+from rotator import documents
+from rotator.entrypoints import render
 from rotator.model import (
     Action,
     Decision,

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from rich.console import Console
 
-from rotator.entrypoints import documents, render
+from rotator import documents
+from rotator.entrypoints import render
 from rotator.errors import CorruptRecord
 from rotator.model import Action, Plan, utc_iso
 from rotator.policy import Account

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from rotator.entrypoints.documents import KINDS
+from rotator.documents import KINDS
 from tests.support import schemas
 from tests.support.cli import Cli
 from tests.support.moto import MotoSandbox

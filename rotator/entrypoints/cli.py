@@ -37,9 +37,9 @@ from rotator.model import Kind, Plan, utcnow
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
+    from rotator import documents, policy
     from rotator import journal as journals
-    from rotator import policy
-    from rotator.entrypoints import documents, render
+    from rotator.entrypoints import render
     from rotator.rotation import emergency as emergencies
     from rotator.rotation.report import Report
     from rotator.rotation.steps import StepResult
@@ -49,7 +49,7 @@ else:
     journals = lazy("rotator.journal")
     policy = lazy("rotator.policy")
     render = lazy("rotator.entrypoints.render")
-    documents = lazy("rotator.entrypoints.documents")
+    documents = lazy("rotator.documents")
     emergencies = lazy("rotator.rotation.emergency")
 
 cli = typer.Typer(
@@ -418,8 +418,15 @@ def status(
 @cli.command()
 def history(
     config: ConfigOpt,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rotations.", min=1)] = 50,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", metavar="USER", help="Only this user.")
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            metavar="N", help="At most this many rotations (1-100000).", min=1, max=100_000
+        ),
+    ] = 50,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
@@ -463,9 +470,15 @@ def rotate(
     config: ConfigOpt,
     access_key_id: Annotated[
         str | None,
-        typer.Option("--access-key-id", help="A (leaked) access key: its user is found for you."),
+        typer.Option(
+            "--access-key-id",
+            metavar="ID",
+            help="A (leaked) access key: its user is found for you.",
+        ),
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="The IAM user.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", metavar="USER", help="The IAM user.")
+    ] = None,
     kind: Annotated[
         Kind,
         typer.Option(
@@ -474,10 +487,12 @@ def rotate(
         ),
     ] = Kind.ACCESS_KEY,
     credential_id: Annotated[
-        str | None, typer.Option(help="Which credential, if the user has more than one.")
+        str | None,
+        typer.Option(metavar="ID", help="Which credential, if the user has more than one."),
     ] = None,
     service: Annotated[
-        str, typer.Option(help="For --kind service-credential: the service name.")
+        str,
+        typer.Option(metavar="SERVICE", help="For --kind service-credential: the service name."),
     ] = "",
     emergency: Annotated[
         bool,
@@ -490,8 +505,9 @@ def rotate(
     hold: Annotated[
         str | None,
         typer.Option(
+            metavar="DURATION",
             help="With --emergency: how long to keep the leaked credential "
-            "(inactive) before deleting it, e.g. 0s, 1h, 7d (default 0s)."
+            "(inactive) before deleting it, e.g. 0s, 1h, 7d (default 0s).",
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -502,6 +518,7 @@ def rotate(
         str | None,
         typer.Option(
             "--account",
+            metavar="ID",
             help="With [accounts]: the account of --user (an --access-key-id's account is "
             "found with sts:GetAccessKeyInfo).",
         ),
@@ -575,7 +592,9 @@ def journal_init(config: ConfigOpt) -> None:
 
 @cli.command()
 def rollback(
-    rotation_id: Annotated[str, typer.Argument(help="The rotation (see `rotator history`).")],
+    rotation_id: Annotated[
+        str, typer.Argument(metavar="ROTATION_ID", help="The rotation (see `rotator history`).")
+    ],
     config: ConfigOpt,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     output: OutputOpt = None,
@@ -610,8 +629,9 @@ def demo(
     workdir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Where to put the demo's journal, secrets and audit log "
-            "(default: a new temporary directory)."
+            "(default: a new temporary directory).",
         ),
     ] = None,
     serve: Annotated[

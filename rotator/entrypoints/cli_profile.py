@@ -18,16 +18,16 @@ from rotator.errors import ConfigError, RotatorError
 
 if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rotator import app as application
-    from rotator import policy
+    from rotator import documents, policy
     from rotator import profile as profiles
-    from rotator.entrypoints import documents, render
+    from rotator.entrypoints import render
     from rotator.rotation.report import Report
 else:
     application = lazy("rotator.app")
     policy = lazy("rotator.policy")
     profiles = lazy("rotator.profile")
     render = lazy("rotator.entrypoints.render")
-    documents = lazy("rotator.entrypoints.documents")
+    documents = lazy("rotator.documents")
 
 out = Console()
 err = Console(stderr=True)

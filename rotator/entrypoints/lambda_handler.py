@@ -61,10 +61,9 @@ from pydantic import (
 )
 
 from rotator import app as application
-from rotator import audit, redaction
+from rotator import audit, documents, redaction
 from rotator.aws import Aws, aws_errors
 from rotator.daemon.notify import Notifier
-from rotator.entrypoints import documents
 from rotator.errors import ConfigError, InputError, Permanent, RotatorError
 from rotator.model import Kind, Plan, new_id, utcnow
 from rotator.policy import Account, AccountId, Duration, OuRef

@@ -38,6 +38,7 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
+        metavar="FORMAT",
         help="table (for people, the default), json (one document, see docs/output.md) or "
         "text (tab-separated, one row per line).",
         show_default=False,
