@@ -11,6 +11,9 @@ measured with all of that on. Not part of the test run.
     .venv/bin/python -m benchmarks.sweep_vs_script [--users 500] [--latency-ms 50]
         [--concurrency 64] [--propagation-s 0] [--profile FILE]
 
+``--curve 100 500 2000`` runs only rotator, at each size (time, CPU and calls per user,
+each against the smallest size's: 1.0x is linear).
+
 ``--profile FILE`` runs rotator's sweep under cProfile, writes the stats to FILE (read them
 with ``python -m pstats FILE``) and prints the functions that took the most time of their
 own: where rotator's CPU per user goes.
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +198,45 @@ def print_profile(path: str, users: int, top: int = 25) -> None:
         )
 
 
+def curve(args: argparse.Namespace) -> None:
+    """Rotator's full cycle at each size, one after another against the same server: wall
+    time, CPU and calls per user, and each against the smallest size's (linear: 1.0x)."""
+    server = Server(args.latency_ms / 1000, args.propagation_s)
+    rows: list[tuple[int, float, float, float, int]] = []
+    try:
+        os.environ.update(
+            AWS_ENDPOINT_URL=server.proxy_url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        sandbox = MotoSandbox(server.upstream)
+        for n in sorted(args.curve):
+            tmp = Path(tempfile.mkdtemp(prefix=f"rotator-curve-{n}-"))
+            seed(sandbox, n)
+            config = tmp / "rotator.toml"
+            config.write_text(POLICY.format(tmp=tmp, concurrency=args.concurrency))
+            server.ask("reset")
+            wall, cpu, completed = measured(partial(asyncio.run, rotator_sweep(config)))
+            rows.append((n, wall, cpu, sum(server.counts().values()) / n, completed))
+    finally:
+        server.close()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average: {load} (2-core machine, shared)")
+    print(
+        f"curve: latency={args.latency_ms:.0f}ms per AWS call "
+        f"propagation={args.propagation_s:g}s concurrency={args.concurrency}"
+    )
+    first_wall, first_cpu = rows[0][1] / rows[0][0], rows[0][2] / rows[0][0]
+    for n, wall, cpu, calls, completed in rows:
+        print(
+            f"  {n:6d} users: {wall:7.1f}s wall ({wall / n * 1000:6.1f} ms/user, "
+            f"{wall / n / first_wall:4.2f}x the smallest's)  CPU {cpu:6.1f}s "
+            f"({cpu / n * 1000:5.1f} ms/user, {cpu / n / first_cpu:4.2f}x)  "
+            f"{calls:4.1f} calls/user  {completed}/{n} completed"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=500)
@@ -204,7 +247,17 @@ def main() -> None:
     parser.add_argument(
         "--skip-script", action="store_true", help="rotator only (no ratio): for profiling"
     )
+    parser.add_argument(
+        "--curve",
+        type=int,
+        nargs="+",
+        metavar="USERS",
+        help="rotator's full cycle at each of these sizes (e.g. 100 500 2000): time and CPU",
+    )
     args = parser.parse_args()
+    if args.curve:
+        curve(args)
+        return
     server = Server(args.latency_ms / 1000, args.propagation_s)
     try:
         os.environ.update(
