@@ -304,3 +304,32 @@ def test_without_a_deadline_max_age_alone_decides() -> None:
 def test_a_deadline_not_after_deactivate_after_is_refused_with_why() -> None:
     with pytest.raises(ValueError, match="deactivate_after 6d is not less than deadline 6d"):
         rule(deadline="6d", deactivate_after="6d")
+
+
+@pytest.mark.parametrize(
+    ("left", "said"),
+    [
+        (timedelta(days=-10), "expired 10d ago (2026-11-12; renew_before 5d)"),
+        (timedelta(days=4), "expires 2026-11-26 (in 4d; renew_before 5d)"),
+    ],
+)
+def test_an_expiry_that_has_passed_reads_expired_n_days_ago(left: timedelta, said: str) -> None:
+    """Not "expires 2026-11-12 (in 0s)": a credential past its expiry says how long ago."""
+    bedrock = rule(
+        kind="service-credential",
+        service="bedrock.amazonaws.com",
+        credential_age=30,
+        renew_before="5d",
+        max_age="3650d",
+    )
+    credential = Credential(
+        kind=Kind.SERVICE_CREDENTIAL,
+        credential_id="ACCA1",
+        status=Status.ACTIVE,
+        created=NOW - timedelta(days=30) + left,
+        expires=NOW + left,
+        slot="bedrock.amazonaws.com",
+    )
+    decision = only(holder("dev", credential), [bedrock])
+    assert decision.action is Action.ROTATE
+    assert decision.reason.endswith(f"ACCA1 {said}"), decision.reason
