@@ -79,6 +79,9 @@ def test_help_reads_as_plain_text_at_80_columns(path: tuple[str, ...]) -> None:
 
     assert shown.startswith("Usage: "), shown
     assert "<bool>" not in shown, shown
+    # An option's value is named for what it is (ID, USER, DURATION...), not its type.
+    options = [line for line in shown.splitlines() if line.lstrip().startswith("-")]
+    assert not [line for line in options if re.search(r"--[a-z-]+ <", line)], shown
     assert "╭" not in shown and "│" not in shown, "no boxes: plain text"
     for line in shown.splitlines():
         assert len(line) <= WIDTH, f"wider than {WIDTH} columns: {line!r}"

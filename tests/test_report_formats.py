@@ -27,7 +27,7 @@ from rotator.model import Action, Credential, Decision, Holder, Inventory, Kind,
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 HOSTILE = '[b]"><script>alert(1)</script>|x'
-REASON = "a reason with a | pipe,\ta tab and\na line break " + "and many words " * 12
+REASON = "a reason with a | pipe,\ta tab and\na line break " + "and many words " * 20
 
 
 def key(cid: str, age: int) -> Credential:
@@ -110,12 +110,28 @@ def test_the_table_keeps_its_width_ids_whole_and_rows_of_three_lines(
     body = [line for line in lines if line.startswith("│")]
     assert len(body) <= 2 * 3
     assert '[b]"><scr' in shown, "user text is not markup"
-    cut = [line.split("│")[1].strip() for line in body if "AKIA1" * 4 in line]
-    assert cut[0].endswith("…") and HOSTILE.startswith(cut[0][:-1]), "cut on its line"
+    users = [line.split("│")[1].strip() for line in body]
+    assert HOSTILE in users, "the user's name is whole, on a line of its own"
     assert sum("AKIA1" * 4 in line for line in body) >= 1, "the ID is whole"
     assert "…" in shown, "the long reason is cut"
     everything = " ".join(" ".join(lines_after(report)).split())
     assert "failures per CIS control (cis-v5.0): 1.11: 1, 1.12: 0, 1.13: 1, 1.18: 0" in everything
+
+
+def test_a_name_too_long_for_80_columns_is_cut_on_its_own_line_and_the_id_kept() -> None:
+    """IAM allows 64-character user names: past what 80 columns leave beside the verdicts
+    and a readable reason (40), the name is cut with "…"; the key ID stays whole."""
+    name = "svc-" + "x" * 60
+    holders = (Holder(account="1", name=name, arn="a", credentials=(key("AKIA2" * 4, 100),)),)
+    report = evaluate(Inventory(account="1", holders=holders), None, [], NOW)
+    console = Console(width=80, file=io.StringIO(), no_color=True, force_terminal=False)
+    console.print(table(report, width=80))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert max(len(line) for line in lines) <= 80
+    cells = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert cells[0].endswith("…") and name.startswith(cells[0][:-1]), cells
+    assert len(cells[0]) >= 40
+    assert "AKIA2" * 4 in cells
 
 
 def test_a_long_table_is_printed_in_pieces_that_read_as_one_table() -> None:

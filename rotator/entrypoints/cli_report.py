@@ -64,6 +64,7 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
+        metavar="FORMAT",
         help="json, table (for people), text (tab-separated, a row a line), csv, markdown, "
         "or html (one self-contained page with a summary chart).",
         case_sensitive=False,
@@ -73,6 +74,7 @@ BenchmarkOpt = Annotated[
     str,
     typer.Option(
         "--benchmark",
+        metavar="VERSION",
         help="The CIS AWS Foundations Benchmark version whose control numbers to use: "
         + ", ".join(benchmarks_cis.VERSIONS)
         + " (or short: cis-v7).",

@@ -201,15 +201,29 @@ def _said(row: Row, reason_width: int, *, wide: bool) -> str:
     )
 
 
-def _widths(report: Report, width: int) -> tuple[int, int]:
-    """The user and rotator columns' widths: the same for every piece of the table."""
+def _state(row: Row) -> str:
+    """A credential's status, age and last use in one line (the stacked layout)."""
+    return f"{row.status} {row.age_days}d, {_used(row.last_used)}"
+
+
+def _widths(report: Report, width: int) -> tuple[int | None, int, int]:
+    """The columns' widths, the same for every piece of the table: (user, credential,
+    rotator). The user gets a column of its own when its longest name fits whole beside
+    the others; else (user ``None``) the name is stacked over the key ID in the credential
+    column, which is then as wide as the longest name (cut with "…" only past what the
+    terminal leaves: 40 characters at 80 columns)."""
     users = max((len(r.user) for r in report.rows), default=4)
-    room = width - (_ID + _VERDICT + 13 + _MIN_REASON)  # what the user column may take
-    user_width = max(4, min(users, 24, room))
-    fixed = user_width + _ID + _VERDICT + 13  # 4 columns: 3 + 3 + 3 + 3 + 1 borders
-    reason_width = max(width - fixed, _MIN_REASON)
     said = max((len(r.action) + len(r.reason) + 2 for r in report.rows), default=7)
-    return user_width, max(min(said, reason_width), len("rotator"))
+    room = width - (_ID + _VERDICT + 13 + _MIN_REASON)  # what a user column may take
+    if users <= max(room, 4):
+        user_width = max(4, users)
+        reason_width = max(width - (user_width + _ID + _VERDICT + 13), _MIN_REASON)
+        return user_width, _ID, max(min(said, reason_width), len("rotator"))
+    states = max((len(_state(r)) for r in report.rows), default=_ID)
+    widest = width - (_VERDICT + 10 + _MIN_REASON)  # 3 columns: 3 + 3 + 3 + 1 borders
+    first = max(_ID, min(max(users, states), widest))
+    reason_width = max(width - (first + _VERDICT + 10), _MIN_REASON)
+    return None, first, max(min(said, reason_width), len("rotator"))
 
 
 def table(
@@ -223,8 +237,9 @@ def table(
     """One row per credential (of ``rows``, default all), at most three lines each at any
     width from 80 columns: the user, the credential (ID; status and age; last use), its
     verdicts (one control a line), and what rotator does (the reason wrapped to three
-    lines and cut with "…"; ``wide``: whole). IDs, names and dates never break. ``head``:
-    with the title and the header (the first piece of a long table)."""
+    lines and cut with "…"; ``wide``: whole). IDs, names and dates never break: where a
+    long user name leaves no room for a column of its own, it heads the credential's
+    cell. ``head``: with the title and the header (the first piece of a long table)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -236,20 +251,23 @@ def table(
         else f"Compliance, account {report.account}, {mark.name}"
     )
     out = Table(title=Text(title) if head else None, title_justify="left", show_header=head)
-    user_width, reason_width = _widths(report, width)
-    out.add_column("user", no_wrap=True, overflow="ellipsis", width=user_width)
-    out.add_column("credential", no_wrap=True, width=_ID)
+    user_width, credential_width, reason_width = _widths(report, width)
+    if user_width is not None:
+        out.add_column("user", no_wrap=True, overflow="ellipsis", width=user_width)
+    heading = "credential" if user_width is not None else "user / credential"
+    out.add_column(heading, no_wrap=True, overflow="ellipsis", width=credential_width)
     out.add_column(mark.name.removeprefix("cis-"), no_wrap=True, width=_VERDICT)
     out.add_column("rotator", no_wrap=True, overflow="ellipsis", width=reason_width)
     for row in report.rows if rows is None else rows:
         cid = row.credential_id if row.kind.value == "access-key" else "console password"
         verdicts = "\n".join(f"{mark.control(c)} {row.verdicts[c]}" for c in checks)
-        out.add_row(
-            Text(row.user),
-            Text(f"{cid}\n{row.status}, {row.age_days}d old\n{_used(row.last_used)}"),
-            Text(verdicts),
-            Text(_said(row, reason_width, wide=wide)),
-        )
+        said = Text(_said(row, reason_width, wide=wide))
+        if user_width is None:
+            cells = [Text(f"{row.user}\n{cid}\n{_state(row)}")]
+        else:
+            state = f"{row.status}, {row.age_days}d old\n{_used(row.last_used)}"
+            cells = [Text(row.user), Text(f"{cid}\n{state}")]
+        out.add_row(*cells, Text(verdicts), said)
     return out
 
 
