@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -175,17 +176,18 @@ def run_demo(workdir: Path | None, console: Console, *, serve: bool = False) -> 
         counts = result.counts()
         ok = counts["completed"] == 2 and counts["blocked"] == 1 and counts["failed"] == 0
         if serve:
-            _serve(console, url)
+            _serve(console, url, config_path)
         return ok
     finally:
         server.stop()
 
 
-def _serve(console: Console, url: str) -> None:
+def _serve(console: Console, url: str, config_path: Path) -> None:
     console.rule("sandbox running")
     console.print("In another shell:", highlight=False)
-    for key, value in sandbox_environment(url).items():
-        console.print(f"  export {key}={value}", highlight=False)
+    exports = {**sandbox_environment(url), "ROTATOR_CONFIG": str(config_path)}
+    for key, value in exports.items():
+        console.print(f"  export {key}={shlex.quote(value)}", markup=False, highlight=False)
     console.print("Ctrl-C stops the sandbox.")
     try:
         while True:

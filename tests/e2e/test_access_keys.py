@@ -7,7 +7,12 @@ authenticate as the user through STS), the audit log, the journal and the exit c
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import stat
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -299,12 +304,52 @@ def test_aws_credentials_profile_sink(
     assert stat.S_IMODE(creds.stat().st_mode) == 0o640
 
 
-def test_demo_runs_the_sandbox_end_to_end(tmp_path: Path) -> None:
-    cli = Cli(tmp=tmp_path, endpoint="http://127.0.0.1:9")  # the demo starts its own moto
-    result = cli("demo", "--workdir", str(tmp_path / "demo"), config=False, timeout=180)
-    assert result.code == 0, result.stdout + result.stderr
-    assert "authenticates as" in result.stdout
-    assert (tmp_path / "demo" / "audit.jsonl").exists()
+def test_demo_runs_the_sandbox_end_to_end_and_serve_prints_a_working_environment(
+    tmp_path: Path,
+) -> None:
+    """``rotator demo --serve``: the sweep behaves, then the printed ``export`` lines alone
+    (ROTATOR_CONFIG included) let another shell's ``rotator history`` read the sandbox's
+    journal; Ctrl-C ends it with the demo's exit code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROTATOR_"))}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "rotator", "demo", "--serve", "--workdir", str(tmp_path / "d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "COLUMNS": "120"},
+    )
+    try:
+        assert demo.stdout is not None
+        shown: list[str] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            assert line, "the demo ended before serving: " + "".join(shown)
+            shown.append(line)
+            if line.startswith("Ctrl-C stops the sandbox"):
+                break
+        printed = "".join(shown)
+        assert "authenticates as" in printed
+        exports = dict(
+            shlex.split(line.strip().removeprefix("export "))[0].split("=", 1)
+            for line in shown
+            if line.strip().startswith("export ")
+        )
+        assert exports["ROTATOR_CONFIG"] == str(tmp_path / "d" / "rotator.toml")
+        history = subprocess.run(
+            [sys.executable, "-m", "rotator", "history", "--output", "json"],
+            capture_output=True,
+            text=True,
+            env={**env, **exports},
+            timeout=120,
+        )
+        assert history.returncode == 0, history.stderr
+        assert len(json.loads(history.stdout)["items"]) >= 2, "the demo's rotations"
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0, err
+    assert (tmp_path / "d" / "audit.jsonl").exists()
 
 
 def test_at_a_terminal_run_and_plan_show_a_progress_bar_and_pipes_get_none(
