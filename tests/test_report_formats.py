@@ -27,6 +27,7 @@ from rotator.entrypoints.report_formats import (
 )
 from rotator.entrypoints.report_html import write_html
 from rotator.model import Action, Credential, Decision, Holder, Inventory, Kind, Plan, Status
+from tests.support.asff import ASFF_SCHEMA
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 HOSTILE = '[b]"><script>alert(1)</script>|x'
@@ -154,78 +155,6 @@ def test_a_long_table_is_printed_in_pieces_that_read_as_one_table() -> None:
     assert edges == ["┏", "┃", "┡", "└"]
     ids = [line.split("│")[2].strip() for line in lines if line.startswith("│ user-")]
     assert ids == [f"AKIA{n:016d}" for n in range(600)]
-
-
-# The ASFF fields every finding must have (AWS Security Hub User Guide, "Required
-# top-level ASFF attributes"; AwsSecurityFinding in the API reference: lengths, patterns),
-# and what rotator promises beside them.
-ASFF_SCHEMA = {
-    "type": "object",
-    "required": [
-        "SchemaVersion",
-        "Id",
-        "ProductArn",
-        "GeneratorId",
-        "AwsAccountId",
-        "Types",
-        "CreatedAt",
-        "UpdatedAt",
-        "Severity",
-        "Title",
-        "Description",
-        "Resources",
-        "Compliance",
-        "RecordState",
-        "ProductFields",
-    ],
-    "properties": {
-        "SchemaVersion": {"const": "2018-10-08"},
-        "Id": {"type": "string", "minLength": 1, "maxLength": 512},
-        "ProductArn": {
-            "type": "string",
-            "pattern": r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+:\d{12}:product/\d{12}/default$",
-        },
-        "GeneratorId": {"type": "string", "minLength": 1, "maxLength": 512},
-        "AwsAccountId": {"type": "string", "pattern": r"^\d{12}$"},
-        "Types": {"type": "array", "minItems": 1, "maxItems": 50, "items": {"type": "string"}},
-        "CreatedAt": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"},
-        "UpdatedAt": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"},
-        "Severity": {
-            "type": "object",
-            "required": ["Label"],
-            "properties": {"Label": {"enum": ["INFORMATIONAL", "MEDIUM"]}},
-        },
-        "Title": {"type": "string", "minLength": 1, "maxLength": 256},
-        "Description": {"type": "string", "minLength": 1, "maxLength": 1024},
-        "Resources": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 32,
-            "items": {
-                "type": "object",
-                "required": ["Type", "Id", "Partition", "Region"],
-                "properties": {
-                    "Type": {"enum": ["AwsIamAccessKey", "AwsIamUser", "Other"]},
-                    "Id": {"type": "string", "minLength": 1},
-                },
-            },
-        },
-        "Compliance": {
-            "type": "object",
-            "required": ["Status", "RelatedRequirements"],
-            "properties": {
-                "Status": {"enum": ["PASSED", "FAILED"]},
-                "RelatedRequirements": {"type": "array", "maxItems": 32},
-            },
-        },
-        "RecordState": {"const": "ACTIVE"},
-        "ProductFields": {
-            "type": "object",
-            "maxProperties": 50,
-            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 2048},
-        },
-    },
-}
 
 
 def test_asff_findings_have_the_required_fields_and_pass_botocores_validation(
