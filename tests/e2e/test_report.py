@@ -406,14 +406,16 @@ def test_the_report_calls_only_what_its_policy_allows_and_lists_only_users_with_
     assert report_calls["ListAccessKeys"] - plan_calls["ListAccessKeys"] == with_keys
 
 
-# docs/report.md's import of a report of more than 100 findings, word for word.
-IMPORT = """\
-jq -c '. as $all | range(0; length; 100) as $i | $all[$i:$i+100]' findings.json \\
-  | split -l 1 - batch-
-for f in batch-*; do
-  aws securityhub batch-import-findings --findings "file://$f" --query FailedCount
-done
-"""
+def documented_import() -> str:
+    """docs/report.md's lines that import ``findings.json`` 100 findings at a time (its
+    first ``sh`` block after "takes at most 100", without the ``rotator report`` line)."""
+    text = (Path(__file__).parents[2] / "docs" / "report.md").read_text()
+    after = text[text.index("takes at most 100") :]
+    start = after.index("```sh\n") + 6
+    block = after[start : after.index("\n```", start)]
+    lines = block.splitlines()
+    assert lines[0].startswith("rotator report ") and "--output asff" in lines[0]
+    return "\n".join(lines[1:]) + "\n"
 
 
 def test_asff_findings_import_into_security_hub_100_at_a_time(
@@ -461,7 +463,7 @@ def test_asff_findings_import_into_security_hub_100_at_a_time(
 
     (tmp_path / "findings.json").write_text(result.stdout)
     imported = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", IMPORT],
+        ["bash", "-euo", "pipefail", "-c", documented_import()],
         cwd=tmp_path,
         env=cli.environ(),
         capture_output=True,
