@@ -477,3 +477,32 @@ def test_asff_findings_import_into_security_hub_100_at_a_time(
     hub = sandbox.client("securityhub")
     stored = [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]]
     assert {f["Id"] for f in stored} == {f["Id"] for f in findings}
+
+
+def test_asff_findings_are_in_the_region_and_partition_rotator_acts_in(
+    cli: Cli, sandbox: MotoSandbox
+) -> None:
+    """No ``[aws] region``: the environment's region (AWS_DEFAULT_REGION) and its partition
+    name the product and the resources."""
+    import boto3
+
+    gov = boto3.client(
+        "iam",
+        endpoint_url=sandbox.url,
+        region_name="us-gov-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    gov.create_user(UserName="gov")
+    gov.create_access_key(UserName="gov")
+    cli.write_policy(max_age="90d")
+    cli.env["AWS_DEFAULT_REGION"] = "us-gov-west-1"
+    findings = json.loads(report(cli, "--output", "asff").stdout)
+    assert len(findings) == 2, "the key: 2.11 and 2.12"
+    for finding in findings:
+        account = finding["AwsAccountId"]
+        assert finding["ProductArn"].startswith(
+            f"arn:aws-us-gov:securityhub:us-gov-west-1:{account}:"
+        )
+        (resource,) = finding["Resources"]
+        assert (resource["Partition"], resource["Region"]) == ("aws-us-gov", "us-gov-west-1")
