@@ -113,6 +113,7 @@ class Row:
     verdicts: Mapping[Check, Verdict]
     action: str
     reason: str
+    arn: str = ""  # the user's ARN (the ASFF finding's resource)
 
     def as_dict(self, benchmark: Benchmark) -> dict[str, Any]:
         return {
@@ -415,6 +416,7 @@ def _rows(inventory: Inventory, plan: Plan | None, now: datetime) -> Iterator[Ro
                 },
                 action=action,
                 reason=reason,
+                arn=holder.arn,
             )
 
 

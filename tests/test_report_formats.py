@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
+import jsonschema
 import pytest
 from rich.console import Console
 
 from rotator.benchmarks_cis import benchmark
 from rotator.compliance import Report, evaluate
+from rotator.entrypoints.report_asff import write_asff
 from rotator.entrypoints.report_formats import (
     columns,
     lines_after,
@@ -24,9 +27,11 @@ from rotator.entrypoints.report_formats import (
 )
 from rotator.entrypoints.report_html import write_html
 from rotator.model import Action, Credential, Decision, Holder, Inventory, Kind, Plan, Status
+from tests.support.asff import ASFF_SCHEMA
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 HOSTILE = '[b]"><script>alert(1)</script>|x'
+CIS_V5 = ("1.11", "1.12", "1.13")
 REASON = "a reason with a | pipe,\ta tab and\na line break " + "and many words " * 20
 
 
@@ -150,3 +155,95 @@ def test_a_long_table_is_printed_in_pieces_that_read_as_one_table() -> None:
     assert edges == ["┏", "┃", "┡", "└"]
     ids = [line.split("│")[2].strip() for line in lines if line.startswith("│ user-")]
     assert ids == [f"AKIA{n:016d}" for n in range(600)]
+
+
+def test_asff_findings_have_the_required_fields_and_pass_botocores_validation(
+    report: Report,
+) -> None:
+    """One finding per credential and control with a pass or fail verdict, in the shape
+    ``BatchImportFindings`` takes (botocore checks it against the Security Hub model, as
+    the AWS CLI does before it sends anything)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    out = io.StringIO()
+    write_asff(out, [report], region="cn-north-1", partition="aws-cn")
+    found = json.loads(out.getvalue())
+    for finding in found:
+        jsonschema.validate(finding, ASFF_SCHEMA)
+    # cis-v5.0: 1.11 unused, 1.12 one active key, 1.13 rotated, for each of the two keys.
+    assert sorted((f["Resources"][0]["Id"], f["GeneratorId"]) for f in found) == sorted(
+        (cid, f"rotator/cis-v5.0/{n}") for cid in ("AKIA1" * 4, "AKIA2" * 4) for n in CIS_V5
+    )
+    assert len({f["Id"] for f in found}) == len(found), "each finding its own Id"
+    by = {(f["Resources"][0]["Id"], f["GeneratorId"].rsplit("/", 1)[1]): f for f in found}
+    old = by["AKIA1" * 4, "1.13"]
+    assert old["Id"] == f"rotator/123456789012/{HOSTILE}/{'AKIA1' * 4}/cis-v5.0/1.13"
+    assert old["ProductArn"] == (
+        "arn:aws-cn:securityhub:cn-north-1:123456789012:product/123456789012/default"
+    )
+    assert old["Compliance"] == {
+        "Status": "FAILED",
+        "RelatedRequirements": ["CIS AWS Foundations Benchmark v5.0.0/1.13"],
+    }
+    assert old["Severity"] == {"Label": "MEDIUM"} == old["FindingProviderFields"]["Severity"]
+    assert old["CreatedAt"] == old["UpdatedAt"] == "2026-12-03T12:00:00Z"
+    assert (old["Resources"][0]["Partition"], old["Resources"][0]["Region"]) == (
+        "aws-cn",
+        "cn-north-1",
+    )
+    assert old["ProductFields"]["rotator/action"] == "rotate"
+    assert old["ProductFields"]["rotator/security-hub-controls"] == "IAM.3"
+    assert old["Description"].endswith(f"rotator: rotate: {REASON}")
+    fresh = by["AKIA2" * 4, "1.13"]
+    assert (fresh["Compliance"]["Status"], fresh["Severity"]) == (
+        "PASSED",
+        {"Label": "INFORMATIONAL"},
+    )
+
+    model = botocore.session.get_session().get_service_model("securityhub")
+    shape = model.operation_model("BatchImportFindings").input_shape
+    errors = ParamValidator().validate({"Findings": found}, shape)
+    assert not errors.has_errors(), errors.generate_report()
+
+
+def test_asff_skips_not_applicable_verdicts_and_controls_the_benchmark_lacks() -> None:
+    """A console password has no rotation or one-key verdict; cis-v7.0 has no one-key
+    control: a password gives one finding (2.11), a key two (2.11, 2.12); a user's ARN is
+    the password's resource."""
+    password = Credential(
+        kind=Kind.LOGIN_PROFILE, credential_id="ann", status=Status.ACTIVE, created=NOW
+    )
+    arn = "arn:aws:iam::123456789012:user/people/ann"
+    holders = (
+        Holder(account="123456789012", name="ann", arn=arn, credentials=(password,)),
+        Holder(account="123456789012", name="bob", arn="", credentials=(key("AKIA3" * 4, 1),)),
+    )
+    long = Decision(
+        account="123456789012",
+        user="bob",
+        kind=Kind.ACCESS_KEY,
+        rule="r",
+        action=Action.SKIP,
+        reason="why " * 1000,
+        credential_id="AKIA3" * 4,
+    )
+    inventory = Inventory(account="123456789012", holders=holders)
+    report = evaluate(inventory, Plan(decisions=(long,)), [], NOW)
+    out = io.StringIO()
+    write_asff(out, [report], region="us-east-1", partition="aws")
+    found = json.loads(out.getvalue())
+    assert [(f["Resources"][0]["Type"], f["GeneratorId"]) for f in found] == [
+        ("AwsIamUser", "rotator/cis-v7.0/2.11"),
+        ("AwsIamAccessKey", "rotator/cis-v7.0/2.11"),
+        ("AwsIamAccessKey", "rotator/cis-v7.0/2.12"),
+    ]
+    assert found[0]["Resources"][0]["Id"] == arn
+    assert "rotator/security-hub-controls" in found[0]["ProductFields"]
+    description, fields = found[1]["Description"], found[1]["ProductFields"]
+    assert len(description) == 1024 and description.endswith("…"), "cut to ASFF's limit"
+    assert len(fields["rotator/reason"]) == 2048
+
+    out = io.StringIO()
+    write_asff(out, [], region="us-east-1", partition="aws")
+    assert json.loads(out.getvalue()) == []

@@ -37,9 +37,18 @@ if TYPE_CHECKING:  # loaded on first use: `rotator --help` needs none of them
     from rich.table import Table
 
     from rotator import app as application
-    from rotator import aws, compliance, credential_report, inventory, kinds, policy, sinks
+    from rotator import (
+        aws,
+        compliance,
+        credential_report,
+        inventory,
+        kinds,
+        partitions,
+        policy,
+        sinks,
+    )
     from rotator.benchmarks_cis import Benchmark
-    from rotator.entrypoints import render, report_formats, report_html
+    from rotator.entrypoints import render, report_asff, report_formats, report_html
     from rotator.model import Plan
     from rotator.policy import Account
     from rotator.rotation import org as orgs
@@ -55,6 +64,8 @@ else:
     render = lazy("rotator.entrypoints.render")
     report_formats = lazy("rotator.entrypoints.report_formats")
     report_html = lazy("rotator.entrypoints.report_html")
+    report_asff = lazy("rotator.entrypoints.report_asff")
+    partitions = lazy("rotator.partitions")
     policy = lazy("rotator.policy")
     orgs = lazy("rotator.rotation.org")
 
@@ -66,7 +77,8 @@ OutputOpt = Annotated[
         "-o",
         metavar="FORMAT",
         help="json, table (for people), text (tab-separated, a row a line), csv, markdown, "
-        "or html (one self-contained page with a summary chart).",
+        "html (one self-contained page with a summary chart), or asff (AWS Security Finding "
+        "Format findings for Security Hub's batch-import-findings).",
         case_sensitive=False,
     ),
 ]
@@ -352,12 +364,20 @@ def register(app: typer.Typer) -> None:
             raise fail(exc, err) from None
         finally:
             close()
+        where = _where(cfg) if shape is ReportFormat.ASFF else None
         if cfg.accounts is not None:
-            _print_org(out, reports, mark, shape, wide=wide)
+            _print_org(out, reports, mark, shape, wide=wide, where=where)
             if any(r.report is None for r in reports):
                 raise typer.Exit(EXIT_FAILED)
             return
-        _print(out, [result], shape, wide=wide)
+        _print(out, [result], shape, wide=wide, where=where)
+
+
+def _where(cfg: Config) -> tuple[str, str]:
+    """The region and partition of the ASFF findings: those rotator's AWS session acts in
+    (``[aws] region``, else the environment or profile, else us-east-1)."""
+    region = application.make_aws(cfg).session_region
+    return region, partitions.for_region(region)
 
 
 def _filters(
@@ -385,11 +405,20 @@ def _filters(
 
 
 def _print(
-    out: Console, reports: Sequence[compliance.Report], shape: ReportFormat, *, wide: bool
+    out: Console,
+    reports: Sequence[compliance.Report],
+    shape: ReportFormat,
+    *,
+    wide: bool,
+    where: tuple[str, str] | None = None,
 ) -> None:
-    """``reports`` (one per account) in ``shape``; JSON is printed by the caller."""
+    """``reports`` (one per account) in ``shape``; JSON is printed by the caller. ``where``:
+    the region and partition of ASFF findings."""
     file = out.file
-    if shape is ReportFormat.TEXT:
+    if shape is ReportFormat.ASFF:
+        region, partition = where or ("us-east-1", "aws")
+        report_asff.write_asff(file, reports, region=region, partition=partition)
+    elif shape is ReportFormat.TEXT:
         report_formats.write_text(file, reports)
     elif shape is ReportFormat.CSV:
         report_formats.write_csv(file, reports)
@@ -415,6 +444,7 @@ def _print_org(
     shape: ReportFormat,
     *,
     wide: bool,
+    where: tuple[str, str] | None = None,
 ) -> None:
     if shape is ReportFormat.JSON:
         data = {
@@ -429,7 +459,8 @@ def _print_org(
         }
         render.print_json(out, data)
         return
-    _print(out, [r.report for r in reports if r.report is not None], shape, wide=wide)
+    done = [r.report for r in reports if r.report is not None]
+    _print(out, done, shape, wide=wide, where=where)
     if shape is not ReportFormat.TABLE:
         return
     out.print(org_table(reports, benchmark))

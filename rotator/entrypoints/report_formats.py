@@ -1,4 +1,5 @@
-"""How ``rotator report`` prints: ``--output json|table|text|csv|markdown|html``.
+"""How ``rotator report`` prints: ``--output json|table|text|csv|markdown|html|asff``
+(``asff``: ``report_asff``).
 
 Every format but the table and JSON is built from one flat record per row (``records``:
 credentials, server certificates, expired service credentials, OIDC providers), written
@@ -34,6 +35,7 @@ class ReportFormat(StrEnum):
     CSV = "csv"  # RFC 4180 with a header line: for spreadsheets
     MARKDOWN = "markdown"  # a pipe table: for tickets and wikis
     HTML = "html"  # one self-contained page with a summary chart: for auditors
+    ASFF = "asff"  # AWS Security Finding Format findings: for Security Hub
 
 
 # The Security Hub controls, in the mapping table's order.

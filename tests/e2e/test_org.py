@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import jsonschema
 import pytest
 
+from tests.support.asff import ASFF_SCHEMA
 from tests.support.cli import Cli
 from tests.support.moto import MotoSandbox
 from tests.support.org import ROLE, Org, assume_role_needs_the_role
@@ -126,6 +128,25 @@ def test_report_gives_per_account_totals(cli: Cli, org: Org) -> None:
     picked = cli("report", "--account", ids["dev"])
     assert picked.code == 0, picked.stderr
     assert "Compliance per account" in picked.stdout and "dev" in picked.stdout
+
+
+def test_report_asff_is_one_array_each_finding_with_its_own_account(cli: Cli, org: Org) -> None:
+    """Every surveyed account's findings in one array, each naming its account (and that
+    account's default product: Security Hub takes a finding only from its own account);
+    the account without a role has none, and the exit code says so."""
+    ids = org.accounts
+    report = cli("report", "--output", "asff")
+    assert report.code == 1, report.stderr  # the account without a role
+    findings = json.loads(report.stdout)
+    for finding in findings:
+        jsonschema.validate(finding, ASFF_SCHEMA)
+    # One key each (ci-app, 2.11 and 2.12 in cis-v7.0) in prod and dev.
+    assert sorted(f["AwsAccountId"] for f in findings) == sorted([ids["prod"], ids["dev"]] * 2)
+    for finding in findings:
+        account = finding["AwsAccountId"]
+        assert finding["ProductArn"].endswith(f":{account}:product/{account}/default")
+        assert finding["Id"].startswith(f"rotator/{account}/ci-app/")
+    assert len({f["Id"] for f in findings}) == len(findings)
 
 
 def test_rotate_finds_the_account_of_a_leaked_key(cli: Cli, org: Org) -> None:

@@ -36,6 +36,7 @@ import pytest
 from rotator.compliance import REPORT_ACTIONS
 from rotator.model import utcnow
 from tests.support import iam_seed
+from tests.support.asff import ASFF_SCHEMA
 from tests.support.cli import Cli, Result
 from tests.support.faults import FaultProxy
 from tests.support.moto import MotoSandbox
@@ -403,3 +404,105 @@ def test_the_report_calls_only_what_its_policy_allows_and_lists_only_users_with_
     assert "iam:ListServerCertificates" in made
     with_keys = len(keys)  # nokeys and console have none
     assert report_calls["ListAccessKeys"] - plan_calls["ListAccessKeys"] == with_keys
+
+
+def documented_import() -> str:
+    """docs/report.md's lines that import ``findings.json`` 100 findings at a time (its
+    first ``sh`` block after "takes at most 100", without the ``rotator report`` line)."""
+    text = (Path(__file__).parents[2] / "docs" / "report.md").read_text()
+    after = text[text.index("takes at most 100") :]
+    start = after.index("```sh\n") + 6
+    block = after[start : after.index("\n```", start)]
+    lines = block.splitlines()
+    assert lines[0].startswith("rotator report ") and "--output asff" in lines[0]
+    return "\n".join(lines[1:]) + "\n"
+
+
+def test_asff_findings_import_into_security_hub_100_at_a_time(
+    cli: Cli, keys: dict[str, list[str]], sandbox: MotoSandbox, tmp_path: Path
+) -> None:
+    """One finding per credential and control with a verdict (cis-v7.0: 2.11 and 2.12 per
+    key, 2.11 for the password, 2.17 for the certificate), valid ASFF, imported with the
+    AWS CLI as docs/report.md says: in batches of at most 100."""
+    for tool in ("aws", "jq", "split"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool} on PATH: the documented import is not run")
+    for n in range(41):
+        sandbox.create_user(f"bulk-{n:02d}", path="/", keys=1)
+    result = report(cli, "--output", "asff")
+    findings = json.loads(result.stdout)
+    for finding in findings:
+        jsonschema.validate(finding, ASFF_SCHEMA)
+    key_count = sum(len(v) for v in keys.values()) + 41
+    assert len(findings) == 2 * key_count + 1 + 1  # and the password's, the certificate's
+    assert len({f["Id"] for f in findings}) == len(findings)
+    account = findings[0]["AwsAccountId"]
+    assert {f["AwsAccountId"] for f in findings} == {account}
+    assert {f["ProductArn"] for f in findings} == {
+        f"arn:aws:securityhub:us-east-1:{account}:product/{account}/default"
+    }
+    (old,) = keys["old-key"]
+    failed = {
+        (f["Resources"][0]["Id"], f["GeneratorId"])
+        for f in findings
+        if f["Compliance"]["Status"] == "FAILED"
+    }
+    assert failed == {
+        (old, "rotator/cis-v7.0/2.12"),
+        (keys["idle"][0], "rotator/cis-v7.0/2.11"),
+        ("www", "rotator/cis-v7.0/2.17"),
+    }
+    rotated = next(
+        f for f in findings if f["Resources"][0]["Id"] == old and f["GeneratorId"].endswith("/2.12")
+    )
+    assert rotated["Id"] == f"rotator/{account}/old-key/{old}/cis-v7.0/2.12"
+    assert rotated["Severity"] == {"Label": "MEDIUM"}
+    assert rotated["ProductFields"]["rotator/action"] == "rotate"
+    (password,) = [f for f in findings if f["Resources"][0]["Type"] == "AwsIamUser"]
+    assert password["Resources"][0]["Id"] == f"arn:aws:iam::{account}:user/console"
+
+    (tmp_path / "findings.json").write_text(result.stdout)
+    imported = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", documented_import()],
+        cwd=tmp_path,
+        env=cli.environ(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.split() == ["0", "0"], "two batches (100 and 2), none failed"
+    assert sorted(p.name for p in tmp_path.glob("batch-*")) == ["batch-aa", "batch-ab"]
+    hub = sandbox.client("securityhub")
+    stored = [f for page in hub.get_paginator("get_findings").paginate() for f in page["Findings"]]
+    assert {f["Id"] for f in stored} == {f["Id"] for f in findings}
+
+
+def test_asff_findings_are_in_the_region_and_partition_rotator_acts_in(
+    cli: Cli, sandbox: MotoSandbox
+) -> None:
+    """No ``[aws] region``: the environment's region (AWS_DEFAULT_REGION) and its partition
+    name the product and the resources."""
+    import boto3
+
+    gov = boto3.client(
+        "iam",
+        endpoint_url=sandbox.url,
+        region_name="us-gov-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    gov.create_user(UserName="gov")
+    gov.create_access_key(UserName="gov")
+    cli.write_policy(max_age="90d")
+    cli.env["AWS_DEFAULT_REGION"] = "us-gov-west-1"
+    findings = json.loads(report(cli, "--output", "asff").stdout)
+    assert len(findings) == 2, "the key: 2.11 and 2.12"
+    for finding in findings:
+        account = finding["AwsAccountId"]
+        assert finding["ProductArn"].startswith(
+            f"arn:aws-us-gov:securityhub:us-gov-west-1:{account}:"
+        )
+        (resource,) = finding["Resources"]
+        assert (resource["Partition"], resource["Region"]) == ("aws-us-gov", "us-gov-west-1")
