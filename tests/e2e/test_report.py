@@ -11,17 +11,10 @@ so the seeded certificate fails the expired-certificates control.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
-import os
-import pty
-import re
 import shutil
-import struct
 import subprocess
-import sys
-import termios
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -318,29 +311,9 @@ def test_the_html_page_renders_in_a_headless_browser_with_rows_and_chart(
 def on_a_terminal(cli: Cli, *args: str, columns: int = 80) -> str:
     """stdout of ``rotator ARGS`` written to a pseudo-terminal ``columns`` wide (stderr: a
     pipe), as an operator at an 80-column shell sees it, without its style codes."""
-    main, side = pty.openpty()
-    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    cli.unset.add("COLUMNS")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rotator", *args, "--config", str(cli.config)],
-        env=cli.environ(),
-        stdout=side,
-        stderr=subprocess.PIPE,
-    )
-    os.close(side)
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
-    shown = b"".join(chunks).decode().replace("\r\n", "\n")
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)  # styles take no columns
+    shown = cli.on_screen(*args, columns=columns, rows=50)
+    assert shown.code == 0, shown.stderr
+    return shown.stdout
 
 
 def table_rows(text: str) -> Iterator[list[str]]:

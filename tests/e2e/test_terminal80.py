@@ -6,14 +6,6 @@ terminal, and no row takes more than 3 lines unless ``--wide`` is given."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import re
-import struct
-import subprocess
-import sys
-import termios
 from typing import Any
 
 import pytest
@@ -24,44 +16,11 @@ from tests.support.moto import MotoSandbox
 
 pytestmark = pytest.mark.e2e
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 LONG = "svc-jenkins-prod-deploy-eu1"  # 27 characters
 MARKUP = "legacy-[a]pp-[bold]payments"  # rich would eat [a] and [bold] as markup
 BLOCKED = "two-keys-[red]vendor-sync"  # two active keys: blocked, with a long reason
 LEAKED = "leaky-[b]ot-credentials-x"
 USERS = (LONG, MARKUP, "ci-app")
-
-
-def on_terminal(cli: Cli, *args: str, columns: int = 80) -> Result:
-    """Run ``rotator ARGS`` with stdout on a pseudo-terminal of ``columns`` x 40, as an
-    operator at a shell sees it: rich sizes its tables from the terminal, not COLUMNS."""
-    main, side = pty.openpty()
-    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    cli.unset.add("COLUMNS")
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rotator", *args, "--config", str(cli.config)],
-            env={**cli.environ(), "TERM": "xterm-256color"},
-            stdin=subprocess.DEVNULL,
-            stdout=side,
-            stderr=subprocess.PIPE,
-        )
-        os.close(side)
-        written = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            written += chunk
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        os.close(main)
-        cli.unset.discard("COLUMNS")
-    text = ANSI.sub("", written.decode(errors="replace")).replace("\r", "")
-    return Result(proc.returncode, text, stderr.decode(errors="replace"))
 
 
 def _items(doc: Any) -> list[Any]:
@@ -109,7 +68,7 @@ def seeded(cli: Cli, sandbox: MotoSandbox) -> dict[str, set[str]]:
 
 def test_status_at_80_columns(cli: Cli, seeded: dict[str, set[str]]) -> None:
     rows = _items(cli("status", "--json").json())
-    result = on_terminal(cli, "status")
+    result = cli.on_screen("status")
     ids = {i for r in rows for i in (r["credential_id"], r["new_credential_id"]) if i}
     words = {*ids, *seeded["rotations"], *USERS, LEAKED, "(emergency)"}
     _check(result, words=words, rows=len(rows))
@@ -117,26 +76,26 @@ def test_status_at_80_columns(cli: Cli, seeded: dict[str, set[str]]) -> None:
 
 def test_history_at_80_columns_and_wide(cli: Cli, seeded: dict[str, set[str]]) -> None:
     rows = _items(cli("history", "--json").json())
-    result = on_terminal(cli, "history")
+    result = cli.on_screen("history")
     ids = {i for r in rows for i in (r["credential_id"], r["new_credential_id"]) if i}
     _check(result, words={*ids, *seeded["rotations"], *USERS, LEAKED}, rows=len(rows))
     assert "promote:done" not in result.stdout, "the steps are cut to one line"
 
-    wide = on_terminal(cli, "history", "--wide")
+    wide = cli.on_screen("history", "--wide")
     _check(wide, words={*ids, *USERS, "promote:done", "deactivate:done"}, rows=len(rows), most=6)
 
 
 def test_plan_at_80_columns_and_wide(cli: Cli, seeded: dict[str, set[str]]) -> None:
     cli.write_policy(max_age="1d", deactivate_after="0s", delete_after="0s")
     decisions = [d for d in _items(cli("plan", "--json").json()) if d["action"] != "skip"]
-    result = on_terminal(cli, "plan")
+    result = cli.on_screen("plan")
     words = {d["credential_id"] for d in decisions if d["credential_id"]}
     _check(result, words={*words, *USERS, BLOCKED}, rows=len(decisions))
     reason = "rotator cannot tell which one is in use"
     assert reason not in " ".join(result.stdout.split()), "a long reason is cut"
     assert "…" in result.stdout
 
-    wide = on_terminal(cli, "plan", "--wide")
+    wide = cli.on_screen("plan", "--wide")
     _check(wide, words={*words, BLOCKED}, rows=len(decisions), most=8)
     last = " ".join(line.split("│")[-1].strip() for line in _body(wide.stdout))
     assert reason in " ".join(last.split()), "--wide shows it whole"
@@ -152,7 +111,7 @@ def test_run_dry_run_at_80_columns_counts_what_would_happen(
         sandbox.create_user(user, path="/ci/", keys=1)
         sandbox.age_keys(user, days=120)
     before = sandbox.dump()
-    result = on_terminal(cli, "run", "--dry-run")
+    result = cli.on_screen("run", "--dry-run")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Dry run (nothing changed): would-rotate=2"), lines[0]
     assert "would-rotate=2" in lines[-1] and "blocked=1" in lines[-1], lines[-1]
@@ -160,7 +119,7 @@ def test_run_dry_run_at_80_columns_counts_what_would_happen(
     assert "create verify" in result.stdout, "the steps each would take"
     _check(result, words={*due, BLOCKED}, rows=3)  # the rotations in flight: one caption line
 
-    one = on_terminal(cli, "rotate", "--user", due[1], "--dry-run")
+    one = cli.on_screen("rotate", "--user", due[1], "--dry-run")
     assert one.code == 0, one.stdout + one.stderr
     assert one.stdout.startswith(f"{due[1]} access-key "), "the name keeps its brackets"
     assert "would run, in order:" in one.stdout
@@ -168,7 +127,7 @@ def test_run_dry_run_at_80_columns_counts_what_would_happen(
 
 
 def test_report_at_80_columns(cli: Cli, seeded: dict[str, set[str]]) -> None:
-    result = on_terminal(cli, "report")
+    result = cli.on_screen("report")
     lines = result.stdout.splitlines()
     assert max(cell_len(line) for line in lines) <= 80
     for key in seeded["keys"]:

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
+import re
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.support import schemas
+
+# Style and title codes a terminal shows as nothing.
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 POLICY = """\
 [journal]
@@ -168,6 +175,38 @@ class Cli:
             reader.join(timeout=10)
             os.close(main)
         return Result(done.returncode, done.stdout, b"".join(written).decode(errors="replace"))
+
+    def on_screen(self, *args: str, columns: int = 80, rows: int = 40) -> Result:
+        """Run with stdout on a pseudo-terminal ``columns`` x ``rows`` (stderr: a pipe), as
+        an operator at a shell sees a table: rich sizes it from the terminal, not from
+        COLUMNS. ``stdout`` is what the terminal showed, without control codes."""
+        main, side = pty.openpty()
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        self.unset.add("COLUMNS")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "rotator", *args, "--config", str(self.config)],
+                env={**self.environ(), "TERM": "xterm-256color"},
+                stdin=subprocess.DEVNULL,
+                stdout=side,
+                stderr=subprocess.PIPE,
+            )
+            os.close(side)
+            written = b""
+            while True:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                written += chunk
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            os.close(main)
+            self.unset.discard("COLUMNS")
+        text = _CONTROL.sub("", written.decode(errors="replace")).replace("\r", "")
+        return Result(proc.returncode, text, stderr.decode(errors="replace"))
 
     # -- what the run left behind ----------------------------------------------------------
 
