@@ -33,12 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from rotator.benchmarks_cis import CHECKS, DEFAULT, Benchmark, Check
 from rotator.model import Credential, Decision, Holder, Inventory, Kind, Plan, Status
+from rotator.policy import format_age
 
 UNUSED_DAYS = 45
 ROTATED_DAYS = 90
@@ -163,8 +164,8 @@ class CertificateRow:
     def when(self, now: datetime) -> str:
         """``expired 10d ago`` or ``expires 2026-05-01 (in 12d)``."""
         if self.expires <= now:
-            return f"expired {age(now - self.expires)} ago"
-        return f"expires {self.expires:%Y-%m-%d} (in {age(self.expires - now)})"
+            return f"expired {format_age(now - self.expires)} ago"
+        return f"expires {self.expires:%Y-%m-%d} (in {format_age(self.expires - now)})"
 
     def as_dict(self, benchmark: Benchmark) -> dict[str, Any]:
         return {
@@ -172,15 +173,6 @@ class CertificateRow:
             "expires": _utc(self.expires),
             **_verdicts({Check.EXPIRED_CERTIFICATES: self.verdict}, benchmark),
         }
-
-
-def age(delta: timedelta) -> str:
-    """A human duration: ``120d``, ``5h``, ``3m``, ``0s``."""
-    seconds = max(0, int(delta.total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ declares; it imports no kind. Guarantees (tested with hypothesis):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 from rotator.errors import RuleGone
@@ -31,17 +31,8 @@ from rotator.model import (
     Shape,
     Status,
 )
-from rotator.policy import Rule, format_duration
+from rotator.policy import Rule, format_age, format_duration
 from rotator.rotation.protocol import next_step
-
-
-def _age(delta: timedelta) -> str:
-    """A human age: ``120d``, ``5h``, ``3m``, ``0s``."""
-    seconds = max(0, int(delta.total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def plan(
@@ -89,7 +80,7 @@ def _in_flight(rotation: Rotation, rules: Sequence[Rule], now: datetime) -> Deci
     return make(
         action=Action.WAIT,
         reason=f"rotation {rotation.rotation_id} in state {rotation.state}: {due.step} is due "
-        f"at {due.at:%Y-%m-%d %H:%M}Z (in {_age(due.at - now)})",
+        f"at {due.at:%Y-%m-%d %H:%M}Z (in {format_age(due.at - now)})",
     )
 
 
@@ -154,7 +145,7 @@ def _unused(
         if now - since >= limit:
             used = f"last used {cred.last_used:%Y-%m-%d}" if cred.last_used else "never used"
             return cred, (
-                f"{noun} {cred.credential_id} {used}, {_age(now - since)} ago "
+                f"{noun} {cred.credential_id} {used}, {format_age(now - since)} ago "
                 f"(disable_unused_after {format_duration(limit)})"
             )
     return None
@@ -168,7 +159,7 @@ def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, 
         options.append(
             (
                 cred.created + rule.max_age,
-                f"{noun} {cred.credential_id} is {_age(cred.age(now))} old "
+                f"{noun} {cred.credential_id} is {format_age(cred.age(now))} old "
                 f"(max_age {format_duration(rule.max_age)})",
             )
         )
@@ -179,7 +170,7 @@ def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, 
         options.append(
             (
                 starts,
-                f"{noun} {cred.credential_id} is {_age(cred.age(now))} old (deadline "
+                f"{noun} {cred.credential_id} is {format_age(cred.age(now))} old (deadline "
                 f"{format_duration(rule.deadline)}: rotation starts at "
                 f"{format_duration(start)} old, {starts:%Y-%m-%d %H:%M}Z; the old one is "
                 f"inactive by {inactive:%Y-%m-%d %H:%M}Z, the deadline is "
@@ -189,9 +180,9 @@ def _due(cred: Credential, rule: Rule, now: datetime) -> tuple[datetime | None, 
     window = rule.renew_window
     if window is not None and cred.expires is not None:
         when = (
-            f"expired {_age(now - cred.expires)} ago ({cred.expires:%Y-%m-%d}"
+            f"expired {format_age(now - cred.expires)} ago ({cred.expires:%Y-%m-%d}"
             if cred.expires <= now
-            else f"expires {cred.expires:%Y-%m-%d} (in {_age(cred.expires - now)}"
+            else f"expires {cred.expires:%Y-%m-%d} (in {format_age(cred.expires - now)}"
         )
         options.append(
             (
@@ -215,7 +206,7 @@ def _rotate_or_skip(
 ) -> Decision:
     due_at, why = _due(cred, rule, now)
     if due_at is None or due_at > now:
-        when = f"; due in {_age(due_at - now)}" if due_at else ""
+        when = f"; due in {format_age(due_at - now)}" if due_at else ""
         return make(
             action=Action.SKIP,
             credential_id=cred.credential_id,

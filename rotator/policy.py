@@ -97,6 +97,15 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
+def format_age(delta: timedelta) -> str:
+    """A rough human age, one unit: ``120d``, ``5h``, ``3m``, ``0s`` (a negative one: 0s)."""
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
