@@ -17,23 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.noop_scale import BIN, measure
+from benchmarks.noop_scale import BIN, POLICY, measure
 from benchmarks.sweep_vs_script import Server
 from tests.support.moto import MotoSandbox
 
-POLICY = """
-max_concurrency = 16
-[journal]
-url = "sqlite:///{tmp}/journal.db"
-[audit]
-stream = "none"
-[[rules]]
-name = "keys"
-kind = "access-key"
-max_age = "90d"
-select = {{ path_prefix = "/bench/" }}
-sink = {{ type = "file", path = "{tmp}/secrets/{{user}}.json" }}
-"""
 FORMATS = ("table", "json", "csv", "text", "markdown", "html")
 TARGET_MB = 150
 
