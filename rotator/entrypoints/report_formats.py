@@ -235,13 +235,15 @@ def table(
     wide: bool = False,
     rows: Sequence[Row] | None = None,
     head: bool = True,
+    widths: tuple[int | None, int, int] | None = None,
 ) -> Table:
     """One row per credential (of ``rows``, default all), at most three lines each at any
     width from 80 columns: the user, the credential (ID; status and age; last use), its
     verdicts (one control a line), and what rotator does (the reason wrapped to three
     lines and cut with "…"; ``wide``: whole). IDs, names and dates never break: where a
     long user name leaves no room for a column of its own, it heads the credential's
-    cell. ``head``: with the title and the header (the first piece of a long table)."""
+    cell. ``head``: with the title and the header (the first piece of a long table);
+    ``widths``: ``_widths`` of the whole report, measured once for all its pieces."""
     from rich.table import Table
     from rich.text import Text
 
@@ -253,7 +255,7 @@ def table(
         else f"Compliance, account {report.account}, {mark.name}"
     )
     out = Table(title=Text(title) if head else None, title_justify="left", show_header=head)
-    user_width, credential_width, reason_width = _widths(report, width)
+    user_width, credential_width, reason_width = widths or _widths(report, width)
     if user_width is not None:
         out.add_column("user", no_wrap=True, overflow="ellipsis", width=user_width)
     heading = "credential" if user_width is not None else "user / credential"
@@ -284,9 +286,15 @@ def print_table(console: Console, report: Report, *, wide: bool = False) -> None
     rows = report.rows
     pieces = range(0, max(len(rows), 1), PIECE)
     last = pieces[-1]
+    widths = _widths(report, console.width)  # every piece as wide as the whole table
     for start in pieces:
         piece = table(
-            report, width=console.width, wide=wide, rows=rows[start : start + PIECE], head=not start
+            report,
+            width=console.width,
+            wide=wide,
+            rows=rows[start : start + PIECE],
+            head=not start,
+            widths=widths,
         )
         if start == 0 == last:
             console.print(piece)
