@@ -21,6 +21,7 @@ reports a password change only in the credential report.
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -160,10 +161,16 @@ class _Collector:
         if reported:
             screened = replace(holder, credentials=tuple(c for cs in creds.values() for c in cs))
             reported -= to_act_on(screened, selecting, self.now)
-        for key, rule in by_slot.items():
-            if key not in reported:
-                creds[key] = await self._listed(holder, user, rule, by_slot)
-        return replace(holder, credentials=tuple(c for cs in creds.values() for c in cs))
+        listed = tuple(key for key in by_slot if key not in reported)
+        listed_at = time.monotonic() if listed else None  # before the first request goes
+        for key in listed:
+            creds[key] = await self._listed(holder, user, by_slot[key], by_slot)
+        return replace(
+            holder,
+            credentials=tuple(c for cs in creds.values() for c in cs),
+            listed=listed,
+            listed_at=listed_at,
+        )
 
     async def _listed(
         self,

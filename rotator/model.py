@@ -127,6 +127,11 @@ class Holder:
     # What the kind found that dates cannot tell (OIDC providers: whether the chain the
     # provider serves has its thumbprint in IAM); the planner decides by it.
     finding: Finding | None = None
+    # The (kind, slot)s whose credentials were listed from IAM for this holder (not taken
+    # from the credential report), and when the first of those listings was sent
+    # (``time.monotonic``): a sweep's re-check may stand on them (``rotation.rechecks``).
+    listed: tuple[tuple[Kind, str], ...] = ()
+    listed_at: float | None = None
 
     def of_kind(self, kind: Kind, slot: str = "") -> tuple[Credential, ...]:
         """This holder's credentials of one kind (and slot), oldest first."""

@@ -19,6 +19,7 @@ suite in ``tests/journal/test_contract.py``. Rules every implementation keeps:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -34,6 +35,23 @@ from rotator.model import (
     StepRecord,
 )
 from rotator.policy import MAX_DURATION
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What the journal knows of one target (account, user, kind, slot), read at once.
+
+    ``fence``: what ``target_fence`` returns. ``busy``: an unfinished rotation holds the
+    target. ``changed_at``: when a rotation of the target was last written (on its
+    writer's clock; None if none ever was). Every change a rotation makes in IAM comes
+    before a write of its record (the step's state, at the latest the finishing one), so
+    a target neither busy nor changed since a moment ago was not changed in IAM by any
+    rotator since then either. A journal that cannot tell (a record of an older version)
+    says it changed now."""
+
+    fence: int
+    busy: bool
+    changed_at: datetime | None
 
 
 class Journal(Protocol):
@@ -66,6 +84,10 @@ class Journal(Protocol):
     async def target_fence(self, target: tuple[str, str, Kind, str]) -> int:
         """The highest fence any rotation of ``target`` (account, user, kind, slot)
         reached: 0 if none. ``add(expect_fence=...)`` compares with it."""
+        ...
+
+    async def target_state(self, target: tuple[str, str, Kind, str]) -> TargetState:
+        """``target``'s fence, whether it is busy, and its last change (``TargetState``)."""
         ...
 
     async def get(self, rotation_id: str) -> Rotation:

@@ -51,6 +51,7 @@ from botocore.exceptions import ClientError
 from rotator.aws import Aws
 from rotator.errors import Conflict, CorruptRecord, JournalError, LeaseLost, NotFound, Transient
 from rotator.journal.base import (
+    TargetState,
     decode_rows,
     rotation_from_record,
     rotation_to_record,
@@ -86,6 +87,7 @@ from rotator.journal.rules import (
     Record,
     acquired,
     added,
+    changed_at,
     describe_target,
     is_finished,
     released,
@@ -201,6 +203,20 @@ class DynamoJournal:
         """The fence the target's lock item keeps (0: never rotated)."""
         account, user, kind, slot = target
         return (await self._lock((account, user, str(kind), slot)))[1]
+
+    async def target_state(self, target: tuple[str, str, Kind, str]) -> TargetState:
+        """From the target's lock item: its fence, its holder (busy), and when the last
+        rotation to hold it finished (``lock_free``). A lock freed by an older version,
+        which kept no time, counts as changed now."""
+        account, user, kind, slot = target
+        item = await self._lock_item((account, user, str(kind), slot))
+        if not item:
+            return TargetState(fence=0, busy=False, changed_at=None)
+        return TargetState(
+            fence=int(item.get("fence", {}).get("N", 0)),
+            busy=bool(item.get("rotation_id", {}).get("S")),
+            changed_at=changed_at(item.get("changed_at", {}).get("S")),
+        )
 
     async def get(self, rotation_id: str) -> Rotation:
         """The rotation with that ID. Raises ``NotFound``."""
@@ -332,7 +348,9 @@ class DynamoJournal:
         if old == new:
             return []
         rotation_id, fence = record["rotation_id"], int(record["lease_fence"])
-        changes = [lock_free(self.table, old, rotation_id, fence)] if old else []
+        changes = []
+        if old:  # the finishing write's time: every change in IAM it made came before it
+            changes.append(lock_free(self.table, old, rotation_id, fence, record["updated_at"]))
         return changes + ([lock_put(self.table, new, rotation_id, fence)] if new else [])
 
     async def _raise_for_lock(self, stored: Record, record: Record) -> None:
@@ -356,13 +374,17 @@ class DynamoJournal:
 
     async def _lock(self, target: tuple[str, ...]) -> tuple[str | None, int]:
         """The rotation holding ``target``'s lock (None: free) and the fence it keeps."""
+        item = await self._lock_item(target)
+        holder = item.get("rotation_id", {}).get("S")
+        return (str(holder) if holder else None), int(item.get("fence", {}).get("N", 0))
+
+    async def _lock_item(self, target: tuple[str, ...]) -> dict[str, Any]:
+        """``target``'s lock item ({}: the target was never rotated)."""
         with table_errors(self.table, "GetItem"):
             found = await self._db.get_item(
                 TableName=self.table, Key=lock_key(target), ConsistentRead=True
             )
-        item = found.get("Item") or {}
-        holder = item.get("rotation_id", {}).get("S")
-        return (str(holder) if holder else None), int(item.get("fence", {}).get("N", 0))
+        return dict(found.get("Item") or {})
 
     async def _write(self, writes: list[Write]) -> list[str] | None:
         """Apply ``writes`` atomically (one PutItem, else TransactWriteItems). Returns None

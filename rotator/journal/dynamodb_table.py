@@ -139,10 +139,13 @@ def lock_put(table: str, target: tuple[str, ...], rotation_id: str, fence: int) 
     return {"Put": {"TableName": table, "Item": item} | _ours_or_free(rotation_id)}
 
 
-def lock_free(table: str, target: tuple[str, ...], rotation_id: str, fence: int) -> Write:
-    """Free ``target``'s lock, keeping ``fence`` (the finished rotation's last), only if
-    ``rotation_id`` holds it (or nobody does)."""
-    item = lock_key(target) | {"fence": {"N": str(fence)}}
+def lock_free(
+    table: str, target: tuple[str, ...], rotation_id: str, fence: int, changed_at: str
+) -> Write:
+    """Free ``target``'s lock, keeping ``fence`` (the finished rotation's last) and when it
+    finished (``changed_at``, its record's ``updated_at``), only if ``rotation_id`` holds
+    it (or nobody does)."""
+    item = lock_key(target) | {"fence": {"N": str(fence)}, "changed_at": {"S": changed_at}}
     return {"Put": {"TableName": table, "Item": item} | _ours_or_free(rotation_id)}
 
 

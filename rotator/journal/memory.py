@@ -12,6 +12,7 @@ from typing import Self
 
 from rotator.errors import Conflict, CorruptRecord, JournalError, NotFound
 from rotator.journal.base import (
+    TargetState,
     decode_rows,
     rotation_from_record,
     rotation_to_record,
@@ -28,6 +29,7 @@ from rotator.journal.rules import (
     renewed,
     saved,
     target_of,
+    target_state,
 )
 from rotator.model import Kind, LeaseSeen, Rotation, StepRecord, new_id
 
@@ -71,6 +73,13 @@ class MemoryJournal:
         account, user, kind, slot = target
         async with self._lock:
             return self._target_fence((account, user, str(kind), slot))
+
+    async def target_state(self, target: tuple[str, str, Kind, str]) -> TargetState:
+        """``target``'s fence, whether it is busy, and its last change."""
+        account, user, kind, slot = target
+        key = (account, user, str(kind), slot)
+        async with self._lock:
+            return target_state(r for r in self._rotations.values() if target_of(r) == key)
 
     def _target_fence(self, target: tuple[str, str, str, str]) -> int:
         fences = [int(r["lease_fence"]) for r in self._rotations.values() if target_of(r) == target]

@@ -23,16 +23,42 @@ Choices the port leaves open, made here for every implementation:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rotator.errors import Conflict, LeaseLost
-from rotator.journal.base import rotation_from_record, rotation_to_record
+from rotator.journal.base import TargetState, rotation_from_record, rotation_to_record
 from rotator.model import Lease, LeaseSeen, Rotation, RotationState
 
 Record = dict[str, Any]
 
 LEASE_FIELDS = ("lease_owner", "lease_expires_at", "lease_fence")
+
+
+def target_state(records: Iterable[Record]) -> TargetState:
+    """A target's ``TargetState`` from its rotations' records (their ``lease_fence``,
+    ``state`` and ``updated_at``). A record that does not decode holds the target (as
+    ``is_finished`` says) and counts as changed now."""
+    fence, busy, changed = 0, False, None
+    for record in records:
+        fence = max(fence, int(record["lease_fence"] or 0))
+        busy = busy or not is_finished(record)
+        at = changed_at(record.get("updated_at"))
+        changed = at if changed is None or at > changed else changed
+    return TargetState(fence=fence, busy=busy, changed_at=changed)
+
+
+def changed_at(value: Any) -> datetime:
+    """A stored time of a target's last change; one that does not decode (or has no zone)
+    is taken as now: a re-check then asks IAM rather than trust an unknown."""
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        return datetime.now(UTC)
+    return at
 
 
 def is_finished(record: Record) -> bool:

@@ -31,6 +31,7 @@ from typing import Any, Self, TypeVar
 
 from rotator.errors import Conflict, CorruptRecord, JournalError, LeaseLost, NotFound
 from rotator.journal.base import (
+    TargetState,
     decode_rows,
     rotation_from_record,
     rotation_to_record,
@@ -46,6 +47,7 @@ from rotator.journal.rules import (
     released,
     renewed,
     saved,
+    target_state,
 )
 from rotator.model import Kind, LeaseSeen, Rotation, StepRecord, new_id
 
@@ -101,6 +103,10 @@ _SCHEMA = (
 )
 _EPOCH_INIT = "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)"
 _EPOCH = "SELECT value FROM meta WHERE key = 'epoch'"
+_TARGET_STATE = (
+    "SELECT lease_fence, state, updated_at FROM rotations"
+    " WHERE account = ? AND user = ? AND kind = ? AND slot = ?"
+)
 _TARGET_FENCE = (
     "SELECT COALESCE(MAX(lease_fence), 0) FROM rotations"
     " WHERE account = ? AND user = ? AND kind = ? AND slot = ?"
@@ -247,6 +253,14 @@ class SqliteJournal:
         account, user, kind, slot = target
         record = {"account": account, "user": user, "kind": str(kind), "slot": slot}
         return await self._read(lambda db: _target_fence(db, record))
+
+    async def target_state(self, target: tuple[str, str, Kind, str]) -> TargetState:
+        """``target``'s fence, whether it is busy, and its last change."""
+        account, user, kind, slot = target
+        params = (account, user, str(kind), slot or "")
+        return await self._read(
+            lambda db: target_state(dict(r) for r in db.execute(_TARGET_STATE, params))
+        )
 
     async def get(self, rotation_id: str) -> Rotation:
         """The rotation with that ID. Raises ``NotFound``."""

@@ -5,20 +5,65 @@ user blocked while another worker's rotation is merely half-way."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from datetime import timedelta
 
-from rotator.journal.base import Journal
+from rotator.journal.base import Journal, TargetState
 from rotator.kinds import facts_of
-from rotator.model import Credential, Decision, Shape
+from rotator.model import Credential, Decision, Holder, Shape
 from rotator.rotation.session import Session
+
+# A rotation whose last write is older than the sweep's start by this much finished before
+# the inventory listed anything, whatever its writer's clock said: every worker signs AWS
+# requests, and AWS refuses a signature from a clock more than 5 minutes off.
+SETTLED = timedelta(hours=1)
+# How long after it was sent the inventory's listing may stand in for a re-check's. The
+# journal shows every change rotator makes; a re-check also narrows the window for a
+# change made outside rotator (a person in the console), which this bounds.
+SEEN_FRESH = 60.0
+
+
+def inventory_view(
+    decision: Decision, holder: Holder | None, target: TargetState, sweep: Session
+) -> tuple[Credential, ...] | None:
+    """What the sweep's inventory listed for a ROTATE decision's holder, if it still
+    shows IAM as every rotator left it (else None: list again).
+
+    It does when the target's journal state, read after the listing, shows no rotation
+    unfinished and none written since a moment before the sweep began (``SETTLED``):
+    every change a rotation makes in IAM comes before a write of its record, so none
+    changed the holder's credentials after they were listed. A rotation journalled after
+    that read moves the target's fence, and the journal then refuses this one's (``add``'s
+    ``expect_fence``). Only for two-slot kinds, whose listing the inventory keeps as IAM
+    gave it (a console password's age is corrected from the sink), and only a listing
+    made per user, not taken from the credential report, less than ``SEEN_FRESH`` ago."""
+    kind, slot = decision.kind, decision.slot
+    if holder is None or holder.listed_at is None or (kind, slot) not in holder.listed:
+        return None
+    if facts_of(kind).shape is not Shape.TWO_SLOT or target.busy:
+        return None
+    if target.changed_at is not None and target.changed_at >= sweep.started_at - SETTLED:
+        return None
+    if time.monotonic() - holder.listed_at > SEEN_FRESH:
+        return None
+    return holder.of_kind(kind, slot)
 
 
 async def changed_since_plan(
-    decision: Decision, sweep: Session, journal: Journal
+    decision: Decision,
+    sweep: Session,
+    journal: Journal,
+    seen: Sequence[Credential] | None = None,
 ) -> tuple[str | None, list[Credential]]:
     """Why a ROTATE decision no longer holds (another worker got there first), or None;
-    and what IAM holds for the holder now (the rotation's first step starts from it)."""
-    listed = await sweep.kinds[decision.kind].list(decision.user, decision.slot)
+    and what IAM holds for the holder now (the rotation's first step starts from it).
+    ``seen``: the inventory's listing, when it still holds (``inventory_view``); else
+    IAM is asked again."""
+    if seen is not None:
+        listed = list(seen)
+    else:
+        listed = await sweep.kinds[decision.kind].list(decision.user, decision.slot)
     stale = _stale(decision, sweep, listed) or await _rotated_in_place(decision, sweep, journal)
     return stale, listed
 

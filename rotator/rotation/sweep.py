@@ -34,6 +34,7 @@ from rotator.model import (
     Action,
     Credential,
     Decision,
+    Holder,
     Inventory,
     Outcome,
     Plan,
@@ -45,7 +46,12 @@ from rotator.model import (
 from rotator.planner import plan
 from rotator.progress import NO_PROGRESS, WORK, Counter, ProgressFn
 from rotator.rotation.preview import preview
-from rotator.rotation.rechecks import changed_since_plan, late_orphan, still_blocked
+from rotator.rotation.rechecks import (
+    changed_since_plan,
+    inventory_view,
+    late_orphan,
+    still_blocked,
+)
 from rotator.rotation.report import Report, Result, SweepResult, would
 from rotator.rotation.rotations import Rotations, new_rotation, waiting
 from rotator.rotation.session import Session
@@ -141,6 +147,13 @@ class Sweep:
             # only its own account's work waiting, not another account's.
             gates = (limit,) if self._shared is None else (limit, self._shared)
 
+            # The holders of this sweep's rotations, whose listing may serve as the
+            # re-check before each is journalled (``rechecks.inventory_view``).
+            rotating = {d.user for d in the_plan if d.action is Action.ROTATE}
+            holders = {
+                h.name: h for h in inventory.holders if h.name in rotating and not h.account_held
+            }
+
             async def one(decision: Decision) -> Report:
                 target = (decision.account, decision.user, str(decision.kind), decision.slot)
                 if (bad := held.get(target)) is not None:  # a human must look at the row
@@ -155,7 +168,8 @@ class Sweep:
                         try:
                             if time_left is not None and time_left() <= 0:
                                 return self._deferred(decision)
-                            return await self._execute(decision, session)
+                            holder = holders.get(decision.user)
+                            return await self._execute(decision, session, holder)
                         finally:
                             worked.tick()
 
@@ -274,10 +288,13 @@ class Sweep:
 
     # -- one decision -----------------------------------------------------------------------
 
-    async def _execute(self, decision: Decision, session: Session) -> Report:
-        """Carry out one decision; its errors become its report, keeping their class."""
+    async def _execute(
+        self, decision: Decision, session: Session, holder: Holder | None = None
+    ) -> Report:
+        """Carry out one decision; its errors become its report, keeping their class.
+        ``holder``: what the inventory read of the decision's holder, if it was read."""
         try:
-            return await self._act(decision, session)
+            return await self._act(decision, session, holder)
         except LeaseLost as exc:
             return waiting(decision, exc, self._rotations.clock())
         except Transient as exc:
@@ -304,7 +321,7 @@ class Sweep:
                 decision=decision, result=Result.FAILED, reason=reason, error=type(exc).__name__
             )
 
-    async def _act(self, decision: Decision, session: Session) -> Report:
+    async def _act(self, decision: Decision, session: Session, holder: Holder | None) -> Report:
         action = decision.action
         if action in _NOTHING_TO_DO:
             return Report(decision=decision, result=_NOTHING_TO_DO[action], reason=decision.reason)
@@ -318,7 +335,7 @@ class Sweep:
             steps = await self._preview(decision, session)
             return would(Step.PLAN, decision, result, f"would {what}: {decision.reason}", steps)
         if action is Action.ROTATE:
-            return await self._start(decision, session)
+            return await self._start(decision, session, holder)
         if decision.rotation_id is None:  # the planner names the rotation it advances
             raise ValueError(f"an ADVANCE decision for {decision.user} names no rotation")
         return await self._rotations.advance(decision, decision.rotation_id, session)
@@ -378,21 +395,27 @@ class Sweep:
         )
         return Report(decision=decision, result=Result.CLEANED, reason=reason)
 
-    async def _start(self, decision: Decision, session: Session) -> Report:
+    async def _start(
+        self, decision: Decision, session: Session, holder: Holder | None = None
+    ) -> Report:
         rule = self._config.rule(decision.rule)
         if rule is None:  # the planner starts rotations only for the rules it was given
             raise ValueError(f"the plan names rule {decision.rule!r}, which the policy lacks")
         # The target's fence is read before IAM is looked at again: a rotation of the same
         # credential by another worker after this point moves it, and the journal then
-        # refuses to add ours (in the same write: no check-then-add gap).
-        target = (decision.account, decision.user, decision.kind, decision.slot)
-        fence = await self._rotations.journal.target_fence(target)
-        stale, listed = await changed_since_plan(decision, session, self._rotations.journal)
+        # refuses to add ours (in the same write: no check-then-add gap). What the journal
+        # says of the target may also show that the inventory's listing still holds.
+        journal = self._rotations.journal
+        target = await journal.target_state(
+            (decision.account, decision.user, decision.kind, decision.slot)
+        )
+        seen = inventory_view(decision, holder, target, session)
+        stale, listed = await changed_since_plan(decision, session, journal, seen)
         if stale:
             return Report(decision=decision, result=Result.STALE, reason=stale)
         try:
             return await self._rotations.start(
-                decision, rule, session, rule.timings(), expect_fence=fence, listed=listed
+                decision, rule, session, rule.timings(), expect_fence=target.fence, listed=listed
             )
         except Conflict as exc:  # another worker journalled it first
             return Report(decision=decision, result=Result.STALE, reason=f"skipped: {exc}")

@@ -43,13 +43,13 @@ class Boundary:
         return f"{self.phase}-{self.action}#{self.nth}"
 
 
-# The calls of one rotation, in order (file sink): ListAccessKeys #1 inventory, #2 re-check
-# (PLANNED, then the CREATING intent, are journalled right after it, from what it showed),
+# The calls of one rotation, in order (file sink): ListAccessKeys #1 inventory (the re-check
+# stands on it: PLANNED, then the CREATING intent, are journalled from what it showed),
 # CreateAccessKey, GetCallerIdentity #2 and #3 (verify, signed with the new key: two
 # answers in a row, [verify] consecutive), then
 # GetAccessKeyLastUsed + UpdateAccessKey (deactivate) and DeleteAccessKey (delete).
 IAM_BOUNDARIES = [
-    Boundary("ListAccessKeys", "before", 2, what="re-check: nothing journalled yet"),
+    Boundary("ListAccessKeys", "after", 1, what="inventory read: nothing journalled yet"),
     Boundary("CreateAccessKey", "before", what="CREATING journalled, create never reached IAM"),
     Boundary("CreateAccessKey", "after", what="key created, secret lost: orphan"),
     Boundary("GetCallerIdentity", "before", 2, what="CREATED: secret pending, verifying"),

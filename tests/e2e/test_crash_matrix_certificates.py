@@ -32,15 +32,15 @@ from tests.support.moto import MotoSandbox
 
 pytestmark = pytest.mark.e2e
 
-# One signing-certificate rotation calls: ListSigningCertificates #1 inventory, #2 re-check
-# (PLANNED and the CREATING intent are journalled right after it, from what it showed; the
-# new key is stored pending), UploadSigningCertificate, #3 verify, then
+# One signing-certificate rotation calls: ListSigningCertificates #1 inventory (the re-check
+# stands on it: PLANNED and the CREATING intent are journalled from what it showed; the
+# new key is stored pending), UploadSigningCertificate, #2 verify, then
 # UpdateSigningCertificate (deactivate) and DeleteSigningCertificate (delete).
 SIGNING = [
-    Boundary("ListSigningCertificates", "before", 2, what="re-check: nothing journalled yet"),
+    Boundary("ListSigningCertificates", "after", 1, what="inventory read: nothing journalled"),
     Boundary("UploadSigningCertificate", "before", what="key pending in the sink, not uploaded"),
     Boundary("UploadSigningCertificate", "after", what="uploaded, ID never seen: adopt"),
-    Boundary("ListSigningCertificates", "before", 3, what="CREATED: verifying"),
+    Boundary("ListSigningCertificates", "before", 2, what="CREATED: verifying"),
     Boundary("UpdateSigningCertificate", "before", what="PROMOTED"),
     Boundary("UpdateSigningCertificate", "after", what="deactivated in IAM, not journalled"),
     Boundary("DeleteSigningCertificate", "before", what="DEACTIVATED"),

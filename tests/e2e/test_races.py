@@ -211,15 +211,15 @@ def test_a_late_sink_write_after_a_takeover_is_refused_by_the_sink(
 def test_a_sweep_acting_on_a_stale_plan_never_rotates_a_key_twice(
     cli: Cli, sandbox: MotoSandbox, proxy: FaultProxy, journal: str
 ) -> None:
-    """B plans, then its last look at the user's keys is answered late; meanwhile A
-    rotates the key all the way (and finishes). B's journal write is refused: the target's
-    fence moved since B read it."""
+    """B's look at the user's keys (its inventory, which its re-check stands on) is
+    answered late; meanwhile A rotates the key all the way (and finishes). B's re-check
+    sees A's rotation in the journal, looks at IAM again and finds the key changed."""
     cli = race_cli(cli, proxy, journal)
     # B's answer is held while A runs: B must not time out and retry meanwhile.
     cli.env.update(ROTATOR_AWS__READ_TIMEOUT="10", ROTATOR_JOURNAL__LEASE_TTL="22s")
     originals = seed(sandbox)
-    # ListAccessKeys #1 is B's inventory, #2 its re-check just before it journals.
-    held = proxy.hold("ListAccessKeys", phase="after", nth=2)
+    # ListAccessKeys #1 is B's inventory: B's last look before it would journal.
+    held = proxy.hold("ListAccessKeys", phase="after", nth=1)
     b = cli.popen("run", "--json", "--config", str(cli.config))
     try:
         held.wait()
@@ -232,6 +232,7 @@ def test_a_sweep_acting_on_a_stale_plan_never_rotates_a_key_twice(
     assert b.returncode == 0, out + err
     (stale,) = json.loads(out)["results"]
     assert stale["outcome"] == "stale", stale
+    assert "changed since planning" in stale["detail"], stale
     assert_rotated_once_and_whole(cli, sandbox, ["ci-app"], sink="file", originals=originals)
     count_race(cli, sandbox)
 

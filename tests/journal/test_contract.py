@@ -14,7 +14,7 @@ import pytest
 
 from rotator.errors import Conflict, LeaseLost, NotFound
 from rotator.journal import Journal, MemoryJournal, SqliteJournal, create_table, open_journal
-from rotator.journal.base import rotation_to_record
+from rotator.journal.base import TargetState, rotation_to_record
 from rotator.model import Kind, Lease, Outcome, Rotation, RotationState, Step, StepRecord
 
 ACCOUNT = "123456789012"
@@ -273,6 +273,29 @@ async def test_add_is_refused_when_the_target_moved_since_it_was_read(journal: J
         rotation(lease=lease), expect_fence=await journal.target_fence(target)
     )
     assert again.lease is not None and again.lease.fence == 2
+
+
+async def test_target_state_says_busy_then_when_the_last_rotation_finished(
+    journal: Journal,
+) -> None:
+    """What a sweep's re-check reads: never rotated; busy while a rotation is unfinished;
+    then free, with the finishing write's time and the fence ``target_fence`` gives."""
+    target = (ACCOUNT, "alice", Kind.ACCESS_KEY, "")
+    assert await journal.target_state(target) == TargetState(fence=0, busy=False, changed_at=None)
+    lease = Lease(owner="w1", expires_at=NOW + TTL, fence=1)
+    first = await journal.add(rotation(lease=lease))
+    busy = await journal.target_state(target)
+    assert busy.busy and busy.fence == 1
+    finished = NOW + timedelta(minutes=3)
+    done = first.evolve(state=RotationState.COMPLETED, finished_at=finished, updated_at=finished)
+    await journal.save(done)
+    state = await journal.target_state(target)
+    assert state == TargetState(fence=1, busy=False, changed_at=finished)
+    assert state.fence == await journal.target_fence(target)
+    other = await journal.target_state((ACCOUNT, "bob", Kind.ACCESS_KEY, ""))
+    assert other == TargetState(fence=0, busy=False, changed_at=None), "per target"
+    slot = await journal.target_state((ACCOUNT, "alice", Kind.SERVICE_CREDENTIAL, "x.com"))
+    assert not slot.busy and slot.changed_at is None
 
 
 async def test_the_epoch_is_kept_by_the_journal(journal: Journal) -> None:

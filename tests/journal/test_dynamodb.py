@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +16,9 @@ from moto.dynamodb.models import DynamoDBBackend
 from rotator.errors import Conflict, JournalError, LeaseLost, Transient
 from rotator.journal import DynamoJournal, create_table, open_journal
 from rotator.journal.dynamodb import ATTEMPTS
+from rotator.journal.dynamodb_table import LOCK_SK
 from rotator.model import Kind, Outcome, Rotation, RotationState, Step, StepRecord
-from tests.journal.test_contract import NOW, TTL, rotation
+from tests.journal.test_contract import ACCOUNT, NOW, TTL, rotation
 from tests.support.moto import MotoSandbox
 
 TABLE = "rotator-journal"
@@ -169,7 +170,7 @@ async def test_the_target_lock_is_held_exactly_as_long_as_the_rotation_is_unfini
     journal: DynamoJournal, sandbox: MotoSandbox
 ) -> None:
     """The lock item names the unfinished rotation; once it finishes the item stays,
-    free, keeping the target's fence for the next rotation."""
+    free, keeping the target's fence for the next rotation and when it finished."""
     lock = ("target#123456789012#alice#service-credential#codecommit.amazonaws.com", "lock")
     first = await journal.add(
         rotation(kind=Kind.SERVICE_CREDENTIAL, slot="codecommit.amazonaws.com")
@@ -185,6 +186,7 @@ async def test_the_target_lock_is_held_exactly_as_long_as_the_rotation_is_unfini
         "pk": {"S": lock[0]},
         "sk": {"S": "lock"},
         "fence": {"N": "0"},
+        "changed_at": {"S": failed.updated_at.isoformat()},
     }
     reopened = await journal.save(failed.evolve(state=RotationState.PLANNED))
     assert reopened.version == 3
@@ -398,3 +400,19 @@ def test_open_journal_rejects_a_malformed_dynamodb_url_naming_it(url: str) -> No
     with pytest.raises(ValueError, match="journal URL") as error:
         open_journal(url)
     assert repr(url) in str(error.value)
+
+
+async def test_a_lock_freed_by_an_older_version_counts_as_changed_now(
+    journal: DynamoJournal, sandbox: MotoSandbox
+) -> None:
+    """A lock item an older rotator freed keeps its fence but no time: the target's last
+    change is unknown, so it is said to be now (a sweep's re-check then asks IAM)."""
+    target = (ACCOUNT, "alice", Kind.ACCESS_KEY, "")
+    pk = "target#" + "#".join((ACCOUNT, "alice", "access-key", ""))
+    sandbox.client("dynamodb").put_item(
+        TableName=TABLE, Item={"pk": {"S": pk}, "sk": {"S": LOCK_SK}, "fence": {"N": "4"}}
+    )
+    before = datetime.now(UTC)
+    state = await journal.target_state(target)
+    assert state.fence == 4 and not state.busy
+    assert state.changed_at is not None and state.changed_at >= before
