@@ -4,13 +4,14 @@ target since, or the listing is too old. Run on the in-memory IAM twin, which co
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rotator.journal import MemoryJournal
-from rotator.model import Status
+from rotator.model import Outcome, Status, Step
 from rotator.rotation import rechecks
 from rotator.rotation.report import Result
 from rotator.testing import MemoryIam
@@ -97,3 +98,33 @@ async def test_a_listing_older_than_the_bound_is_made_again(
     assert sorted(seen) == ["alice", "alice", "bob", "bob"], "each listed again"
     (key,) = twin.users["bob"].keys
     assert key.key_id == old["bob"] and key.status == "Inactive", "left as the person set it"
+
+
+async def test_a_key_a_person_deleted_mid_rotation_is_found_by_the_deactivate_steps_calls(
+    tmp_path: Path,
+) -> None:
+    """The deactivate step stands on the drive's view (no listing); IAM's answer to its
+    last-used call (AccessDenied, as IAM answers for a key that no longer exists) makes it
+    look again: the key is gone, the rotation completes, nothing is lost."""
+    twin, journal = MemoryIam(), MemoryJournal()
+    old = await seed(twin, "alice")
+    created = twin.create_access_key
+
+    async def then_a_person_deletes_the_old_key(**kwargs: Any) -> Any:
+        answer = await created(**kwargs)
+        await twin.delete_access_key(UserName="alice", AccessKeyId=old["alice"])
+        return answer
+
+    twin.create_access_key = then_a_person_deletes_the_old_key  # type: ignore[method-assign]
+    result = await engine(twin, [rule("access-key", tmp_path)], journal).sweep()
+    (done,) = result.reports
+    assert done.result is Result.COMPLETED, done
+    (key,) = twin.users["alice"].keys
+    assert key.key_id != old["alice"] and key.status == "Active"
+    stored = json.loads((tmp_path / "secrets" / "alice" / "access-key.json").read_text())
+    assert stored["current"]["AccessKeyId"] == key.key_id
+    assert twin.calls["ListAccessKeys"] == 2, "the inventory, then the look after AccessDenied"
+    assert twin.calls["UpdateAccessKey"] == 0
+    (rotation,) = await journal.list_rotations()
+    steps = [(s.step, s.outcome) for s in await journal.steps(rotation.rotation_id)]
+    assert (Step.DEACTIVATE, Outcome.ALREADY_DONE) in steps, steps

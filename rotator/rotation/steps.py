@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from rotator import audit
 from rotator.errors import (
+    AccessDenied,
     DeleteConflict,
     IncompleteRecord,
     LeaseLost,
@@ -85,6 +86,12 @@ class StepResult:
 # again: the steps of one drive follow each other within seconds, and a later sweep's drive
 # starts with no view. Recovery after a crash always asks IAM.
 FRESH = 5.0
+# The deactivate step may stand on an older view of this drive (it holds the target's
+# lease, so no rotator changed it): its own calls answer for a change made outside rotator
+# (GetAccessKeyLastUsed and UpdateAccessKey fail with NoSuchEntity for a deleted key, and
+# deactivating an inactive one changes nothing). Delete does not: it must see a
+# reactivation, so its view is at most FRESH old (its own deactivation, at the latest).
+DEACTIVATE_FRESH = 60.0
 
 
 def _unguarded() -> None:
@@ -175,11 +182,11 @@ class Steps:
         before it journalled the rotation): the first step need not ask again."""
         self._view = (time.monotonic(), list(listed))
 
-    async def _list(self, rotation: Rotation) -> list[Credential]:
+    async def _list(self, rotation: Rotation, fresh: float = FRESH) -> list[Credential]:
         """The holder's credentials: this drive's own view while it is fresh (it listed, or
-        changed them itself, less than ``FRESH`` ago), else IAM's."""
+        changed them itself, less than ``fresh`` seconds ago), else IAM's."""
         view = self._view
-        if view is not None and time.monotonic() - view[0] < FRESH:
+        if view is not None and time.monotonic() - view[0] < fresh:
             return list(view[1])
         listed = await self._kind.list(rotation.user, rotation.slot)
         self._view = (time.monotonic(), list(listed))
@@ -208,10 +215,17 @@ class Steps:
             )
             self._view = (time.monotonic(), [*self._view[1], made])
 
-    async def _find(self, rotation: Rotation, credential_id: str | None) -> Credential | None:
+    async def _gone(self, rotation: Rotation, credential_id: str) -> bool:
+        """Whether IAM, asked now, no longer lists the credential."""
+        self._view = None
+        return await self._find(rotation, credential_id) is None
+
+    async def _find(
+        self, rotation: Rotation, credential_id: str | None, fresh: float = FRESH
+    ) -> Credential | None:
         if credential_id is None:
             return None
-        listed = await self._list(rotation)
+        listed = await self._list(rotation, fresh)
         return next((c for c in listed if c.credential_id == credential_id), None)
 
     # -- create -------------------------------------------------------------------------
@@ -434,7 +448,7 @@ class Steps:
     async def deactivate(self, rotation: Rotation) -> StepResult:
         """Deactivate the old credential unless it was used after the promotion (an
         emergency deactivates the leaked credential first, whoever uses it)."""
-        old = await self._find(rotation, rotation.old_credential_id)
+        old = await self._find(rotation, rotation.old_credential_id, DEACTIVATE_FRESH)
         now = self._clock()
         if old is None:
             rotation = await self._save(
@@ -462,6 +476,10 @@ class Steps:
             if isinstance(self._kind, TracksLastUse):
                 used = await self._kind.last_used(rotation.user, old.credential_id)
         except NoSuchEntity:  # deleted since this drive looked
+            return await self._already_deleted(rotation)
+        except AccessDenied:  # IAM's answer for an access key that no longer exists, too
+            if not await self._gone(rotation, old.credential_id):
+                raise
             return await self._already_deleted(rotation)
         promoted_at = required(rotation, "promoted_at", rotation.promoted_at)
         done_reason = ""
