@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from rotator.aws import Aws, aws_errors
-from rotator.pacing import FLOOR, Pacer
+from rotator.pacing import CUT, FLOOR, Pacer
+from tests.support import paced_sim
 from tests.support.faults import FaultProxy
 
 
@@ -70,22 +71,128 @@ async def test_without_a_burst_each_call_waits_from_when_the_previous_one_went()
         Pacer(1.0, burst_s=-1)
 
 
-async def test_a_throttle_cuts_the_rate_below_what_was_sent_and_answers_raise_it_again() -> None:
+async def test_a_throttle_cuts_to_a_share_of_what_iam_accepted_and_answers_raise_it_again() -> None:
     t = FakeTime()
     pacer = Pacer(clock=t.clock, sleep=t.sleep)
-    for _ in range(20):  # 20 calls within one second
+    for _ in range(30):  # 30 calls within one second...
         await pacer.acquire()
+    for _ in range(18):  # ...of which IAM accepted 18 before it pushed back
+        pacer.on_answer(throttled=False)
     pacer.on_answer(throttled=True)
     assert pacer.throttled == 1
-    assert pacer.rate == pytest.approx(20 * 0.8)
+    assert pacer.rate == pytest.approx(18 * CUT)  # from what IAM accepted, not from the 30 sent
     cut = pacer.rate
     pacer.on_answer(throttled=False)
     assert pacer.rate is not None and cut is not None and pacer.rate > cut
-    for _ in range(1000):  # a throttle a second for 1,000 seconds
+    stuck = Pacer(clock=t.clock, sleep=t.sleep)
+    for _ in range(1000):  # every call throttled, one a second for 1,000 seconds
         t.now += 1.0
-        pacer.on_answer(throttled=True)
-    assert pacer.rate == FLOOR  # never stops altogether
+        for paced in (pacer, stuck):
+            await paced.acquire()
+            paced.on_answer(throttled=True)
+    assert stuck.rate == FLOOR  # never stops altogether
+    assert stuck.throttled == 1000
+    assert pacer.rate == pytest.approx(19 / 3)  # a third of the most IAM accepted in a second
     assert pacer.throttled == 1001
+
+
+async def test_a_burst_of_throttled_answers_cuts_the_rate_once() -> None:
+    """The answers to calls that went before the cut say nothing new: 20 of them throttled
+    cut the rate once, not 20 times (0.9 ** 20 would leave an eighth of it)."""
+    t = FakeTime()
+    pacer = Pacer(clock=t.clock, sleep=t.sleep)
+    for _ in range(40):
+        await pacer.acquire()
+    t.now += 0.03  # the round trip
+    for _ in range(20):
+        pacer.on_answer(throttled=False)
+    pacer.on_answer(throttled=True)
+    once = pacer.rate
+    assert once == pytest.approx(20 * CUT)
+    for _ in range(19):
+        t.now += 0.001
+        pacer.on_answer(throttled=True, sent_at=100.0)
+    assert pacer.rate == once
+    assert pacer.throttled == 20
+
+
+async def test_a_call_sent_after_the_cut_and_throttled_cuts_from_a_new_measure_not_the_rate() -> (
+    None
+):
+    """Throttled again after the cut: the rate is measured again from what IAM accepted
+    over the last second (about its quota while the bucket is empty), so cuts do not
+    compound: it stays at a share of that quota instead of sinking 10 % each time."""
+    t = FakeTime()
+    pacer = Pacer(clock=t.clock, sleep=t.sleep)
+    for _ in range(20):  # a bucket of 20/s, empty: each second 20 calls accepted, 1 refused
+        for _ in range(21):
+            await pacer.acquire()
+        for _ in range(20):
+            pacer.on_answer(throttled=False)
+        pacer.on_answer(throttled=True)
+        t.now += 1.0
+    assert pacer.throttled == 20
+    assert pacer.rate is not None and 0.85 * 20 <= pacer.rate <= 20
+
+
+async def test_answers_still_on_their_way_at_the_cut_raise_it_when_they_come() -> None:
+    """At the start of a sweep every worker sends at once and IAM's throttling answers come
+    back before the calls it accepted: the cut first counts half of what was sent, then
+    each late answer to a call of that window adds to what IAM accepted."""
+    t = FakeTime()
+    pacer = Pacer(clock=t.clock, sleep=t.sleep)
+    for _ in range(32):
+        await pacer.acquire()
+    t.now += 0.02
+    for _ in range(12):  # the 12 throttled of the 32 answer first...
+        pacer.on_answer(throttled=True)
+    assert pacer.throttled == 12
+    assert pacer.rate == pytest.approx(32 / 2 * CUT)
+    t.now += 0.02
+    for _ in range(20):  # ...then the 20 that IAM accepted
+        pacer.on_answer(throttled=False)
+    assert pacer.rate is not None and 20 * CUT <= pacer.rate <= 20
+
+
+async def test_right_after_a_cut_calls_are_spaced_not_sent_in_a_burst() -> None:
+    """A throttle means IAM's bucket is empty: the calls that follow the cut go one by one
+    at the cut rate, not in a burst earned by the idle time before it."""
+    t = FakeTime()
+    pacer = Pacer(clock=t.clock, sleep=t.sleep)
+    for _ in range(20):
+        await pacer.acquire()
+        pacer.on_answer(throttled=False)
+    t.now += 5.0  # idle
+    await pacer.acquire()
+    pacer.on_answer(throttled=True)
+    rate = pacer.rate
+    assert rate is not None
+    start = t.now
+    for _ in range(10):
+        await pacer.acquire()
+    assert t.now - start == pytest.approx(9 / rate)
+
+
+@pytest.mark.parametrize("quota", [20.0, 40.0])
+async def test_with_no_ceiling_a_sweep_settles_at_the_rate_of_iams_token_bucket(
+    quota: float,
+) -> None:
+    """A simulated sweep (32 workers, 200 users) against a token bucket of ``quota`` calls
+    per second, on a fake clock: with no ceiling it reaches >= 95 % of the quota in useful
+    calls, few calls throttled, and no rotation fails."""
+    outcome, _ = await paced_sim.sweep(quota)
+    assert outcome.failed == 0
+    assert outcome.answered == 200 * 6
+    assert outcome.share_of(quota) >= 0.95
+    assert outcome.throttled <= 40
+
+
+@pytest.mark.parametrize("quota", [20.0, 40.0])
+async def test_with_the_quota_as_ceiling_a_sweep_is_never_throttled(quota: float) -> None:
+    outcome, pacer = await paced_sim.sweep(quota, ceiling=quota)
+    assert (outcome.failed, outcome.throttled) == (0, 0)
+    assert outcome.share_of(quota) >= 0.97
+    assert pacer.rate == quota
 
 
 async def test_throttling_that_does_not_depend_on_the_rate_never_halves_what_iam_accepted() -> None:
