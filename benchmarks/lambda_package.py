@@ -28,11 +28,12 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from rotator.aws import SERVICES
+
 ROOT = Path(__file__).resolve().parents[1]
 # Only the command line needs these (and what they bring): never in the Lambda path.
 CLI_ONLY = frozenset({"typer", "rich"})
-# The AWS services rotator calls (rotator/aws.py clients); botocore keeps its own tables.
-SERVICES = ("iam", "sts", "dynamodb", "organizations", "secretsmanager", "sns", "ssm")
+# The AWS services rotator calls: rotator.aws.SERVICES; botocore keeps its own tables.
 
 
 def closure(root: str, skip: frozenset[str]) -> list[metadata.Distribution]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -36,6 +37,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
+from botocore.loaders import create_loader
+from botocore.regions import EndpointResolver
 from botocore.utils import parse_timestamp
 
 from rotator.errors import (
@@ -87,6 +90,25 @@ _NAMED: Mapping[str, type[Permanent]] = {
     "AccessDeniedException": AccessDenied,
     "UnauthorizedOperation": AccessDenied,
 }
+
+
+# The services rotator opens clients for (the Lambda package keeps the data of these only).
+SERVICES = ("iam", "sts", "dynamodb", "organizations", "secretsmanager", "sns", "ssm")
+
+
+@functools.cache
+def endpoint_resolver() -> EndpointResolver:
+    """botocore's endpoint resolver over its endpoint data for ``SERVICES`` only, one for
+    every session of the process. Each botocore session would otherwise load the data of
+    every AWS service (``endpoints.json``: about 7 MB of Python objects) and keep it. The
+    partitions (regions, DNS suffixes, defaults) are kept whole; a service left out would
+    still resolve from its partition's defaults, as a service newer than botocore does."""
+    loader = create_loader()  # its own cache: the whole file is dropped once trimmed
+    endpoints, path = loader.load_data_with_path("endpoints")
+    for partition in endpoints.get("partitions", []):
+        services = partition.get("services", {})
+        partition["services"] = {k: v for k, v in services.items() if k in SERVICES}
+    return EndpointResolver(endpoints, uses_builtin_data=loader.is_builtin_path(path))
 
 
 def convert(exc: ClientError | BotoCoreError, operation: str, ids: Mapping[str, str]) -> AwsError:
@@ -278,8 +300,10 @@ class Aws:
             self._session = aioboto3.Session(botocore_session=botocore_session, region_name=region)
         else:
             self._session = aioboto3.Session(profile_name=profile, region_name=region)
-        parsers = self._session._session.get_component("response_parser_factory")
+        core = self._session._session
+        parsers = core.get_component("response_parser_factory")
         parsers.set_parser_defaults(timestamp_parser=timestamp)
+        core._internal_components.register_component("endpoint_resolver", endpoint_resolver())
         self._own: Credentials | None = None  # set by ``switch_to``
 
     async def own_access_key_id(self) -> str | None:

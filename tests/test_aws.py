@@ -11,10 +11,21 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from botocore.loaders import create_loader
+from botocore.regions import EndpointResolver
 from botocore.useragent import UserAgentString
 from botocore.utils import parse_timestamp
 
-from rotator.aws import Aws, Clients, Credentials, all_pages, signing_as, timestamp
+from rotator.aws import (
+    SERVICES,
+    Aws,
+    Clients,
+    Credentials,
+    all_pages,
+    endpoint_resolver,
+    signing_as,
+    timestamp,
+)
 from rotator.errors import NoSuchEntity
 from rotator.kinds.access_key import is_user_arn
 from tests.support.moto import MotoSandbox
@@ -221,3 +232,40 @@ async def test_clients_read_aws_timestamps_as_aware_utc_datetimes_sharing_one_zo
     created = [u["CreateDate"] for u in users] + [k["CreateDate"] for k in keys]
     assert {d.tzinfo for d in created} == {UTC}
     assert all(abs(d - datetime.now(UTC)) < timedelta(minutes=5) for d in created)
+
+
+def answer(resolver: EndpointResolver, *args: Any) -> object:
+    """What ``construct_endpoint`` returns, or the class of the error it raises."""
+    try:
+        return resolver.construct_endpoint(*args)
+    except Exception as exc:  # a variant a partition does not offer: the same error
+        return type(exc)
+
+
+def test_the_shared_endpoint_data_resolves_rotators_services_as_botocores_own_does() -> None:
+    """Every session shares one resolver over the endpoint data of ``SERVICES`` only; for
+    those services, in every partition's regions (and the FIPS/dual-stack variants), it
+    answers exactly as botocore's resolver over the whole file."""
+    loader = create_loader()
+    whole = EndpointResolver(loader.load_data("endpoints"))
+    lean = endpoint_resolver()
+    assert endpoint_resolver() is lean, "one for the process"
+    checked = 0
+    for partition in whole.get_available_partitions():
+        regions = whole.get_available_endpoints("sts", partition) or ["us-east-1"]
+        for service in SERVICES:
+            for region in regions:
+                for variant in ([], ["fips"], ["dualstack"]):
+                    args = (service, region, partition, variant)
+                    assert answer(lean, *args) == answer(whole, *args), args
+                    checked += 1
+    assert checked > 500
+
+
+async def test_a_session_resolves_endpoints_from_the_shared_lean_data() -> None:
+    aws = Aws(region="eu-west-1")
+    core = aws._session._session
+    assert core._get_internal_component("endpoint_resolver") is endpoint_resolver()
+    async with aws.client("iam") as iam, aws.client("sts") as sts:
+        assert iam.meta.endpoint_url == "https://iam.amazonaws.com"
+        assert sts.meta.endpoint_url == "https://sts.eu-west-1.amazonaws.com"
