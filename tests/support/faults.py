@@ -206,18 +206,20 @@ def _invalid_token() -> Response:
 
 
 @dataclass
-class _Bucket:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` held."""
+class TokenBucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` held (full at the first
+    ``take``), on ``clock`` (seconds; a fake clock in a simulation)."""
 
     rate: float
     burst: float
+    clock: Callable[[], float] = time.monotonic
     tokens: float = -1.0
-    at: float = field(default_factory=time.monotonic)
+    at: float = 0.0
 
     def take(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         if self.tokens < 0:
-            self.tokens = self.burst
+            self.tokens, self.at = self.burst, now
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens >= 1:
@@ -239,7 +241,7 @@ class FaultProxy:
         self._holds: list[Held] = []
         # Reject STS calls signed by access keys younger than this, per region (None: any).
         self._young: dict[str | None, float] = {}
-        self._bucket: _Bucket | None = None  # IAM's per-account token bucket, when modelled
+        self._bucket: TokenBucket | None = None  # IAM's per-account token bucket, when modelled
         self._born: dict[str, float] = {}  # access key ID -> when CreateAccessKey answered
         self._counts: Counter[str] = Counter()
         self._actions: list[str] = []
@@ -335,7 +337,7 @@ class FaultProxy:
         at most ``burst`` (default ``rate``); an IAM call finding it empty is answered
         ``Throttling`` (400), as IAM does, and counted as throttled."""
         with self._lock:
-            self._bucket = _Bucket(rate, burst if burst is not None else rate)
+            self._bucket = TokenBucket(rate, burst if burst is not None else rate)
 
     def _over_quota(self, request: Request) -> bool:
         if request.service != "iam":

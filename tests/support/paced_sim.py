@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from rotator.pacing import Pacer
+from tests.support.faults import TokenBucket
 
 
 class VirtualTime:
@@ -62,20 +63,6 @@ class Outcome:
         return self.answered / self.seconds / quota
 
 
-class _Bucket:
-    def __init__(self, rate: float, time: VirtualTime) -> None:
-        self.rate, self.tokens, self.at, self.time = rate, rate, 0.0, time
-
-    def take(self) -> bool:
-        now = self.time.now
-        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 async def sweep(
     quota: float,
     *,
@@ -92,7 +79,7 @@ async def sweep(
     time = VirtualTime()
     rng = random.Random(seed)
     pacer = Pacer(ceiling, clock=time.clock, sleep=time.sleep)
-    bucket = _Bucket(quota, time)
+    bucket = TokenBucket(quota, quota, clock=lambda: time.now)
     outcome = Outcome()
     queue = list(range(users))
     running = workers
