@@ -22,6 +22,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -212,7 +213,17 @@ class SqliteJournal:
         )
         db.row_factory = sqlite3.Row
         self._db = db
-        db.execute("PRAGMA journal_mode = WAL")
+        # Turning a new file to WAL takes an exclusive lock without waiting for it (no busy
+        # handler): two processes opening a new journal at once would fail one of them.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     async def __aexit__(self, *exc: object) -> None:
         """Finish the queued writes and close the connection."""

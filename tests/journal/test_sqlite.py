@@ -215,3 +215,20 @@ async def test_sqlite_a_cancelled_writer_leaves_the_journal_whole_and_usable(
         stored = {row[0] for row in db.execute("SELECT user FROM rotations")}
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert {f"u{n}" for n in range(1, 10, 2)} | {"after"} <= stored
+
+
+async def test_journals_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
+    """Two sweeps started together on a new journal: turning the file to WAL takes a lock
+    SQLite does not wait for, so one of them failed with "database is locked" (about one
+    round in ten here). Each waits its turn now, up to the busy timeout."""
+    for round_ in range(100):
+        path = tmp_path / f"round-{round_}" / "journal.db"
+        journals = [SqliteJournal(path) for _ in range(3)]
+        opened = await asyncio.gather(*(j.__aenter__() for j in journals), return_exceptions=True)
+        try:
+            failed = [o for o in opened if isinstance(o, BaseException)]
+            assert not failed, f"round {round_}: {failed}"
+            assert all([await j.list_active() == [] for j in journals])
+        finally:
+            for journal in journals:
+                await journal.__aexit__(None, None, None)
