@@ -141,11 +141,12 @@ class AccountsSettings(_Strict):
             )
         return self
 
-    def role_for(self, account: str) -> str:
-        """The member role's ARN in ``account``."""
+    def role_for(self, account: str, partition: str = "aws") -> str:
+        """The member role's ARN in ``account``, in ``partition`` (``aws-cn``, ``aws-us-gov``
+        …: the hub's; a ``role_arn`` template names its own)."""
         if self.role_arn is not None:
             return self.role_arn.format(account=account)
-        return f"arn:aws:iam::{account}:role{self.role_path}{self.role_name}"
+        return f"arn:{partition}:iam::{account}:role{self.role_path}{self.role_name}"
 
     @property
     def discovers(self) -> bool:

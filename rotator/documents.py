@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rotator import partitions
 from rotator.errors import CorruptRecord
 from rotator.model import Plan, Rotation, StepRecord, utc_iso
 from rotator.rotation.org import AccountResult, OrgResult
@@ -65,7 +66,8 @@ def validate_document(path: Path, config: Config, warnings: Sequence[str] = ()) 
     accounts: dict[str, Any] | None = None
     if config.accounts is not None:
         a = config.accounts
-        role = a.role_arn or (a.role_name and a.role_for("{account}"))
+        partition = partitions.of_session(config.aws.region, config.aws.profile)
+        role = a.role_arn or (a.role_name and a.role_for("{account}", partition))
         accounts = {
             "members": [m.id for m in a.members],
             "organization_ous": list(a.organization.ous) if a.organization else None,

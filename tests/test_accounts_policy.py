@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rotator.accounts import AccountsSettings, select_accounts
+from rotator.aws import Aws
 from rotator.errors import ConfigError
+from rotator.journal import MemoryJournal
 from rotator.model import Kind
 from rotator.policy import Account
+from rotator.rotation.org import OrgSweep
 from rotator.settings import load_config
 from rotator.sinks.base import SinkKey, naming_accounts
 
@@ -216,3 +220,30 @@ def test_account_name_in_sink_templates() -> None:
     with naming_accounts({"111111111111": "prod"}):
         assert key.fields()["account_name"] == "prod"
     assert key.fields()["account_name"] == "111111111111"
+
+
+@pytest.mark.parametrize(
+    ("region", "arn"),
+    [
+        ("eu-west-1", "arn:aws:iam::111122223333:role/rotator-member"),
+        ("cn-north-1", "arn:aws-cn:iam::111122223333:role/rotator-member"),
+        ("us-gov-west-1", "arn:aws-us-gov:iam::111122223333:role/rotator-member"),
+    ],
+)
+async def test_a_member_role_is_assumed_in_the_hubs_partition(
+    tmp_path: Path, region: str, arn: str
+) -> None:
+    """A hub in China or GovCloud assumes ``arn:aws-cn:…`` / ``arn:aws-us-gov:…`` roles:
+    an ``arn:aws`` role does not exist there."""
+    config = load_config(write(tmp_path, ORG + RULE))
+    hub = Aws(region=region)
+    assumed: list[str] = []
+
+    async def assume_role(role: str, **_: Any) -> Aws:
+        assumed.append(role)
+        return hub
+
+    hub.assume_role = assume_role  # type: ignore[method-assign]
+    org = OrgSweep(config=config, journal=MemoryJournal(), aws=hub)
+    await org.aws_for(Account(id="111122223333"))
+    assert assumed == [arn]

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from rotator import partitions
 from rotator.entrypoints import cli_daemon, cli_deploy, cli_profile, cli_report
 from rotator.entrypoints.exits import (
     EPILOG,
@@ -184,7 +185,10 @@ def validate(
             where.append(f"discovered in {ous}")
         if accounts.include_self:
             where.append("this account")
-        role = accounts.role_arn or (accounts.role_name and accounts.role_for("{account}"))
+        partition = partitions.of_session(cfg.aws.region, cfg.aws.profile)
+        role = accounts.role_arn or (
+            accounts.role_name and accounts.role_for("{account}", partition)
+        )
         line = f"  accounts: {'; '.join(where)}; role {role or '-'}"
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     for rule in cfg.rules:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rotator import audit
+from rotator import audit, partitions
 from rotator.accounts import AccountsSettings, select_accounts
 from rotator.aws import Aws, aws_errors
 from rotator.errors import AwsError, InputError, RotatorError
@@ -338,7 +338,7 @@ class OrgSweep:
         if account.hub:
             return self.hub.limited(rate)
         return await self.hub.assume_role(
-            self.settings.role_for(account.id),
+            self.settings.role_for(account.id, partitions.for_region(self.hub.session_region)),
             session_name=self.settings.session_name,
             external_id=self.settings.external_id,
             duration=self.settings.session_duration,
