@@ -124,8 +124,11 @@ def test_a_paused_worker_never_leaves_an_extra_key_nor_loses_a_secret(
         assert report["outcome"] == "completed", report
     finally:
         held.release()
-        held.answered.wait(10)
+        # A's create reaches IAM (phase "before") and is answered before A runs again and
+        # before the next sweep looks: on a loaded machine this can take a while.
+        answered = held.answered.wait(60)
         os.kill(a.pid, signal.SIGCONT)
+    assert answered, "A's held CreateAccessKey was never answered"
     out, err = a.communicate(timeout=60)
     assert a.returncode == 0, out + err
     (late,) = json.loads(out)["results"]
@@ -141,7 +144,7 @@ def test_a_paused_worker_never_leaves_an_extra_key_nor_loses_a_secret(
     assert after.code == 0, after.stdout + after.stderr
     (cleanup,) = after.json()["results"]
     if phase == "before":  # A's create was applied after B had finished
-        assert cleanup["outcome"] == "cleaned", cleanup
+        assert cleanup["outcome"] == "cleaned", (cleanup, proxy.counts())
     else:  # applied before B looked: B deleted it as an orphan during its own create
         assert cleanup["outcome"] == "skipped", cleanup
         b_create = [e for e in events if e.get("step") == "create" and e["outcome"] == "done"]
