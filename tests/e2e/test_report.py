@@ -457,15 +457,7 @@ def test_asff_findings_are_in_the_region_and_partition_rotator_acts_in(
 ) -> None:
     """No ``[aws] region``: the environment's region (AWS_DEFAULT_REGION) and its partition
     name the product and the resources."""
-    import boto3
-
-    gov = boto3.client(
-        "iam",
-        endpoint_url=sandbox.url,
-        region_name="us-gov-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    gov = sandbox.client("iam", region="us-gov-west-1")
     gov.create_user(UserName="gov")
     gov.create_access_key(UserName="gov")
     cli.write_policy(max_age="90d")

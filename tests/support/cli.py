@@ -147,18 +147,8 @@ class Cli:
         and all."""
         main, side = pty.openpty()
         written: list[bytes] = []
-
-        def drain() -> None:  # keep reading, or the child blocks on a full terminal
-            while True:
-                try:
-                    chunk = os.read(main, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    return
-                if not chunk:
-                    return
-                written.append(chunk)
-
-        reader = threading.Thread(target=drain, daemon=True)
+        # Keep reading, or the child blocks on a full terminal.
+        reader = threading.Thread(target=_drain, args=(main, written), daemon=True)
         reader.start()
         try:
             done = subprocess.run(
@@ -192,20 +182,13 @@ class Cli:
                 stderr=subprocess.PIPE,
             )
             os.close(side)
-            written = b""
-            while True:
-                try:
-                    chunk = os.read(main, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                written += chunk
+            shown: list[bytes] = []
+            _drain(main, shown)
             _, stderr = proc.communicate(timeout=120)
         finally:
             os.close(main)
             self.unset.discard("COLUMNS")
-        text = _CONTROL.sub("", written.decode(errors="replace")).replace("\r", "")
+        text = _CONTROL.sub("", b"".join(shown).decode(errors="replace")).replace("\r", "")
         return Result(proc.returncode, text, stderr.decode(errors="replace"))
 
     # -- what the run left behind ----------------------------------------------------------
@@ -236,3 +219,15 @@ class Cli:
         for path in self.tmp.glob("journal.db*"):
             out += path.read_bytes()
         return out
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    """Read the terminal ``fd`` until the child closes it, appending each chunk to ``into``."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            return
+        if not chunk:
+            return
+        into.append(chunk)

@@ -40,11 +40,11 @@ class MotoSandbox:
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
 
-    def client(self, service: str, **creds: str) -> Any:
+    def client(self, service: str, *, region: str | None = None, **creds: str) -> Any:
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name=self.region,
+            region_name=region or self.region,
             aws_access_key_id=creds.get("access_key_id", "testing"),
             aws_secret_access_key=creds.get("secret_access_key", "testing"),
         )
